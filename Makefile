@@ -1,0 +1,18 @@
+# The two commands of the quick start. Each creates .venv from requirements.txt when missing.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+WORKDIR ?= workdirs/default
+
+.PHONY: train test
+
+$(VENV)/installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+train: $(VENV)/installed
+	$(PYTHON) train.py --config configs/default.py --workdir $(WORKDIR)
+
+test: $(VENV)/installed
+	$(PYTHON) -m pytest tests

@@ -1,0 +1,65 @@
+"""The default run: the built-in synthetic faces (15 keypoints, 96x96 grayscale), CPU-sized.
+
+  python train.py --config configs/default.py --workdir workdirs/default
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.name = "default"
+  config.seed = 0  # parameter initialisation, shuffling and augmentation
+
+  config.data = data = ml_collections.ConfigDict()
+  data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES
+  data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
+  data.image_size = 96  # synthetic images are image_size x image_size x 1
+  data.num_train = 20_000  # synthetic split sizes (each size set is prepared once)
+  data.num_validation = 1_000
+  data.num_test = 1_000
+  data.generator_seed = 0  # seed of the synthetic generator (not of training)
+  data.keypoints = ()  # names of a keypoint subset to train on; () keeps all
+  data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
+  data.image_std = 0.25
+  data.cache = True  # keep the decoded training split in memory
+  data.shuffle_buffer = 20_000  # examples; at least the split size shuffles whole epochs
+  data.prefetch = 4  # batches prepared ahead of the train step
+  data.augment = augment = ml_collections.ConfigDict()
+  augment.max_rotation_deg = 10.0  # random rotation in [-max, max]
+  augment.scale_range = (0.9, 1.1)  # random zoom
+  augment.max_shift = 0.05  # random shift, as a fraction of the image size
+  augment.flip_probability = 0.5  # horizontal flip, swapping left/right keypoints
+
+  config.model = model = ml_collections.ConfigDict()
+  model.name = "seed_cnn"  # a key of kp_jax.models.MODELS
+  model.features = (32, 32, 64, 128)  # one conv -> ReLU -> pool block per entry
+  model.kernel_size = 3
+  model.conv_strides = (2, 1, 1, 1)  # one per block: the first halves the resolution
+  model.padding = "SAME"  # "VALID" as in Keras, or "SAME"
+  model.pool = "max"  # "max" or "avg"
+  model.dense_features = 256
+
+  config.loss = "l2"  # a key of kp_jax.losses.LOSSES
+
+  config.optimizer = opt = ml_collections.ConfigDict()
+  opt.name = "rmsprop"  # "rmsprop" or "adam"
+  opt.learning_rate = 1e-3  # peak of the warmup + cosine schedule
+  opt.warmup_steps = 100
+  opt.final_lr_fraction = 0.01  # the cosine ends at learning_rate * this
+  opt.rmsprop_decay = 0.9
+  opt.eps = 1e-7
+  opt.grad_clip_norm = 1.0  # clip the global gradient norm
+
+  config.batch_size = 64  # global: split over all devices of all hosts
+  config.eval_batch_size = 250
+  config.num_train_steps = 3000
+  config.log_every_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  config.keep_last_checkpoints = 2
+  config.keep_best_checkpoints = 1  # by validation NME
+  config.parallel = "auto"  # "jit" (sharded over a device mesh), "pmap", or "auto": pmap when
+  #                           more than one local device
+  return config

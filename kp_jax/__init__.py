@@ -1,0 +1,1 @@
+"""kp-jax: CNN image keypoint detection in JAX/Flax."""

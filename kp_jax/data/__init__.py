@@ -1,0 +1,1 @@
+"""Data: sources -> common example -> tf.data pipeline -> NumPy batches."""

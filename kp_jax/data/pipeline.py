@@ -1,0 +1,155 @@
+"""Input pipeline: source -> process shard -> shuffle -> repeat -> augment -> batch -> NumPy.
+
+The training stream is a pure function of (seed, process, step): epoch `e` is this process's
+shard shuffled with seed (seed, e), and the example at global stream position `i` is augmented
+with the stateless seed (seed, i). Starting at a step therefore only skips undecoded records,
+and a resumed run sees exactly the batches an uninterrupted one would have seen.
+
+Batches come out as NumPy arrays of shape [local_devices, per_device_batch, ...], so the train
+loop never touches TensorFlow.
+"""
+
+import math
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from kp_jax.data import synthetic, transforms
+from kp_jax.data.keypoints import KeypointSpec
+from kp_jax.data.source import Source
+
+SOURCES = {
+    "synthetic_faces": synthetic.source,
+}
+
+
+def get_source(data_config) -> Source:
+  if data_config.source not in SOURCES:
+    raise ValueError(f"config.data.source={data_config.source!r} is not a known source; "
+                     f"choose one of {sorted(SOURCES)}.")
+  return SOURCES[data_config.source](data_config)
+
+
+def keypoint_subset(data_config, spec: KeypointSpec) -> tuple[KeypointSpec, list[int] | None]:
+  """The spec the model sees, and the indices selecting it (None: all keypoints)."""
+  names = list(data_config.keypoints)
+  if not names:
+    return spec, None
+  try:
+    subset = spec.subset(names)
+  except ValueError as e:
+    raise ValueError(f"config.data.keypoints: {e}") from None
+  return subset, [spec.index(n) for n in names]
+
+
+def _common_ops(data_config, indices):
+  ops = [transforms.select_keypoints(indices)] if indices is not None else []
+  ops.append(transforms.normalize_image(data_config.image_mean, data_config.image_std))
+
+  def apply(example):
+    example = {k: example[k] for k in ("image", "keypoints", "visible", "norm")}
+    for op in ops:
+      example = op(example)
+    return example
+  return apply
+
+
+def _split_for_devices(batch: dict, num_devices: int) -> dict:
+  return {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
+
+
+def _local_batch_size(global_batch: int, process_count: int, local_devices: int, key: str) -> int:
+  if global_batch % (process_count * local_devices):
+    raise ValueError(f"config.{key}={global_batch} must be divisible by the number of devices "
+                     f"({process_count * local_devices}).")
+  return global_batch // process_count
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
+                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+  """Endless augmented training batches, starting at `start_step`."""
+  data = config.data
+  spec, indices = keypoint_subset(data, source.spec)
+  local_batch = _local_batch_size(config.batch_size, process_count, local_devices, "batch_size")
+  shard = source.load("train", process_index, process_count).map(
+      _common_ops(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
+  if data.cache:
+    shard = shard.cache()
+  shard_size = int(shard.cardinality())
+  if shard_size <= 0:
+    raise ValueError(f"{source.name}: the train split of process {process_index} is empty.")
+
+  # Seeds differ per process, so hosts augment their own shards independently.
+  seed = config.seed * 1_000_003 + process_index
+  start = start_step * local_batch
+  first_epoch = start // shard_size
+  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+  stream = epochs.flat_map(lambda epoch: shard.shuffle(
+      min(data.shuffle_buffer, shard_size), seed=seed * 7919 + epoch,
+      reshuffle_each_iteration=False))
+  stream = stream.enumerate(start=first_epoch * shard_size).skip(start % shard_size)
+
+  augment = transforms.random_affine(
+      spec.flip_permutation(), data.augment.max_rotation_deg, tuple(data.augment.scale_range), data.augment.max_shift,
+      data.augment.flip_probability)
+  stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
+                      num_parallel_calls=tf.data.AUTOTUNE)
+  stream = stream.batch(local_batch, drop_remainder=True).prefetch(data.prefetch)
+  for batch in stream.with_options(_options()).as_numpy_iterator():
+    yield _split_for_devices(batch, local_devices)
+
+
+def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
+  """Batches per process: enough for the largest process shard, the same on every process."""
+  if split not in source.split_sizes:
+    raise ValueError(f"{source.name} has no split {split!r}; it has {sorted(source.split_sizes)}.")
+  if source.split_sizes[split] == 0:
+    raise ValueError(f"{source.name}: split {split!r} is empty.")
+  return math.ceil(source.split_sizes[split] / global_batch)
+
+
+def eval_iterator(config, source: Source, split: str, *, local_devices: int,
+                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+  """One pass over `split`, unaugmented, padded to whole batches with a `mask` (1 = real)."""
+  local_batch = _local_batch_size(config.eval_batch_size, process_count, local_devices,
+                                  "eval_batch_size")
+  num_batches = num_eval_batches(source, split, config.eval_batch_size)
+  _, indices = keypoint_subset(config.data, source.spec)
+  ds = source.load(split, process_index, process_count).map(
+      _common_ops(config.data, indices), num_parallel_calls=tf.data.AUTOTUNE)
+  batches = ds.batch(local_batch).prefetch(2).with_options(_options()).as_numpy_iterator()
+  template = None
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if batch is None:  # this process ran out before the others: a fully masked batch
+      batch = {k: v[:0] for k, v in template.items()}
+    template = batch
+    real = len(batch["image"])
+    padded = {k: np.concatenate([v, np.zeros((local_batch - real, *v.shape[1:]), v.dtype)])
+              for k, v in batch.items()}
+    padded["mask"] = (np.arange(local_batch) < real).astype(np.float32)
+    yield _split_for_devices(padded, local_devices)
+
+
+def training_mean_shape(data_config, source: Source) -> np.ndarray:
+  """Mean training keypoints [K, 2] (each over the examples where it is visible)."""
+  _, indices = keypoint_subset(data_config, source.spec)
+  ds = source.load("train", 0, 1).map(lambda ex: (ex["keypoints"], ex["visible"]))
+  if indices is not None:
+    ds = ds.map(lambda k, v: (tf.gather(k, indices), tf.gather(v, indices)))
+  total, count = 0.0, 0.0
+  for keypoints, visible in ds.batch(4096).as_numpy_iterator():
+    total = total + (keypoints * visible[..., None]).sum(0, dtype=np.float64)
+    count = count + visible.sum(0, dtype=np.float64)
+  if np.any(count == 0):
+    raise ValueError(f"{source.name}: keypoints {np.flatnonzero(count == 0).tolist()} are never "
+                     "visible in the train split, so the mean-shape baseline is undefined.")
+  return (total / count[:, None]).astype(np.float32)

@@ -1,0 +1,329 @@
+"""Training and evaluation: pure steps compiled with `jax.jit` (over a device mesh) or `jax.pmap`.
+
+`train_and_evaluate(config, workdir)` is the whole run: it resumes from the latest checkpoint in
+`workdir/checkpoints`, trains, evaluates, checkpoints, and leaves the outputs described in the
+README (metrics.jsonl, summary.json, predictions.png, TensorBoard events).
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax import jax_utils
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from kp_jax import checkpoint, losses, metrics, visualize
+from kp_jax.data import pipeline
+from kp_jax.models import create_model
+
+AXIS_NAME = "batch"  # the pmap axis over which gradients and metric sums are reduced
+PARALLEL_MODES = ("auto", "jit", "pmap")
+OPTIMIZERS = {
+    "rmsprop": lambda lr, c: optax.rmsprop(lr, decay=c.rmsprop_decay, eps=c.eps),
+    "adam": lambda lr, c: optax.adam(lr, eps=c.eps),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordinates: models predict normalised coordinates in [0, 1]; data and metrics use pixels.
+
+
+def to_normalised(points_px, image_hw):
+  return (points_px + 0.5) / jnp.array(image_hw[::-1], jnp.float32)
+
+
+def to_pixels(points_normalised, image_hw):
+  return points_normalised * jnp.array(image_hw[::-1], jnp.float32) - 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# State and optimiser.
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+  opt = config.optimizer
+  if opt.name not in OPTIMIZERS:
+    raise ValueError(f"config.optimizer.name={opt.name!r} is not known; "
+                     f"choose one of {sorted(OPTIMIZERS)}.")
+  if not 0 <= opt.warmup_steps < config.num_train_steps:
+    raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps} must be in "
+                     f"[0, config.num_train_steps={config.num_train_steps}).")
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
+      decay_steps=config.num_train_steps, end_value=opt.learning_rate * opt.final_lr_fraction)
+  return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm),
+                     OPTIMIZERS[opt.name](schedule, opt))
+
+
+def create_train_state(config, model, image_shape, rng) -> train_state.TrainState:
+  params = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))["params"]
+  return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                       tx=create_optimizer(config))
+
+
+def checkpointable(state: train_state.TrainState) -> dict:
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure steps.
+
+
+def train_step(state, batch, *, loss_name: str, axis_name: str | None = None):
+  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params})."""
+  image_hw = batch["image"].shape[-3:-1]
+  target = to_normalised(batch["keypoints"], image_hw)
+
+  def loss_fn(params):
+    pred = state.apply_fn({"params": params}, batch["image"], train=True)
+    return losses.LOSSES[loss_name](pred, target, batch["visible"])
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  if axis_name is not None:  # each replica saw an equal share of the batch
+    loss, grads = jax.lax.pmean((loss, grads), axis_name)
+  new_state = state.apply_gradients(grads=grads)
+  return new_state, {"loss": loss, "l2_grads": optax.global_norm(grads),
+                     "l2_params": optax.global_norm(new_state.params)}
+
+
+def eval_step(state, batch, mean_shape, *, axis_name: str | None = None):
+  """Metric sums of the model and of the mean-shape baseline on a (masked) batch."""
+  image_hw = batch["image"].shape[-3:-1]
+  pred = to_pixels(state.apply_fn({"params": state.params}, batch["image"]), image_hw)
+  baseline = jnp.broadcast_to(mean_shape, pred.shape)
+  args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"])
+  sums = {"model": metrics.metric_sums(pred, *args),
+          "baseline": metrics.metric_sums(baseline, *args),
+          "num_examples": batch["mask"].sum()}
+  if axis_name is not None:
+    sums = jax.lax.psum(sums, axis_name)
+  return sums
+
+
+# ---------------------------------------------------------------------------------------------
+# Device layouts.
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+  """Where state and batches live, and the steps compiled for that layout.
+
+  Batches arrive from the pipeline as NumPy [local_devices, per_device, ...].
+  """
+  mode: str
+  train_step: Callable
+  eval_step: Callable
+  put_state: Callable  # host pytree -> device layout
+  get_state: Callable  # device layout -> host NumPy pytree
+  put_batch: Callable
+  first: Callable  # replicated step outputs -> one copy
+
+
+def resolve_mode(mode: str) -> str:
+  if mode not in PARALLEL_MODES:
+    raise ValueError(f"config.parallel={mode!r}: choose one of {PARALLEL_MODES}.")
+  if mode == "auto":
+    return "pmap" if jax.local_device_count() > 1 else "jit"
+  return mode
+
+
+def make_parallel(mode: str, loss_name: str) -> Parallel:
+  mode = resolve_mode(mode)
+  if mode == "pmap":
+    return Parallel(
+        mode=mode,
+        train_step=jax.pmap(
+            functools.partial(train_step, loss_name=loss_name, axis_name=AXIS_NAME),
+            axis_name=AXIS_NAME, donate_argnums=(0,)),
+        eval_step=jax.pmap(functools.partial(eval_step, axis_name=AXIS_NAME),
+                           axis_name=AXIS_NAME, in_axes=(0, 0, None)),
+        put_state=jax_utils.replicate,
+        get_state=lambda state: jax.device_get(jax_utils.unreplicate(state)),
+        put_batch=lambda batch: batch,
+        first=lambda tree: jax.tree.map(lambda x: x[0], tree),
+    )
+  # jit over a 1-D mesh: the batch is split over the `data` axis, the state replicated.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+  def put_batch(batch):
+    return {k: jax.make_array_from_process_local_data(
+        batch_sharding, v.reshape(-1, *v.shape[2:])) for k, v in batch.items()}
+
+  return Parallel(
+      mode=mode,
+      train_step=jax.jit(functools.partial(train_step, loss_name=loss_name),
+                         out_shardings=replicated, donate_argnums=(0,)),
+      eval_step=jax.jit(eval_step, out_shardings=replicated),
+      put_state=lambda state: jax.device_put(state, replicated),
+      get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),
+      put_batch=put_batch,
+      first=lambda tree: tree,
+  )
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and outputs.
+
+
+def evaluate(parallel: Parallel, state, config, source, split: str, mean_shape) -> dict:
+  """Model and baseline metrics over a whole split; every example counted exactly once."""
+  total = None
+  for batch in pipeline.eval_iterator(config, source, split,
+                                      local_devices=jax.local_device_count(),
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count()):
+    sums = parallel.eval_step(state, parallel.put_batch(batch), mean_shape)
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  total = jax.device_get(parallel.first(total))  # a host-device sync point
+  return {**metrics.summarize(total["model"]),
+          **metrics.summarize(total["baseline"], prefix="baseline_"),
+          "num_examples": int(total["num_examples"])}
+
+
+class MetricsLog:
+  """`metrics.jsonl` (one {"step", "split", ...} object a line) plus clu writers."""
+
+  def __init__(self, workdir: str, is_writer: bool):
+    self.writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)
+    self.path = os.path.join(workdir, "metrics.jsonl") if is_writer else None
+
+  def write(self, step: int, split: str, values: dict):
+    self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
+    if self.path:
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+
+  def close(self):
+    self.writer.flush()
+    self.writer.close()
+
+
+def _mean_train_metrics(history: list, parallel: Parallel) -> dict:
+  """Averages the buffered per-step metrics; pulling them is a host-device sync point."""
+  stacked = jax.device_get([parallel.first(m) for m in history])
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+def _check_finite(values: dict, first_step: int, step: int, last_checkpoint):
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    raise FloatingPointError(
+        f"Non-finite training metrics {bad} in steps {first_step}-{step}; the last good "
+        f"checkpoint is step {last_checkpoint}. Lower config.optimizer.learning_rate or "
+        "config.optimizer.grad_clip_norm and run again (it resumes from that checkpoint).")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
+  run_start = time.time()
+  is_writer = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  source = pipeline.get_source(config.data)
+  spec, _ = pipeline.keypoint_subset(config.data, source.spec)
+  image_shape = tuple(source.load("validation", 0, 1).element_spec["image"].shape)
+  model = create_model(config.model, spec.num_keypoints)
+  if config.loss not in losses.LOSSES:
+    raise ValueError(f"config.loss={config.loss!r}: choose one of {sorted(losses.LOSSES)}.")
+  parallel = make_parallel(config.parallel, config.loss)
+  logging.info("Data %s (%s), %d keypoints, images %s; %s on %d devices.", source.name,
+               source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
+               jax.device_count())
+
+  state = create_train_state(config, model, image_shape, jax.random.key(config.seed))
+  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"),
+                                      config.keep_last_checkpoints, config.keep_best_checkpoints)
+  meta = {"config_name": config.name, "source": source.name, "keypoint_names": spec.names,
+          "image_shape": image_shape}
+  last_checkpoint = manager.latest_step()
+  if last_checkpoint is not None:
+    restored, _ = checkpoint.restore(manager, last_checkpoint, checkpointable(state))
+    state = state.replace(**restored)
+    logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
+  start_step = int(state.step)
+  if is_writer:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  mean_shape = pipeline.training_mean_shape(config.data, source)
+  log = MetricsLog(workdir, is_writer)
+  train_iter = pipeline.train_iterator(
+      config, source, start_step=start_step, local_devices=jax.local_device_count(),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=log.writer, every_steps=config.log_every_steps)
+  num_steps = config.num_train_steps
+  device_state = parallel.put_state(state)
+  history, eval_results = [], None
+  first_logged_step = start_step + 1
+  train_seconds, timed_steps, step_clock = 0.0, 0, None
+
+  for step, batch in zip(range(start_step + 1, num_steps + 1), train_iter):
+    is_last_step = step == num_steps
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      device_state, step_metrics = parallel.train_step(device_state, parallel.put_batch(batch))
+    history.append(step_metrics)
+    report(step)
+
+    if step % config.log_every_steps == 0 or is_last_step:
+      values = _mean_train_metrics(history, parallel)
+      _check_finite(values, first_logged_step, step, last_checkpoint)
+      if step_clock is not None:  # the first interval holds compilation: leave it out
+        train_seconds += time.time() - step_clock
+        timed_steps += len(history)
+      log.write(step, "train", values)
+      history, first_logged_step = [], step + 1
+
+    eval_results = None
+    if step % config.eval_every_steps == 0 or is_last_step:
+      eval_results = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+      log.write(step, "validation", eval_results)
+
+    if step % config.checkpoint_every_steps == 0 or is_last_step:
+      checkpoint.save(manager, step, parallel.get_state(checkpointable(device_state)), meta,
+                      {"nme": eval_results["nme"]} if eval_results else None)
+      last_checkpoint = step
+    step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
+
+  if eval_results is None:  # resumed a finished run: evaluate what is there
+    eval_results = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+  host_state = parallel.get_state(device_state)
+  summary = {
+      "config": config.name, "source": source.name, "split": "validation",
+      **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
+      "nme_baseline": eval_results["baseline_nme"],
+      "nme_ratio_to_baseline": eval_results["nme"] / eval_results["baseline_nme"],
+      "steps": int(host_state.step), "batch_size": config.batch_size,
+      "wall_seconds": time.time() - run_start,
+      "train_images_per_sec": (timed_steps * config.batch_size / train_seconds
+                               if train_seconds else None),
+      "parallel": parallel.mode, "devices": jax.device_count(),
+  }
+  if is_writer:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
+    images = batch["image"][0]
+    pred = to_pixels(model.apply({"params": host_state.params}, images), images.shape[1:3])
+    visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
+                        batch["keypoints"][0], batch["visible"][0], spec, config.data)
+  log.close()
+  manager.close()
+  logging.info("Summary: %s", json.dumps(summary))
+  return summary

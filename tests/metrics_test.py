@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from kp_jax import metrics
+
+
+def reference_metrics(pred, true, visible, norm, mask):
+  """Float64 loops over examples and keypoints, written from the definitions."""
+  sq_sum = coords = 0.0
+  nmes, pck = [], {t: [0, 0] for t in metrics.PCK_THRESHOLDS}
+  for i in range(len(pred)):
+    if not mask[i]:
+      continue
+    errors = []
+    for k in range(pred.shape[1]):
+      if visible[i, k]:
+        dx, dy = float(pred[i, k, 0]) - true[i, k, 0], float(pred[i, k, 1]) - true[i, k, 1]
+        sq_sum += dx * dx + dy * dy
+        coords += 2
+        e = np.hypot(dx, dy)
+        errors.append(e)
+        for t in pck:
+          pck[t][0] += e <= t * norm[i]
+          pck[t][1] += 1
+    if errors:
+      nmes.append(np.mean(errors) / norm[i])
+  out = {"rmse_px": np.sqrt(sq_sum / coords), "nme": np.mean(nmes),
+         f"failure@{metrics.FAILURE_THRESHOLD}": np.mean(np.array(nmes) > 0.1)}
+  out.update({f"pck@{t}": hits / total for t, (hits, total) in pck.items()})
+  return out
+
+
+def test_metrics_match_a_float64_reference_with_masks_and_invisible_keypoints():
+  rng = np.random.default_rng(0)
+  b, k = 37, 15
+  true = rng.uniform(0, 96, (b, k, 2)).astype(np.float32)
+  pred = (true + rng.normal(0, 3, (b, k, 2))).astype(np.float32)
+  visible = (rng.uniform(size=(b, k)) > 0.2).astype(np.float32)
+  visible[3] = 0  # an example with nothing visible counts in no average
+  norm = rng.uniform(20, 40, b).astype(np.float32)
+  mask = (np.arange(b) < 30).astype(np.float32)  # padding
+  pred[30:] = 1e6  # padded rows must not matter
+  sums = metrics.metric_sums(pred, true, visible, norm, mask)
+  got = metrics.summarize({name: np.asarray(s) for name, s in sums.items()})
+  want = reference_metrics(pred, true, visible, norm, mask)
+  assert got.keys() == want.keys()
+  for name in want:
+    assert got[name] == pytest.approx(want[name], rel=1e-5), name
+
+
+def test_hand_computed_values():
+  # Two keypoints, norm 10: errors 3-4-5 -> 5 px and 0 px.
+  true = np.zeros((1, 2, 2), np.float32)
+  pred = np.array([[[3.0, 4.0], [0.0, 0.0]]], np.float32)
+  got = metrics.summarize(metrics.metric_sums(pred, true, np.ones((1, 2), np.float32),
+                                              np.array([10.0], np.float32)))
+  assert got["nme"] == pytest.approx(0.25)  # (5 + 0) / 2 / 10
+  assert got["rmse_px"] == pytest.approx(np.sqrt(25 / 4))  # 9 + 16 over four coordinates
+  assert got["pck@0.05"] == pytest.approx(0.5)  # 0 <= 0.5, 5 > 0.5
+  assert got["pck@0.1"] == pytest.approx(0.5)  # 5 > 1
+  assert got["failure@0.1"] == pytest.approx(1.0)
+
+
+def test_sums_add_up_across_batches():
+  rng = np.random.default_rng(1)
+  args = [rng.uniform(0, 50, (8, 4, 2)), rng.uniform(0, 50, (8, 4, 2)),
+          (rng.uniform(size=(8, 4)) > 0.3), rng.uniform(5, 9, 8)]
+  args = [np.asarray(a, np.float32) for a in args]
+  whole = metrics.summarize(metrics.metric_sums(*args))
+  halves = [metrics.metric_sums(*[a[s] for a in args]) for s in (slice(0, 3), slice(3, 8))]
+  summed = metrics.summarize({n: halves[0][n] + halves[1][n] for n in halves[0]})
+  for name in whole:
+    assert summed[name] == pytest.approx(whole[name], rel=1e-6)

@@ -1,0 +1,99 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import NUM_DEVICES
+from kp_jax.data import pipeline
+from kp_jax.data.keypoints import FACE5_NAMES
+
+
+def take(iterator, n):
+  return list(itertools.islice(iterator, n))
+
+
+def test_train_batches_are_split_across_devices(config):
+  source = pipeline.get_source(config.data)
+  batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES))
+  per_device = config.batch_size // NUM_DEVICES
+  assert batch["image"].shape == (NUM_DEVICES, per_device, 32, 32, 1)
+  assert batch["image"].dtype == np.float32
+  assert batch["keypoints"].shape == (NUM_DEVICES, per_device, 15, 2)
+  assert batch["visible"].shape == (NUM_DEVICES, per_device, 15)
+  assert batch["norm"].shape == (NUM_DEVICES, per_device)
+
+
+def test_starting_at_a_step_continues_the_same_stream(config):
+  # 96 examples / 16 a batch = 6 steps an epoch: steps 5..9 cross an epoch boundary.
+  source = pipeline.get_source(config.data)
+  whole = take(pipeline.train_iterator(config, source, start_step=0, local_devices=1), 10)
+  resumed = take(pipeline.train_iterator(config, source, start_step=5, local_devices=1), 5)
+  for a, b in zip(whole[5:], resumed):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  assert not np.array_equal(whole[0]["image"], whole[6]["image"])  # epochs are reshuffled
+
+
+def test_each_epoch_sees_every_example_once(config):
+  config.data.augment.scale_range = (1.0, 1.0)  # keep `norm` as each example's fingerprint
+  source = pipeline.get_source(config.data)
+  raw = sorted(float(ex["norm"]) for ex in source.load("train", 0, 1).as_numpy_iterator())
+  for epoch in range(2):
+    batches = take(pipeline.train_iterator(config, source, start_step=6 * epoch,
+                                           local_devices=1), 6)
+    seen = sorted(np.concatenate([b["norm"].ravel() for b in batches]).tolist())
+    np.testing.assert_allclose(seen, raw, rtol=1e-6)
+
+
+def test_process_shards_partition_the_split(config):
+  config.data.augment.scale_range = (1.0, 1.0)
+  source = pipeline.get_source(config.data)
+  shards = [sorted(float(ex["norm"]) for ex in source.load("train", i, 3).as_numpy_iterator())
+            for i in range(3)]
+  everything = sorted(float(ex["norm"]) for ex in source.load("train", 0, 1).as_numpy_iterator())
+  assert sorted(sum(shards, [])) == everything and all(len(s) == 32 for s in shards)
+
+
+def test_eval_pads_the_last_batch_and_masks_it(config):
+  source = pipeline.get_source(config.data)
+  batches = list(pipeline.eval_iterator(config, source, "validation", local_devices=NUM_DEVICES))
+  assert len(batches) == 3  # 21 examples in batches of 8
+  masks = np.stack([b["mask"].ravel() for b in batches])
+  assert masks.sum() == 21 and masks[-1].tolist() == [1] * 5 + [0] * 3
+  assert np.all(batches[-1]["image"].reshape(8, -1)[5:] == 0)
+
+
+def test_processes_run_the_same_number_of_eval_batches(config):
+  source = pipeline.get_source(config.data)
+  counts, real = [], 0
+  for index in range(2):  # 21 examples over 2 processes: 11 and 10
+    batches = list(pipeline.eval_iterator(config, source, "validation", local_devices=2,
+                                          process_index=index, process_count=2))
+    counts.append(len(batches))
+    real += sum(b["mask"].sum() for b in batches)
+  assert counts == [3, 3] and real == 21
+
+
+def test_keypoint_subset_selects_and_remaps_flip_pairs(config):
+  config.data.keypoints = FACE5_NAMES
+  source = pipeline.get_source(config.data)
+  spec, indices = pipeline.keypoint_subset(config.data, source.spec)
+  assert spec.names == FACE5_NAMES and indices == [0, 1, 10, 11, 12]
+  np.testing.assert_array_equal(spec.flip_permutation(), [1, 0, 2, 4, 3])
+  batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  assert batch["keypoints"].shape[-2:] == (5, 2)
+
+
+def test_configuration_errors_name_the_key(config):
+  config.data.source = "imagenet"
+  with pytest.raises(ValueError, match=r"config.data.source='imagenet'.*synthetic_faces"):
+    pipeline.get_source(config.data)
+  config.data.source = "synthetic_faces"
+  config.data.keypoints = ("left_eye_center", "third_eye")
+  with pytest.raises(ValueError, match=r"config.data.keypoints.*third_eye"):
+    pipeline.keypoint_subset(config.data, pipeline.get_source(config.data).spec)
+  config.data.keypoints = ()
+  config.batch_size = 18
+  with pytest.raises(ValueError, match=r"config.batch_size=18 must be divisible .* \(4\)"):
+    next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                 local_devices=NUM_DEVICES))

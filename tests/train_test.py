@@ -1,0 +1,165 @@
+import functools
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import NUM_DEVICES, tiny_config
+from kp_jax import checkpoint, metrics, train
+from kp_jax.data import pipeline
+from kp_jax.models import create_model
+
+
+def initial_state(config):
+  source = pipeline.get_source(config.data)
+  model = create_model(config.model, 15)
+  state = train.create_train_state(config, model, (32, 32, 1), jax.random.key(0))
+  return jax.device_get(state), source  # on the host: the donating steps consume device buffers
+
+
+def final_params(config, workdir):
+  template, _ = initial_state(config)
+  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 1, 1)
+  step = manager.latest_step()
+  restored, meta = checkpoint.restore(manager, step, train.checkpointable(template))
+  manager.close()
+  return step, restored["params"], meta
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+  """One uninterrupted tiny run, shared by the tests that read its outputs."""
+  config = tiny_config(data_dir)
+  workdir = str(tmp_path_factory.mktemp("run"))
+  summary = train.train_and_evaluate(config, workdir)
+  return config, workdir, summary
+
+
+def test_jit_and_pmap_match_a_single_device_run(config):
+  state, source = initial_state(config)
+  batches = list(itertools.islice(
+      pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 3))
+  single = jax.jit(functools.partial(train.train_step, loss_name="l2"))
+  results = {}
+  for mode in ("single", "jit", "pmap"):
+    if mode == "single":  # the whole global batch on one device, no collectives
+      s, losses = state, []
+      for b in batches:
+        s, m = single(s, {k: v.reshape(-1, *v.shape[2:]) for k, v in b.items()})
+        losses.append(float(m["loss"]))
+      results[mode] = (losses, jax.device_get(s.params))
+      continue
+    parallel = train.make_parallel(mode, "l2")
+    s, losses = parallel.put_state(state), []
+    for b in batches:
+      s, m = parallel.train_step(s, parallel.put_batch(b))
+      losses.append(float(parallel.first(m)["loss"]))
+    results[mode] = (losses, parallel.get_state(s).params)
+  ref_losses, ref_params = results["single"]
+  for mode in ("jit", "pmap"):
+    losses, params = results[mode]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert ref_losses[-1] != ref_losses[0]
+
+
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_evaluation_counts_each_example_once(config, mode):
+  state, source = initial_state(config)
+  parallel = train.make_parallel(mode, "l2")
+  mean_shape = pipeline.training_mean_shape(config.data, source)
+  got = train.evaluate(parallel, parallel.put_state(state), config, source, "validation",
+                       mean_shape)
+  assert got["num_examples"] == 21  # padded to 24, counted 21
+  # Reference: the whole split in one unpadded batch on the host.
+  examples = list(source.load("validation", 0, 1).as_numpy_iterator())
+  stack = lambda key: np.stack([e[key] for e in examples])
+  images = (stack("image").astype(np.float32) / 255 - 0.5) / 0.25
+  pred = train.to_pixels(state.apply_fn({"params": state.params}, images), (32, 32))
+  want = metrics.summarize(metrics.metric_sums(
+      np.asarray(pred), stack("keypoints"), stack("visible"), stack("norm")))
+  for name, value in want.items():
+    assert got[name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_a_run_writes_its_outputs_and_lowers_the_loss(trained):
+  config, workdir, summary = trained
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  train_losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert [r["step"] for r in records if r["split"] == "train"] == [5, 10, 15, 20]
+  assert train_losses[-1] < 0.7 * train_losses[0]
+  assert [r["step"] for r in records if r["split"] == "validation"] == [10, 20]
+  on_disk = json.load(open(os.path.join(workdir, "summary.json")))
+  assert on_disk == pytest.approx(summary)
+  for key in ("nme", "nme_baseline", "pck@0.05", "pck@0.1", "rmse_px", "steps",
+              "wall_seconds", "train_images_per_sec", "config"):
+    assert key in on_disk, key
+  assert on_disk["steps"] == 20 and on_disk["num_examples"] == 21
+  assert os.path.getsize(os.path.join(workdir, "predictions.png")) > 10_000
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tmp_path,
+                                                           monkeypatch):
+  config, reference_workdir, _ = trained
+  workdir = str(tmp_path)
+  real_save = checkpoint.save
+
+  def save_then_crash(manager, step, *args):
+    real_save(manager, step, *args)
+    if step == 10:
+      raise KeyboardInterrupt("simulated interruption after the step-10 checkpoint")
+
+  monkeypatch.setattr(checkpoint, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert final_params(config, workdir)[0] == 10
+  monkeypatch.setattr(checkpoint, "save", real_save)
+  summary = train.train_and_evaluate(tiny_config(data_dir), workdir)  # resumes at step 10
+  assert summary["steps"] == 20
+  train_steps = [json.loads(l)["step"] for l in open(os.path.join(workdir, "metrics.jsonl"))
+                 if '"train"' in l]
+  assert train_steps == [5, 10, 15, 20]  # steps 11-20 ran once, after the resume
+  _, resumed, meta = final_params(config, workdir)
+  _, uninterrupted, _ = final_params(config, reference_workdir)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
+    np.testing.assert_array_equal(a, b)
+  assert meta["keypoint_names"][0] == "left_eye_center"
+
+
+def test_bad_config_values_name_the_key(config, tmp_path):
+  for key, value, pattern in [
+      ("parallel", "tpu", r"config.parallel='tpu'"),
+      ("loss", "huber", r"config.loss='huber'.*l2"),
+  ]:
+    bad = tiny_config(config.data.data_dir)
+    setattr(bad, key, value)
+    with pytest.raises(ValueError, match=pattern):
+      train.train_and_evaluate(bad, str(tmp_path / key))
+  bad = tiny_config(config.data.data_dir)
+  bad.optimizer.name = "sgd"
+  with pytest.raises(ValueError, match=r"config.optimizer.name='sgd'.*adam"):
+    train.create_optimizer(bad)
+  bad.optimizer.name, bad.optimizer.warmup_steps = "rmsprop", 20
+  with pytest.raises(ValueError, match=r"config.optimizer.warmup_steps=20"):
+    train.create_optimizer(bad)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.batch_sizee=32", 'Did you mean "batch_size"'),
+    ("--config.batch_size=many", "--config.batch_size=many: invalid literal for int()"),
+])
+def test_train_command_rejects_unknown_keys_and_wrong_types(override, message, tmp_path):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "train.py", "--config=configs/default.py", f"--workdir={workdir}",
+       override], capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
+  assert result.returncode != 0 and message in result.stderr
+  assert not workdir.exists()  # refused before any work
