@@ -16,7 +16,7 @@ def get_config():
   data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES
   data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
   data.image_size = 96  # synthetic images are image_size x image_size x 1
-  data.num_train = 20_000  # synthetic split sizes (each size set is prepared once)
+  data.num_train = 10_000  # synthetic split sizes (each size set is prepared once)
   data.num_validation = 1_000
   data.num_test = 1_000
   data.generator_seed = 0  # seed of the synthetic generator (not of training)
@@ -24,7 +24,7 @@ def get_config():
   data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
   data.image_std = 0.25
   data.cache = True  # keep the decoded training split in memory
-  data.shuffle_buffer = 20_000  # examples; at least the split size shuffles whole epochs
+  data.shuffle_buffer = 10_000  # examples; at least the split size shuffles whole epochs
   data.prefetch = 4  # batches prepared ahead of the train step
   data.augment = augment = ml_collections.ConfigDict()
   augment.max_rotation_deg = 10.0  # random rotation in [-max, max]
@@ -54,7 +54,7 @@ def get_config():
 
   config.batch_size = 64  # global: split over all devices of all hosts
   config.eval_batch_size = 250
-  config.num_train_steps = 3000
+  config.num_train_steps = 2000
   config.log_every_steps = 50
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 500

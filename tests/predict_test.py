@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from kp_jax import predict
-from kp_jax.data import synthetic
+from kp_jax.data import faces
 
 from train_test import trained  # noqa: F401  (the shared trained run)
 
@@ -25,7 +25,7 @@ def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
   _, workdir, _ = trained
   paths = []
   for i, (height, width) in enumerate([(32, 32), (80, 60)]):
-    image = synthetic.render_example(np.random.default_rng([9, i]), 32)["image"][..., 0]
+    image = faces.render_example(np.random.default_rng([9, i]), 32)["image"][..., 0]
     path = str(tmp_path / f"face{i}.png")
     Image.fromarray(image).resize((width, height)).save(path)
     paths.append((path, height, width))

@@ -1,12 +1,12 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from kp_jax.data import synthetic
+from kp_jax.data import faces, synthetic
 
 
 def test_render_is_deterministic_and_well_formed():
-  a = synthetic.render_example(np.random.default_rng([0, 1, 2]), 96)
-  b = synthetic.render_example(np.random.default_rng([0, 1, 2]), 96)
+  a = faces.render_example(np.random.default_rng([0, 1, 2]), 96)
+  b = faces.render_example(np.random.default_rng([0, 1, 2]), 96)
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
   assert a["image"].shape == (96, 96, 1) and a["image"].dtype == np.uint8
@@ -17,7 +17,7 @@ def test_render_is_deterministic_and_well_formed():
 
 
 def test_examples_vary_and_some_keypoints_are_hidden():
-  examples = [synthetic.render_example(np.random.default_rng([0, 0, i]), 96)
+  examples = [faces.render_example(np.random.default_rng([0, 0, i]), 96)
               for i in range(150)]
   norms = np.array([e["norm"] for e in examples])
   # Scale 0.7-1.3 around an inter-ocular distance of 0.3 * 96 = 28.8 px.
@@ -36,14 +36,14 @@ def test_builder_is_deterministic_across_data_dirs(tmp_path):
   fields = dict(image_size=24, num_train=6, num_validation=3, num_test=2, seed=5)
   splits = []
   for name in ("a", "b"):
-    faces = synthetic.builder(data_dir=str(tmp_path / name), **fields)
-    assert faces.info.splits["validation"].num_examples == 3
-    splits.append(list(tfds.as_numpy(faces.as_dataset(split="train", shuffle_files=False))))
+    built = synthetic.builder(data_dir=str(tmp_path / name), **fields)
+    assert built.info.splits["validation"].num_examples == 3
+    splits.append(list(tfds.as_numpy(built.as_dataset(split="train", shuffle_files=False))))
   for x, y in zip(*splits):
     for key in ("image", "keypoints", "visible", "norm"):
       np.testing.assert_array_equal(x[key], y[key])
   # And equal to rendering directly, in the builder's order (by index).
-  direct = sorted((synthetic.render_example(np.random.default_rng([5, 0, i]), 24)
+  direct = sorted((faces.render_example(np.random.default_rng([5, 0, i]), 24)
                    for i in range(6)), key=lambda e: e["norm"])
   stored = sorted(splits[0], key=lambda e: e["norm"])
   for d, s in zip(direct, stored):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kp_jax.data import synthetic, transforms
+from kp_jax.data import faces, transforms
 from kp_jax.data.keypoints import FACE15
 
 SIZE = 48
@@ -67,7 +67,7 @@ def test_flip_keeps_left_and_right_keypoints_on_the_subjects_sides():
                                      max_shift=0.0, flip_probability=1.0)
   pairs = [(FACE15.index(a), FACE15.index(b)) for a, b in FACE15.flip_pairs]
   for i in range(20):
-    raw = synthetic.render_example(np.random.default_rng(i), 64)
+    raw = faces.render_example(np.random.default_rng(i), 64)
     example = {k: tf.constant(v) for k, v in raw.items()}
     example["image"] = tf.cast(example["image"], tf.float32)
     out = augment(example, tf.constant([0, i], tf.int64))
