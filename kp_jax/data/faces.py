@@ -3,7 +3,7 @@
 Faces are built in a canonical frame whose unit is the inter-ocular distance (origin between
 the eye centres, y down), drawn with anti-aliased signed distances, and placed by a random
 similarity transform; keypoints go through the same transform, so they are exact to sub-pixel
-precision. This module imports no TensorFlow, so generator worker processes start fast.
+precision. NumPy and SciPy only: the TFDS builder around it is in `synthetic.py`.
 """
 
 import numpy as np

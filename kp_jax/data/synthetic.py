@@ -1,14 +1,10 @@
 """The synthetic faces (`faces.py`) as a tensorflow-datasets builder.
 
 Each example is drawn from its own random stream, seeded by (dataset seed, split, index), so a
-split is the same on every machine and in any generation order; examples are rendered on all
-cores.
+split is the same on every machine and in any generation order.
 """
 
 import dataclasses
-import functools
-import multiprocessing
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -67,14 +63,9 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split):
     config = self.builder_config
     count = getattr(config, f"num_{split}")
-    render = functools.partial(_render, config.seed, SPLITS.index(split), config.image_size)
-    # "spawn": workers import only NumPy code, never a copy of this process's TF threads.
-    with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
-      yield from enumerate(pool.imap(render, range(count), chunksize=64))
-
-
-def _render(seed, split_index, image_size, index):
-  return render_example(np.random.default_rng([seed, split_index, index]), image_size)
+    for index in range(count):
+      rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
+      yield index, render_example(rng, config.image_size)
 
 
 def builder(data_dir=None, **config_fields) -> SyntheticFaces:
