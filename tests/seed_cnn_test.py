@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from configs import default
 from kp_jax.models import SeedCNN, create_model
 
 
@@ -26,6 +27,15 @@ def test_seed_cnn_at_96px_with_15_keypoints():
   # 96 -> conv 94 -> pool 47 -> conv 45 -> pool 22: 22*22*64 = 30,976 features.
   #   320 + 18,496 + (30,976*64 + 64) + (64*30 + 30) = 2,003,294.
   assert num_params(SeedCNN(num_keypoints=15), (96, 96, 1)) == 2_003_294
+
+
+def test_default_config_model_parameter_count():
+  # configs/default.py at 96x96, 15 keypoints, 'SAME', strides (2, 1, 1, 1):
+  #   96 -> conv/2 48 -> pool 24 -> conv 24 -> pool 12 -> conv 12 -> pool 6 -> conv 6 -> pool 3
+  #   conv: 9*1*32+32=320, 9*32*32+32=9,248, 9*32*64+64=18,496, 9*64*128+128=73,856
+  #   dense: 3*3*128*256+256=295,168; output 256*30+30=7,710; total 404,798.
+  model = create_model(default.get_config().model, 15)
+  assert num_params(model, (96, 96, 1)) == 404_798
 
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
