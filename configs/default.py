@@ -33,24 +33,31 @@ def get_config():
   augment.flip_probability = 0.5  # horizontal flip, swapping left/right keypoints
 
   config.model = model = ml_collections.ConfigDict()
-  model.name = "seed_cnn"  # a key of kp_jax.models.MODELS
-  model.features = (32, 32, 64, 128)  # one conv -> ReLU -> pool block per entry
-  model.kernel_size = 3
-  model.conv_strides = (2, 1, 1, 1)  # one per block: the first halves the resolution
-  model.padding = "SAME"  # "VALID" as in Keras, or "SAME"
-  model.pool = "max"  # "max" or "avg"
-  model.dense_features = 256
-
-  config.loss = "l2"  # a key of kp_jax.losses.LOSSES
+  model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+  model.backbone = backbone = ml_collections.ConfigDict()
+  backbone.name = "conv_pool"  # a key of kp_jax.models.BACKBONES; the other fields are its own
+  backbone.features = (32, 32, 64, 128)  # one conv -> ReLU -> pool block per entry
+  backbone.kernel_size = 3
+  backbone.conv_strides = (2, 1, 1, 1)  # one per block: the first halves the resolution
+  backbone.padding = "SAME"  # "VALID" as in Keras, or "SAME"
+  backbone.pool = "max"  # "max" or "avg"
+  model.head = head = ml_collections.ConfigDict()
+  head.name = "regression"  # a key of kp_jax.models.HEADS; the other fields are its own
+  head.hidden = (256,)  # dense layers before the 2K outputs
+  head.pool = "flatten"  # "flatten" or "avg"
+  head.loss = "l2"  # on errors in pixels: "l2", "l1", "smooth_l1" or "wing"
+  config.flip_test = False  # evaluate on image and mirror, averaged (slower evaluation)
 
   config.optimizer = opt = ml_collections.ConfigDict()
-  opt.name = "rmsprop"  # "rmsprop" or "adam"
+  opt.name = "rmsprop"  # "rmsprop", "adam" or "adamw"
   opt.learning_rate = 1e-3  # peak of the warmup + cosine schedule
   opt.warmup_steps = 100
   opt.final_lr_fraction = 0.01  # the cosine ends at learning_rate * this
   opt.rmsprop_decay = 0.9
   opt.eps = 1e-7
-  opt.grad_clip_norm = 1.0  # clip the global gradient norm
+  opt.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
+  opt.weight_decay = 0.0  # on kernels only (not biases or norms); decoupled for adamw
+  opt.ema_decay = 0.0  # evaluation uses an EMA of the parameters with this decay; 0: none
 
   config.batch_size = 64  # global: split over all devices of all hosts
   config.eval_batch_size = 250

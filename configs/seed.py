@@ -16,9 +16,10 @@ def get_config():
   config.name = "seed"
   config.data.image_size = 28
   config.data.keypoints = FACE5_NAMES
-  config.model.features = (32, 64)
-  config.model.padding = "VALID"
-  config.model.dense_features = 64
+  config.model.backbone.features = (32, 64)
+  config.model.backbone.conv_strides = (1, 1)
+  config.model.backbone.padding = "VALID"
+  config.model.head.hidden = (64,)
   config.optimizer.warmup_steps = 0
   config.optimizer.final_lr_fraction = 1.0  # a constant learning rate, as in Keras
   config.batch_size = 128

@@ -1,17 +1,43 @@
-"""Keypoint losses: pure functions of predictions, targets and visibility."""
+"""Keypoint losses: pure functions, masked by visibility.
+
+Coordinate losses take the prediction error in input-image pixels, `error` [B, K, 2], and
+`visible` [B, K]. Invisible keypoints contribute zero to a fixed denominator (B * K), so the
+loss of a batch split across devices is exactly the mean of the devices' losses.
+"""
 
 import jax.numpy as jnp
+import optax
 
 
-def masked_l2(pred, target, visible):
-  """Mean over all keypoint slots of visible * squared distance; [B, K, 2], [B, K] -> [].
-
-  Invisible keypoints contribute zero to a fixed denominator (B * K), so the loss of a batch
-  split across devices is exactly the mean of the devices' losses.
-  """
-  return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1) * visible)
+def _masked_mean(per_keypoint, visible):
+  return jnp.mean(per_keypoint * visible)
 
 
-LOSSES = {
-    "l2": masked_l2,
-}
+def l2(error, visible):
+  return _masked_mean(jnp.sum(error**2, axis=-1), visible)
+
+
+def l1(error, visible):
+  return _masked_mean(jnp.sum(jnp.abs(error), axis=-1), visible)
+
+
+def smooth_l1(error, visible, beta: float = 1.0):
+  """Quadratic below `beta` pixels, linear above (Huber / Fast R-CNN)."""
+  return _masked_mean(jnp.sum(optax.huber_loss(error, delta=beta) / beta, axis=-1), visible)
+
+
+def wing(error, visible, width: float = 10.0, curvature: float = 2.0):
+  """Wing loss (Feng et al. 2018): width * log(1 + |e| / curvature) below `width` pixels,
+  |e| - C above, with C making it continuous."""
+  a = jnp.abs(error)
+  c = width - width * jnp.log1p(width / curvature)
+  per_axis = jnp.where(a < width, width * jnp.log1p(a / curvature), a - c)
+  return _masked_mean(jnp.sum(per_axis, axis=-1), visible)
+
+
+COORDINATE_LOSSES = {"l2": l2, "l1": l1, "smooth_l1": smooth_l1, "wing": wing}
+
+
+def heatmap_mse(pred_maps, target_maps, visible):
+  """Mean squared error over maps [B, h, w, K], each map weighted by its keypoint's visibility."""
+  return jnp.mean((pred_maps - target_maps) ** 2 * visible[:, None, None, :])

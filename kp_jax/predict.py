@@ -7,6 +7,7 @@ pixels) and an overlay `<name>_keypoints.png` per image into --output_dir (defau
 WORKDIR/predictions).
 """
 
+import functools
 import json
 import os
 
@@ -57,19 +58,21 @@ class Predictor:
     meta = checkpoint.restore_meta(manager, step)
     self.names = tuple(meta["keypoint_names"])
     self.image_shape = tuple(meta["image_shape"])
-    model = create_model(self.config.model, len(self.names))
+    model, head = create_model(self.config.model, len(self.names), self.image_shape[:2])
     template = train.create_train_state(self.config, model, self.image_shape, jax.random.key(0))
     restored, _ = checkpoint.restore(manager, step, train.checkpointable(template))
     manager.close()
     self.step = step
-    self._apply = jax.jit(lambda params, x: train.to_pixels(
-        model.apply({"params": params}, x), self.image_shape[:2]))
-    self._params = restored["params"]
+    spec_flip = meta.get("flip_permutation") if self.config.flip_test else None
+    self._predict = jax.jit(functools.partial(
+        train.predict, model.apply, head=head,
+        flip_permutation=None if spec_flip is None else np.array(spec_flip)))
+    self._variables = train.eval_variables(template.replace(**restored))
 
   def __call__(self, path: str):
     """(keypoints [K, 2] in the original image's pixels, the original image)."""
     inputs, original = load_image(path, self.image_shape, self.config.data)
-    points = np.asarray(self._apply(self._params, inputs[None]))[0]
+    points = np.asarray(self._predict(self._variables, inputs[None]))[0]
     return rescale(points, self.image_shape[:2], original.shape[:2]), original
 
 

@@ -23,32 +23,41 @@ from flax import jax_utils
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from kp_jax import checkpoint, losses, metrics, visualize
+from kp_jax import checkpoint, metrics, visualize
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
-AXIS_NAME = "batch"  # the pmap axis over which gradients and metric sums are reduced
+AXIS_NAME = "batch"  # the pmap axis over which gradients, BN statistics and metric sums reduce
 PARALLEL_MODES = ("auto", "jit", "pmap")
-OPTIMIZERS = {
-    "rmsprop": lambda lr, c: optax.rmsprop(lr, decay=c.rmsprop_decay, eps=c.eps),
-    "adam": lambda lr, c: optax.adam(lr, eps=c.eps),
-}
 
 
-# ---------------------------------------------------------------------------------------------
-# Coordinates: models predict normalised coordinates in [0, 1]; data and metrics use pixels.
+def _rmsprop(lr, c):
+  return optax.rmsprop(lr, decay=c.rmsprop_decay, eps=c.eps)
 
 
-def to_normalised(points_px, image_hw):
-  return (points_px + 0.5) / jnp.array(image_hw[::-1], jnp.float32)
+def _adam(lr, c):
+  return optax.adam(lr, eps=c.eps)
 
 
-def to_pixels(points_normalised, image_hw):
-  return points_normalised * jnp.array(image_hw[::-1], jnp.float32) - 0.5
+def _adamw(lr, c):  # decoupled weight decay, on kernels only
+  return optax.adamw(lr, eps=c.eps, weight_decay=c.weight_decay, mask=decay_mask)
+
+
+OPTIMIZERS = {"rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw}
 
 
 # ---------------------------------------------------------------------------------------------
 # State and optimiser.
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any  # BatchNorm running statistics ({} without BatchNorm)
+  ema_params: Any  # exponential moving average of `params`, which evaluation uses
+
+
+def decay_mask(params):
+  """Weight decay applies to kernels (ndim > 1), not to biases or norm scales and offsets."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -59,48 +68,76 @@ def create_optimizer(config) -> optax.GradientTransformation:
   if not 0 <= opt.warmup_steps < config.num_train_steps:
     raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps} must be in "
                      f"[0, config.num_train_steps={config.num_train_steps}).")
+  if not 0 <= opt.ema_decay < 1:
+    raise ValueError(f"config.optimizer.ema_decay={opt.ema_decay} must be in [0, 1).")
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
       decay_steps=config.num_train_steps, end_value=opt.learning_rate * opt.final_lr_fraction)
-  return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm),
-                     OPTIMIZERS[opt.name](schedule, opt))
+  steps = []
+  if opt.grad_clip_norm:
+    steps.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  if opt.weight_decay and opt.name != "adamw":  # L2 regularisation, coupled to the gradient
+    steps.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
+  return optax.chain(*steps, OPTIMIZERS[opt.name](schedule, opt))
 
 
-def create_train_state(config, model, image_shape, rng) -> train_state.TrainState:
-  params = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))["params"]
-  return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=create_optimizer(config))
+def create_train_state(config, model, image_shape, rng) -> TrainState:
+  variables = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))
+  return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                           batch_stats=variables.get("batch_stats", {}),
+                           ema_params=jax.tree.map(jnp.copy, variables["params"]),  # own buffers,
+                           tx=create_optimizer(config))  # as steps donate the state
 
 
-def checkpointable(state: train_state.TrainState) -> dict:
-  return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+def checkpointable(state: TrainState) -> dict:
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+          "batch_stats": state.batch_stats, "ema_params": state.ema_params}
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure steps.
 
 
-def train_step(state, batch, *, loss_name: str, axis_name: str | None = None):
+def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None):
   """One update on `batch`; returns (new state, {loss, l2_grads, l2_params})."""
-  image_hw = batch["image"].shape[-3:-1]
-  target = to_normalised(batch["keypoints"], image_hw)
 
   def loss_fn(params):
-    pred = state.apply_fn({"params": params}, batch["image"], train=True)
-    return losses.LOSSES[loss_name](pred, target, batch["visible"])
+    outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
+                                      batch["image"], train=True, mutable=["batch_stats"])
+    return head.compute_loss(outputs, batch), updates.get("batch_stats", {})
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   if axis_name is not None:  # each replica saw an equal share of the batch
     loss, grads = jax.lax.pmean((loss, grads), axis_name)
-  new_state = state.apply_gradients(grads=grads)
-  return new_state, {"loss": loss, "l2_grads": optax.global_norm(grads),
-                     "l2_params": optax.global_norm(new_state.params)}
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
+                     state.ema_params, new_state.params)
+  return new_state.replace(ema_params=ema), {
+      "loss": loss, "l2_grads": optax.global_norm(grads),
+      "l2_params": optax.global_norm(new_state.params)}
 
 
-def eval_step(state, batch, mean_shape, *, axis_name: str | None = None):
+def predict(apply_fn, variables, images, *, head, flip_permutation=None):
+  """Keypoints [B, K, 2] in pixels. With a flip permutation (the dataset's left/right pairs),
+  also predicts on the mirrored images and averages (test-time flip)."""
+  points = head.decode(apply_fn(variables, images))
+  if flip_permutation is None:
+    return points
+  mirrored = head.decode(apply_fn(variables, images[:, :, ::-1]))[:, flip_permutation]
+  width = images.shape[2]
+  mirrored = mirrored.at[..., 0].set(width - 1 - mirrored[..., 0])
+  return (points + mirrored) / 2
+
+
+def eval_variables(state):
+  return {"params": state.ema_params, "batch_stats": state.batch_stats}
+
+
+def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
+              axis_name: str | None = None):
   """Metric sums of the model and of the mean-shape baseline on a (masked) batch."""
-  image_hw = batch["image"].shape[-3:-1]
-  pred = to_pixels(state.apply_fn({"params": state.params}, batch["image"]), image_hw)
+  pred = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
+                 flip_permutation=flip_permutation)
   baseline = jnp.broadcast_to(mean_shape, pred.shape)
   args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"])
   sums = {"model": metrics.metric_sums(pred, *args),
@@ -138,15 +175,17 @@ def resolve_mode(mode: str) -> str:
   return mode
 
 
-def make_parallel(mode: str, loss_name: str) -> Parallel:
-  mode = resolve_mode(mode)
+def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None) -> Parallel:
+  """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
+  name AXIS_NAME."""
+  train = functools.partial(train_step, head=head, ema_decay=ema_decay)
+  evaluate_batch = functools.partial(eval_step, head=head, flip_permutation=flip_permutation)
   if mode == "pmap":
     return Parallel(
         mode=mode,
-        train_step=jax.pmap(
-            functools.partial(train_step, loss_name=loss_name, axis_name=AXIS_NAME),
-            axis_name=AXIS_NAME, donate_argnums=(0,)),
-        eval_step=jax.pmap(functools.partial(eval_step, axis_name=AXIS_NAME),
+        train_step=jax.pmap(functools.partial(train, axis_name=AXIS_NAME),
+                            axis_name=AXIS_NAME, donate_argnums=(0,)),
+        eval_step=jax.pmap(functools.partial(evaluate_batch, axis_name=AXIS_NAME),
                            axis_name=AXIS_NAME, in_axes=(0, 0, None)),
         put_state=jax_utils.replicate,
         get_state=lambda state: jax.device_get(jax_utils.unreplicate(state)),
@@ -164,9 +203,8 @@ def make_parallel(mode: str, loss_name: str) -> Parallel:
 
   return Parallel(
       mode=mode,
-      train_step=jax.jit(functools.partial(train_step, loss_name=loss_name),
-                         out_shardings=replicated, donate_argnums=(0,)),
-      eval_step=jax.jit(eval_step, out_shardings=replicated),
+      train_step=jax.jit(train, out_shardings=replicated, donate_argnums=(0,)),
+      eval_step=jax.jit(evaluate_batch, out_shardings=replicated),
       put_state=lambda state: jax.device_put(state, replicated),
       get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),
       put_batch=put_batch,
@@ -238,10 +276,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   source = pipeline.get_source(config.data)
   spec, _ = pipeline.keypoint_subset(config.data, source.spec)
   image_shape = tuple(source.load("validation", 0, 1).element_spec["image"].shape)
-  model = create_model(config.model, spec.num_keypoints)
-  if config.loss not in losses.LOSSES:
-    raise ValueError(f"config.loss={config.loss!r}: choose one of {sorted(losses.LOSSES)}.")
-  parallel = make_parallel(config.parallel, config.loss)
+  mode = resolve_mode(config.parallel)
+  model, head = create_model(config.model, spec.num_keypoints, image_shape[:2],
+                             axis_name=AXIS_NAME if mode == "pmap" else None)
+  flip_permutation = np.array(spec.flip_permutation()) if config.flip_test else None
+  parallel = make_parallel(mode, head, ema_decay=config.optimizer.ema_decay,
+                           flip_permutation=flip_permutation)
   logging.info("Data %s (%s), %d keypoints, images %s; %s on %d devices.", source.name,
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())
@@ -250,6 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"),
                                       config.keep_last_checkpoints, config.keep_best_checkpoints)
   meta = {"config_name": config.name, "source": source.name, "keypoint_names": spec.names,
+          "flip_permutation": [int(i) for i in spec.flip_permutation()],
           "image_shape": image_shape}
   last_checkpoint = manager.latest_step()
   if last_checkpoint is not None:
@@ -320,7 +361,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       json.dump(summary, f, indent=2)
     batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
     images = batch["image"][0]
-    pred = to_pixels(model.apply({"params": host_state.params}, images), images.shape[1:3])
+    pred = predict(model.apply, eval_variables(host_state), images, head=head,
+                   flip_permutation=flip_permutation)
     visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
                         batch["keypoints"][0], batch["visible"][0], spec, config.data)
   log.close()

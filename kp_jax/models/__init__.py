@@ -1,22 +1,47 @@
-"""Flax linen keypoint models. Nothing here imports TensorFlow."""
+"""Keypoint models: a backbone and a head. Nothing here imports TensorFlow.
 
-from kp_jax.models.seed_cnn import POOLS, SeedCNN
+`create_model(model_config, num_keypoints, image_hw)` -> (module, head): `module.apply` maps
+images to the head's outputs, `head.decode` maps those to keypoints in pixels and
+`head.compute_loss` scores them against a batch.
+"""
 
-MODELS = {
-    "seed_cnn": SeedCNN,
-}
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kp_jax.models.backbones import BACKBONES, resnet_shape  # noqa: F401
+from kp_jax.models.heads import HEADS
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def create_model(model_config, num_keypoints: int):
-  """The model named by `model_config.name`, built with the rest of `model_config` as fields."""
-  fields = dict(model_config)
-  name = fields.pop("name")
-  if name not in MODELS:
-    raise ValueError(f"config.model.name={name!r} is not a known model; "
-                     f"choose one of {sorted(MODELS)}.")
-  if fields.get("pool", "max") not in POOLS:
-    raise ValueError(f"config.model.pool={fields['pool']!r}: choose one of {sorted(POOLS)}.")
+class KeypointModel(nn.Module):
+  backbone: nn.Module
+  head: nn.Module
+
+  def __call__(self, images, train: bool = False):
+    return self.head(self.backbone(images, train=train), images.shape[1:3], train=train)
+
+
+def _build(table: dict, fields, key: str, **extra):
+  fields = dict(fields)
+  name = fields.pop("name", None)
+  if name not in table:
+    raise ValueError(f"{key}.name={name!r} is not known; choose one of {sorted(table)}.")
   try:
-    return MODELS[name](num_keypoints=num_keypoints, **fields)
-  except TypeError as e:
-    raise ValueError(f"config.model does not fit model {name!r}: {e}") from None
+    return table[name](**fields, **extra)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{key} ({name!r}): {e}") from None
+
+
+def create_model(model_config, num_keypoints: int, image_hw, axis_name: str | None = None):
+  """The module and head of `model_config` (config.model); `axis_name` is the pmap axis that
+  BatchNorm averages its statistics over, if any."""
+  dtype_name = model_config.get("dtype", "float32")
+  if dtype_name not in DTYPES:
+    raise ValueError(f"config.model.dtype={dtype_name!r}: choose one of {sorted(DTYPES)}.")
+  dtype = DTYPES[dtype_name]
+  head = _build(HEADS, model_config["head"], "config.model.head",
+                num_keypoints=num_keypoints, image_hw=tuple(image_hw))
+  backbone = _build(BACKBONES, model_config["backbone"], "config.model.backbone",
+                    dtype=dtype, axis_name=axis_name)
+  return KeypointModel(backbone, head.module(dtype, axis_name)), head

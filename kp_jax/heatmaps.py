@@ -1,0 +1,114 @@
+"""Heatmap codecs: Gaussian targets, and sub-pixel decoders (argmax, quarter offset, DARK,
+soft-argmax). Pure JAX functions of maps [B, h, w, K] and points [B, K, 2] (x, y).
+
+A map of stride s samples the image at pixel centres (j + 0.5) * s - 0.5, so image pixel x sits
+at map coordinate u = (x + 0.5) / s - 0.5 (pixel centres at integers, as everywhere in kp-jax).
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def to_map(points_px, stride: int):
+  return (points_px + 0.5) / stride - 0.5
+
+
+def from_map(points_map, stride: int):
+  return (points_map + 0.5) * stride - 0.5
+
+
+def gaussian_maps(points_px, map_hw, stride: int, sigma: float):
+  """Unnormalised Gaussians exp(-d^2 / 2 sigma^2) at the exact (sub-pixel) points; sigma in
+  map pixels. [B, K, 2] -> [B, h, w, K]."""
+  u = to_map(points_px, stride)
+  ys = jnp.arange(map_hw[0], dtype=jnp.float32)[:, None, None]  # [h, 1, 1]
+  xs = jnp.arange(map_hw[1], dtype=jnp.float32)[None, :, None]  # [1, w, 1]
+  dx2 = (xs - u[:, None, None, :, 0]) ** 2  # [B, 1, w, K]
+  dy2 = (ys - u[:, None, None, :, 1]) ** 2  # [B, h, 1, K]
+  return jnp.exp(-(dx2 + dy2) / (2 * sigma**2))
+
+
+def _argmax_2d(maps):
+  """Integer (x, y) of each map's maximum: [B, h, w, K] -> [B, K, 2] int32."""
+  b, h, w, k = maps.shape
+  flat = jnp.argmax(maps.reshape(b, h * w, k), axis=1)
+  return jnp.stack([flat % w, flat // w], axis=-1).astype(jnp.int32)
+
+
+def _at(maps, xy):
+  """maps[b, y, x, k] for integer points [B, K, 2] -> [B, K]."""
+  b, _, _, k = maps.shape
+  return maps[jnp.arange(b)[:, None], xy[..., 1], xy[..., 0], jnp.arange(k)[None, :]]
+
+
+def decode_argmax(maps, stride: int):
+  return from_map(_argmax_2d(maps).astype(jnp.float32), stride)
+
+
+def decode_quarter_offset(maps, stride: int):
+  """Argmax shifted a quarter map pixel towards the higher neighbour (SimpleBaseline, HRNet)."""
+  h, w = maps.shape[1:3]
+  peak = _argmax_2d(maps)
+  size = jnp.array([w, h])
+  shift = []
+  for axis in (0, 1):
+    step = jnp.zeros(2, jnp.int32).at[axis].set(1)
+    hi, lo = jnp.minimum(peak + step, size - 1), jnp.maximum(peak - step, 0)
+    shift.append(0.25 * jnp.sign(_at(maps, hi) - _at(maps, lo)))
+  return from_map(peak + jnp.stack(shift, axis=-1), stride)
+
+
+def gaussian_blur(maps, sigma: float):
+  """Depthwise Gaussian blur (radius 3 sigma, zero padding), rescaled to keep each map's max,
+  as in DARK's distribution modulation."""
+  radius = max(1, int(3 * sigma))
+  taps = jnp.exp(-jnp.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
+  kernel = jnp.outer(taps, taps) / jnp.sum(taps) ** 2
+  k = maps.shape[-1]
+  blurred = jax.lax.conv_general_dilated(
+      maps, jnp.tile(kernel[:, :, None, None], (1, 1, 1, k)), (1, 1), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=k)
+  peak = lambda m: jnp.max(m, axis=(1, 2), keepdims=True)
+  return blurred * peak(maps) / jnp.maximum(peak(blurred), 1e-12)
+
+
+def decode_dark(maps, stride: int, blur_sigma: float = 0.0):
+  """DARK (Zhang et al. 2020): one Newton step on the log-heatmap from the argmax.
+
+  The log of a Gaussian is quadratic, so the step lands on its exact centre. The expansion
+  point is kept one pixel inside the map so that its neighbours exist; for a Gaussian the step
+  is exact from there too, which keeps points near the border sub-pixel accurate. Where the
+  log-map is not concave the argmax is kept; the step is limited to one map pixel.
+  """
+  if blur_sigma > 0:
+    maps = gaussian_blur(maps, blur_sigma)
+  h, w = maps.shape[1:3]
+  peak = _argmax_2d(maps)
+  centre = jnp.clip(peak, 1, jnp.array([w - 2, h - 2]))
+  log = jnp.log(jnp.maximum(maps, 1e-10))
+  at = lambda dx, dy: _at(log, centre + jnp.array([dx, dy]))
+  c = at(0, 0)
+  gx, gy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
+  dxx, dyy = at(1, 0) - 2 * c + at(-1, 0), at(0, 1) - 2 * c + at(0, -1)
+  dxy = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4
+  det = dxx * dyy - dxy**2
+  concave = (dxx < 0) & (det > 0)
+  safe_det = jnp.where(concave, det, 1.0)
+  offset = -jnp.stack([dyy * gx - dxy * gy, dxx * gy - dxy * gx], axis=-1) / safe_det[..., None]
+  refined = jnp.where(concave[..., None], centre + offset, peak)
+  refined = jnp.clip(refined, peak - 1.0, peak + 1.0)
+  return from_map(refined, stride)
+
+
+def soft_argmax(logits, stride: int):
+  """The expected position under softmax(logits) over each map (integral regression / DSNT):
+  [B, h, w, K] -> [B, K, 2] image pixels. Differentiable."""
+  b, h, w, k = logits.shape
+  probs = jax.nn.softmax(logits.reshape(b, h * w, k).astype(jnp.float32), axis=1)
+  probs = probs.reshape(b, h, w, k)
+  x = jnp.einsum("bhwk,w->bk", probs, jnp.arange(w, dtype=jnp.float32))
+  y = jnp.einsum("bhwk,h->bk", probs, jnp.arange(h, dtype=jnp.float32))
+  return from_map(jnp.stack([x, y], axis=-1), stride)
+
+
+DECODERS = {"argmax": decode_argmax, "quarter_offset": decode_quarter_offset, "dark": decode_dark}

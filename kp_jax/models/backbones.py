@@ -1,0 +1,172 @@
+"""Backbones: images [B, H, W, C] -> feature maps [B, H / stride, W / stride, F].
+
+Flax infers the input channels from the images, so every backbone takes grayscale or RGB.
+"""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+POOLS = {"max": nn.max_pool, "avg": nn.avg_pool}
+
+
+def _per_block(value, n: int, name: str):
+  values = (value,) * n if isinstance(value, int) else tuple(value)
+  if len(values) != n:
+    raise ValueError(f"{name}={value!r} needs one entry per block ({n}).")
+  return values
+
+
+class ConvPool(nn.Module):
+  """The seed article's feature extractor: [conv k x k -> ReLU -> pool 2] per entry of
+  `features`. With the defaults: conv 32 3x3, max-pool 2, conv 64 3x3, max-pool 2, 'VALID'
+  convolutions as in Keras."""
+  features: Sequence[int] = (32, 64)
+  kernel_size: int = 3
+  conv_strides: int | Sequence[int] = 1  # one for all blocks, or one per block
+  padding: str = "VALID"
+  pool: str = "max"
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None  # unused: no normalisation layers
+
+  def __post_init__(self):
+    if self.pool not in POOLS:
+      raise ValueError(f"pool={self.pool!r}: choose one of {sorted(POOLS)}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    strides = _per_block(self.conv_strides, len(self.features), "conv_strides")
+    for width, stride in zip(self.features, strides):
+      x = nn.Conv(width, (self.kernel_size,) * 2, strides=stride, padding=self.padding,
+                  dtype=self.dtype)(x)
+      x = POOLS[self.pool](nn.relu(x), (2, 2), strides=(2, 2))
+    return x
+
+
+def _batch_norm(train: bool, dtype, axis_name):
+  # Under pmap, `axis_name` makes the batch statistics those of the global batch (sync BN);
+  # under jit over a mesh the batch axis is already global.
+  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, dtype=dtype, axis_name=axis_name if train else None)
+
+
+class VGG(nn.Module):
+  """A VGG-style stack: per stage, `convs_per_stage` [conv 3x3 -> BN -> ReLU] then max-pool 2."""
+  stage_features: Sequence[int] = (32, 64, 128, 256)
+  convs_per_stage: int | Sequence[int] = 2
+  batch_norm: bool = True
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    norm = _batch_norm(train, self.dtype, self.axis_name)
+    depths = _per_block(self.convs_per_stage, len(self.stage_features), "convs_per_stage")
+    for width, depth in zip(self.stage_features, depths):
+      for _ in range(depth):
+        x = nn.Conv(width, (3, 3), use_bias=not self.batch_norm, dtype=self.dtype)(x)
+        x = nn.relu(norm()(x) if self.batch_norm else x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    return x
+
+
+class BasicBlock(nn.Module):
+  features: int
+  strides: int = 1
+  dilation: int = 1
+  norm: type = nn.BatchNorm
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    y = conv(self.features, (3, 3), self.strides, kernel_dilation=self.dilation)(x)
+    y = nn.relu(self.norm()(y))
+    y = conv(self.features, (3, 3), kernel_dilation=self.dilation)(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)  # each block starts as the identity
+    if x.shape != y.shape:
+      x = self.norm()(conv(self.features, (1, 1), self.strides)(x))
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  features: int  # of the 3x3 conv; the block outputs 4x as many
+  strides: int = 1
+  dilation: int = 1
+  norm: type = nn.BatchNorm
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    y = nn.relu(self.norm()(conv(self.features, (1, 1))(x)))
+    y = conv(self.features, (3, 3), self.strides, kernel_dilation=self.dilation)(y)
+    y = nn.relu(self.norm()(y))
+    y = self.norm(scale_init=nn.initializers.zeros)(conv(4 * self.features, (1, 1))(y))
+    if x.shape != y.shape:
+      x = self.norm()(conv(4 * self.features, (1, 1), self.strides)(x))
+    return nn.relu(x + y)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nn.Module):
+  """ResNet v1.5 with BatchNorm and a settable output stride.
+
+  The stem is conv 7x7/2 + max-pool 3x3/2 (stride 4), or with `small_stem` conv 3x3/2 only
+  (stride 2, for small images). Stage i has `stage_sizes[i]` blocks of width `width * 2**i`;
+  stages after the first halve the resolution until `output_stride` is reached, then dilate
+  instead (as DeepLab does), keeping the receptive field and the resolution.
+  """
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  block: str = "basic"
+  width: int = 64
+  output_stride: int = 32
+  small_stem: bool = False
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None
+
+  def __post_init__(self):
+    if self.block not in BLOCKS:
+      raise ValueError(f"block={self.block!r}: choose one of {sorted(BLOCKS)}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    norm = _batch_norm(train, self.dtype, self.axis_name)
+    if self.small_stem:
+      x = nn.Conv(self.width, (3, 3), 2, use_bias=False, dtype=self.dtype)(x)
+      x, stride = nn.relu(norm()(x)), 2
+    else:
+      x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False,
+                  dtype=self.dtype)(x)
+      x = nn.max_pool(nn.relu(norm()(x)), (3, 3), strides=(2, 2), padding="SAME")
+      stride = 4
+    if self.output_stride < stride:
+      raise ValueError(f"output_stride={self.output_stride} is below the stem's {stride}.")
+    dilation = 1
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = 1
+        if i > 0 and j == 0:
+          if stride < self.output_stride:
+            strides, stride = 2, stride * 2
+          else:
+            dilation *= 2
+        x = BLOCKS[self.block](self.width * 2**i, strides, dilation, norm, self.dtype)(x)
+    return x
+
+
+def resnet_shape(depth: int) -> dict:
+  """The stage sizes and block type of the standard ResNet depths."""
+  shapes = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"),
+            50: ((3, 4, 6, 3), "bottleneck"), 101: ((3, 4, 23, 3), "bottleneck")}
+  stage_sizes, block = shapes[depth]
+  return {"stage_sizes": stage_sizes, "block": block}
+
+
+BACKBONES = {"conv_pool": ConvPool, "vgg": VGG, "resnet": ResNet}

@@ -1,0 +1,144 @@
+"""Heads: a Flax module on the backbone's features, plus the loss and the decoder that go with it.
+
+Every head turns its outputs into keypoints [B, K, 2] in input-image pixels (`decode`) and
+has a loss of the outputs and a batch (`compute_loss`). Pure JAX: no TensorFlow here.
+
+  regression  global features -> dense layers -> 2K sigmoid coordinates (the seed CNN's head)
+  heatmap     upsampling to a map per keypoint at `stride`; MSE to Gaussian targets; decoded by
+              argmax with quarter-offset or DARK sub-pixel refinement
+  integral    the same maps, read by soft-argmax and trained on coordinates (DSNT-style)
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kp_jax import heatmaps, losses
+
+
+class RegressionLayers(nn.Module):
+  num_keypoints: int
+  hidden: Sequence[int] = (64,)
+  pool: str = "flatten"  # "flatten" (the seed CNN) or "avg" (global average pooling)
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, image_hw, train: bool = False):
+    x = (features.reshape(features.shape[0], -1) if self.pool == "flatten"
+         else features.mean(axis=(1, 2)))
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+    x = nn.Dense(2 * self.num_keypoints, dtype=self.dtype)(x)
+    return {"coords": nn.sigmoid(x.astype(jnp.float32)).reshape(-1, self.num_keypoints, 2)}
+
+
+class MapLayers(nn.Module):
+  """SimpleBaseline's head: [4x4 deconv /2 -> BN -> ReLU] until the maps reach `stride`, then
+  `convs` [3x3 conv -> BN -> ReLU] and a 1x1 conv to one map per keypoint."""
+  num_keypoints: int
+  stride: int = 4
+  features: int = 128
+  convs: int = 0
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, image_hw, train: bool = False):
+    num_up = math.log2(image_hw[0] / x.shape[1] / self.stride)
+    if num_up < 0 or num_up != int(num_up) or image_hw[0] % self.stride:
+      raise ValueError(f"Maps of stride {self.stride} cannot be reached from features "
+                       f"{x.shape[1:3]} of images {image_hw}: set the backbone's output "
+                       "stride to the head's stride times a power of two.")
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             dtype=self.dtype, axis_name=self.axis_name if train else None)
+    for _ in range(int(num_up)):
+      x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), use_bias=False,
+                           dtype=self.dtype)(x)
+      x = nn.relu(norm()(x))
+    for _ in range(self.convs):
+      x = nn.relu(norm()(nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype)(x)))
+    maps = nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype)(x)
+    return {"maps": maps.astype(jnp.float32)}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _CoordinateLoss:
+  loss: str = "l2"  # a key of kp_jax.losses.COORDINATE_LOSSES, on errors in pixels
+  smooth_l1_beta: float = 1.0  # pixels
+  wing_width: float = 10.0  # pixels
+  wing_curvature: float = 2.0  # pixels
+
+  def __post_init__(self):
+    if self.loss not in losses.COORDINATE_LOSSES:
+      raise ValueError(f"loss={self.loss!r}: choose one of {sorted(losses.COORDINATE_LOSSES)}.")
+
+  def compute_loss(self, outputs, batch):
+    options = {"smooth_l1": {"beta": self.smooth_l1_beta},
+               "wing": {"width": self.wing_width, "curvature": self.wing_curvature}}
+    error = self.decode(outputs) - batch["keypoints"]
+    return losses.COORDINATE_LOSSES[self.loss](error, batch["visible"],
+                                               **options.get(self.loss, {}))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Regression(_CoordinateLoss):
+  num_keypoints: int
+  image_hw: tuple
+  hidden: Sequence[int] = (64,)
+  pool: str = "flatten"
+
+  def module(self, dtype, axis_name):
+    del axis_name
+    return RegressionLayers(self.num_keypoints, tuple(self.hidden), self.pool, dtype)
+
+  def decode(self, outputs):
+    """Normalised (x + 0.5) / W, (y + 0.5) / H -> pixels."""
+    size = jnp.array(self.image_hw[::-1], jnp.float32)
+    return outputs["coords"] * size - 0.5
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Maps:
+  num_keypoints: int
+  image_hw: tuple
+  stride: int = 4
+  features: int = 128
+  convs: int = 0
+
+  def module(self, dtype, axis_name):
+    return MapLayers(self.num_keypoints, self.stride, self.features, self.convs, dtype,
+                     axis_name)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Heatmap(_Maps):
+  sigma: float = 2.0  # of the Gaussian targets, in map pixels
+  decoder: str = "dark"  # a key of kp_jax.heatmaps.DECODERS
+  blur_sigma: float = 0.0  # DARK's modulation blur before decoding, in map pixels; 0: none
+
+  def __post_init__(self):
+    if self.decoder not in heatmaps.DECODERS:
+      raise ValueError(f"decoder={self.decoder!r}: choose one of {sorted(heatmaps.DECODERS)}.")
+
+  def compute_loss(self, outputs, batch):
+    maps = outputs["maps"]
+    target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride, self.sigma)
+    return losses.heatmap_mse(maps, target, batch["visible"])
+
+  def decode(self, outputs):
+    if self.decoder == "dark":
+      return heatmaps.decode_dark(outputs["maps"], self.stride, self.blur_sigma)
+    return heatmaps.DECODERS[self.decoder](outputs["maps"], self.stride)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Integral(_Maps, _CoordinateLoss):
+  def decode(self, outputs):
+    return heatmaps.soft_argmax(outputs["maps"], self.stride)
+
+
+HEADS = {"regression": Regression, "heatmap": Heatmap, "integral": Integral}

@@ -1,0 +1,81 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kp_jax import heatmaps, train
+from kp_jax.models import create_model
+
+HEADS = {
+    "regression": {"name": "regression", "hidden": (16,), "pool": "avg", "loss": "wing"},
+    "heatmap": {"name": "heatmap", "features": 8, "sigma": 1.5},
+    "integral": {"name": "integral", "features": 8, "loss": "l1"},
+}
+BACKBONE = {"name": "resnet", "stage_sizes": (1, 1), "width": 8, "output_stride": 8,
+            "small_stem": True}
+
+
+def batch(size=4, k=3):
+  rng = np.random.default_rng(0)
+  return {"image": jnp.asarray(rng.normal(size=(size, 32, 32, 1)), jnp.float32),
+          "keypoints": jnp.asarray(rng.uniform(0, 31, size=(size, k, 2)), jnp.float32),
+          "visible": jnp.asarray(rng.integers(0, 2, size=(size, k)), jnp.float32)}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_head_loss_gradients_are_finite_and_reach_the_backbone(name):
+  model, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS[name]},
+                             3, (32, 32))
+  data = batch()
+  variables = model.init(jax.random.key(0), data["image"])
+
+  def loss_fn(params):
+    outputs, _ = model.apply({**variables, "params": params}, data["image"], train=True,
+                             mutable=["batch_stats"])
+    return head.compute_loss(outputs, data)
+
+  loss, grads = jax.value_and_grad(loss_fn)(variables["params"])
+  assert np.isfinite(loss) and loss > 0
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  stem = grads["backbone"]["Conv_0"]["kernel"]  # the first layer of the backbone
+  assert np.abs(stem).max() > 0
+
+
+def test_heatmap_loss_is_zero_at_the_target_and_decodes_to_the_keypoints():
+  _, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS["heatmap"]},
+                         3, (32, 32))
+  data = batch()
+  target = heatmaps.gaussian_maps(data["keypoints"], (8, 8), 4, 1.5)
+  assert float(head.compute_loss({"maps": target}, data)) == 0.0
+  np.testing.assert_allclose(head.decode({"maps": target}), data["keypoints"], atol=0.05)
+
+
+def test_flip_test_averages_with_the_mirrored_prediction_of_swapped_keypoints():
+  # A stand-in model that predicts the same two points on any image: left (10, 20) and
+  # right (30, 22). On the mirror (width 32) left is read from right: (31 - 30, 22) = (1, 22),
+  # right from left: (31 - 10, 20) = (21, 20). Averages: (5.5, 21) and (25.5, 21).
+  _, head = create_model({"dtype": "float32", "backbone": BACKBONE,
+                          "head": {"name": "regression"}}, 2, (32, 32))
+  coords = (jnp.array([[[10.0, 20.0], [30.0, 22.0]]]) + 0.5) / 32  # normalised
+
+  def apply_fn(variables, images):
+    return {"coords": jnp.broadcast_to(coords, (images.shape[0], 2, 2))}
+
+  got = train.predict(apply_fn, {}, jnp.zeros((1, 32, 32, 1)), head=head,
+                      flip_permutation=np.array([1, 0]))
+  np.testing.assert_allclose(got, [[[5.5, 21.0], [25.5, 21.0]]], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_flip_test_on_a_symmetric_image_gives_mirror_symmetric_keypoints(name):
+  # Keypoints 0 and 1 are a left/right pair, 2 lies on the axis of symmetry.
+  model, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS[name]},
+                             3, (32, 32))
+  image = batch(1)["image"]
+  image = image + image[:, :, ::-1]  # symmetric about the vertical axis
+  variables = model.init(jax.random.key(1), image)
+  permutation = np.array([1, 0, 2])
+  points = train.predict(model.apply, variables, image, head=head,
+                         flip_permutation=permutation)[0]
+  mirrored = points[permutation].at[:, 0].set(31 - points[permutation][:, 0])
+  np.testing.assert_allclose(mirrored, points, atol=1e-4)

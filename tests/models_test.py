@@ -1,0 +1,143 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default, seed
+from kp_jax.models import backbones, create_model, resnet_shape
+
+
+def init_shapes(module, input_shape):
+  """Variables' shapes without computing anything (jax.eval_shape)."""
+  return jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *input_shape)))
+
+
+def num_params(module, input_shape):
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(init_shapes(module, input_shape)["params"]))
+
+
+def model_config(backbone, head, dtype="float32"):
+  return {"dtype": dtype, "backbone": backbone, "head": head}
+
+
+SEED_BACKBONE = {"name": "conv_pool"}  # the defaults are the seed article's
+SEED_HEAD = {"name": "regression", "hidden": (64,)}
+
+
+def test_seed_article_setting_shapes_and_parameter_count():
+  # 28x28x1 -> conv 3x3 'VALID' 26x26x32 -> pool 13x13 -> conv 11x11x64 -> pool 5x5 -> 1600
+  #   conv1: 3*3*1*32 + 32 = 320;  conv2: 3*3*32*64 + 64 = 18,496
+  #   dense: 1600*64 + 64 = 102,464;  output: 64*10 + 10 = 650;  total 121,930.
+  model, head = create_model(model_config(SEED_BACKBONE, SEED_HEAD), 5, (28, 28))
+  assert num_params(model, (28, 28, 1)) == 121_930
+  assert num_params(create_model(seed.get_config().model, 5, (28, 28))[0], (28, 28, 1)) == 121_930
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  outputs = model.apply(variables, jax.random.normal(jax.random.key(1), (7, 28, 28, 1)))
+  assert outputs["coords"].shape == (7, 5, 2)
+  assert jnp.all((outputs["coords"] > 0) & (outputs["coords"] < 1))  # sigmoid
+  points = head.decode(outputs)  # normalised -> pixels: the image's edges are -0.5 and 27.5
+  assert jnp.all((points > -0.5) & (points < 27.5))
+
+
+def test_seed_cnn_at_96px_with_15_keypoints():
+  # 96 -> conv 94 -> pool 47 -> conv 45 -> pool 22: 22*22*64 = 30,976 features.
+  #   320 + 18,496 + (30,976*64 + 64) + (64*30 + 30) = 2,003,294.
+  model, _ = create_model(model_config(SEED_BACKBONE, SEED_HEAD), 15, (96, 96))
+  assert num_params(model, (96, 96, 1)) == 2_003_294
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_conv_pool_switches_depth_width_padding_stride(pool):
+  # 'SAME', strides (2, 1, 1): 32 -> conv 16 -> pool 8 -> conv 8 -> pool 4 -> conv 4 -> pool 2
+  #   conv: 9*1*8+8=80, 9*8*16+16=1,168, 9*16*24+24=3,480; dense 2*2*24*20+20=1,940;
+  #   output 20*6+6=126; total 6,794.
+  backbone = {"name": "conv_pool", "features": (8, 16, 24), "conv_strides": (2, 1, 1),
+              "padding": "SAME", "pool": pool}
+  model, _ = create_model(model_config(backbone, {"name": "regression", "hidden": (20,)}), 3,
+                          (32, 32))
+  assert num_params(model, (32, 32, 1)) == 6_794
+
+
+def test_vgg_with_batch_norm():
+  # Two stages of two [conv 3x3 (no bias) -> BN (scale, offset)] then max-pool:
+  #   9*1*8 + 16 = 88, 9*8*8 + 16 = 592, 9*8*16 + 32 = 1,184, 9*16*16 + 32 = 2,336: 4,200;
+  #   32x32 -> 8x8x16, average-pooled -> dense 16*6 + 6 = 102; total 4,302.
+  backbone = {"name": "vgg", "stage_features": (8, 16), "convs_per_stage": 2}
+  model, _ = create_model(model_config(backbone, {"name": "regression", "hidden": (),
+                                                  "pool": "avg"}), 3, (32, 32))
+  assert num_params(model, (32, 32, 1)) == 4_302
+  stats = init_shapes(model, (32, 32, 1))["batch_stats"]
+  assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(stats)) == 2 * (8 + 8 + 16 + 16)
+
+
+# torchvision's ImageNet ResNets (3-channel input) have 11,689,512 / 21,797,672 / 25,557,032
+# parameters, of which the 1000-way classifier holds 513,000 / 513,000 / 2,049,000.
+@pytest.mark.parametrize("depth, backbone_params, channels", [
+    (18, 11_689_512 - 513_000, 512), (34, 21_797_672 - 513_000, 512),
+    (50, 25_557_032 - 2_049_000, 2048)])
+def test_resnet_parameter_counts_match_torchvision(depth, backbone_params, channels):
+  net = backbones.ResNet(**resnet_shape(depth))
+  assert num_params(net, (224, 224, 3)) == backbone_params
+  features = jax.eval_shape(net.apply, init_shapes(net, (96, 96, 3)), jnp.zeros((2, 96, 96, 3)))
+  assert features.shape == (2, 3, 3, channels)  # output stride 32
+
+
+@pytest.mark.parametrize("output_stride, size", [(8, 12), (16, 6), (32, 3)])
+def test_resnet_output_stride_dilates_instead_of_striding(output_stride, size):
+  net = backbones.ResNet(**resnet_shape(18), width=8, output_stride=output_stride)
+  variables = init_shapes(net, (96, 96, 1))
+  features = jax.eval_shape(net.apply, variables, jnp.zeros((2, 96, 96, 1)))
+  assert features.shape == (2, size, size, 64)
+  # 11,176,512 at width 64 with 3 channels; at width 8 with 1 channel the count is the same at
+  # every output stride, since dilation adds no parameters.
+  assert num_params(net, (96, 96, 1)) == num_params(backbones.ResNet(**resnet_shape(18), width=8),
+                                                    (96, 96, 1))
+
+
+def test_simple_baseline_resnet50_heatmap_parameter_count():
+  # SimpleBaseline ResNet-50 (MMPose lists 34.0M): backbone 23,508,032; three 4x4 deconvs to 256
+  # channels with BN: 16*2048*256 + 512 = 8,389,120, then 16*256*256 + 512 = 1,049,088 twice;
+  # a 1x1 conv to 17 maps: 256*17 + 17 = 4,369. Total 33,999,697.
+  backbone = {"name": "resnet", **resnet_shape(50)}
+  model, _ = create_model(model_config(backbone, {"name": "heatmap", "features": 256}), 17,
+                          (256, 192))
+  assert num_params(model, (256, 192, 3)) == 33_999_697
+  outputs = jax.eval_shape(model.apply, init_shapes(model, (256, 192, 3)),
+                           jnp.zeros((2, 256, 192, 3)))
+  assert outputs["maps"].shape == (2, 64, 48, 17)  # stride 4
+
+
+@pytest.mark.parametrize("head", ["heatmap", "integral"])
+def test_map_heads_reach_their_stride_from_any_backbone_stride(head):
+  for output_stride, convs in [(8, 0), (16, 1), (32, 0)]:
+    backbone = {"name": "resnet", "stage_sizes": (1, 1, 1, 1), "width": 8,
+                "output_stride": output_stride}
+    model, decode_head = create_model(
+        model_config(backbone, {"name": head, "features": 8, "convs": convs}), 5, (64, 64))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+    outputs = model.apply(variables, jnp.ones((2, 64, 64, 1)))
+    assert outputs["maps"].shape == (2, 16, 16, 5)
+    points = decode_head.decode(outputs)
+    assert points.shape == (2, 5, 2)
+    assert jnp.all((points >= -0.5) & (points <= 63.5))
+
+
+def test_default_config_builds():
+  config = default.get_config()
+  model, _ = create_model(config.model, 15, (96, 96))
+  assert num_params(model, (96, 96, 1)) > 0
+
+
+def test_unknown_names_and_fields_name_the_config_key():
+  ok_head = {"name": "regression"}
+  with pytest.raises(ValueError, match=r"config.model.backbone.name='resnet9'.*conv_pool"):
+    create_model(model_config({"name": "resnet9"}, ok_head), 5, (28, 28))
+  with pytest.raises(ValueError, match=r"config.model.backbone \('conv_pool'\): pool='median'"):
+    create_model(model_config({"name": "conv_pool", "pool": "median"}, ok_head), 5, (28, 28))
+  with pytest.raises(ValueError, match=r"config.model.backbone \('conv_pool'\).*depth"):
+    create_model(model_config({"name": "conv_pool", "depth": 3}, ok_head), 5, (28, 28))
+  with pytest.raises(ValueError, match=r"config.model.head \('regression'\): loss='huber'"):
+    create_model(model_config(SEED_BACKBONE, {"name": "regression", "loss": "huber"}), 5,
+                 (28, 28))
+  with pytest.raises(ValueError, match=r"config.model.head.name='dense'.*heatmap"):
+    create_model(model_config(SEED_BACKBONE, {"name": "dense"}), 5, (28, 28))
