@@ -35,17 +35,19 @@ def get_config():
   config.model = model = ml_collections.ConfigDict()
   model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
   model.backbone = backbone = ml_collections.ConfigDict()
-  backbone.name = "conv_pool"  # a key of kp_jax.models.BACKBONES; the other fields are its own
-  backbone.features = (32, 32, 64, 128)  # one conv -> ReLU -> pool block per entry
-  backbone.kernel_size = 3
-  backbone.conv_strides = (2, 1, 1, 1)  # one per block: the first halves the resolution
-  backbone.padding = "SAME"  # "VALID" as in Keras, or "SAME"
-  backbone.pool = "max"  # "max" or "avg"
+  backbone.name = "resnet"  # a key of kp_jax.models.BACKBONES; the other fields are its own
+  backbone.stage_sizes = (1, 1, 1, 1)  # basic blocks per stage; ResNet-18 is (2, 2, 2, 2)
+  backbone.block = "basic"  # "basic" or "bottleneck"
+  backbone.width = 16  # channels of the first stage, doubling each stage
+  backbone.output_stride = 32  # 96x96 images -> 3x3 features
+  backbone.small_stem = False  # False: conv 7x7/2 + max-pool /2, as ResNet
   model.head = head = ml_collections.ConfigDict()
-  head.name = "regression"  # a key of kp_jax.models.HEADS; the other fields are its own
-  head.hidden = (256,)  # dense layers before the 2K outputs
-  head.pool = "flatten"  # "flatten" or "avg"
-  head.loss = "l2"  # on errors in pixels: "l2", "l1", "smooth_l1" or "wing"
+  head.name = "integral"  # a key of kp_jax.models.HEADS; the other fields are its own
+  head.stride = 8  # of the maps the soft-argmax reads: 12x12 at 96x96
+  head.features = 32  # channels of each upsampling layer
+  head.convs = 0  # extra 3x3 convs at map resolution
+  head.upsample = "deconv"  # "deconv" (4x4 transposed conv) or "resize" (nearest + 3x3 conv)
+  head.loss = "l1"  # on errors in pixels: "l2", "l1", "smooth_l1" or "wing"
   config.flip_test = False  # evaluate on image and mirror, averaged (slower evaluation)
 
   config.optimizer = opt = ml_collections.ConfigDict()

@@ -1,0 +1,90 @@
+"""Size, cost and training speed of the models of the given configs; with --train, their
+accuracy too.
+
+  python benchmarks/models.py configs/zoo/*.py            # params, FLOPs, img/s (seconds)
+  python benchmarks/models.py --train configs/zoo/*.py    # also trains each (minutes each)
+
+Prints a Markdown table: parameters, forward FLOPs per image (XLA's cost analysis of the
+compiled forward pass), and training images/s (jit train steps at the config's batch size on
+random data, after a warm-up step). With --train, each config is trained with train.py into
+workdirs/zoo/<config name> (resuming if already there) and the table adds its validation
+NME, PCK@0.05, failure rate (NME > 0.1) and the images/s of the real run.
+"""
+
+import functools
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+from kp_jax import train  # noqa: E402
+from kp_jax.data.keypoints import FACE15  # noqa: E402
+from kp_jax.models import create_model  # noqa: E402
+
+
+def load_config(path):
+  spec = importlib.util.spec_from_file_location("config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def measure(config, num_steps: int = 10):
+  size = config.data.image_size
+  k = len(config.data.keypoints) or FACE15.num_keypoints
+  model, head = create_model(config.model, k, (size, size))
+  state = train.create_train_state(config, model, (size, size, 1), jax.random.key(0))
+  params = sum(p.size for p in jax.tree.leaves(state.params))
+  forward = jax.jit(lambda v, x: model.apply(v, x)).lower(
+      train.eval_variables(state), np.zeros((1, size, size, 1), np.float32)).compile()
+  flops = forward.cost_analysis()["flops"]
+  rng = np.random.default_rng(0)
+  b = config.batch_size
+  batch = {"image": rng.normal(size=(b, size, size, 1)).astype(np.float32),
+           "keypoints": rng.uniform(0, size - 1, size=(b, k, 2)).astype(np.float32),
+           "visible": np.ones((b, k), np.float32)}
+  step = jax.jit(functools.partial(train.train_step, head=head), donate_argnums=(0,))
+  state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  return params, flops, num_steps * b / (time.perf_counter() - start)
+
+
+def train_summary(path, name):
+  workdir = os.path.join("workdirs", "zoo", name)
+  subprocess.run([sys.executable, "train.py", f"--config={path}", f"--workdir={workdir}"],
+                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+def main(args):
+  train_too = "--train" in args
+  paths = [a for a in args if a != "--train"]
+  columns = ["config", "params", "MFLOPs/img", "img/s (random data)"]
+  if train_too:
+    columns += ["val NME", "PCK@0.05", "failure@0.1", "img/s (run)", "run wall s"]
+  print("| " + " | ".join(columns) + " |")
+  print("|" + "---|" * len(columns))
+  for path in paths:
+    config = load_config(path)
+    params, flops, speed = measure(config)
+    row = [f"`{path}`", f"{params:,d}", f"{flops / 1e6:.1f}", f"{speed:.0f}"]
+    if train_too:
+      s = train_summary(path, config.name)
+      row += [f"{s['nme']:.4f}", f"{s['pck@0.05']:.3f}", f"{s['failure@0.1']:.3f}",
+              f"{s['train_images_per_sec']:.0f}", f"{s['wall_seconds']:.0f}"]
+    print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
