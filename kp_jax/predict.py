@@ -69,10 +69,14 @@ class Predictor:
         flip_permutation=None if spec_flip is None else np.array(spec_flip)))
     self._variables = train.eval_variables(template.replace(**restored))
 
+  def on_inputs(self, inputs):
+    """Keypoints [B, K, 2] in pixels of model inputs [B, H, W, C] (normalised images)."""
+    return np.asarray(self._predict(self._variables, inputs))
+
   def __call__(self, path: str):
     """(keypoints [K, 2] in the original image's pixels, the original image)."""
     inputs, original = load_image(path, self.image_shape, self.config.data)
-    points = np.asarray(self._predict(self._variables, inputs[None]))[0]
+    points = self.on_inputs(inputs[None])[0]
     return rescale(points, self.image_shape[:2], original.shape[:2]), original
 
 

@@ -109,11 +109,11 @@ def test_simple_baseline_resnet50_heatmap_parameter_count():
 
 @pytest.mark.parametrize("head", ["heatmap", "integral"])
 def test_map_heads_reach_their_stride_from_any_backbone_stride(head):
-  for output_stride, convs in [(8, 0), (16, 1), (32, 0)]:
+  for output_stride, convs, upsample in [(8, 0, "deconv"), (16, 1, "resize"), (32, 0, "deconv")]:
     backbone = {"name": "resnet", "stage_sizes": (1, 1, 1, 1), "width": 8,
                 "output_stride": output_stride}
-    model, decode_head = create_model(
-        model_config(backbone, {"name": head, "features": 8, "convs": convs}), 5, (64, 64))
+    head_config = {"name": head, "features": 8, "convs": convs, "upsample": upsample}
+    model, decode_head = create_model(model_config(backbone, head_config), 5, (64, 64))
     variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
     outputs = model.apply(variables, jnp.ones((2, 64, 64, 1)))
     assert outputs["maps"].shape == (2, 16, 16, 5)

@@ -32,6 +32,16 @@ def test_examples_vary_and_some_keypoints_are_hidden():
   assert inside
 
 
+def test_clean_examples_have_no_nuisances():
+  for i in range(20):
+    e = faces.render_example(np.random.default_rng([7, i]), 96, clean=True)
+    inside = np.all((e["keypoints"] >= -0.5) & (e["keypoints"] <= 95.5), axis=1)
+    np.testing.assert_array_equal(e["visible"], inside)  # no occluders: only the border hides
+    # No clutter, brightness change, blur or noise: the background stays exactly black.
+    corners = e["image"][[0, 0, -1, -1], [0, -1, 0, -1], 0]
+    assert (corners == 0).sum() >= 3  # a face may reach one corner at most
+
+
 def test_builder_is_deterministic_across_data_dirs(tmp_path):
   fields = dict(image_size=24, num_train=6, num_validation=3, num_test=2, seed=5)
   splits = []

@@ -154,8 +154,12 @@ def _occluder_sdf(rng, size, target, scale):
   return lambda px, py: _capsule_sdf(px, py, *(centre - d), *(centre + d), b * 0.6)
 
 
-def render_example(rng: np.random.Generator, size: int) -> dict:
-  """One example of the common form, with a uint8 [size, size, 1] image."""
+def render_example(rng: np.random.Generator, size: int, clean: bool = False) -> dict:
+  """One example of the common form, with a uint8 [size, size, 1] image.
+
+  `clean` leaves out the nuisances (clutter, occluders, contrast and brightness changes, blur,
+  noise) but keeps the random face, pose and shades: for measuring pure localisation error.
+  """
   parts, canonical = _sample_face(rng)
   angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
   scale = BASE_INTEROCULAR * size * rng.uniform(*SCALE_RANGE)
@@ -165,7 +169,8 @@ def render_example(rng: np.random.Generator, size: int) -> dict:
   keypoints = place(canonical)
 
   canvas = np.zeros((size, size))
-  _draw_clutter(canvas, rng, size)
+  if not clean:
+    _draw_clutter(canvas, rng, size)
   # Canonical coordinates of every pixel centre: the inverse of `place`.
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
   pixels = np.stack([xx, yy], axis=-1)
@@ -178,16 +183,17 @@ def render_example(rng: np.random.Generator, size: int) -> dict:
   _draw_face(canvas, canon[..., 0], canon[..., 1], scale, parts, canonical, shades)
 
   visible = np.all((keypoints >= -0.5) & (keypoints <= size - 0.5), axis=1)
-  if rng.uniform() < OCCLUSION_PROBABILITY:
+  if not clean and rng.uniform() < OCCLUSION_PROBABILITY:
     target = keypoints[rng.integers(len(keypoints))]
     sdf = _occluder_sdf(rng, size, target, scale)
     _paint(canvas, _coverage(sdf(xx, yy)), rng.uniform(0.0, 1.0))
     visible &= sdf(keypoints[:, 0], keypoints[:, 1]) > 0.0
 
-  contrast, brightness = rng.uniform(0.5, 1.3), rng.uniform(-0.2, 0.2)
-  canvas = contrast * (canvas - 0.5) + 0.5 + brightness
-  canvas = scipy.ndimage.gaussian_filter(canvas, sigma=rng.uniform(0.0, 1.2) * size / 96)
-  canvas += rng.normal(0.0, rng.uniform(0.0, 0.05), size=canvas.shape)
+  if not clean:
+    contrast, brightness = rng.uniform(0.5, 1.3), rng.uniform(-0.2, 0.2)
+    canvas = contrast * (canvas - 0.5) + 0.5 + brightness
+    canvas = scipy.ndimage.gaussian_filter(canvas, sigma=rng.uniform(0.0, 1.2) * size / 96)
+    canvas += rng.normal(0.0, rng.uniform(0.0, 0.05), size=canvas.shape)
   image = np.round(np.clip(canvas, 0.0, 1.0) * 255).astype(np.uint8)[..., None]
   return dict(image=image, keypoints=keypoints.astype(np.float32),
               visible=visible.astype(np.float32),
