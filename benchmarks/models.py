@@ -81,8 +81,9 @@ def main(args):
     row = [f"`{path}`", f"{params:,d}", f"{flops / 1e6:.1f}", f"{speed:.0f}"]
     if train_too:
       s = train_summary(path, config.name)
+      speed = s["train_images_per_sec"]  # None when the run was already finished
       row += [f"{s['nme']:.4f}", f"{s['pck@0.05']:.3f}", f"{s['failure@0.1']:.3f}",
-              f"{s['train_images_per_sec']:.0f}", f"{s['wall_seconds']:.0f}"]
+              "n/a" if speed is None else f"{speed:.0f}", f"{s['wall_seconds']:.0f}"]
     print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -13,5 +13,4 @@ def get_config():
   config.model.head = {"name": "heatmap", "stride": 4, "features": 32, "convs": 0,
                        "upsample": "deconv", "sigma": 2.0, "decoder": "dark",
                        "blur_sigma": 0.0}
-  config.optimizer.name = "adam"
   return config

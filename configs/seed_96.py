@@ -13,4 +13,5 @@ def get_config():
   config.model.backbone = {"name": "conv_pool", "features": (32, 64), "kernel_size": 3,
                            "conv_strides": (1, 1), "padding": "VALID", "pool": "max"}
   config.model.head = {"name": "regression", "hidden": (64,), "pool": "flatten", "loss": "l2"}
+  config.optimizer.learning_rate = 1e-3  # the seed article's (Keras's RMSprop default)
   return config

@@ -26,6 +26,8 @@ def tiny_config(data_dir: str):
   data.data_dir = data_dir
   data.image_size, data.num_train, data.num_validation, data.num_test = 32, 96, 21, 5
   data.shuffle_buffer, data.prefetch = 96, 1
+  augment = data.augment  # every augmentation on, so that tests exercise them
+  augment.max_rotation_deg, augment.scale_range, augment.max_shift = 10.0, (0.9, 1.1), 0.05
   # A ResNet with BatchNorm (whose statistics must agree across devices) and a heatmap head.
   config.model.backbone = {"name": "resnet", "stage_sizes": (1, 1), "width": 8,
                            "output_stride": 8, "small_stem": True}
