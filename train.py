@@ -2,11 +2,17 @@
 
   python train.py --config configs/default.py --workdir workdirs/default \
       [--config.num_train_steps=1000 ...]
+
+Multi-process (multi-host) runs start one such process per host (or per GPU): under SLURM,
+Open MPI and on Cloud TPU pod slices JAX finds its peers itself; elsewhere pass
+--coordinator_address, --num_processes and --process_id.
 """
 
 import logging as std_logging
+import os
 
 from absl import app, flags, logging
+import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
@@ -18,6 +24,25 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and pictures go
 config_flags.DEFINE_config_file("config", None, "Config file; override fields with "
                                 "--config.<key>=<value>.", lock_config=True)
 flags.mark_flags_as_required(["config"])
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 in a multi-process run "
+                    "that JAX does not detect by itself.")
+flags.DEFINE_integer("num_processes", None, "With --coordinator_address: how many processes.")
+flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
+
+# Environment variables by which JAX's own cluster detection (jax.distributed.initialize()
+# without arguments) recognises a multi-process launch, with the process count they carry.
+_CLUSTER_SIZES = {"SLURM_NTASKS": int, "OMPI_COMM_WORLD_SIZE": int,
+                  "TPU_WORKER_HOSTNAMES": lambda hosts: len(hosts.split(","))}
+
+
+def initialize_distributed():
+  """Joins the other processes of a multi-process run; a single process needs nothing."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only multi-process
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  elif any(size(os.environ[var]) > 1 for var, size in _CLUSTER_SIZES.items()
+           if os.environ.get(var)):
+    jax.distributed.initialize()
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -33,6 +58,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
+  initialize_distributed()
   logging.info("Config:\n%s", FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -23,6 +23,8 @@ def get_config():
   data.keypoints = ()  # names of a keypoint subset to train on; () keeps all
   data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
   data.image_std = 0.25
+  data.input_shards = 0  # training-split shards, read evenly by the processes; 0: one each.
+  #                        Fix it to keep the data order when the number of processes changes.
   data.cache = True  # keep the decoded training split in memory
   data.shuffle_buffer = 10_000  # examples; at least the split size shuffles whole epochs
   data.prefetch = 4  # batches prepared ahead of the train step

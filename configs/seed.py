@@ -16,10 +16,10 @@ def get_config():
   config.name = "seed"
   config.data.image_size = 28
   config.data.keypoints = FACE5_NAMES
-  config.model.backbone.features = (32, 64)
-  config.model.backbone.conv_strides = (1, 1)
-  config.model.backbone.padding = "VALID"
-  config.model.head.hidden = (64,)
+  config.model.backbone = {"name": "conv_pool", "features": (32, 64), "kernel_size": 3,
+                           "conv_strides": (1, 1), "padding": "VALID", "pool": "max"}
+  config.model.head = {"name": "regression", "hidden": (64,), "pool": "flatten", "loss": "l2"}
+  config.optimizer.learning_rate = 1e-3  # Keras's RMSprop default
   config.optimizer.warmup_steps = 0
   config.optimizer.final_lr_fraction = 1.0  # a constant learning rate, as in Keras
   config.batch_size = 128

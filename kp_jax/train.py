@@ -167,6 +167,11 @@ class Parallel:
   first: Callable  # replicated step outputs -> one copy
 
 
+def first_replica(tree):
+  """This process's first copy of pmapped values (the others' may live on other hosts)."""
+  return jax.tree.map(lambda x: x.addressable_data(0).reshape(x.shape[1:]), tree)
+
+
 def resolve_mode(mode: str) -> str:
   if mode not in PARALLEL_MODES:
     raise ValueError(f"config.parallel={mode!r}: choose one of {PARALLEL_MODES}.")
@@ -188,9 +193,9 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
         eval_step=jax.pmap(functools.partial(evaluate_batch, axis_name=AXIS_NAME),
                            axis_name=AXIS_NAME, in_axes=(0, 0, None)),
         put_state=jax_utils.replicate,
-        get_state=lambda state: jax.device_get(jax_utils.unreplicate(state)),
+        get_state=lambda state: jax.device_get(first_replica(state)),
         put_batch=lambda batch: batch,
-        first=lambda tree: jax.tree.map(lambda x: x[0], tree),
+        first=first_replica,
     )
   # jit over a 1-D mesh: the batch is split over the `data` axis, the state replicated.
   mesh = Mesh(np.array(jax.devices()), ("data",))
@@ -255,6 +260,24 @@ def _mean_train_metrics(history: list, parallel: Parallel) -> dict:
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
+class WaitClock:
+  """Wraps the batch iterator, adding up the seconds the loop waits for it. Steps run
+  asynchronously, so this is time the devices may sit idle for want of input."""
+
+  def __init__(self, iterator):
+    self.iterator, self.seconds = iterator, 0.0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    start = time.perf_counter()
+    try:
+      return next(self.iterator)
+    finally:
+      self.seconds += time.perf_counter() - start
+
+
 def _check_finite(values: dict, first_step: int, step: int, last_checkpoint):
   bad = {k: v for k, v in values.items() if not np.isfinite(v)}
   if bad:
@@ -304,9 +327,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   mean_shape = pipeline.training_mean_shape(config.data, source)
   log = MetricsLog(workdir, is_writer)
-  train_iter = pipeline.train_iterator(
+  train_iter = WaitClock(pipeline.train_iterator(
       config, source, start_step=start_step, local_devices=jax.local_device_count(),
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count()))
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                            writer=log.writer, every_steps=config.log_every_steps)
   num_steps = config.num_train_steps
@@ -314,6 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   history, eval_results = [], None
   first_logged_step = start_step + 1
   train_seconds, timed_steps, step_clock = 0.0, 0, None
+  input_wait, wait_mark = 0.0, 0.0
 
   for step, batch in zip(range(start_step + 1, num_steps + 1), train_iter):
     is_last_step = step == num_steps
@@ -328,6 +352,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step_clock is not None:  # the first interval holds compilation: leave it out
         train_seconds += time.time() - step_clock
         timed_steps += len(history)
+        input_wait += train_iter.seconds - wait_mark
+      wait_mark = train_iter.seconds
       log.write(step, "train", values)
       history, first_logged_step = [], step + 1
 
@@ -354,6 +380,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "wall_seconds": time.time() - run_start,
       "train_images_per_sec": (timed_steps * config.batch_size / train_seconds
                                if train_seconds else None),
+      "input_wait_fraction": input_wait / train_seconds if train_seconds else None,
       "parallel": parallel.mode, "devices": jax.device_count(),
   }
   if is_writer:

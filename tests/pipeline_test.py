@@ -54,6 +54,28 @@ def test_process_shards_partition_the_split(config):
   assert sorted(sum(shards, [])) == everything and all(len(s) == 32 for s in shards)
 
 
+def test_global_batches_do_not_depend_on_the_process_count(config):
+  # Two input shards: one process reading both gives the global batches that two processes,
+  # each reading its own shard, give when their local batches are put together.
+  config.data.input_shards = 2
+  source = pipeline.get_source(config.data)
+  alone = take(pipeline.train_iterator(config, source, start_step=3, local_devices=2), 4)
+  hosts = [take(pipeline.train_iterator(config, source, start_step=3, local_devices=1,
+                                        process_index=i, process_count=2), 4) for i in range(2)]
+  for step, whole in enumerate(alone):
+    for key in whole:
+      np.testing.assert_array_equal(
+          whole[key], np.concatenate([hosts[0][step][key], hosts[1][step][key]]))
+
+
+def test_input_shards_must_split_over_processes(config):
+  config.data.input_shards = 3
+  source = pipeline.get_source(config.data)
+  with pytest.raises(ValueError, match=r"config.data.input_shards=3 .* processes \(2\)"):
+    next(pipeline.train_iterator(config, source, start_step=0, local_devices=1,
+                                 process_index=0, process_count=2))
+
+
 def test_eval_pads_the_last_batch_and_masks_it(config):
   source = pipeline.get_source(config.data)
   batches = list(pipeline.eval_iterator(config, source, "validation", local_devices=NUM_DEVICES))

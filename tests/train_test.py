@@ -174,3 +174,33 @@ def test_train_command_rejects_unknown_keys_and_wrong_types(override, message, t
        override], capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
   assert result.returncode != 0 and message in result.stderr
   assert not workdir.exists()  # refused before any work
+
+
+def test_weight_decay_skips_biases_and_norms(config):
+  params = {"Conv_0": {"kernel": np.ones((3, 3, 1, 2), np.float32),
+                       "bias": np.ones(2, np.float32)},
+            "BatchNorm_0": {"scale": np.ones(2, np.float32), "bias": np.ones(2, np.float32)}}
+  zero_grads = jax.tree.map(np.zeros_like, params)
+  for name in ("adamw", "rmsprop"):
+    config.optimizer.name, config.optimizer.weight_decay = name, 0.1
+    config.optimizer.warmup_steps, config.optimizer.grad_clip_norm = 0, 0.0
+    tx = train.create_optimizer(config)
+    updates, _ = tx.update(zero_grads, tx.init(params), params)
+    # With zero gradients only the decay moves parameters: kernels shrink, the rest stays.
+    assert np.all(updates["Conv_0"]["kernel"] < 0), name
+    for leaf in (updates["Conv_0"]["bias"], *updates["BatchNorm_0"].values()):
+      np.testing.assert_array_equal(leaf, 0.0)
+
+
+def test_parameter_ema_follows_its_decay(config):
+  state, _ = initial_state(config)
+  _, head = model_and_head(config)
+  data = next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                      local_devices=1))
+  data = {k: v[0] for k, v in data.items()}
+  before = jax.device_get(state.ema_params)
+  after, _ = jax.jit(functools.partial(train.train_step, head=head, ema_decay=0.75))(state, data)
+  # ema' = 0.75 * ema + 0.25 * params'
+  jax.tree.map(lambda e0, e1, p1: np.testing.assert_allclose(e1, 0.75 * e0 + 0.25 * p1,
+                                                             rtol=1e-6, atol=1e-7),
+               before, jax.device_get(after.ema_params), jax.device_get(after.params))

@@ -1,9 +1,11 @@
 """Input pipeline: source -> process shard -> shuffle -> repeat -> augment -> batch -> NumPy.
 
-The training stream is a pure function of (seed, process, step): epoch `e` is this process's
-shard shuffled with seed (seed, e), and the example at global stream position `i` is augmented
-with the stateless seed (seed, i). Starting at a step therefore only skips undecoded records,
-and a resumed run sees exactly the batches an uninterrupted one would have seen.
+The training stream is a pure function of (seed, shard, step): the training split is cut into
+`data.input_shards` shards (default: one per process), epoch `e` of a shard is that shard
+shuffled with seed (seed, shard, e), and its example at stream position `i` is augmented with
+the stateless seed (seed, shard, i). Starting at a step therefore only skips undecoded records,
+a resumed run sees exactly the batches an uninterrupted one would have seen, and with a fixed
+`input_shards` the global batches do not depend on the number of processes.
 
 Batches come out as NumPy arrays of shape [local_devices, per_device_batch, ...], so the train
 loop never touches TensorFlow.
@@ -73,36 +75,62 @@ def _options() -> tf.data.Options:
   return options
 
 
-def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
-                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
-  """Endless augmented training batches, starting at `start_step`."""
+def input_shards(data_config, process_index: int, process_count: int) -> tuple[range, int]:
+  """The training shards this process reads, and their total number.
+
+  `data.input_shards` (0: one per process) fixes how the training split is cut; each process
+  reads an equal run of shards. As the global batch is the concatenation of the shards' batches
+  in shard order, the data stream does not depend on how many processes share the shards.
+  """
+  num_shards = data_config.input_shards or process_count
+  if num_shards % process_count:
+    raise ValueError(f"config.data.input_shards={num_shards} must be a multiple of the number "
+                     f"of processes ({process_count}).")
+  per_process = num_shards // process_count
+  return range(process_index * per_process, (process_index + 1) * per_process), num_shards
+
+
+def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_size: int,
+                   start_step: int) -> tf.data.Dataset:
+  """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
   spec, indices = keypoint_subset(data, source.spec)
-  local_batch = _local_batch_size(config.batch_size, process_count, local_devices, "batch_size")
-  shard = source.load("train", process_index, process_count).map(
+  examples = source.load("train", shard, num_shards).map(
       _common_ops(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
   if data.cache:
-    shard = shard.cache()
-  shard_size = int(shard.cardinality())
-  if shard_size <= 0:
-    raise ValueError(f"{source.name}: the train split of process {process_index} is empty.")
+    examples = examples.cache()
+  size = int(examples.cardinality())
+  if size <= 0:
+    raise ValueError(f"{source.name}: training shard {shard} of {num_shards} is empty.")
 
-  # Seeds differ per process, so hosts augment their own shards independently.
-  seed = config.seed * 1_000_003 + process_index
-  start = start_step * local_batch
-  first_epoch = start // shard_size
+  seed = config.seed * 1_000_003 + shard  # shards are shuffled and augmented independently
+  start = start_step * batch_size
+  first_epoch = start // size
   epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
-  stream = epochs.flat_map(lambda epoch: shard.shuffle(
-      min(data.shuffle_buffer, shard_size), seed=seed * 7919 + epoch,
-      reshuffle_each_iteration=False))
-  stream = stream.enumerate(start=first_epoch * shard_size).skip(start % shard_size)
-
+  stream = epochs.flat_map(lambda epoch: examples.shuffle(
+      min(data.shuffle_buffer, size), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
+  stream = stream.enumerate(start=first_epoch * size).skip(start % size)
   augment = transforms.random_affine(
-      spec.flip_permutation(), data.augment.max_rotation_deg, tuple(data.augment.scale_range), data.augment.max_shift,
-      data.augment.flip_probability)
+      spec.flip_permutation(), data.augment.max_rotation_deg, tuple(data.augment.scale_range),
+      data.augment.max_shift, data.augment.flip_probability)
   stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
                       num_parallel_calls=tf.data.AUTOTUNE)
-  stream = stream.batch(local_batch, drop_remainder=True).prefetch(data.prefetch)
+  return stream.batch(batch_size, drop_remainder=True)
+
+
+def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
+                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+  """Endless augmented training batches of this process, starting at `start_step`."""
+  _local_batch_size(config.batch_size, process_count, local_devices, "batch_size")
+  shards, num_shards = input_shards(config.data, process_index, process_count)
+  if config.batch_size % num_shards:
+    raise ValueError(f"config.batch_size={config.batch_size} must be divisible by "
+                     f"config.data.input_shards ({num_shards}).")
+  streams = tuple(_shard_batches(config, source, shard, num_shards,
+                                 config.batch_size // num_shards, start_step) for shard in shards)
+  stream = tf.data.Dataset.zip(streams).map(
+      lambda *batches: {k: tf.concat([b[k] for b in batches], 0) for k in batches[0]})
+  stream = stream.prefetch(config.data.prefetch)
   for batch in stream.with_options(_options()).as_numpy_iterator():
     yield _split_for_devices(batch, local_devices)
 
