@@ -1,6 +1,6 @@
 """SimpleBaseline with ResNet-18 (three 4x4 deconvs of 256 channels to stride-4 heatmaps, DARK
-decoding): the accelerator-sized model of the zoo. On the 2-core CPU it trains at a few dozen
-images/s (docs/models.md), too slow for the default budget there.
+decoding): the accelerator-sized model of the zoo. On the 2-core CPU it trains at about 4
+images/s (docs/models.md), far too slow for the default budget there.
 
   python train.py --config configs/resnet18_heatmap.py --workdir workdirs/resnet18_heatmap
 """
