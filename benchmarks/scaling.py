@@ -28,7 +28,8 @@ def run(config: str, steps: int, devices: int, mode: str) -> dict:
   env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(devices)))
   subprocess.run([sys.executable, "train.py", f"--config={config}", f"--workdir={workdir}",
                   f"--config.num_train_steps={steps}", f"--config.parallel={mode}",
-                  f"--config.eval_every_steps={steps}", f"--config.checkpoint_every_steps={steps}"],
+                  f"--config.eval_every_steps={steps}", f"--config.checkpoint_every_steps={steps}",
+                  "--config.eval_batch_size=200"],  # divisible by 1, 2, 4 and 8 devices
                  env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   with open(os.path.join(workdir, "summary.json")) as f:
     return json.load(f)
