@@ -122,10 +122,17 @@ def test_map_heads_reach_their_stride_from_any_backbone_stride(head):
     assert jnp.all((points >= -0.5) & (points <= 63.5))
 
 
-def test_default_config_builds():
-  config = default.get_config()
-  model, _ = create_model(config.model, 15, (96, 96))
-  assert num_params(model, (96, 96, 1)) > 0
+def test_default_config_parameter_count():
+  # ResNet (1, 1, 1, 1), width 16, 1 input channel; convs have no bias, each BN 2 per channel.
+  #   stem 7*7*1*16 + 32 = 816; stage 1: 2 * (9*16*16 + 32) = 4,672;
+  #   stage 2: 9*16*32 + 64 + 9*32*32 + 64 + (1x1 projection) 16*32 + 64 = 14,528;
+  #   stage 3: 18,432 + 128 + 36,864 + 128 + 2,048 + 128 = 57,728;
+  #   stage 4: 73,728 + 256 + 147,456 + 256 + 8,192 + 256 = 230,144;  backbone 307,888.
+  # Integral head, 3x3 features -> 12x12 maps (stride 8): two 4x4 deconvs to 32 with BN,
+  #   16*128*32 + 64 = 65,600 and 16*32*32 + 64 = 16,448; 1x1 to 15 maps 32*15 + 15 = 495.
+  #   Total 390,431.
+  model, _ = create_model(default.get_config().model, 15, (96, 96))
+  assert num_params(model, (96, 96, 1)) == 390_431
 
 
 def test_unknown_names_and_fields_name_the_config_key():

@@ -46,7 +46,7 @@ class ConvPool(nn.Module):
     return x
 
 
-def _batch_norm(train: bool, dtype, axis_name):
+def batch_norm(train: bool, dtype, axis_name):
   # Under pmap, `axis_name` makes the batch statistics those of the global batch (sync BN);
   # under jit over a mesh the batch axis is already global.
   return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
@@ -63,7 +63,7 @@ class VGG(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    norm = _batch_norm(train, self.dtype, self.axis_name)
+    norm = batch_norm(train, self.dtype, self.axis_name)
     depths = _per_block(self.convs_per_stage, len(self.stage_features), "convs_per_stage")
     for width, depth in zip(self.stage_features, depths):
       for _ in range(depth):
@@ -71,6 +71,14 @@ class VGG(nn.Module):
         x = nn.relu(norm()(x) if self.batch_norm else x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     return x
+
+
+def _residual(x, y, strides, norm, conv):
+  """relu(x + y), projecting x by a strided 1x1 conv + BN where its shape differs from y's.
+  Called inside a block's compact __call__, so the layers belong to that block."""
+  if x.shape != y.shape:
+    x = norm()(conv(y.shape[-1], (1, 1), strides)(x))
+  return nn.relu(x + y)
 
 
 class BasicBlock(nn.Module):
@@ -87,9 +95,7 @@ class BasicBlock(nn.Module):
     y = nn.relu(self.norm()(y))
     y = conv(self.features, (3, 3), kernel_dilation=self.dilation)(y)
     y = self.norm(scale_init=nn.initializers.zeros)(y)  # each block starts as the identity
-    if x.shape != y.shape:
-      x = self.norm()(conv(self.features, (1, 1), self.strides)(x))
-    return nn.relu(x + y)
+    return _residual(x, y, self.strides, self.norm, conv)
 
 
 class Bottleneck(nn.Module):
@@ -106,9 +112,7 @@ class Bottleneck(nn.Module):
     y = conv(self.features, (3, 3), self.strides, kernel_dilation=self.dilation)(y)
     y = nn.relu(self.norm()(y))
     y = self.norm(scale_init=nn.initializers.zeros)(conv(4 * self.features, (1, 1))(y))
-    if x.shape != y.shape:
-      x = self.norm()(conv(4 * self.features, (1, 1), self.strides)(x))
-    return nn.relu(x + y)
+    return _residual(x, y, self.strides, self.norm, conv)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -137,7 +141,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    norm = _batch_norm(train, self.dtype, self.axis_name)
+    norm = batch_norm(train, self.dtype, self.axis_name)
     if self.small_stem:
       x = nn.Conv(self.width, (3, 3), 2, use_bias=False, dtype=self.dtype)(x)
       x, stride = nn.relu(norm()(x)), 2

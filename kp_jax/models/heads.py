@@ -10,7 +10,6 @@ has a loss of the outputs and a batch (`compute_loss`). Pure JAX: no TensorFlow 
 """
 
 import dataclasses
-import functools
 import math
 from typing import Sequence
 
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from kp_jax import heatmaps, losses
+from kp_jax.models import backbones
 
 
 UPSAMPLING = ("deconv", "resize")
@@ -63,8 +63,7 @@ class MapLayers(nn.Module):
       raise ValueError(f"Maps of stride {self.stride} cannot be reached from features "
                        f"{x.shape[1:3]} of images {image_hw}: set the backbone's output "
                        "stride to the head's stride times a power of two.")
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             dtype=self.dtype, axis_name=self.axis_name if train else None)
+    norm = backbones.batch_norm(train, self.dtype, self.axis_name)
     for _ in range(int(num_up)):
       if self.upsample == "deconv":
         x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), use_bias=False,
