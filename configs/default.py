@@ -21,6 +21,9 @@ def get_config():
   data.num_test = 1_000
   data.generator_seed = 0  # seed of the synthetic generator (not of training)
   data.keypoints = ()  # names of a keypoint subset to train on; () keeps all
+  data.input_size = ()  # (height, width) each example's box is cropped to; (): the source's
+  #                       images as they are (they must all have one size)
+  data.box_padding = 1.25  # crops take the box, fitted to input_size's aspect, times this
   data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
   data.image_std = 0.25
   data.input_shards = 0  # training-split shards, read evenly by the processes; 0: one each.
@@ -35,6 +38,14 @@ def get_config():
   augment.scale_range = (1.0, 1.0)  # random zoom
   augment.max_shift = 0.0  # random shift, as a fraction of the image size
   augment.flip_probability = 0.5  # horizontal flip, swapping left/right keypoints
+  augment.brightness = 0.0  # colour jitter: brightness shift in [-b, b] (image in [0, 1]),
+  augment.contrast = 0.0  # contrast and saturation (RGB only) factors in [1 - c, 1 + c]
+  augment.saturation = 0.0
+  augment.blur_probability = 0.0  # Gaussian blur with sigma in (0, max_blur_sigma] pixels
+  augment.max_blur_sigma = 1.5
+  augment.half_body_probability = 0.0  # crop to the upper or lower body's keypoints instead
+  augment.upper_body = ()  # keypoint names of the upper body (the rest are the lower body)
+  augment.half_body_min_keypoints = 3  # visible keypoints the chosen half needs
 
   config.model = model = ml_collections.ConfigDict()
   model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)

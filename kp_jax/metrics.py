@@ -5,14 +5,19 @@ Definitions (e = Euclidean error in pixels of a visible keypoint, d = the exampl
   rmse_px       sqrt of the mean squared coordinate error (Kaggle Facial Keypoints' RMSE)
   nme           mean over examples of (mean e over the example's visible keypoints) / d
   pck@t         fraction of visible keypoints with e <= t * d
-  failure@0.1   fraction of examples whose NME exceeds 0.1
+  failure@t     fraction of examples whose NME exceeds t
+  auc@t         area under the cumulative error distribution (fraction of examples with
+                NME <= x) for x in [0, t], divided by t. Computed exactly: each example adds
+                max(0, 1 - NME / t), its share of that integral (toolkits that sample x on a
+                grid agree to the grid's resolution).
+Per keypoint (`keypoint_sums`): nme (mean e / d where visible) and pck@0.1.
 """
 
 import jax.numpy as jnp
 import numpy as np
 
 PCK_THRESHOLDS = (0.05, 0.1)
-FAILURE_THRESHOLD = 0.1
+FAILURE_THRESHOLDS = (0.08, 0.1)  # 300W / AFLW papers report 0.08, WFLW 0.1
 
 
 def metric_sums(pred_px, true_px, visible, norm, mask=None) -> dict:
@@ -24,16 +29,38 @@ def metric_sums(pred_px, true_px, visible, norm, mask=None) -> dict:
   err = jnp.sqrt(sq)
   num_visible = v.sum(axis=1)
   has_visible = (num_visible > 0).astype(jnp.float32)
-  nme_per_example = (err * v).sum(axis=1) / (jnp.maximum(num_visible, 1) * norm)
+  nme_per_example = (err * v).sum(axis=1) / (jnp.maximum(num_visible, 1)
+                                             * jnp.where(has_visible > 0, norm, 1.0))
   sums = {
       "mse_px": (jnp.sum(sq * v), 2 * jnp.sum(v)),  # per coordinate: two per keypoint
       "nme": (jnp.sum(nme_per_example * has_visible), jnp.sum(has_visible)),
-      f"failure@{FAILURE_THRESHOLD}": (
-          jnp.sum((nme_per_example > FAILURE_THRESHOLD) * has_visible), jnp.sum(has_visible)),
   }
+  for t in FAILURE_THRESHOLDS:
+    sums[f"failure@{t}"] = (jnp.sum((nme_per_example > t) * has_visible), jnp.sum(has_visible))
+    sums[f"auc@{t}"] = (jnp.sum(jnp.maximum(0.0, 1 - nme_per_example / t) * has_visible),
+                        jnp.sum(has_visible))
   for t in PCK_THRESHOLDS:
     sums[f"pck@{t}"] = (jnp.sum((err <= t * norm[:, None]) * v), jnp.sum(v))
   return {name: jnp.stack(pair) for name, pair in sums.items()}
+
+
+def keypoint_sums(pred_px, true_px, visible, norm, mask) -> dict:
+  """{name: [2, K] (sum, count) per keypoint} for one batch."""
+  v = visible * mask[:, None]
+  error = jnp.sqrt(jnp.sum((pred_px - true_px) ** 2, axis=-1))
+  relative = jnp.where(v > 0, error / jnp.where(v > 0, norm[:, None], 1.0), 0.0)  # padding: 0
+  count = v.sum(0)
+  return {"nme": jnp.stack([(relative * v).sum(0), count]),
+          "pck@0.1": jnp.stack([((relative <= 0.1) * v).sum(0), count])}
+
+
+def summarize_keypoints(sums: dict, names) -> dict:
+  """{keypoint name: {metric: value}} from accumulated `keypoint_sums`."""
+  out = {name: {} for name in names}
+  for metric, (total, count) in sums.items():
+    for name, t, c in zip(names, np.asarray(total), np.asarray(count)):
+      out[name][metric] = float(t / c) if c > 0 else float("nan")
+  return out
 
 
 def summarize(sums: dict, prefix: str = "") -> dict:

@@ -135,17 +135,19 @@ def eval_variables(state):
 
 def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
               axis_name: str | None = None):
-  """Metric sums of the model and of the mean-shape baseline on a (masked) batch."""
+  """(metric sums of the model and of the mean-shape baseline, per-keypoint sums, and the
+  predictions) on a (masked) batch."""
   pred = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
                  flip_permutation=flip_permutation)
   baseline = jnp.broadcast_to(mean_shape, pred.shape)
   args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"])
   sums = {"model": metrics.metric_sums(pred, *args),
           "baseline": metrics.metric_sums(baseline, *args),
+          "per_keypoint": metrics.keypoint_sums(pred, *args),
           "num_examples": batch["mask"].sum()}
   if axis_name is not None:
     sums = jax.lax.psum(sums, axis_name)
-  return sums
+  return sums, pred
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,19 +223,28 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
 # Evaluation and outputs.
 
 
-def evaluate(parallel: Parallel, state, config, source, split: str, mean_shape) -> dict:
-  """Model and baseline metrics over a whole split; every example counted exactly once."""
+def evaluate(parallel: Parallel, state, config, source, split: str, mean_shape,
+             on_predictions: Callable | None = None) -> tuple[dict, dict]:
+  """(model and baseline metrics, per-keypoint metrics) over a whole split; every example
+  counted exactly once. `on_predictions(pred [B, K, 2], batch)`, single-process only, sees each
+  batch's predictions (in model input pixels) with the batch, both flattened to [B, ...]."""
   total = None
   for batch in pipeline.eval_iterator(config, source, split,
                                       local_devices=jax.local_device_count(),
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count()):
-    sums = parallel.eval_step(state, parallel.put_batch(batch), mean_shape)
+    sums, pred = parallel.eval_step(state, parallel.put_batch(pipeline.device_batch(batch)),
+                                    mean_shape)
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    if on_predictions is not None:  # a host-device sync point
+      flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items()}
+      on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]), flat)
   total = jax.device_get(parallel.first(total))  # a host-device sync point
-  return {**metrics.summarize(total["model"]),
-          **metrics.summarize(total["baseline"], prefix="baseline_"),
-          "num_examples": int(total["num_examples"])}
+  names = pipeline.keypoint_subset(config.data, source.spec)[0].names
+  return ({**metrics.summarize(total["model"]),
+           **metrics.summarize(total["baseline"], prefix="baseline_"),
+           "num_examples": int(total["num_examples"])},
+          metrics.summarize_keypoints(total["per_keypoint"], names))
 
 
 class MetricsLog:
@@ -298,7 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   source = pipeline.get_source(config.data)
   spec, _ = pipeline.keypoint_subset(config.data, source.spec)
-  image_shape = tuple(source.load("validation", 0, 1).element_spec["image"].shape)
+  image_shape = pipeline.input_shape(config.data, source)
   mode = resolve_mode(config.parallel)
   model, head = create_model(config.model, spec.num_keypoints, image_shape[:2],
                              axis_name=AXIS_NAME if mode == "pmap" else None)
@@ -359,7 +370,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     eval_results = None
     if step % config.eval_every_steps == 0 or is_last_step:
-      eval_results = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+      eval_results, _ = evaluate(parallel, device_state, config, source, "validation",
+                                 mean_shape)
       log.write(step, "validation", eval_results)
 
     if step % config.checkpoint_every_steps == 0 or is_last_step:
@@ -369,7 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
 
   if eval_results is None:  # resumed a finished run: evaluate what is there
-    eval_results = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+    eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)
   host_state = parallel.get_state(device_state)
   summary = {
       "config": config.name, "source": source.name, "split": "validation",

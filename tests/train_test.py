@@ -83,8 +83,8 @@ def test_evaluation_counts_each_example_once(config, mode):
   model, head = model_and_head(config, mode)
   parallel = train.make_parallel(mode, head)
   mean_shape = pipeline.training_mean_shape(config.data, source)
-  got = train.evaluate(parallel, parallel.put_state(state), config, source, "validation",
-                       mean_shape)
+  got, per_keypoint = train.evaluate(parallel, parallel.put_state(state), config, source,
+                                     "validation", mean_shape)
   assert got["num_examples"] == 21  # padded to 24, counted 21
   # Reference: the whole split in one unpadded batch on the host.
   examples = list(source.load("validation", 0, 1).as_numpy_iterator())
@@ -95,6 +95,11 @@ def test_evaluation_counts_each_example_once(config, mode):
       np.asarray(pred), stack("keypoints"), stack("visible"), stack("norm")))
   for name, value in want.items():
     assert got[name] == pytest.approx(value, rel=1e-4), name
+  want_keypoints = metrics.summarize_keypoints(metrics.keypoint_sums(
+      np.asarray(pred), stack("keypoints"), stack("visible"), stack("norm"),
+      np.ones(len(examples), np.float32)), source.spec.names)
+  for name, values in want_keypoints.items():
+    assert per_keypoint[name]["nme"] == pytest.approx(values["nme"], rel=1e-4), name
 
 
 def test_a_run_writes_its_outputs_and_lowers_the_loss(trained):

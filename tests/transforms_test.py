@@ -10,10 +10,10 @@ from kp_jax.data.keypoints import FACE15
 SIZE = 48
 
 
-def dots_example(points, intensities):
+def dots_example(points, intensities, height=SIZE, width=SIZE):
   """An image with a Gaussian dot (sigma 1.5 px) of its own intensity at each keypoint."""
-  yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-  image = np.zeros((SIZE, SIZE, 1), np.float32)
+  yy, xx = np.mgrid[0:height, 0:width]
+  image = np.zeros((height, width, 1), np.float32)
   for (x, y), v in zip(points, intensities):
     image[..., 0] += v * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
   return {"image": tf.constant(image), "keypoints": tf.constant(points, tf.float32),
@@ -22,7 +22,7 @@ def dots_example(points, intensities):
 
 def centroid_near(image, point, radius=3):
   """Intensity-weighted centroid of the image within `radius` px of `point`."""
-  yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+  yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
   weight = image[..., 0] * (np.hypot(xx - point[0], yy - point[1]) <= radius)
   return np.array([(weight * xx).sum(), (weight * yy).sum()]) / weight.sum()
 
@@ -45,7 +45,7 @@ def test_warp_moves_keypoints_exactly_as_the_pixels(angle_deg, scale, shift, fli
   example = dots_example(POINTS, INTENSITIES)
   matrix = transforms.affine_matrix(math.radians(angle_deg), scale, tf.constant(shift), flip,
                                     SIZE, SIZE)
-  op = lambda ex: transforms.warp(ex, matrix, SWAP_FIRST_TWO, flip)
+  op = lambda ex: transforms.warp(ex, matrix, (SIZE, SIZE), SWAP_FIRST_TWO, flip)
   if in_tf_data:
     out = next(iter(tf.data.Dataset.from_tensors(example).map(op).as_numpy_iterator()))
   else:
@@ -64,12 +64,12 @@ def test_flip_keeps_left_and_right_keypoints_on_the_subjects_sides():
   # matching right_* ones. A flip with swap must keep that true; without swap it would invert.
   perm = FACE15.flip_permutation()
   augment = transforms.random_affine(perm, max_rotation_deg=5, scale_range=(1, 1),
-                                     max_shift=0.0, flip_probability=1.0)
+                                     max_shift=0.0, flip_probability=1.0, output_hw=(64, 64))
   pairs = [(FACE15.index(a), FACE15.index(b)) for a, b in FACE15.flip_pairs]
   for i in range(20):
     raw = faces.render_example(np.random.default_rng(i), 64)
     example = {k: tf.constant(v) for k, v in raw.items()}
-    example["image"] = tf.cast(example["image"], tf.float32)
+    example = transforms.identity_matrix(transforms.to_float(example))
     out = augment(example, tf.constant([0, i], tf.int64))
     k, v = out["keypoints"].numpy(), out["visible"].numpy()
     for left, right in pairs:
@@ -82,8 +82,8 @@ def test_flip_keeps_left_and_right_keypoints_on_the_subjects_sides():
 
 
 def test_random_affine_is_a_function_of_the_seed():
-  augment = transforms.random_affine(np.arange(3), 30, (0.8, 1.2), 0.1, 0.5)
-  example = dots_example(POINTS, INTENSITIES)
+  augment = transforms.random_affine(np.arange(3), 30, (0.8, 1.2), 0.1, 0.5, (SIZE, SIZE))
+  example = transforms.identity_matrix(dots_example(POINTS, INTENSITIES))
   a = augment(example, tf.constant([7, 3], tf.int64))
   b = augment(example, tf.constant([7, 3], tf.int64))
   c = augment(example, tf.constant([7, 4], tf.int64))
@@ -94,5 +94,79 @@ def test_random_affine_is_a_function_of_the_seed():
 def test_keypoints_pushed_out_of_the_image_become_invisible():
   example = dots_example(np.array([[2.0, 24.0], [24.0, 24.0]], np.float32), [1.0, 1.0])
   matrix = transforms.affine_matrix(0.0, 1.0, tf.constant([-5.0, 0.0]), False, SIZE, SIZE)
-  out = transforms.warp(example, matrix)
+  out = transforms.warp(example, matrix, (SIZE, SIZE))
   np.testing.assert_array_equal(out["visible"], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("box, output_hw", [
+    ((40.0, 30.0, 60.0, 50.0), (48, 48)),  # wide box into a square: height grows
+    ((52.0, 12.0, 30.0, 70.0), (64, 48)),  # tall box into a 4:3 portrait input
+    ((0.0, 0.0, 120.0, 90.0), (30, 40)),  # the whole image, downscaled
+])
+def test_box_crop_maps_the_padded_box_onto_the_input(box, output_hw):
+  matrix = transforms.box_matrix(tf.constant(box), output_hw, padding=1.25).numpy()
+  x, y, w, h = box
+  out_h, out_w = output_hw
+  # The box's centre goes to the input's centre; one scale for both axes (no distortion).
+  centre = matrix @ [x + w / 2 - 0.5, y + h / 2 - 0.5, 1]
+  np.testing.assert_allclose(centre[:2], [(out_w - 1) / 2, (out_h - 1) / 2], atol=1e-4)
+  assert matrix[0, 0] == pytest.approx(matrix[1, 1]) and matrix[0, 1] == matrix[1, 0] == 0
+  # The padded, aspect-fixed box fills the input exactly: 1.25 * max(w, h * aspect).
+  assert matrix[0, 0] == pytest.approx(out_w / (1.25 * max(w, h * out_w / out_h)), rel=1e-6)
+
+
+def test_crop_then_augmentation_moves_dots_exactly_as_the_pixels():
+  # A 100x130 image (not square) with dots, cropped around them and rotated, scaled, shifted
+  # and flipped by one warp: each dot must be found where its keypoint went.
+  points = np.array([[50.2, 60.7], [80.9, 58.1], [66.4, 85.3]], np.float32)
+  example = {**dots_example(points, INTENSITIES, height=100, width=130),
+             "box": tf.constant([45.0, 50.0, 42.0, 42.0])}
+  example = transforms.crop_to_box((SIZE, SIZE), 1.25)(example)
+  augment = transforms.random_affine(SWAP_FIRST_TWO, 20, (0.9, 1.1), 0.05, 0.5, (SIZE, SIZE))
+  for i in range(6):
+    out = {k: np.asarray(v) for k, v in augment(example, tf.constant([1, i], tf.int64)).items()}
+    assert out["image"].shape == (SIZE, SIZE, 1)
+    for point in out["keypoints"]:
+      np.testing.assert_allclose(centroid_near(out["image"], point), point, atol=0.15)
+    # The matrix maps the source keypoints to the output ones (kept to map predictions back).
+    moved = points @ out["matrix"][:2, :2].T + out["matrix"][:2, 2]
+    flipped = out["matrix"][0, 0] * out["matrix"][1, 1] - out["matrix"][0, 1] * out["matrix"][1, 0] < 0
+    np.testing.assert_allclose(out["keypoints"], moved[SWAP_FIRST_TWO] if flipped else moved,
+                               atol=1e-4)
+
+
+def test_half_body_boxes_the_chosen_half():
+  points = np.array([[10, 10], [20, 12], [30, 40], [34, 60]], np.float32)
+  example = {"keypoints": tf.constant(points), "visible": tf.ones(4),
+             "box": tf.constant([0.0, 0.0, 50.0, 70.0])}
+  op = transforms.half_body([0, 1], [2, 3], probability=1.0, min_keypoints=2, padding=1.0)
+  boxes = {tuple(np.round(op(example, tf.constant([0, i], tf.int64))["box"].numpy(), 4))
+           for i in range(20)}
+  # Upper: pixel centres x 10..20, y 10..12 span pixels 10..20 and 10..12, so the box
+  # (x, y, w, h) is (10, 10, 11, 3); lower: (30, 40, 5, 21).
+  assert boxes == {(10.0, 10.0, 11.0, 3.0), (30.0, 40.0, 5.0, 21.0)}
+  never = transforms.half_body([0, 1], [2, 3], probability=0.0, min_keypoints=2, padding=1.0)
+  np.testing.assert_array_equal(never(example, tf.constant([0, 0], tf.int64))["box"],
+                                [0, 0, 50, 70])
+
+
+def test_photometric_ops_leave_geometry_alone_and_follow_the_seed():
+  example = {**dots_example(POINTS, INTENSITIES), "image": tf.random.uniform((SIZE, SIZE, 3))}
+  jitter = transforms.color_jitter(0.2, 0.3, 0.3)
+  a = jitter(example, tf.constant([3, 1], tf.int64))
+  b = jitter(example, tf.constant([3, 1], tf.int64))
+  np.testing.assert_array_equal(a["image"], b["image"])
+  np.testing.assert_array_equal(a["keypoints"], example["keypoints"])
+  assert float(tf.reduce_min(a["image"])) >= 0 and float(tf.reduce_max(a["image"])) <= 1
+
+
+def test_gaussian_blur_matches_a_float64_convolution():
+  image = np.random.default_rng(0).uniform(size=(20, 24, 2)).astype(np.float32)
+  got = transforms.gaussian_blur(tf.constant(image), 1.2, radius=4).numpy()
+  x = np.arange(-4, 5)
+  kernel = np.exp(-x**2 / (2 * 1.2**2))
+  kernel /= kernel.sum()
+  padded = np.pad(image.astype(np.float64), ((4, 4), (4, 4), (0, 0)))
+  rows = sum(kernel[i] * padded[i:i + 20] for i in range(9))
+  want = sum(kernel[i] * rows[:, i:i + 24] for i in range(9))
+  np.testing.assert_allclose(got, want, atol=1e-5)

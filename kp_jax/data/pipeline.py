@@ -45,16 +45,94 @@ def keypoint_subset(data_config, spec: KeypointSpec) -> tuple[KeypointSpec, list
   return subset, [spec.index(n) for n in names]
 
 
-def _common_ops(data_config, indices):
-  ops = [transforms.select_keypoints(indices)] if indices is not None else []
-  ops.append(transforms.normalize_image(data_config.image_mean, data_config.image_std))
+def input_shape(data_config, source: Source) -> tuple[int, int, int]:
+  """The model input's (H, W, C): `data.input_size`, or the source's own fixed image size."""
+  if data_config.input_size:
+    return (*data_config.input_size, source.channels)
+  if source.image_hw is None:
+    raise ValueError(f"{source.name} has images of varying sizes: set config.data.input_size "
+                     "to the (height, width) its boxes are cropped to.")
+  return (*source.image_hw, source.channels)
 
+
+def _compose(*ops):
   def apply(example):
-    example = {k: example[k] for k in ("image", "keypoints", "visible", "norm")}
     for op in ops:
       example = op(example)
     return example
   return apply
+
+
+def _keep(*keys):
+  return lambda example: {k: example[k] for k in keys}
+
+
+TRAIN_KEYS = ("image", "keypoints", "visible", "norm")
+EVAL_KEYS = TRAIN_KEYS + ("matrix", "image_id", "box")
+
+
+def _select(data_config, indices):
+  """Raw example -> the keys the pipeline uses, restricted to the keypoint subset."""
+  ops = [_keep(*TRAIN_KEYS, "box", "image_id")]
+  if indices is not None:
+    ops.append(transforms.select_keypoints(indices))
+  return _compose(*ops)
+
+
+def _start_geometry(data_config):
+  """The crop to the object's box when `data.input_size` is set; otherwise the identity."""
+  if data_config.input_size:
+    return transforms.crop_to_box(tuple(data_config.input_size), data_config.box_padding)
+  return transforms.identity_matrix
+
+
+def _eval_ops(data_config, indices, input_hw):
+  ops = [_select(data_config, indices), transforms.to_float, _start_geometry(data_config)]
+  if data_config.input_size:
+    ops.append(transforms.warp_to_input(input_hw))
+  ops += [transforms.normalize_image(data_config.image_mean, data_config.image_std),
+          _keep(*EVAL_KEYS)]
+  return _compose(*ops)
+
+
+def _augment_op(data_config, spec: KeypointSpec, input_hw):
+  """(example, seed) -> augmented, normalised training example, from one stateless seed."""
+  aug = data_config.augment
+  affine = transforms.random_affine(
+      spec.flip_permutation(), aug.max_rotation_deg, tuple(aug.scale_range), aug.max_shift,
+      aug.flip_probability, input_hw)
+  seeded = []  # (example, seed) ops around the affine warp, in order
+  if aug.half_body_probability:
+    upper = [spec.index(n) for n in aug.upper_body]
+    lower = [i for i in range(spec.num_keypoints) if i not in upper]
+    seeded.append(transforms.half_body(upper, lower, aug.half_body_probability,
+                                       aug.half_body_min_keypoints, data_config.box_padding))
+  start, to_float = _start_geometry(data_config), transforms.to_float
+  seeded.append(lambda example, seed: affine(start(to_float(example)), seed))
+  if aug.brightness or aug.contrast or aug.saturation:
+    seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
+  if aug.blur_probability:
+    seeded.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
+  normalize = transforms.normalize_image(data_config.image_mean, data_config.image_std)
+
+  def op(example, seed):
+    op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(seeded)))
+    for augment, op_seed in zip(seeded, op_seeds):
+      example = augment(example, op_seed)
+    return _keep(*TRAIN_KEYS)(normalize(example))
+  return op
+
+
+def _check_augment_config(data_config, spec: KeypointSpec):
+  aug = data_config.augment
+  if aug.half_body_probability:
+    if not data_config.input_size:
+      raise ValueError("config.data.augment.half_body_probability needs boxes to crop: set "
+                       "config.data.input_size.")
+    unknown = [n for n in aug.upper_body if n not in spec.names]
+    if unknown or not aug.upper_body:
+      raise ValueError(f"config.data.augment.upper_body must name keypoints of {spec.names}; "
+                       f"unknown: {unknown or 'none given'}.")
 
 
 def _split_for_devices(batch: dict, num_devices: int) -> dict:
@@ -95,8 +173,9 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
   spec, indices = keypoint_subset(data, source.spec)
+  _check_augment_config(data, spec)
   examples = source.load("train", shard, num_shards).map(
-      _common_ops(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
+      _select(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
   if data.cache:
     examples = examples.cache()
   size = int(examples.cardinality())
@@ -110,9 +189,7 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   stream = epochs.flat_map(lambda epoch: examples.shuffle(
       min(data.shuffle_buffer, size), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
   stream = stream.enumerate(start=first_epoch * size).skip(start % size)
-  augment = transforms.random_affine(
-      spec.flip_permutation(), data.augment.max_rotation_deg, tuple(data.augment.scale_range),
-      data.augment.max_shift, data.augment.flip_probability)
+  augment = _augment_op(data, spec, input_shape(data, source)[:2])
   stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
                       num_parallel_calls=tf.data.AUTOTUNE)
   return stream.batch(batch_size, drop_remainder=True)
@@ -151,8 +228,9 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
                                   "eval_batch_size")
   num_batches = num_eval_batches(source, split, config.eval_batch_size)
   _, indices = keypoint_subset(config.data, source.spec)
+  ops = _eval_ops(config.data, indices, input_shape(config.data, source)[:2])
   ds = source.load(split, process_index, process_count).map(
-      _common_ops(config.data, indices), num_parallel_calls=tf.data.AUTOTUNE)
+      ops, num_parallel_calls=tf.data.AUTOTUNE)
   batches = ds.batch(local_batch).prefetch(2).with_options(_options()).as_numpy_iterator()
   template = None
   for _ in range(num_batches):
@@ -167,12 +245,23 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
     yield _split_for_devices(padded, local_devices)
 
 
+def device_batch(batch: dict) -> dict:
+  """The keys the compiled steps use (the rest map predictions back to source images)."""
+  return {k: batch[k] for k in (*TRAIN_KEYS, "mask")}
+
+
 def training_mean_shape(data_config, source: Source) -> np.ndarray:
-  """Mean training keypoints [K, 2] (each over the examples where it is visible)."""
+  """Mean training keypoints [K, 2] in model input pixels (each over the examples where it is
+  visible): the baseline predictor's output."""
   _, indices = keypoint_subset(data_config, source.spec)
-  ds = source.load("train", 0, 1).map(lambda ex: (ex["keypoints"], ex["visible"]))
-  if indices is not None:
-    ds = ds.map(lambda k, v: (tf.gather(k, indices), tf.gather(v, indices)))
+  input_hw = input_shape(data_config, source)[:2]
+  start = _compose(_select(data_config, indices), _start_geometry(data_config))
+
+  def points(example):
+    example = start(example)
+    return transforms.move_keypoints(example["keypoints"], example["visible"],
+                                     example["matrix"], input_hw)
+  ds = source.load("train", 0, 1).map(points, num_parallel_calls=tf.data.AUTOTUNE)
   total, count = 0.0, 0.0
   for keypoints, visible in ds.batch(4096).as_numpy_iterator():
     total = total + (keypoints * visible[..., None]).sum(0, dtype=np.float64)

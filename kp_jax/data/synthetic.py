@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from kp_jax.data import keypoints as kp
 from kp_jax.data.faces import render_example
-from kp_jax.data.source import Source
+from kp_jax.data.source import Source, tfds_shard, whole_image_box
 
 SPEC = kp.FACE15
 SPLITS = ("train", "validation", "test")
@@ -86,9 +86,10 @@ def source(data_config) -> Source:
                   num_test=data_config.num_test, seed=data_config.generator_seed)
 
   def load(split, process_index, process_count):
-    shard = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-    return faces.as_dataset(split=shard, shuffle_files=False)
+    return tfds_shard(faces, split, process_index, process_count).map(
+        lambda index, ex: {**ex, "box": whole_image_box(ex["image"]), "image_id": index})
 
   sizes = {split: faces.info.splits[split].num_examples for split in SPLITS}
+  size = faces.builder_config.image_size
   return Source(name=f"synthetic_faces/{faces.builder_config.name}", spec=SPEC,
-                split_sizes=sizes, load=load)
+                split_sizes=sizes, channels=1, image_hw=(size, size), load=load)

@@ -1,7 +1,11 @@
 """Preprocessing ops on common examples: small dict -> dict functions usable inside tf.data.
 
-Geometric ops move the image, keypoints, visibility and normaliser together from one random
-draw. Random ops are stateless: they take a `seed` tensor of shape [2], so an example's
+Geometry is carried as one 3x3 `matrix` taking the source image's pixels to the model input's:
+the crop to an object's box starts it, augmentation multiplies onto it, and a single `warp`
+resamples the image, so a crop followed by a rotation interpolates once and keeps the context
+around the box. Keypoints, visibility and the normaliser move with the same matrix; a flip also
+swaps left/right keypoints. Evaluation keeps the matrix to map predictions back to the source
+image. Random ops are stateless: they take a `seed` tensor of shape [2], so an example's
 augmentation depends only on (run seed, example index) and a resumed run repeats it exactly.
 """
 
@@ -20,16 +24,50 @@ def select_keypoints(indices):
   return op
 
 
+def to_float(example):
+  """uint8 image -> float32 in [0, 1]."""
+  return {**example, "image": tf.cast(example["image"], tf.float32) / 255.0}
+
+
 def normalize_image(mean: float, std: float):
-  """uint8 image -> float32 (image / 255 - mean) / std."""
+  """float32 image in [0, 1] -> (image - mean) / std."""
   def op(example):
-    image = tf.cast(example["image"], tf.float32) / 255.0
-    return {**example, "image": (image - mean) / std}
+    return {**example, "image": (example["image"] - mean) / std}
+  return op
+
+
+def identity_matrix(example):
+  """Starts the geometry for an image that already is the model input."""
+  return {**example, "matrix": tf.eye(3)}
+
+
+def box_matrix(box, output_hw, padding):
+  """3x3 matrix fitting `box` into an image of `output_hw`.
+
+  `box` is (x, y, w, h) as in COCO: (x, y) is the top-left corner of the box's first pixel, so in
+  kp-jax's convention (pixel centres at integers) the box spans [x - 0.5, x + w - 0.5]. The box
+  is widened or heightened to the output's aspect ratio about its centre, then scaled by
+  `padding` (1.25: a quarter of context), and mapped onto the whole output.
+  """
+  box = tf.cast(box, tf.float32)
+  out_h, out_w = float(output_hw[0]), float(output_hw[1])
+  centre = box[:2] + box[2:] / 2 - 0.5
+  width = tf.maximum(box[2], box[3] * out_w / out_h) * padding
+  scale = out_w / tf.maximum(width, 1e-6)
+  tx = (out_w - 1) / 2 - scale * centre[0]
+  ty = (out_h - 1) / 2 - scale * centre[1]
+  return tf.stack([[scale, 0.0, tx], [0.0, scale, ty], [0.0, 0.0, 1.0]])
+
+
+def crop_to_box(output_hw, padding: float):
+  """Starts the geometry with the crop of the example's `box` to the model input."""
+  def op(example):
+    return {**example, "matrix": box_matrix(example["box"], output_hw, padding)}
   return op
 
 
 def affine_matrix(angle, scale, shift, flip, height, width):
-  """3x3 matrix taking input pixel coordinates to output ones (pixel centres at integers).
+  """3x3 matrix of an augmentation in an image of (height, width) (pixel centres at integers).
 
   Mirror horizontally when `flip`, then rotate by `angle` (radians) and scale about the image
   centre, then translate by `shift` (pixels, [2]). All arguments may be tensors.
@@ -45,53 +83,135 @@ def affine_matrix(angle, scale, shift, flip, height, width):
   return tf.stack([[a, b, tx], [d, e, ty], [0.0, 0.0, 1.0]])
 
 
-def warp(example, matrix, flip_permutation=None, flip=False, fill_value=0.0):
-  """Applies `matrix` (input -> output pixels) to the image, keypoints and visibility.
+def move_keypoints(keypoints, visible, matrix, output_hw):
+  """(keypoints through `matrix`, visibility with those outside the output cleared)."""
+  points = keypoints @ tf.transpose(matrix[:2, :2]) + matrix[:2, 2]
+  size = tf.constant([output_hw[1], output_hw[0]], tf.float32)
+  inside = tf.reduce_all((points >= -0.5) & (points <= size - 0.5), axis=-1)
+  return points, visible * tf.cast(inside, tf.float32)
 
-  Keypoints that leave the image become invisible; `flip_permutation` relabels left/right
-  keypoints when `flip` is true. The normaliser (a length) scales with the transform.
+
+def warp(example, matrix, output_hw, flip_permutation=None, flip=False):
+  """Resamples the image through `matrix` (source -> output pixels) into `output_hw`, and moves
+  the keypoints, visibility and normaliser with it.
+
+  Keypoints that leave the output become invisible; `flip_permutation` relabels left/right
+  keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
+  example's `matrix` becomes `matrix`.
   """
   image = example["image"]
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
   inverse = tf.linalg.inv(matrix)
   # ImageProjectiveTransformV3 wants the output -> input map as 8 numbers.
   transform = tf.reshape(inverse, [-1])[:8][None]
   warped = tf.raw_ops.ImageProjectiveTransformV3(
-      images=image[None], transforms=transform, output_shape=tf.stack([height, width]),
-      fill_value=fill_value, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+      images=image[None], transforms=transform, output_shape=tf.constant(output_hw, tf.int32),
+      fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
 
-  points = example["keypoints"] @ tf.transpose(matrix[:2, :2]) + matrix[:2, 2]
-  size = tf.cast(tf.stack([width, height]), tf.float32)
-  inside = tf.reduce_all((points >= -0.5) & (points <= size - 0.5), axis=-1)
-  visible = example["visible"] * tf.cast(inside, tf.float32)
+  points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
                     tf.range(len(flip_permutation), dtype=tf.int32))
     points, visible = tf.gather(points, perm), tf.gather(visible, perm)
   norm = example["norm"] * tf.sqrt(tf.abs(tf.linalg.det(matrix[:2, :2])))
   return {**example, "image": tf.cast(warped, image.dtype), "keypoints": points,
-          "visible": visible, "norm": norm}
+          "visible": visible, "norm": norm, "matrix": matrix}
 
 
-def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, flip_probability):
-  """Random rotation, scale, shift (fraction of the size) and flip, from one stateless draw.
+def warp_to_input(output_hw):
+  """Applies the example's own `matrix` (the crop, without augmentation)."""
+  def op(example):
+    return warp(example, example["matrix"], output_hw)
+  return op
+
+
+def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, flip_probability,
+                  output_hw):
+  """Random rotation, scale, shift (fraction of the size) and flip in the model input's frame,
+  from one stateless draw, composed with the example's `matrix` and applied by one warp.
 
   Returns an op `(example, seed) -> example`, for a float32 image.
   """
+  height, width = output_hw
+
   def op(example, seed):
     u = tf.random.stateless_uniform([5], seed=seed)
     angle = (2 * u[0] - 1) * math.radians(max_rotation_deg)
     scale = scale_range[0] + u[1] * (scale_range[1] - scale_range[0])
-    shape = tf.shape(example["image"])
-    size = tf.cast(tf.stack([shape[1], shape[0]]), tf.float32)  # (width, height)
-    shift = (2 * u[2:4] - 1) * max_shift * size
+    shift = (2 * u[2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
     flip = u[4] < flip_probability
-    matrix = affine_matrix(angle, scale, shift, flip, size[1], size[0])
-    return warp(example, matrix, flip_permutation, flip)
+    augment = affine_matrix(angle, scale, shift, flip, height, width)
+    return warp(example, augment @ example["matrix"], output_hw, flip_permutation, flip)
+  return op
+
+
+def half_body(upper, lower, probability: float, min_keypoints: int, padding: float):
+  """With `probability`, replaces the box by the box of the visible upper- or lower-body
+  keypoints (index lists, chosen at random), scaled by `padding`, as in MMPose's half-body
+  transform. Needs at least `min_keypoints` visible in the chosen half; otherwise a no-op.
+
+  Returns an op `(example, seed) -> example`, to run before `crop_to_box`.
+  """
+  upper, lower = tf.constant(upper, tf.int32), tf.constant(lower, tf.int32)
+
+  def op(example, seed):
+    u = tf.random.stateless_uniform([2], seed=seed)
+    part = tf.cond(u[1] < 0.5, lambda: upper, lambda: lower)
+    points = tf.gather(example["keypoints"], part)
+    visible = tf.gather(example["visible"], part) > 0
+    chosen = tf.boolean_mask(points, visible)
+    use = (u[0] < probability) & (tf.shape(chosen)[0] >= min_keypoints)
+
+    def part_box():
+      low, high = tf.reduce_min(chosen, 0), tf.reduce_max(chosen, 0)
+      size = (high - low + 1) * padding
+      return tf.concat([(low + high) / 2 + 0.5 - size / 2, size], 0)
+    box = tf.cond(use, part_box, lambda: tf.cast(example["box"], tf.float32))
+    return {**example, "box": box}
+  return op
+
+
+def color_jitter(brightness: float, contrast: float, saturation: float):
+  """Random brightness shift in [-b, b], contrast and saturation factors in [1 - c, 1 + c]
+  (saturation only for RGB), on a float image in [0, 1]. Returns an op `(example, seed)`."""
+  def op(example, seed):
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    image = example["image"]
+    if brightness:
+      image = tf.image.stateless_random_brightness(image, brightness, seeds[0])
+    if contrast:
+      image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[1])
+    if saturation and image.shape[-1] == 3:
+      image = tf.image.stateless_random_saturation(image, 1 - saturation, 1 + saturation,
+                                                   seeds[2])
+    return {**example, "image": tf.clip_by_value(image, 0.0, 1.0)}
+  return op
+
+
+def gaussian_blur(image, sigma, radius: int):
+  """Separable Gaussian blur of an [H, W, C] float image; `sigma` may be a tensor."""
+  x = tf.range(-radius, radius + 1, dtype=tf.float32)
+  kernel = tf.exp(-x**2 / (2 * tf.maximum(sigma, 1e-3) ** 2))
+  kernel /= tf.reduce_sum(kernel)
+  channels = image.shape[-1]
+  rows = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+  cols = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
+  out = tf.nn.depthwise_conv2d(image[None], rows, [1, 1, 1, 1], "SAME")
+  return tf.nn.depthwise_conv2d(out, cols, [1, 1, 1, 1], "SAME")[0]
+
+
+def random_blur(probability: float, max_sigma: float):
+  """With `probability`, a Gaussian blur of sigma uniform in (0, max_sigma] pixels."""
+  radius = max(1, math.ceil(3 * max_sigma))
+
+  def op(example, seed):
+    u = tf.random.stateless_uniform([2], seed=seed)
+    image = example["image"]
+    blurred = tf.cond(u[0] < probability,
+                      lambda: gaussian_blur(image, u[1] * max_sigma, radius), lambda: image)
+    return {**example, "image": blurred}
   return op
 
 
 def example_seed(run_seed: int, index):
   """The stateless seed of the example at global position `index` of the training stream."""
   return tf.stack([tf.constant(run_seed, tf.int64), tf.cast(index, tf.int64)])
-
