@@ -24,6 +24,18 @@ def get_config():
   data.input_size = ()  # (height, width) each example's box is cropped to; (): the source's
   #                       images as they are (they must all have one size)
   data.box_padding = 1.25  # crops take the box, fitted to input_size's aspect, times this
+  # Sources read from files ("coco", "csv"; README "Datasets"):
+  data.files = {}  # split -> annotation file (COCO JSON or CSV); "train" is required
+  data.image_dir = ""  # image file names are relative to this; "": the annotation file's folder
+  data.channels = 3  # images are decoded to this many channels (1 gray, 3 RGB)
+  data.category = ""  # COCO category to train on; "": the only one with keypoints
+  data.flip_pairs = ()  # (left, right) keypoint name pairs; (): pairs found from left_/right_ names
+  data.oks_sigmas = ()  # per-keypoint OKS sigmas; (): COCO's for COCO person keypoints, else 0.05
+  data.norm_keypoints = ()  # two keypoint names whose distance is the NME normaliser
+  #                           (e.g. the outer eye corners); (): the box size sqrt(w * h)
+  data.min_keypoints = 1  # instances with fewer labelled keypoints are left out
+  data.bad_records = "error"  # "error": stop at the first bad record; "skip": skip and count
+  data.verify_images = True  # decode every image once before training, naming broken files
   data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
   data.image_std = 0.25
   data.input_shards = 0  # training-split shards, read evenly by the processes; 0: one each.

@@ -4,21 +4,26 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from kp_jax import predict
-from kp_jax.data import faces
+from kp_jax.data import faces, transforms
 
 from train_test import trained  # noqa: F401  (the shared trained run)
 
 
-def test_rescale_maps_pixel_centres_between_sizes():
-  points = np.array([[0.0, 0.0], [31.0, 15.0]])
-  back = predict.rescale(predict.rescale(points, (16, 32), (48, 96)), (48, 96), (16, 32))
-  np.testing.assert_allclose(back, points)
-  # The image's corners (pixel edges) map to corners: -0.5 stays -0.5, 31.5 becomes 95.5.
-  np.testing.assert_allclose(predict.rescale(np.array([[-0.5, 31.5]]), (32, 32), (96, 96)),
-                             [[-0.5, 95.5]])
+def test_crop_matches_the_pipeline_warp_and_maps_back():
+  # The prediction command crops with NumPy; training crops with tf.data: the same pixels.
+  image = np.random.default_rng(0).uniform(size=(40, 50, 3)).astype(np.float32)
+  matrix = transforms.box_matrix(tf.constant([6.0, 4.0, 30.0, 22.0]), (24, 32), 1.25)
+  example = {"image": tf.constant(image), "keypoints": tf.constant([[12.3, 20.7]]),
+             "visible": tf.ones(1), "norm": tf.constant(1.0)}
+  want = transforms.warp(example, matrix, (24, 32))
+  got = predict.crop(image, matrix.numpy().astype(np.float64), (24, 32, 3))
+  np.testing.assert_allclose(got, want["image"], atol=1e-4)
+  back = predict.to_source_pixels(want["keypoints"].numpy(), matrix.numpy())
+  np.testing.assert_allclose(back, [[12.3, 20.7]], atol=1e-4)
 
 
 def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
@@ -38,8 +43,11 @@ def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
     points = np.array(list(results[path].values()))
     assert list(results[path])[:2] == ["left_eye_center", "right_eye_center"]
     assert points.shape == (15, 2)
-    assert np.all(points >= -0.5) and np.all(points[:, 0] <= width - 0.5)
-    assert np.all(points[:, 1] <= height - 0.5)
+    # The square model input sees the whole image letterboxed: a square of side max(h, w)
+    # about the image centre, which holds every prediction mapped back.
+    side = max(height, width)
+    low = np.array([width - side, height - side]) / 2 - 0.5
+    assert np.all(points >= low - 1e-6) and np.all(points <= low + side + 1e-6)
     stem = os.path.splitext(os.path.basename(path))[0]
     assert os.path.getsize(os.path.join(out, f"{stem}_keypoints.png")) > 1000
 

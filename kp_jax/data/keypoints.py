@@ -1,4 +1,4 @@
-"""Keypoint metadata: names, left/right flip pairs, skeleton, and the NME normaliser.
+"""Keypoint metadata: names, left/right flip pairs, skeleton, OKS sigmas, the NME normaliser.
 
 Coordinates everywhere in kp-jax are (x, y) in pixels of the image they belong to, with pixel
 centres at integer coordinates: the top-left pixel's centre is (0, 0), so an image of width W
@@ -20,15 +20,21 @@ class KeypointSpec:
     flip_pairs: pairs of names that swap under a horizontal flip (left_eye <-> right_eye).
     skeleton: pairs of names joined by a line when drawing.
     normaliser: what the per-example `norm` (the NME denominator) measures.
+    sigmas: per-keypoint OKS constants for COCO keypoint AP (how precisely each keypoint can be
+      placed, relative to the object's size); () for DEFAULT_OKS_SIGMA everywhere.
   """
   names: tuple[str, ...]
   flip_pairs: tuple[tuple[str, str], ...] = ()
   skeleton: tuple[tuple[str, str], ...] = ()
   normaliser: str = "inter-ocular distance"
+  sigmas: tuple[float, ...] = ()
 
   def __post_init__(self):
     if len(set(self.names)) != len(self.names):
       raise ValueError(f"KeypointSpec has duplicate names: {self.names}")
+    if self.sigmas and len(self.sigmas) != len(self.names):
+      raise ValueError(f"KeypointSpec has {len(self.sigmas)} OKS sigmas for "
+                       f"{len(self.names)} keypoints.")
     for a, b in self.flip_pairs + self.skeleton:
       for name in (a, b):
         if name not in self.names:
@@ -50,13 +56,36 @@ class KeypointSpec:
       perm[i], perm[j] = j, i
     return perm
 
+  def oks_sigmas(self) -> np.ndarray:
+    return np.array(self.sigmas or [DEFAULT_OKS_SIGMA] * self.num_keypoints, np.float64)
+
   def subset(self, names: Sequence[str]) -> "KeypointSpec":
     """The spec restricted to `names` (in that order); pairs that lose a member are dropped."""
     unknown = [n for n in names if n not in self.names]
     if unknown:
       raise ValueError(f"Unknown keypoint names {unknown}; known: {self.names}")
     keep = lambda pairs: tuple((a, b) for a, b in pairs if a in names and b in names)
-    return KeypointSpec(tuple(names), keep(self.flip_pairs), keep(self.skeleton), self.normaliser)
+    sigmas = tuple(self.sigmas[self.index(n)] for n in names) if self.sigmas else ()
+    return KeypointSpec(tuple(names), keep(self.flip_pairs), keep(self.skeleton), self.normaliser,
+                        sigmas)
+
+
+# COCO's sigmas span 0.025 (eyes) to 0.107 (hips); without per-keypoint values, a middling one.
+DEFAULT_OKS_SIGMA = 0.05
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+  """Pairs whose names differ only by "left" <-> "right" (any case: left_eye / right_eye,
+  LeftHand / RightHand, l_... is not guessed)."""
+  pairs = []
+  lowered = {name.lower(): name for name in names}
+  for name in names:
+    low = name.lower()
+    if "left" in low:
+      partner = lowered.get(low.replace("left", "right"))
+      if partner is not None and partner != name:
+        pairs.append((name, partner))
+  return tuple(pairs)
 
 
 # The 15 keypoints of the Kaggle Facial Keypoints Detection layout. "left" is the subject's left,
@@ -95,3 +124,17 @@ FACE15 = KeypointSpec(
 # The five landmarks of the seed article (and of CelebA): eyes, nose tip, mouth corners.
 FACE5_NAMES = ("left_eye_center", "right_eye_center", "nose_tip",
                "mouth_left_corner", "mouth_right_corner")
+
+# COCO person keypoints, with the OKS sigmas of the COCO keypoint evaluation.
+COCO_PERSON = KeypointSpec(
+    names=("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+           "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+           "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    flip_pairs=(("left_eye", "right_eye"), ("left_ear", "right_ear"),
+                ("left_shoulder", "right_shoulder"), ("left_elbow", "right_elbow"),
+                ("left_wrist", "right_wrist"), ("left_hip", "right_hip"),
+                ("left_knee", "right_knee"), ("left_ankle", "right_ankle")),
+    normaliser="box size sqrt(w * h)",
+    sigmas=(0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
+            0.107, 0.107, 0.087, 0.087, 0.089, 0.089),
+)

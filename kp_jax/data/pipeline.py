@@ -17,12 +17,13 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from kp_jax.data import synthetic, transforms
+from kp_jax.data import coco, synthetic, transforms
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
 SOURCES = {
     "synthetic_faces": synthetic.source,
+    "coco": coco.source,
 }
 
 

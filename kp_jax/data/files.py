@@ -1,0 +1,143 @@
+"""Datasets read from files (COCO-format JSON, CSV): checked records -> tf.data raw examples.
+
+The annotation files are parsed and checked in Python before training starts, so bad data
+fails at once with the file and record at fault (or, with `data.bad_records = "skip"`, is
+skipped and counted); images are then read and decoded by tf.data.
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from PIL import Image
+
+from kp_jax.data.keypoints import KeypointSpec
+from kp_jax.data.source import Source, process_shard
+
+BAD_RECORD_POLICIES = ("error", "skip")
+
+
+class BadRecords:
+  """Raises on a bad record, or (policy "skip") counts it by reason and logs a summary."""
+
+  def __init__(self, policy: str, path: str):
+    if policy not in BAD_RECORD_POLICIES:
+      raise ValueError(f"config.data.bad_records={policy!r}: choose one of "
+                       f"{BAD_RECORD_POLICIES}.")
+    self.policy, self.path = policy, path
+    self.skipped = collections.Counter()
+
+  def report(self, record: str, reason: str, detail: str = ""):
+    message = f"{self.path}: {record}: {reason}{': ' + detail if detail else ''}"
+    if self.policy == "error":
+      raise ValueError(message + " (set config.data.bad_records='skip' to skip such records)")
+    if not self.skipped:
+      logging.warning("Skipping bad records, first: %s", message)
+    self.skipped[reason] += 1
+
+  def log_summary(self):
+    if self.skipped:
+      logging.warning("%s: skipped %d bad records: %s", self.path, sum(self.skipped.values()),
+                      dict(self.skipped))
+
+
+class ImageChecker:
+  """Sizes of image files, each opened once; with `decode`, fully decoded to catch truncation."""
+
+  def __init__(self, decode: bool):
+    self.decode, self.sizes = decode, {}
+
+  def size(self, path: str) -> tuple[int, int]:
+    """(width, height); raises ValueError saying what is wrong with the file."""
+    if path not in self.sizes:
+      if not os.path.exists(path):
+        raise ValueError(f"image file {path} not found")
+      try:
+        with Image.open(path) as image:
+          if self.decode:
+            image.load()
+          self.sizes[path] = image.size
+      except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    return self.sizes[path]
+
+
+def keypoints_outside(keypoints, visible, width: int, height: int) -> list[int]:
+  """Indices of labelled keypoints outside the image [-0.5, size - 0.5]."""
+  outside = ((keypoints < -0.5) | (keypoints > np.array([width, height]) - 0.5)).any(-1)
+  return np.flatnonzero(outside & (visible > 0)).tolist()
+
+
+@dataclasses.dataclass
+class Records:
+  """A split's checked examples, before their images are read."""
+  paths: list
+  keypoints: list
+  visible: list
+  norm: list
+  box: list
+  image_id: list
+
+  @classmethod
+  def empty(cls):
+    return cls([], [], [], [], [], [])
+
+  def append(self, path, keypoints, visible, norm, box, image_id):
+    for field, value in zip((self.paths, self.keypoints, self.visible, self.norm, self.box,
+                             self.image_id), (path, keypoints, visible, norm, box, image_id)):
+      field.append(value)
+
+  def __len__(self):
+    return len(self.paths)
+
+  def arrays(self, start: int, end: int) -> dict:
+    return {"path": np.array(self.paths[start:end], dtype=object).astype(str),
+            "keypoints": np.array(self.keypoints[start:end], np.float32),
+            "visible": np.array(self.visible[start:end], np.float32),
+            "norm": np.array(self.norm[start:end], np.float32),
+            "box": np.array(self.box[start:end], np.float32),
+            "image_id": np.array(self.image_id[start:end], np.int64)}
+
+
+def normaliser(keypoints, visible, box, spec: KeypointSpec, norm_keypoints) -> float | None:
+  """The NME denominator: the distance between the two `norm_keypoints` (None when either is
+  unlabelled), or without them the box size sqrt(w * h)."""
+  if not norm_keypoints:
+    return float(np.sqrt(box[2] * box[3]))
+  i, j = (spec.index(n) for n in norm_keypoints)
+  if not (visible[i] and visible[j]):
+    return None
+  return float(np.hypot(*(keypoints[i] - keypoints[j])))
+
+
+def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
+  if norm_keypoints and (len(norm_keypoints) != 2
+                         or any(n not in spec.names for n in norm_keypoints)):
+    raise ValueError(f"config.data.norm_keypoints={tuple(norm_keypoints)} must be two of "
+                     f"{spec.names}, or () for the box size.")
+
+
+def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], channels: int,
+                   annotation_files: dict[str, str] | None = None) -> Source:
+  """A `Source` reading the checked records' image files with tf.data."""
+  for split, records in splits.items():
+    if not len(records):
+      raise ValueError(f"{name}: split {split!r} has no usable examples.")
+
+  def load(split, process_index, process_count):
+    records = splits[split]
+    start, end = process_shard(len(records), process_index, process_count)
+
+    def read(example):
+      image = tf.io.decode_image(tf.io.read_file(example.pop("path")), channels=channels,
+                                 expand_animations=False)
+      return {**example, "image": image}
+    return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE)
+
+  return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
+                channels=channels, image_hw=None, load=load,
+                annotation_files=annotation_files or {})

@@ -1,0 +1,110 @@
+"""Evaluates a training run's checkpoint on a split, as the field reports it.
+
+  python -m kp_jax.evaluate --workdir workdirs/coco_example --split validation
+
+Writes into --output_dir (default WORKDIR/eval/SPLIT):
+  metrics.json       NME (the dataset's normaliser), PCK, AUC and failure rate at 0.08 and 0.1,
+                     RMSE, the mean-shape baseline's NME, COCO keypoint AP/AR (pycocotools,
+                     OKS with the keypoints' sigmas), and a per-keypoint breakdown
+  keypoint_results.json  the predictions in the COCO results format, in source image pixels
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from kp_jax import coco_eval, train
+from kp_jax.data import pipeline
+from kp_jax.predict import load_run, to_source_pixels
+
+
+def _stack(collected: list) -> dict:
+  """The real (unpadded) rows of the collected (prediction, batch) pairs."""
+  out = {}
+  for key in ("pred", "matrix", "image_id", "box", "keypoints", "visible"):
+    out[key] = np.concatenate([batch[key] if key != "pred" else pred
+                               for pred, batch in collected])
+  real = np.concatenate([batch["mask"] for _, batch in collected]) > 0
+  return {k: v[real] for k, v in out.items()}
+
+
+def coco_metrics(run, source, split: str, rows: dict, spec) -> tuple[dict, list]:
+  """(COCO AP/AR, the predictions in the COCO results format)."""
+  pred = to_source_pixels(rows["pred"], rows["matrix"])
+  annotation_file = source.annotation_files.get(split)
+  if annotation_file and not run.config.data.keypoints:  # the file's own ground truth
+    ground_truth = coco_eval.load_ground_truth(annotation_file)
+    category_id = next(c["id"] for c in ground_truth["categories"]
+                       if list(c.get("keypoints", [])) == list(spec.names))
+  else:
+    category_id = 1
+    ground_truth = coco_eval.ground_truth_from_examples(
+        rows["image_id"], rows["box"], to_source_pixels(rows["keypoints"], rows["matrix"]),
+        rows["visible"], spec.names, category_id)
+  # Regression and integral heads give no confidence: every instance scores 1, as MMPose's
+  # regression heads do. COCO AP then ranks instances only by their order.
+  predictions = coco_eval.results(rows["image_id"], pred, np.ones(len(pred)), category_id)
+  return coco_eval.keypoint_ap(ground_truth, predictions, spec.oks_sigmas(), category_id), \
+      predictions
+
+
+def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
+                 step: int | None = None) -> dict:
+  """Evaluates `workdir`'s checkpoint (default: the best) on `split`; returns metrics.json."""
+  run = load_run(workdir, step)
+  config = run.config
+  source = pipeline.get_source(config.data)
+  spec, _ = pipeline.keypoint_subset(config.data, source.spec)
+  if spec.names != run.keypoint_names:
+    raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
+                     f"its config's data ({spec.names}).")
+  parallel = train.make_parallel("jit", run.head, flip_permutation=run.flip_permutation)
+  mean_shape = pipeline.training_mean_shape(config.data, source)
+  collected = []
+  values, per_keypoint = train.evaluate(
+      parallel, parallel.put_state(run.state), config, source, split, mean_shape,
+      on_predictions=lambda pred, batch: collected.append((pred, batch)))
+  ap, predictions = coco_metrics(run, source, split, _stack(collected), spec)
+  summary = {"workdir": workdir, "step": run.step, "split": split, "source": source.name,
+             "normaliser": spec.normaliser,
+             **{k: v for k, v in values.items() if not k.startswith("baseline_")},
+             "nme_baseline": values["baseline_nme"],
+             **{f"coco_{k}": v for k, v in ap.items()}, "per_keypoint": per_keypoint}
+  output_dir = output_dir or os.path.join(workdir, "eval", split)
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  with open(os.path.join(output_dir, "keypoint_results.json"), "w") as f:
+    json.dump(predictions, f)
+  logging.info("Wrote %s", output_dir)
+  return summary
+
+
+def format_table(summary: dict) -> str:
+  lines = [f"{summary['source']} {summary['split']} ({summary['num_examples']} examples), "
+           f"step {summary['step']}; NME normaliser: {summary['normaliser']}"]
+  lines += [f"  {k:<14} {v:.4f}" for k, v in summary.items()
+            if isinstance(v, float) and k not in ("step",)]
+  lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8}")
+  lines += [f"  {name:<28} {m['nme']:>8.4f} {m['pck@0.1']:>8.3f}"
+            for name, m in summary["per_keypoint"].items()]
+  return "\n".join(lines)
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
+_SPLIT = flags.DEFINE_string("split", "validation", "The split to evaluate.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: WORKDIR/eval/SPLIT.")
+
+
+def main(argv):
+  del argv
+  tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
+  print(format_table(evaluate_run(_WORKDIR.value, _SPLIT.value, _OUTPUT_DIR.value, _STEP.value)))
+
+
+if __name__ == "__main__":
+  app.run(main)
