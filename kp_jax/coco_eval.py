@@ -44,7 +44,7 @@ def ground_truth_from_examples(image_ids, boxes, keypoints, visible, names,
                         "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
                         "iscrowd": 0, "keypoints": [float(v) for v in values.ravel()],
                         "num_keypoints": int((flags > 0).sum())})
-  return {"images": images, "annotations": annotations,
+  return {"info": {}, "images": images, "annotations": annotations,
           "categories": [{"id": category_id, "name": "object", "keypoints": list(names)}]}
 
 
@@ -62,7 +62,7 @@ def results(image_ids, keypoints, scores, category_id: int) -> list[dict]:
 def keypoint_ap(ground_truth: dict, predictions: list[dict], sigmas, category_id: int) -> dict:
   """COCO keypoint AP/AR ({name: value} for STATS) of `predictions` against `ground_truth`."""
   coco = COCO()
-  coco.dataset = copy.deepcopy(ground_truth)
+  coco.dataset = {"info": {}, **copy.deepcopy(ground_truth)}  # pycocotools 2.0.10 wants "info"
   with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
     coco.createIndex()
     detections = coco.loadRes(copy.deepcopy(predictions))

@@ -94,17 +94,16 @@ def format_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
-_SPLIT = flags.DEFINE_string("split", "validation", "The split to evaluate.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: WORKDIR/eval/SPLIT.")
-
-
 def main(argv):
   del argv
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
-  print(format_table(evaluate_run(_WORKDIR.value, _SPLIT.value, _OUTPUT_DIR.value, _STEP.value)))
+  args = flags.FLAGS
+  print(format_table(evaluate_run(args.workdir, args.split, args.output_dir, args.step)))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
+  flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
+  flags.DEFINE_string("split", "validation", "The split to evaluate.")
+  flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
+  flags.DEFINE_string("output_dir", None, "Default: WORKDIR/eval/SPLIT.")
   app.run(main)

@@ -147,19 +147,18 @@ def predict_files(workdir: str, paths, output_dir: str | None = None, box=None) 
   return results
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: WORKDIR/predictions.")
-_BOX = flags.DEFINE_list("box", None, "x,y,w,h of the object in every image (COCO convention); "
-                         "default: the whole image.")
-
-
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError("Give one or more image files.")
-  box = [float(v) for v in _BOX.value] if _BOX.value else None
-  results = predict_files(_WORKDIR.value, argv[1:], _OUTPUT_DIR.value, box)
+  args = flags.FLAGS
+  box = [float(v) for v in args.box] if args.box else None
+  results = predict_files(args.workdir, argv[1:], args.output_dir, box)
   print(json.dumps(results, indent=2))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
+  flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
+  flags.DEFINE_string("output_dir", None, "Default: WORKDIR/predictions.")
+  flags.DEFINE_list("box", None, "x,y,w,h of the object in every image (COCO convention); "
+                    "default: the whole image.")
   app.run(main)

@@ -64,7 +64,8 @@ def write(out_dir: str, sizes: dict[str, int], seed: int = 0, face_size: int = 6
       image_id, annotation_id = image_id + 1, annotation_id + len(anns)
     paths[split] = os.path.join(out_dir, f"{split}.json")
     with open(paths[split], "w") as f:
-      json.dump({"images": images, "annotations": annotations, "categories": [CATEGORY]}, f)
+      json.dump({"info": {"description": "kp-jax example: synthetic faces"}, "images": images,
+                 "annotations": annotations, "categories": [CATEGORY]}, f)
   return paths
 
 

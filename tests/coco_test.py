@@ -1,0 +1,221 @@
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from conftest import tiny_config
+from kp_jax import coco_eval, evaluate, predict, train
+from kp_jax.data import coco, example_coco, pipeline
+from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("faces_coco"))
+  return out, example_coco.write(out, {"train": 12, "validation": 5})
+
+
+def coco_config(data_dir, files, **data):
+  config = tiny_config(data_dir)
+  config.data.source = "coco"
+  config.data.files = files
+  config.data.input_size = (32, 32)
+  config.data.cache = False
+  for key, value in data.items():
+    config.data[key] = value
+  return config
+
+
+def test_crops_map_back_to_the_annotated_pixels(data_dir, dataset):
+  _, files = dataset
+  config = coco_config(data_dir, files)
+  source = pipeline.get_source(config.data)
+  truth = json.load(open(files["validation"]))
+  by_image = {}
+  for ann in truth["annotations"]:
+    by_image.setdefault(ann["image_id"], []).append(np.reshape(ann["keypoints"], (-1, 3)))
+  assert source.split_sizes["validation"] == len(truth["annotations"])
+  seen = 0
+  for batch in pipeline.eval_iterator(config, source, "validation", local_devices=1):
+    real = batch["mask"][0] > 0  # padding rows have no matrix
+    flat = {k: v[0][real] for k, v in batch.items()}
+    back = predict.to_source_pixels(flat["keypoints"], flat["matrix"])
+    for i in range(len(back)):
+      # The instance's annotation is the one whose labelled keypoints it reproduces.
+      errors = [np.abs(back[i] - ann[:, :2])[flat["visible"][i] > 0].max()
+                for ann in by_image[int(flat["image_id"][i])]]
+      assert min(errors) < 0.5, (int(flat["image_id"][i]), errors)
+      assert np.all(flat["keypoints"][i][flat["visible"][i] > 0] >= -0.5)
+      seen += 1
+  assert seen == len(truth["annotations"])
+  batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=2))
+  assert batch["image"].shape == (2, 8, 32, 32, 3) and batch["keypoints"].shape == (2, 8, 15, 2)
+
+
+def test_keypoint_metadata_comes_from_the_category(data_dir, dataset):
+  _, files = dataset
+  source = pipeline.get_source(coco_config(data_dir, files).data)
+  assert source.spec.names == FACE15.names
+  assert set(source.spec.flip_pairs) == set(FACE15.flip_pairs)  # from the left_/right_ names
+  assert set(source.spec.skeleton) == set(FACE15.skeleton)  # from 1-based index pairs
+  assert source.spec.normaliser == "box size sqrt(w * h)"
+  assert flip_pairs_from_names(["LeftPaw", "RightPaw", "tail"]) == (("LeftPaw", "RightPaw"),)
+
+
+def write_json(path, data):
+  with open(path, "w") as f:
+    json.dump(data, f)
+  return str(path)
+
+
+def broken_copies(files, tmp_path):
+  """(description, files dict, expected message) for each kind of bad data."""
+  truth = json.load(open(files["train"]))
+  image_dir = os.path.dirname(files["train"])
+  cases = []
+
+  def case(name, edit, message):
+    data = copy.deepcopy(truth)
+    edit(data)
+    path = write_json(tmp_path / f"{name}.json", data)
+    cases.append((name, {**files, "train": path}, message.format(path=path), image_dir))
+
+  def missing_image(data):
+    data["images"][0]["file_name"] = "images/nowhere.jpg"
+  case("missing_image", missing_image, r"{path}: annotation 1: unreadable image: image file "
+       r".*nowhere.jpg not found")
+
+  broken = tmp_path / "broken.jpg"
+  broken.write_bytes(open(os.path.join(image_dir, truth["images"][0]["file_name"]),
+                          "rb").read()[:300])
+  def truncated_image(data):
+    data["images"][0]["file_name"] = str(broken)
+  case("truncated_image", truncated_image, r"annotation 1: unreadable image: cannot read image "
+       r".*broken.jpg")
+
+  def wrong_count(data):
+    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:-3]
+  case("wrong_count", wrong_count, r"{path}: annotation 2: keypoint count disagrees with the "
+       r"category: 42 values, category 'face' has 15 keypoints \(45 values")
+
+  def outside(data):
+    data["annotations"][2]["keypoints"][0] = 5000.0
+  case("outside", outside, r"annotation 3: keypoints outside the image: \['left_eye_center'\]")
+
+  def missing_field(data):
+    del data["annotations"][0]["bbox"]
+  case("missing_field", missing_field, r"annotation 1: missing fields: \['bbox'\]")
+
+  def unknown_image(data):
+    data["annotations"][0]["image_id"] = 999
+  case("unknown_image", unknown_image, r"annotation 1: unknown image_id: 999")
+
+  def empty(data):
+    data["annotations"] = []
+  case("empty", empty, r"split 'train' has no usable examples")
+  return cases
+
+
+def test_each_kind_of_bad_data_names_the_file_and_record(data_dir, dataset, tmp_path):
+  _, files = dataset
+  for name, broken, message, image_dir in broken_copies(files, tmp_path):
+    with pytest.raises(ValueError, match=message):
+      pipeline.get_source(coco_config(data_dir, broken, image_dir=image_dir).data)
+  not_json = tmp_path / "not.json"
+  not_json.write_text('{"images": [}')
+  with pytest.raises(ValueError, match=rf"{not_json} is not valid JSON: .*line 1 column 13"):
+    pipeline.get_source(coco_config(data_dir, {"train": str(not_json)}).data)
+  with pytest.raises(FileNotFoundError, match="nothere.json not found"):
+    pipeline.get_source(coco_config(data_dir, {"train": str(tmp_path / "nothere.json")}).data)
+
+
+def test_skip_mode_leaves_bad_records_out_and_counts_them(data_dir, dataset, tmp_path):
+  _, files = dataset
+  size = len(json.load(open(files["train"]))["annotations"])
+  for name, broken, _, image_dir in broken_copies(files, tmp_path):
+    if name == "empty":
+      continue
+    source = pipeline.get_source(coco_config(data_dir, broken, bad_records="skip",
+                                             image_dir=image_dir).data)
+    # A missing image loses every annotation on it; the other faults one annotation each.
+    lost = 2 if name in ("missing_image", "truncated_image") else 1
+    assert source.split_sizes["train"] >= size - lost and source.split_sizes["train"] < size
+
+
+def people(num_images=6, seed=0):
+  """COCO person ground truth with 1-2 people an image and some unlabelled keypoints."""
+  rng = np.random.default_rng(seed)
+  images, annotations = [], []
+  for image_id in range(1, num_images + 1):
+    images.append({"id": image_id, "width": 640, "height": 480, "file_name": f"{image_id}.jpg"})
+    for _ in range(rng.integers(1, 3)):
+      x, y = rng.uniform(0, 400), rng.uniform(0, 250)
+      w, h = rng.uniform(60, 200), rng.uniform(100, 220)
+      points = np.stack([rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17)], 1)
+      flags = rng.choice([0, 1, 2], 17, p=[0.2, 0.2, 0.6])
+      values = np.concatenate([points * (flags[:, None] > 0), flags[:, None]], 1)
+      annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                          "bbox": [x, y, w, h], "area": w * h * 0.6, "iscrowd": 0,
+                          "keypoints": values.ravel().tolist(),
+                          "num_keypoints": int((flags > 0).sum())})
+  return {"info": {}, "images": images, "annotations": annotations,
+          "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_PERSON.names)}]}
+
+
+def pycocotools_ap(truth, predictions):
+  """COCO keypoint AP the way pycocotools' own example calls it (its default sigmas: COCO's)."""
+  gt = COCO()
+  gt.dataset = copy.deepcopy(truth)
+  gt.createIndex()
+  evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(predictions)), "keypoints")
+  evaluation.evaluate()
+  evaluation.accumulate()
+  evaluation.summarize()
+  return evaluation.stats
+
+
+def test_coco_ap_is_one_for_the_truth_and_matches_pycocotools_for_perturbed(tmp_path):
+  truth = people()
+  points = [np.reshape(a["keypoints"], (17, 3))[:, :2] for a in truth["annotations"]]
+  image_ids = [a["image_id"] for a in truth["annotations"]]
+  exact = coco_eval.results(image_ids, points, np.ones(len(points)), 1)
+  got = coco_eval.keypoint_ap(truth, exact, COCO_PERSON.oks_sigmas(), 1)
+  assert got["AP"] == pytest.approx(1.0) and got["AR"] == pytest.approx(1.0)
+  rng = np.random.default_rng(1)
+  noisy = [p + rng.normal(0, 6, p.shape) for p in points]
+  scores = rng.uniform(0.5, 1, len(points))
+  predictions = coco_eval.results(image_ids, noisy, scores, 1)
+  got = coco_eval.keypoint_ap(truth, predictions, COCO_PERSON.oks_sigmas(), 1)
+  want = pycocotools_ap(truth, predictions)
+  assert 0.05 < got["AP"] < 0.95
+  np.testing.assert_allclose([got[name] for name in coco_eval.STATS], want, atol=1e-12)
+
+
+def test_evaluate_command_on_a_trained_coco_run(data_dir, dataset, tmp_path):
+  _, files = dataset
+  config = coco_config(data_dir, files)
+  config.num_train_steps = 10
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  summary = evaluate.evaluate_run(workdir, "validation")
+  truth = json.load(open(files["validation"]))
+  assert summary["num_examples"] == len(truth["annotations"])
+  for name in ("nme", "pck@0.1", "auc@0.08", "failure@0.08", "coco_AP", "coco_AR"):
+    assert np.isfinite(summary[name]), name
+  assert set(summary["per_keypoint"]) == set(FACE15.names)
+  # The written results, scored by pycocotools directly against the annotation file.
+  predictions = json.load(open(os.path.join(workdir, "eval", "validation",
+                                            "keypoint_results.json")))
+  assert len(predictions) == len(truth["annotations"])
+  gt = COCO(files["validation"])
+  evaluation = COCOeval(gt, gt.loadRes(predictions), "keypoints")
+  evaluation.params.kpt_oks_sigmas = np.full(15, 0.05)
+  evaluation.evaluate()
+  evaluation.accumulate()
+  evaluation.summarize()
+  assert summary["coco_AP"] == pytest.approx(evaluation.stats[0], abs=1e-12)
+  assert "left_eye_center" in evaluate.format_table(summary)
