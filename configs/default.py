@@ -28,6 +28,7 @@ def get_config():
   data.files = {}  # split -> annotation file (COCO JSON or CSV); "train" is required
   data.image_dir = ""  # image file names are relative to this; "": the annotation file's folder
   data.channels = 3  # images are decoded to this many channels (1 gray, 3 RGB)
+  data.image_column = "Image"  # CSV: the column of pixels (Kaggle layout) or image paths
   data.category = ""  # COCO category to train on; "": the only one with keypoints
   data.flip_pairs = ()  # (left, right) keypoint name pairs; (): pairs found from left_/right_ names
   data.oks_sigmas = ()  # per-keypoint OKS sigmas; (): COCO's for COCO person keypoints, else 0.05

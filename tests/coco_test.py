@@ -9,7 +9,7 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import tiny_config
 from kp_jax import coco_eval, evaluate, predict, train
-from kp_jax.data import coco, example_coco, pipeline
+from kp_jax.data import example_coco, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
 
 

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from kp_jax.data import files
-from kp_jax.data.keypoints import COCO_PERSON, KeypointSpec, flip_pairs_from_names
+from kp_jax.data.keypoints import COCO_PERSON, KeypointSpec
 from kp_jax.data.source import Source
 
 
@@ -60,9 +60,9 @@ def category_spec(category: dict, path: str, flip_pairs=(), sigmas=()) -> Keypoi
     skeleton.append((names[pair[0] - 1], names[pair[1] - 1]))
   if not sigmas and names == COCO_PERSON.names:
     sigmas = COCO_PERSON.sigmas
-  pairs = tuple(tuple(p) for p in flip_pairs) or flip_pairs_from_names(names)
   try:
-    return KeypointSpec(names, pairs, tuple(skeleton), normaliser="", sigmas=tuple(sigmas))
+    return KeypointSpec(names, files.flip_pairs(flip_pairs, names), tuple(skeleton),
+                        normaliser="", sigmas=tuple(sigmas))
   except ValueError as e:
     raise ValueError(f"{path}: category {category.get('name')!r} with config.data.flip_pairs / "
                      f"oks_sigmas: {e}") from None
@@ -144,8 +144,7 @@ def source(data_config) -> Source:
   for split in ["train"] + sorted(set(data_config.files) - {"train"}):
     spec, splits[split] = read_split(data_config.files[split], data_config.image_dir,
                                      data_config, images, spec)
-  normaliser = (f"distance {data_config.norm_keypoints[0]} - {data_config.norm_keypoints[1]}"
-                if data_config.norm_keypoints else "box size sqrt(w * h)")
+  normaliser = files.normaliser_name(data_config.norm_keypoints, "box size sqrt(w * h)")
   spec = KeypointSpec(spec.names, spec.flip_pairs, spec.skeleton, normaliser, spec.sigmas)
   name = f"coco/{os.path.basename(data_config.files['train'])}"
   return files.records_source(name, spec, splits, data_config.channels,

@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from kp_jax.data.keypoints import KeypointSpec
+from kp_jax.data.keypoints import KeypointSpec, flip_pairs_from_names
 from kp_jax.data.source import Source, process_shard
 
 BAD_RECORD_POLICIES = ("error", "skip")
@@ -73,8 +73,9 @@ def keypoints_outside(keypoints, visible, width: int, height: int) -> list[int]:
 
 @dataclasses.dataclass
 class Records:
-  """A split's checked examples, before their images are read."""
-  paths: list
+  """A split's checked examples: image file paths, or the images themselves (uint8 arrays of
+  one shape, as in CSV files that hold pixels)."""
+  images: list  # paths or arrays
   keypoints: list
   visible: list
   norm: list
@@ -85,17 +86,23 @@ class Records:
   def empty(cls):
     return cls([], [], [], [], [], [])
 
-  def append(self, path, keypoints, visible, norm, box, image_id):
-    for field, value in zip((self.paths, self.keypoints, self.visible, self.norm, self.box,
-                             self.image_id), (path, keypoints, visible, norm, box, image_id)):
+  def append(self, image, keypoints, visible, norm, box, image_id):
+    for field, value in zip((self.images, self.keypoints, self.visible, self.norm, self.box,
+                             self.image_id), (image, keypoints, visible, norm, box, image_id)):
       field.append(value)
 
   def __len__(self):
-    return len(self.paths)
+    return len(self.images)
+
+  @property
+  def in_memory(self) -> bool:
+    return bool(self.images) and isinstance(self.images[0], np.ndarray)
 
   def arrays(self, start: int, end: int) -> dict:
-    return {"path": np.array(self.paths[start:end], dtype=object).astype(str),
-            "keypoints": np.array(self.keypoints[start:end], np.float32),
+    images = self.images[start:end]
+    image = ({"image": np.stack(images)} if self.in_memory
+             else {"path": np.array(images, dtype=object).astype(str)})
+    return {**image, "keypoints": np.array(self.keypoints[start:end], np.float32),
             "visible": np.array(self.visible[start:end], np.float32),
             "norm": np.array(self.norm[start:end], np.float32),
             "box": np.array(self.box[start:end], np.float32),
@@ -113,6 +120,18 @@ def normaliser(keypoints, visible, box, spec: KeypointSpec, norm_keypoints) -> f
   return float(np.hypot(*(keypoints[i] - keypoints[j])))
 
 
+def normaliser_name(norm_keypoints, without: str) -> str:
+  """What `normaliser` measures, for the spec and the evaluation report."""
+  if norm_keypoints:
+    return f"distance {norm_keypoints[0]} - {norm_keypoints[1]}"
+  return without
+
+
+def flip_pairs(configured, names) -> tuple[tuple[str, str], ...]:
+  """`config.data.flip_pairs`, or the pairs found from left/right names."""
+  return tuple(tuple(p) for p in configured) or flip_pairs_from_names(names)
+
+
 def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
   if norm_keypoints and (len(norm_keypoints) != 2
                          or any(n not in spec.names for n in norm_keypoints)):
@@ -122,22 +141,26 @@ def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
 
 def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], channels: int,
                    annotation_files: dict[str, str] | None = None) -> Source:
-  """A `Source` reading the checked records' image files with tf.data."""
+  """A `Source` of the checked records, reading image files with tf.data."""
   for split, records in splits.items():
     if not len(records):
       raise ValueError(f"{name}: split {split!r} has no usable examples.")
 
+  def read(example):
+    if "path" not in example:
+      return example
+    image = tf.io.decode_image(tf.io.read_file(example.pop("path")), channels=channels,
+                               expand_animations=False)
+    return {**example, "image": image}
+
   def load(split, process_index, process_count):
     records = splits[split]
     start, end = process_shard(len(records), process_index, process_count)
-
-    def read(example):
-      image = tf.io.decode_image(tf.io.read_file(example.pop("path")), channels=channels,
-                                 expand_animations=False)
-      return {**example, "image": image}
     return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
         read, num_parallel_calls=tf.data.AUTOTUNE)
 
+  in_memory = splits["train"].in_memory
+  image_hw = splits["train"].images[0].shape[:2] if in_memory else None
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
-                channels=channels, image_hw=None, load=load,
+                channels=channels, image_hw=image_hw, load=load,
                 annotation_files=annotation_files or {})

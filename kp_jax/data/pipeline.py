@@ -17,13 +17,14 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from kp_jax.data import coco, synthetic, transforms
+from kp_jax.data import coco, csv_keypoints, synthetic, transforms
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
 SOURCES = {
     "synthetic_faces": synthetic.source,
     "coco": coco.source,
+    "csv": csv_keypoints.source,
 }
 
 
