@@ -13,7 +13,8 @@ def get_config():
   config.seed = 0  # parameter initialisation, shuffling and augmentation
 
   config.data = data = ml_collections.ConfigDict()
-  data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES
+  data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES: synthetic_faces,
+  #                                   tfds, coco or csv
   data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
   data.image_size = 96  # synthetic images are image_size x image_size x 1
   data.num_train = 10_000  # synthetic split sizes (each size set is prepared once)
@@ -24,6 +25,9 @@ def get_config():
   data.input_size = ()  # (height, width) each example's box is cropped to; (): the source's
   #                       images as they are (they must all have one size)
   data.box_padding = 1.25  # crops take the box, fitted to input_size's aspect, times this
+  # Source "tfds": a TFDS landmark set with an adapter in kp_jax/data/tfds_landmarks.py.
+  data.tfds_name = ""  # celeb_a, aflw2k3d or the300w_lp
+  data.tfds_splits = {"train": "train", "validation": "validation"}  # pipeline -> TFDS splits
   # Sources read from files ("coco", "csv"; README "Datasets"):
   data.files = {}  # split -> annotation file (COCO JSON or CSV); "train" is required
   data.image_dir = ""  # image file names are relative to this; "": the annotation file's folder

@@ -138,3 +138,20 @@ COCO_PERSON = KeypointSpec(
     sigmas=(0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
             0.107, 0.107, 0.087, 0.087, 0.089, 0.089),
 )
+
+# The 68 iBUG / 300W landmarks (0-based): jaw 0-16, eyebrows 17-26, nose 27-35, eyes 36-47,
+# mouth 48-67. Indices follow the annotation scheme, so the names are plain numbers; the flip
+# pairs are the scheme's mirror pairs (as in MMPose's 300W metadata).
+_FACE68_MIRROR = (
+    [(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)]
+    + [(31, 35), (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)])
+_FACE68_OUTLINES = ((0, 16), (17, 21), (22, 26), (27, 30), (31, 35), (36, 41), (42, 47),
+                    (48, 59), (60, 67))
+FACE68 = KeypointSpec(
+    names=tuple(f"point_{i:02d}" for i in range(68)),
+    flip_pairs=tuple((f"point_{a:02d}", f"point_{b:02d}") for a, b in _FACE68_MIRROR),
+    skeleton=tuple((f"point_{i:02d}", f"point_{i + 1:02d}")
+                   for first, last in _FACE68_OUTLINES for i in range(first, last)),
+    normaliser="landmark box size sqrt(w * h)",
+)

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from kp_jax.data import coco, csv_keypoints, synthetic, transforms
+from kp_jax.data import coco, csv_keypoints, synthetic, tfds_landmarks, transforms
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
@@ -25,6 +25,7 @@ SOURCES = {
     "synthetic_faces": synthetic.source,
     "coco": coco.source,
     "csv": csv_keypoints.source,
+    "tfds": tfds_landmarks.source,
 }
 
 

@@ -50,18 +50,18 @@ def process_shard(size: int, process_index: int, process_count: int) -> tuple[in
   return int(bounds[process_index]), int(bounds[process_index + 1])
 
 
-def tfds_shard(builder, split: str, process_index: int, process_count: int, **as_dataset_kw):
-  """(index in `split`, example) pairs of this process's share of a prepared TFDS split.
+def tfds_split_size(builder, split: str) -> int:
+  """Examples in a (possibly sliced) TFDS split; counted when the builder lacks split metadata
+  (as under `tfds.testing.mock_data`)."""
+  try:
+    return builder.info.splits[split].num_examples
+  except KeyError:
+    return int(builder.as_dataset(split=split).reduce(0, lambda count, _: count + 1))
 
-  `split` may be a TFDS slice ("train[:90%]"); the index becomes the examples' `image_id`.
-  """
-  size = builder.info.splits[split].num_examples
-  start, end = process_shard(size, process_index, process_count)
-  subsplit = tfds.core.ReadInstruction.from_spec(split)
-  # Slices of a slice are written as absolute example ranges of the underlying split.
-  absolute = subsplit.to_absolute(builder.info.splits)[0]
-  first = absolute.from_ or 0
-  instruction = tfds.core.ReadInstruction(absolute.splitname, from_=first + start,
-                                          to=first + end, unit="abs")
-  ds = builder.as_dataset(split=instruction, shuffle_files=False, **as_dataset_kw)
-  return ds.enumerate(start)
+
+def tfds_shard(builder, split: str, process_index: int, process_count: int):
+  """(image id, example) pairs of this process's share of a prepared TFDS split (which may be
+  a slice such as "train[:90%]"). Ids are unique over processes: the process index in the
+  high bits, the position in its share in the low ones."""
+  shard = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  return builder.as_dataset(split=shard, shuffle_files=False).enumerate(process_index << 32)
