@@ -30,7 +30,8 @@ def get_config():
   data.tfds_splits = {"train": "train", "validation": "validation"}  # pipeline -> TFDS splits
   # Sources read from files ("coco", "csv"; README "Datasets"):
   data.files = {}  # split -> annotation file (COCO JSON or CSV); "train" is required
-  data.image_dir = ""  # image file names are relative to this; "": the annotation file's folder
+  data.image_dirs = {}  # split -> folder its image file names are relative to; default: the
+  #                       annotation file's folder
   data.channels = 3  # images are decoded to this many channels (1 gray, 3 RGB)
   data.image_column = "Image"  # CSV: the column of pixels (Kaggle layout) or image paths
   data.category = ""  # COCO category to train on; "": the only one with keypoints

@@ -21,8 +21,8 @@ from kp_jax.data import pipeline
 from kp_jax.predict import load_run, to_source_pixels
 
 
-def _stack(collected: list) -> dict:
-  """The real (unpadded) rows of the collected (prediction, batch) pairs."""
+def stack_rows(collected: list) -> dict:
+  """The real (unpadded) rows of the collected (prediction, flattened batch) pairs."""
   out = {}
   for key in ("pred", "matrix", "image_id", "box", "keypoints", "visible"):
     out[key] = np.concatenate([batch[key] if key != "pred" else pred
@@ -31,11 +31,11 @@ def _stack(collected: list) -> dict:
   return {k: v[real] for k, v in out.items()}
 
 
-def coco_metrics(run, source, split: str, rows: dict, spec) -> tuple[dict, list]:
-  """(COCO AP/AR, the predictions in the COCO results format)."""
+def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
+  """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`)."""
   pred = to_source_pixels(rows["pred"], rows["matrix"])
   annotation_file = source.annotation_files.get(split)
-  if annotation_file and not run.config.data.keypoints:  # the file's own ground truth
+  if annotation_file and spec.names == source.spec.names:  # the file's own ground truth
     ground_truth = coco_eval.load_ground_truth(annotation_file)
     category_id = next(c["id"] for c in ground_truth["categories"]
                        if list(c.get("keypoints", [])) == list(spec.names))
@@ -67,7 +67,7 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
   values, per_keypoint = train.evaluate(
       parallel, parallel.put_state(run.state), config, source, split, mean_shape,
       on_predictions=lambda pred, batch: collected.append((pred, batch)))
-  ap, predictions = coco_metrics(run, source, split, _stack(collected), spec)
+  ap, predictions = coco_metrics(source, split, stack_rows(collected), spec)
   summary = {"workdir": workdir, "step": run.step, "split": split, "source": source.name,
              "normaliser": spec.normaliser,
              **{k: v for k, v in values.items() if not k.startswith("baseline_")},

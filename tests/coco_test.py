@@ -124,7 +124,8 @@ def test_each_kind_of_bad_data_names_the_file_and_record(data_dir, dataset, tmp_
   _, files = dataset
   for name, broken, message, image_dir in broken_copies(files, tmp_path):
     with pytest.raises(ValueError, match=message):
-      pipeline.get_source(coco_config(data_dir, broken, image_dir=image_dir).data)
+      pipeline.get_source(coco_config(data_dir, broken,
+                                      image_dirs={"train": image_dir}).data)
   not_json = tmp_path / "not.json"
   not_json.write_text('{"images": [}')
   with pytest.raises(ValueError, match=rf"{not_json} is not valid JSON: .*line 1 column 13"):
@@ -140,7 +141,7 @@ def test_skip_mode_leaves_bad_records_out_and_counts_them(data_dir, dataset, tmp
     if name == "empty":
       continue
     source = pipeline.get_source(coco_config(data_dir, broken, bad_records="skip",
-                                             image_dir=image_dir).data)
+                                             image_dirs={"train": image_dir}).data)
     # A missing image loses every annotation on it; the other faults one annotation each.
     lost = 2 if name in ("missing_image", "truncated_image") else 1
     assert source.split_sizes["train"] >= size - lost and source.split_sizes["train"] < size
@@ -193,6 +194,32 @@ def test_coco_ap_is_one_for_the_truth_and_matches_pycocotools_for_perturbed(tmp_
   want = pycocotools_ap(truth, predictions)
   assert 0.05 < got["AP"] < 0.95
   np.testing.assert_allclose([got[name] for name in coco_eval.STATS], want, atol=1e-12)
+
+
+def ground_truth_rows(config, source, split, noise=0.0):
+  """Evaluation rows whose predictions are the true keypoints (plus Gaussian noise)."""
+  rng = np.random.default_rng(0)
+  collected = []
+  for batch in pipeline.eval_iterator(config, source, split, local_devices=1):
+    flat = {k: v[0] for k, v in batch.items()}
+    collected.append((flat["keypoints"] + rng.normal(0, noise, flat["keypoints"].shape), flat))
+  return evaluate.stack_rows(collected)
+
+
+def test_evaluation_of_the_true_keypoints_scores_ap_one(data_dir, dataset):
+  # Through the evaluate command's path: crops, predictions mapped back to source pixels,
+  # scored against the annotation file itself.
+  _, files = dataset
+  config = coco_config(data_dir, files)
+  source = pipeline.get_source(config.data)
+  ap, predictions = evaluate.coco_metrics(source, "validation",
+                                          ground_truth_rows(config, source, "validation"),
+                                          source.spec)
+  assert ap["AP"] == pytest.approx(1.0) and ap["AR"] == pytest.approx(1.0)
+  noisy, _ = evaluate.coco_metrics(source, "validation",
+                                   ground_truth_rows(config, source, "validation", noise=1.5),
+                                   source.spec)
+  assert noisy["AP"] < 0.9
 
 
 def test_evaluate_command_on_a_trained_coco_run(data_dir, dataset, tmp_path):

@@ -78,7 +78,6 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
     raise ValueError(f"{path}: keypoints {spec.names} differ from the train split's "
                      f"{spec_from_first.names}.")
   files.check_norm_keypoints(data_config.norm_keypoints, spec)
-  image_dir = image_dir or os.path.dirname(path)
   image_info = {}
   for index, image in enumerate(data["images"]):
     if not {"id", "file_name"} <= image.keys():
@@ -142,7 +141,8 @@ def source(data_config) -> Source:
   images = files.ImageChecker(decode=data_config.verify_images)
   spec, splits = None, {}
   for split in ["train"] + sorted(set(data_config.files) - {"train"}):
-    spec, splits[split] = read_split(data_config.files[split], data_config.image_dir,
+    path = data_config.files[split]
+    spec, splits[split] = read_split(path, files.image_folder(data_config, split, path),
                                      data_config, images, spec)
   normaliser = files.normaliser_name(data_config.norm_keypoints, "box size sqrt(w * h)")
   spec = KeypointSpec(spec.names, spec.flip_pairs, spec.skeleton, normaliser, spec.sigmas)

@@ -43,12 +43,11 @@ def parse_pixels(value: str) -> np.ndarray | None:
   return pixels.astype(np.uint8).reshape(side, side, 1)
 
 
-def read_split(path: str, data_config, images: files.ImageChecker,
+def read_split(path: str, image_dir: str, data_config, images: files.ImageChecker,
                names_from_train: list[str] | None) -> tuple[list[str], files.Records]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"CSV file {path} not found.")
   bad = files.BadRecords(data_config.bad_records, path)
-  image_dir = data_config.image_dir or os.path.dirname(path)
   records = files.Records.empty()
   with open(path, newline="") as f:
     reader = csv.reader(f)
@@ -118,7 +117,9 @@ def source(data_config) -> Source:
   images = files.ImageChecker(decode=data_config.verify_images)
   names, splits = None, {}
   for split in ["train"] + sorted(set(data_config.files) - {"train"}):
-    names, splits[split] = read_split(data_config.files[split], data_config, images, names)
+    path = data_config.files[split]
+    names, splits[split] = read_split(path, files.image_folder(data_config, split, path),
+                                      data_config, images, names)
   try:
     spec = KeypointSpec(tuple(names), files.flip_pairs(data_config.flip_pairs, names), (),
                         files.normaliser_name(data_config.norm_keypoints,

@@ -70,13 +70,14 @@ def write(out_dir: str, sizes: dict[str, int], seed: int = 0, face_size: int = 6
 
 
 _SIZES = flags.DEFINE_list("sizes", ["train:400", "validation:50"], "split:number of images")
+_SEED = flags.DEFINE_integer("seed", 0, "Another seed gives other images.")
 
 
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("Give the output folder.")
   sizes = {split: int(n) for split, n in (item.split(":") for item in _SIZES.value)}
-  for split, path in write(argv[1], sizes).items():
+  for split, path in write(argv[1], sizes, seed=_SEED.value).items():
     print(f"{split}: {path}")
 
 

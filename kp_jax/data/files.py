@@ -120,6 +120,12 @@ def normaliser(keypoints, visible, box, spec: KeypointSpec, norm_keypoints) -> f
   return float(np.hypot(*(keypoints[i] - keypoints[j])))
 
 
+def image_folder(data_config, split: str, annotation_file: str) -> str:
+  """Where a split's image file names are relative to: `data.image_dirs[split]`, else the
+  annotation file's folder."""
+  return data_config.image_dirs.get(split) or os.path.dirname(annotation_file)
+
+
 def normaliser_name(norm_keypoints, without: str) -> str:
   """What `normaliser` measures, for the spec and the evaluation report."""
   if norm_keypoints:
