@@ -1,1 +1,13 @@
 """kp-jax: CNN image keypoint detection in JAX/Flax."""
+
+import os
+
+# XLA:CPU (jax 0.10) hands convolutions to YNNPACK, whose kernels run this project's
+# convolutions and their weight gradients about 4x slower than XLA's own Eigen ones on x86
+# (docs/benchmarks.md, "CPU convolutions"). Keep convolutions on XLA's path unless the user
+# chose otherwise. XLA reads the flag when JAX first starts its CPU backend, so this must run
+# before any computation: importing kp_jax does it.
+_YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+if _YNN_FUSION_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = " ".join(
+      filter(None, [os.environ.get("XLA_FLAGS"), f"{_YNN_FUSION_FLAG}=-individual_convolution"]))
