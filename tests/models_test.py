@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,3 +149,23 @@ def test_unknown_names_and_fields_name_the_config_key():
                  (28, 28))
   with pytest.raises(ValueError, match=r"config.model.head.name='dense'.*heatmap"):
     create_model(model_config(SEED_BACKBONE, {"name": "dense"}), 5, (28, 28))
+
+
+@pytest.mark.parametrize("shape, window, strides, padding", [
+    ((2, 94, 94, 3), (2, 2), (2, 2), "VALID"),  # the seed CNN's pools (odd size: floor)
+    ((2, 45, 45, 4), (2, 2), (2, 2), "VALID"),
+    ((2, 48, 48, 3), (3, 3), (2, 2), "SAME"),  # the ResNet stem's
+    ((1, 17, 12, 2), (3, 2), (2, 1), "SAME"),  # non-square windows and strides
+    ((1, 9, 11, 2), (3, 3), (1, 1), "VALID"),  # overlapping, stride 1
+])
+def test_max_pool_matches_flax_values_and_gradients(shape, window, strides, padding):
+  # Distinct values, so every window's maximum is unique (ties may share the gradient).
+  x = jax.random.permutation(jax.random.key(0), np.prod(shape)).reshape(shape)
+  x = x.astype(jnp.float32) / np.prod(shape) - 0.5
+  reference = lambda x: nn.max_pool(x, window, strides=strides, padding=padding)
+  ours = lambda x: backbones.max_pool(x, window, strides, padding)
+  want, want_vjp = jax.vjp(reference, x)
+  got, got_vjp = jax.vjp(ours, x)
+  np.testing.assert_array_equal(got, want)
+  cotangent = jax.random.normal(jax.random.key(1), want.shape)
+  np.testing.assert_array_equal(got_vjp(cotangent)[0], want_vjp(cotangent)[0])
