@@ -60,7 +60,10 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   initialize_distributed()
   logging.info("Config:\n%s", FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if "preempted_at_step" in summary:
+    logging.warning("Stopped at step %d on SIGTERM, checkpoint saved.",
+                    summary["preempted_at_step"])
 
 
 if __name__ == "__main__":

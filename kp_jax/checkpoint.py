@@ -8,8 +8,11 @@ renames it when complete, so a crash mid-save leaves the previous checkpoints in
 """
 
 import os
+import shutil
+import time
 
 import orbax.checkpoint as ocp
+from absl import logging
 
 BEST_METRIC = "nme"
 
@@ -46,3 +49,53 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
 
 def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
   return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+
+def _differences(saved: dict, current: dict, keys) -> list[str]:
+  return [f"{key}: checkpoint {saved[key]!r}, config {current[key]!r}"
+          for key in keys if key in saved and saved[key] != current[key]]
+
+
+def check_compatible(saved: dict, current: dict, directory: str, step: int):
+  """Raises when a checkpoint's meta record shows another model or other keypoints."""
+  differences = _differences(saved, current, ("keypoint_names", "image_shape", "model"))
+  if differences:
+    raise ValueError(
+        f"{directory} holds a checkpoint (step {step}) of an incompatible run: "
+        + "; ".join(differences) + ". Use another --workdir, or delete that one to start over.")
+
+
+def restore_latest(manager: ocp.CheckpointManager, target, meta: dict, is_writer: bool):
+  """(step, state, saved meta) of the newest checkpoint that reads back, or None if none.
+
+  A checkpoint that fails to read (truncated or missing files) is moved aside to
+  `<checkpoints>-unreadable/` with a warning, and the previous one is tried; one written for an
+  incompatible config stops the run instead (see `check_compatible`).
+  """
+  directory = str(manager.directory)
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      saved_meta = restore_meta(manager, step)
+    except Exception as e:  # noqa: BLE001 -- any read failure means an unusable checkpoint
+      _set_aside(manager, step, e, is_writer)
+      continue
+    check_compatible(saved_meta, meta, directory, step)
+    try:
+      state, _ = restore(manager, step, target)
+    except Exception as e:  # noqa: BLE001
+      _set_aside(manager, step, e, is_writer)
+      continue
+    return step, state, saved_meta
+  return None
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception, is_writer: bool):
+  directory = str(manager.directory)
+  aside = os.path.join(f"{directory}-unreadable", f"{step}-{int(time.time())}")
+  logging.warning("Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying "
+                  "the previous one.", step, directory, type(error).__name__,
+                  str(error).splitlines()[0][:300] if str(error) else "", aside)
+  if is_writer:
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(os.path.join(directory, str(step)), aside)
+  manager.reload()

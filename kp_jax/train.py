@@ -9,6 +9,8 @@ import dataclasses
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -289,13 +291,44 @@ class WaitClock:
       self.seconds += time.perf_counter() - start
 
 
-def _check_finite(values: dict, first_step: int, step: int, last_checkpoint):
-  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
-  if bad:
-    raise FloatingPointError(
-        f"Non-finite training metrics {bad} in steps {first_step}-{step}; the last good "
-        f"checkpoint is step {last_checkpoint}. Lower config.optimizer.learning_rate or "
-        "config.optimizer.grad_clip_norm and run again (it resumes from that checkpoint).")
+def _check_finite(history: list, values: dict, first_step: int, last_checkpoint,
+                  parallel: Parallel):
+  """Raises, naming the first step whose loss or gradient norm is NaN or infinite."""
+  if all(np.isfinite(v) for v in values.values()):
+    return
+  for offset, step_metrics in enumerate(jax.device_get([parallel.first(m) for m in history])):
+    bad = {k: float(v) for k, v in step_metrics.items() if not np.isfinite(v)}
+    if bad:
+      raise FloatingPointError(
+          f"Non-finite training metrics {bad} at step {first_step + offset}; the last good "
+          f"checkpoint is step {last_checkpoint}. Check the data of that step, or lower "
+          "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, and run "
+          "again (it resumes from that checkpoint).")
+
+
+class Preemption:
+  """Whether to save and stop now: on SIGTERM (how cluster schedulers preempt). A single
+  process catches the signal itself; several processes ask Orbax, whose JAX preemption
+  service agrees on one step for all of them."""
+
+  def __init__(self, manager):
+    self.manager, self.signalled, self.previous = manager, False, None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self.previous = signal.signal(signal.SIGTERM, self._catch)
+
+  def _catch(self, signum, frame):
+    del signum, frame
+    self.signalled = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return self.manager.reached_preemption(step)
+    return self.signalled
+
+  def restore(self):
+    if self.previous is not None:
+      signal.signal(signal.SIGTERM, self.previous)
+      self.previous = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,13 +356,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = create_train_state(config, model, image_shape, jax.random.key(config.seed))
   manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"),
                                       config.keep_last_checkpoints, config.keep_best_checkpoints)
-  meta = {"config_name": config.name, "source": source.name, "keypoint_names": spec.names,
-          "flip_permutation": [int(i) for i in spec.flip_permutation()],
-          "image_shape": image_shape}
-  last_checkpoint = manager.latest_step()
-  if last_checkpoint is not None:
-    restored, _ = checkpoint.restore(manager, last_checkpoint, checkpointable(state))
-    state = state.replace(**restored)
+  meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
+      "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
+      "flip_permutation": [int(i) for i in spec.flip_permutation()],
+      "image_shape": image_shape, "model": config.model.to_dict()}))
+  last_checkpoint = None
+  restored = checkpoint.restore_latest(manager, checkpointable(state), meta, is_writer)
+  if restored is not None:
+    last_checkpoint, restored_state, _ = restored
+    state = state.replace(**restored_state)
     logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
   start_step = int(state.step)
   if is_writer:
@@ -350,6 +385,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_seconds, timed_steps, step_clock = 0.0, 0, None
   input_wait, wait_mark = 0.0, 0.0
 
+  preemption = Preemption(manager)
   for step, batch in zip(range(start_step + 1, num_steps + 1), train_iter):
     is_last_step = step == num_steps
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
@@ -359,7 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     if step % config.log_every_steps == 0 or is_last_step:
       values = _mean_train_metrics(history, parallel)
-      _check_finite(values, first_logged_step, step, last_checkpoint)
+      _check_finite(history, values, first_logged_step, last_checkpoint, parallel)
       if step_clock is not None:  # the first interval holds compilation: leave it out
         train_seconds += time.time() - step_clock
         timed_steps += len(history)
@@ -379,6 +415,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                       {"nme": eval_results["nme"]} if eval_results else None)
       last_checkpoint = step
     step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
+
+    if preemption.reached(step):
+      if history:  # never save a diverged state
+        _check_finite(history, _mean_train_metrics(history, parallel), first_logged_step,
+                      last_checkpoint, parallel)
+      if last_checkpoint != step:
+        checkpoint.save(manager, step, parallel.get_state(checkpointable(device_state)), meta,
+                        None)
+      logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
+                      "command again to resume.", step, workdir)
+      log.close()
+      manager.close()
+      preemption.restore()
+      return {"config": config.name, "preempted_at_step": step}
+  preemption.restore()
 
   if eval_results is None:  # resumed a finished run: evaluate what is there
     eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)

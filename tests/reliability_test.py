@@ -1,0 +1,183 @@
+"""Faults tried and survived: kill -9 at random steps and in the middle of a checkpoint save,
+SIGTERM, truncated checkpoints, a planted NaN batch, a workdir of an incompatible config.
+
+The runs are train.py subprocesses on configs/tiny.py (40 steps, a checkpoint every 10); each
+interrupted run is resumed with the same command, and must end with exactly the parameters of
+an uninterrupted run.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from kp_jax import checkpoint, predict, train
+from kp_jax.data import pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 40
+
+# Runs train.py, optionally SIGKILLing itself when Orbax finalises the state of the checkpoint
+# at step KILL_AT_SAVE (after its files are written, before the step directory is committed).
+LAUNCHER = """
+import os, runpy, signal, sys
+kill_step = os.environ.get("KILL_AT_SAVE")
+if kill_step:
+  from orbax.checkpoint._src.handlers import standard_checkpoint_handler as handler
+  finalize = handler.StandardCheckpointHandler.finalize
+  def dying_finalize(self, directory):
+    if f"/{kill_step}.orbax-checkpoint-tmp" in str(directory):
+      os.kill(os.getpid(), signal.SIGKILL)
+    return finalize(self, directory)
+  handler.StandardCheckpointHandler.finalize = dying_finalize
+sys.argv = ["train.py"] + sys.argv[1:]
+runpy.run_path(os.path.join(%r, "train.py"), run_name="__main__")
+""" % ROOT
+
+
+def command(workdir, data_dir, *overrides):
+  return [sys.executable, "-c", LAUNCHER, "--config=" + os.path.join(ROOT, "configs/tiny.py"),
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
+          "--config.eval_every_steps=20", *overrides]
+
+
+def environment(**extra):
+  return {**os.environ, "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
+def run(workdir, data_dir, *overrides, **env):
+  return subprocess.run(command(workdir, data_dir, *overrides), capture_output=True, text=True,
+                        env=environment(**env), timeout=600)
+
+
+def logged_step(workdir) -> int:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return max((json.loads(line)["step"] for line in f if line.strip()), default=0)
+
+
+def start_and_signal(workdir, data_dir, at_step: int, signum) -> subprocess.CompletedProcess:
+  """Starts a run and sends `signum` once its metrics log reaches `at_step`."""
+  process = subprocess.Popen(command(workdir, data_dir), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=environment())
+  while process.poll() is None and logged_step(workdir) < at_step:
+    time.sleep(0.05)
+  process.send_signal(signum)
+  out, err = process.communicate(timeout=300)
+  return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def final_params(workdir):
+  return predict.load_run(workdir, step=STEPS).state.params
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+  """Parameters of an uninterrupted run."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  result = run(workdir, data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return final_params(workdir)
+
+
+def assert_same(params, reference):
+  jax.tree.map(np.testing.assert_array_equal, params, reference)
+
+
+def test_kill_9_at_random_steps_resumes_to_the_same_parameters(data_dir, reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  for at_step in (15, 25):  # between checkpoints: the steps since the last one are redone
+    killed = start_and_signal(workdir, data_dir, at_step, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+  result = run(workdir, data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 20" in result.stderr
+  assert_same(final_params(workdir), reference)
+
+
+def test_kill_9_during_a_checkpoint_save_resumes_from_the_previous_one(data_dir, reference,
+                                                                          tmp_path):
+  workdir = str(tmp_path / "run")
+  killed = run(workdir, data_dir, KILL_AT_SAVE="20")
+  assert killed.returncode == -signal.SIGKILL
+  leftovers = os.listdir(os.path.join(workdir, "checkpoints"))
+  assert "10" in leftovers and "20" not in leftovers  # step 20 never committed
+  result = run(workdir, data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 10" in result.stderr
+  assert_same(final_params(workdir), reference)
+
+
+def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  stopped = start_and_signal(workdir, data_dir, 13, signal.SIGTERM)
+  assert stopped.returncode == 0, stopped.stderr[-3000:]
+  saved = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
+  step = max(saved)
+  assert step not in (10, 20, STEPS)  # a checkpoint off the regular schedule
+  assert f"Preempted (SIGTERM): saved a checkpoint at step {step}" in stopped.stderr
+  result = run(workdir, data_dir)
+  assert f"Resuming from the checkpoint at step {step}" in result.stderr
+  assert_same(final_params(workdir), reference)
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(data_dir, reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  first = run(workdir, data_dir)
+  assert first.returncode == 0, first.stderr[-3000:]
+  state_dir = os.path.join(workdir, "checkpoints", str(STEPS), "state")
+  files = [os.path.join(d, f) for d, _, names in os.walk(state_dir) for f in names]
+  largest = max(files, key=os.path.getsize)
+  with open(largest, "r+b") as f:
+    f.truncate(os.path.getsize(largest) // 2)
+  result = run(workdir, data_dir)  # the same command: it redoes steps 31-40
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Checkpoint {STEPS} in" in result.stderr and "cannot be read" in result.stderr
+  assert "Resuming from the checkpoint at step 30" in result.stderr
+  assert os.listdir(os.path.join(workdir, "checkpoints-unreadable"))  # set aside, not deleted
+  assert_same(final_params(workdir), reference)
+
+
+def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_path,
+                                                                    monkeypatch):
+  batches = pipeline.train_iterator
+
+  def poisoned(*args, start_step, **kwargs):
+    for step, batch in enumerate(batches(*args, start_step=start_step, **kwargs),
+                                 start_step + 1):
+      if step == 13:
+        batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+      yield batch
+  monkeypatch.setattr(pipeline, "train_iterator", poisoned)
+  with pytest.raises(FloatingPointError, match=r"at step 13; the last good checkpoint is step "
+                                               r"10\."):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.model.head.update(features=16), r"model: checkpoint .*'features': 8"),
+    (lambda c: setattr(c.data, "keypoints", ("left_eye_center", "right_eye_center")),
+     r"keypoint_names: checkpoint \['left_eye_center', 'right_eye_center', "
+     r"'left_eye_inner_corner'"),
+])
+def test_a_workdir_of_an_incompatible_config_stops_before_training(config, tmp_path, change,
+                                                                    message):
+  workdir = str(tmp_path / "run")
+  config.num_train_steps = 10
+  train.train_and_evaluate(config, workdir)
+  change(config)
+  config.num_train_steps = 20
+  with pytest.raises(ValueError, match=rf"{workdir}/checkpoints holds a checkpoint \(step 10\) "
+                                       rf"of an incompatible run: {message}"):
+    train.train_and_evaluate(config, workdir)
+  assert checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 2, 1).all_steps() == [10]
