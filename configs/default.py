@@ -93,6 +93,8 @@ def get_config():
   opt.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
   opt.weight_decay = 0.0  # on kernels only (not biases or norms); decoupled for adamw
   opt.ema_decay = 0.0  # evaluation uses an EMA of the parameters with this decay; 0: none
+  opt.max_skipped_nonfinite = 0  # skip up to this many consecutive updates with NaN/Inf
+  #                                gradients (counted as skipped_updates); 0: stop at the first
 
   config.batch_size = 64  # global: split over all devices of all hosts
   config.eval_batch_size = 250

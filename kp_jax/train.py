@@ -75,12 +75,18 @@ def create_optimizer(config) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
       decay_steps=config.num_train_steps, end_value=opt.learning_rate * opt.final_lr_fraction)
+  if opt.max_skipped_nonfinite < 0:
+    raise ValueError(f"config.optimizer.max_skipped_nonfinite={opt.max_skipped_nonfinite} must "
+                     "be >= 0.")
   steps = []
   if opt.grad_clip_norm:
     steps.append(optax.clip_by_global_norm(opt.grad_clip_norm))
   if opt.weight_decay and opt.name != "adamw":  # L2 regularisation, coupled to the gradient
     steps.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
-  return optax.chain(*steps, OPTIMIZERS[opt.name](schedule, opt))
+  tx = optax.chain(*steps, OPTIMIZERS[opt.name](schedule, opt))
+  if opt.max_skipped_nonfinite:  # skip updates with NaN/Inf gradients, counting them
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.max_skipped_nonfinite)
+  return tx
 
 
 def create_train_state(config, model, image_shape, rng) -> TrainState:
@@ -114,9 +120,11 @@ def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | N
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
                      state.ema_params, new_state.params)
-  return new_state.replace(ema_params=ema), {
-      "loss": loss, "l2_grads": optax.global_norm(grads),
-      "l2_params": optax.global_norm(new_state.params)}
+  metrics = {"loss": loss, "l2_grads": optax.global_norm(grads),
+             "l2_params": optax.global_norm(new_state.params)}
+  if isinstance(new_state.opt_state, optax.ApplyIfFiniteState):
+    metrics["skipped_updates"] = new_state.opt_state.total_notfinite.astype(jnp.float32)
+  return new_state.replace(ema_params=ema), metrics
 
 
 def predict(apply_fn, variables, images, *, head, flip_permutation=None):
@@ -293,11 +301,13 @@ class WaitClock:
 
 def _check_finite(history: list, values: dict, first_step: int, last_checkpoint,
                   parallel: Parallel):
-  """Raises, naming the first step whose loss or gradient norm is NaN or infinite."""
-  if all(np.isfinite(v) for v in values.values()):
+  """Raises, naming the first step whose loss or gradient norm is NaN or infinite. Where
+  non-finite updates are skipped (their metrics say how many), only the parameters count."""
+  watched = ("l2_params",) if "skipped_updates" in values else tuple(values)
+  if all(np.isfinite(values[k]) for k in watched):
     return
   for offset, step_metrics in enumerate(jax.device_get([parallel.first(m) for m in history])):
-    bad = {k: float(v) for k, v in step_metrics.items() if not np.isfinite(v)}
+    bad = {k: float(step_metrics[k]) for k in watched if not np.isfinite(step_metrics[k])}
     if bad:
       raise FloatingPointError(
           f"Non-finite training metrics {bad} at step {first_step + offset}; the last good "
@@ -335,9 +345,19 @@ class Preemption:
 # The run.
 
 
+def check_config(config):
+  """Config errors that would otherwise surface mid-run, raised before any data or compute."""
+  create_optimizer(config)
+  resolve_mode(config.parallel)
+  for key in ("batch_size", "eval_batch_size"):
+    pipeline.check_batch_size(config[key], jax.process_count(), jax.local_device_count(), key)
+  pipeline.input_shards(config.data, jax.process_index(), jax.process_count())
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
   run_start = time.time()
+  check_config(config)
   is_writer = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   source = pipeline.get_source(config.data)

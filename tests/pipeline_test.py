@@ -116,6 +116,7 @@ def test_configuration_errors_name_the_key(config):
     pipeline.keypoint_subset(config.data, pipeline.get_source(config.data).spec)
   config.data.keypoints = ()
   config.batch_size = 18
-  with pytest.raises(ValueError, match=r"config.batch_size=18 must be divisible .* \(4\)"):
+  with pytest.raises(ValueError, match=r"config.batch_size=18 must be a positive multiple of "
+                                       r"the number of devices \(4\)"):
     next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                  local_devices=NUM_DEVICES))

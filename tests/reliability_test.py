@@ -6,6 +6,7 @@ interrupted run is resumed with the same command, and must end with exactly the 
 an uninterrupted run.
 """
 
+import errno
 import json
 import os
 import signal
@@ -162,6 +163,68 @@ def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_
   with pytest.raises(FloatingPointError, match=r"at step 13; the last good checkpoint is step "
                                                r"10\."):
     train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_skipping_nonfinite_updates_counts_them_and_finishes(config, tmp_path, monkeypatch):
+  batches = pipeline.train_iterator
+
+  def poisoned(*args, start_step, **kwargs):
+    for step, batch in enumerate(batches(*args, start_step=start_step, **kwargs),
+                                 start_step + 1):
+      yield {**batch, "image": np.full_like(batch["image"], np.nan)} if step == 13 else batch
+  monkeypatch.setattr(pipeline, "train_iterator", poisoned)
+  config.optimizer.max_skipped_nonfinite = 3
+  workdir = str(tmp_path / "run")
+  summary = train.train_and_evaluate(config, workdir)
+  assert summary["steps"] == 20 and np.isfinite(summary["nme"])
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    skipped = [r["skipped_updates"] for r in map(json.loads, f) if r["split"] == "train"]
+  # Running totals averaged over each 5 logged steps: 0 0 1 1 1 in steps 11-15, so the
+  # step-13 update, and only it, was skipped.
+  assert skipped == pytest.approx([0, 0, 0.6, 1])
+
+
+def fill(path):
+  """Writes `path` until the disk is full."""
+  with open(path, "wb") as f:
+    try:
+      while True:
+        f.write(b"\0" * 65536)
+        f.flush()
+    except OSError as e:
+      assert e.errno == errno.ENOSPC
+
+
+def test_a_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(config, tmp_path,
+                                                                             monkeypatch):
+  disk = tmp_path / "small_disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                    capture_output=True).returncode:
+    pytest.skip("cannot mount a small tmpfs here (needs root): the full-disk case is untested")
+  try:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (disk / "checkpoints").mkdir()
+    os.symlink(disk / "checkpoints", workdir / "checkpoints")  # only checkpoints on the disk
+    save = checkpoint.save
+
+    def save_then_fill_the_disk(manager, step, *args, **kwargs):
+      save(manager, step, *args, **kwargs)
+      if step == 10:
+        fill(disk / "filler")
+    monkeypatch.setattr(checkpoint, "save", save_then_fill_the_disk)
+    with pytest.raises(Exception, match="No space left on device|ENOSPC"):
+      train.train_and_evaluate(config, str(workdir))
+    os.remove(disk / "filler")
+    manager = checkpoint.create_manager(str(workdir / "checkpoints"), 2, 1)
+    assert manager.all_steps() == [10]  # the failed save left no step behind
+    manager.close()
+    monkeypatch.setattr(checkpoint, "save", save)
+    summary = train.train_and_evaluate(config, str(workdir))  # resumes from step 10
+    assert summary["steps"] == 20
+  finally:
+    subprocess.run(["umount", str(disk)], check=True)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -154,11 +154,17 @@ def test_bad_config_values_name_the_key(config, tmp_path):
       ("model.head.decoder", "median", r"config.model.head \('heatmap'\): decoder='median'"),
       ("model.backbone.name", "resnet9", r"config.model.backbone.name='resnet9'.*vgg"),
       ("model.dtype", "float16", r"config.model.dtype='float16'.*bfloat16"),
+      ("batch_size", 18, r"config.batch_size=18 must be a positive multiple of the number of "
+       r"devices \(4\)"),
+      ("eval_batch_size", 0, r"config.eval_batch_size=0 must be a positive multiple"),
+      ("optimizer.max_skipped_nonfinite", -1, r"config.optimizer.max_skipped_nonfinite=-1"),
   ]:
     bad = tiny_config(config.data.data_dir)
     bad.update_from_flattened_dict({key: value})
     with pytest.raises(ValueError, match=pattern):
       train.train_and_evaluate(bad, str(tmp_path / key))
+    if key in ("batch_size", "eval_batch_size", "optimizer.max_skipped_nonfinite"):
+      assert not (tmp_path / key).exists()  # refused before any work
   bad = tiny_config(config.data.data_dir)
   bad.optimizer.name = "sgd"
   with pytest.raises(ValueError, match=r"config.optimizer.name='sgd'.*adam"):

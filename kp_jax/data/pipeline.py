@@ -142,10 +142,12 @@ def _split_for_devices(batch: dict, num_devices: int) -> dict:
   return {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
 
 
-def _local_batch_size(global_batch: int, process_count: int, local_devices: int, key: str) -> int:
-  if global_batch % (process_count * local_devices):
-    raise ValueError(f"config.{key}={global_batch} must be divisible by the number of devices "
-                     f"({process_count * local_devices}).")
+def check_batch_size(global_batch: int, process_count: int, local_devices: int,
+                     key: str) -> int:
+  """The per-process batch; raises naming `config.<key>` unless it splits over the devices."""
+  if global_batch <= 0 or global_batch % (process_count * local_devices):
+    raise ValueError(f"config.{key}={global_batch} must be a positive multiple of the number "
+                     f"of devices ({process_count * local_devices}).")
   return global_batch // process_count
 
 
@@ -201,7 +203,7 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
 def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
                    process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Endless augmented training batches of this process, starting at `start_step`."""
-  _local_batch_size(config.batch_size, process_count, local_devices, "batch_size")
+  check_batch_size(config.batch_size, process_count, local_devices, "batch_size")
   shards, num_shards = input_shards(config.data, process_index, process_count)
   if config.batch_size % num_shards:
     raise ValueError(f"config.batch_size={config.batch_size} must be divisible by "
@@ -227,7 +229,7 @@ def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
 def eval_iterator(config, source: Source, split: str, *, local_devices: int,
                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """One pass over `split`, unaugmented, padded to whole batches with a `mask` (1 = real)."""
-  local_batch = _local_batch_size(config.eval_batch_size, process_count, local_devices,
+  local_batch = check_batch_size(config.eval_batch_size, process_count, local_devices,
                                   "eval_batch_size")
   num_batches = num_eval_batches(source, split, config.eval_batch_size)
   _, indices = keypoint_subset(config.data, source.spec)
