@@ -4,14 +4,16 @@
 
 Runs train.py in a subprocess (with evaluation and checkpoints every 500 steps, so every
 periodic action repeats many times), samples its resident set size (VmRSS) every few seconds,
-stops it with SIGTERM after --minutes, and prints the growth from the end of the warm-up
-(--warmup_minutes: compilation, the first cache fill and evaluation) to the maximum after it.
+stops it with SIGTERM after --minutes (exercising the preemption save), and prints the growth
+of the median RSS from the first to the last minute after the warm-up (--warmup_minutes:
+compilation, the first cache fill and evaluation), and the peak after the warm-up.
 """
 
 import argparse
 import csv
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,15 +55,19 @@ def main():
     trainer.wait(timeout=300)
   with open(args.out, "w", newline="") as f:
     csv.writer(f).writerows([("seconds", "rss_mib"), *samples])
-  after = [rss for t, rss in samples if t >= args.warmup_minutes * 60]
-  if not after:
+  after = [(t, rss) for t, rss in samples if t >= args.warmup_minutes * 60]
+  if len(after) < 2:
     sys.exit(f"The trainer stopped after {samples[-1][0] if samples else 0:.0f} s "
              f"(exit {trainer.returncode}); see {workdir}.")
-  growth = (max(after) - after[0]) / after[0]
-  print(f"| minutes | RSS after warm-up MiB | max after MiB | end MiB | growth | trainer exit |\n"
-        f"|---|---|---|---|---|---|\n"
-        f"| {samples[-1][0] / 60:.1f} | {after[0]:.0f} | {max(after):.0f} | {after[-1]:.0f} "
-        f"| {100 * growth:.1f}% | {trainer.returncode} |")
+  # Medians of the first and the last minute after warm-up: the trend, not single spikes.
+  first = statistics.median(r for t, r in after if t < after[0][0] + 60)
+  last = statistics.median(r for t, r in after if t > after[-1][0] - 60)
+  peak = max(r for _, r in after)
+  print("| minutes | warm-up min | RSS MiB, 1st minute after | last minute | growth | "
+        "max after warm-up | trainer exit |\n|---|---|---|---|---|---|---|\n"
+        f"| {samples[-1][0] / 60:.1f} | {args.warmup_minutes:g} | {first:.0f} | {last:.0f} | "
+        f"{100 * (last - first) / first:+.1f}% | {peak:.0f} ({100 * (peak - first) / first:+.1f}%)"
+        f" | {trainer.returncode} |")
   print(f"samples: {args.out}; workdir: {workdir}")
 
 

@@ -125,11 +125,29 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, reference, t
   assert stopped.returncode == 0, stopped.stderr[-3000:]
   saved = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
   step = max(saved)
-  assert step not in (10, 20, STEPS)  # a checkpoint off the regular schedule
+  assert 13 <= step < STEPS  # where the signal landed (the next test pins the step)
   assert f"Preempted (SIGTERM): saved a checkpoint at step {step}" in stopped.stderr
   result = run(workdir, data_dir)
   assert f"Resuming from the checkpoint at step {step}" in result.stderr
   assert_same(final_params(workdir), reference)
+
+
+def test_sigterm_mid_interval_saves_exactly_that_step(config, tmp_path, monkeypatch):
+  batches = pipeline.train_iterator
+
+  def signalling(*args, start_step, **kwargs):
+    for step, batch in enumerate(batches(*args, start_step=start_step, **kwargs),
+                                 start_step + 1):
+      if step == 13:  # arrives while step 13 runs, between scheduled checkpoints
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+  monkeypatch.setattr(pipeline, "train_iterator", signalling)
+  workdir = str(tmp_path / "run")
+  assert train.train_and_evaluate(config, workdir) == {"config": "tiny",
+                                                       "preempted_at_step": 13}
+  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 2, 1)
+  assert manager.all_steps() == [10, 13]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
 
 
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(data_dir, reference, tmp_path):
