@@ -51,7 +51,8 @@ def command(workdir, data_dir, *overrides):
 
 
 def environment(**extra):
-  return {**os.environ, "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": "", **extra}
+  return {**os.environ, "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": "",
+          "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", **extra}  # fast compiles, as in conftest
 
 
 def run(workdir, data_dir, *overrides, **env):
