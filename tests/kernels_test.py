@@ -57,6 +57,28 @@ def test_conv_relu_pool_ties_go_to_the_first_maximum_like_flax():
                                    jax.random.key(1), atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(2, 94, 94, 8), (3, 45, 45, 16), (1, 7, 10, 3), (1, 2, 2, 1)])
+def test_relu_pool_matches_flax(shape):
+  # Odd sizes drop the last row/column, as 'VALID' pooling does; their gradient is 0.
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
+  want, want_vjp = jax.vjp(reference, x)
+  got, got_vjp = jax.vjp(kernels.relu_pool, x)
+  np.testing.assert_array_equal(got, want)
+  cotangent = jax.random.normal(jax.random.key(1), want.shape)
+  np.testing.assert_array_equal(got_vjp(cotangent)[0], want_vjp(cotangent)[0])
+
+
+def test_relu_pool_ties_like_flax():
+  x = jnp.array([[1.0, 1.0, 0.0, 0.0, -1.0, -2.0], [1.0, 1.0, 0.0, 0.0, -3.0, -1.0],
+                 [2.0, 0.5, 0.0, 3.0, 3.0, 1.0], [0.5, 2.0, -1.0, 0.0, 3.0, 3.0]])
+  x = jnp.stack([x, -x])[..., None] * jnp.array([1.0, 0.5])  # [2, 4, 6, 2]
+  reference = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
+  cotangent = jnp.arange(1.0, 13.0).reshape(2, 2, 3, 1) * jnp.ones(2)
+  np.testing.assert_array_equal(jax.vjp(kernels.relu_pool, x)[1](cotangent)[0],
+                                jax.vjp(reference, x)[1](cotangent)[0])
+
+
 @pytest.mark.parametrize("padding, conv_strides, channels", [
     ("VALID", 1, 1),  # fused
     ("SAME", 1, 3),  # fused, on the padded input

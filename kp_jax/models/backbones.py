@@ -41,7 +41,9 @@ def max_pool(x, window_shape, strides, padding: str = "VALID"):
   return functools.reduce(jnp.maximum, windows)
 
 
-POOLS = {"max": max_pool, "avg": nn.avg_pool}
+# relu then 2x2 pooling; kernels.relu_pool is max_pool(relu(x)) with a cheaper gradient.
+RELU_POOLS = {"max": kernels.relu_pool,
+              "avg": lambda x: nn.avg_pool(nn.relu(x), (2, 2), strides=(2, 2))}
 
 
 # Up to this many input channels (grayscale, RGB) a [conv -> ReLU -> max-pool 2] block runs as
@@ -85,8 +87,8 @@ class ConvPool(nn.Module):
   axis_name: str | None = None  # unused: no normalisation layers
 
   def __post_init__(self):
-    if self.pool not in POOLS:
-      raise ValueError(f"pool={self.pool!r}: choose one of {sorted(POOLS)}.")
+    if self.pool not in RELU_POOLS:
+      raise ValueError(f"pool={self.pool!r}: choose one of {sorted(RELU_POOLS)}.")
     super().__post_init__()
 
   @nn.compact
@@ -99,7 +101,7 @@ class ConvPool(nn.Module):
       x = layer(width, (self.kernel_size,) * 2, strides=stride, padding=self.padding,
                 dtype=self.dtype, name=f"Conv_{i}")(x)
       if not fused:
-        x = POOLS[self.pool](nn.relu(x), (2, 2), strides=(2, 2))
+        x = RELU_POOLS[self.pool](x)
     return x
 
 
@@ -122,11 +124,13 @@ class VGG(nn.Module):
   def __call__(self, x, train: bool = False):
     norm = batch_norm(train, self.dtype, self.axis_name)
     depths = _per_block(self.convs_per_stage, len(self.stage_features), "convs_per_stage")
+    if min(depths) < 1:
+      raise ValueError(f"convs_per_stage={self.convs_per_stage!r}: each stage needs a conv.")
     for width, depth in zip(self.stage_features, depths):
-      for _ in range(depth):
+      for j in range(depth):
         x = nn.Conv(width, (3, 3), use_bias=not self.batch_norm, dtype=self.dtype)(x)
-        x = nn.relu(norm()(x) if self.batch_norm else x)
-      x = max_pool(x, (2, 2), strides=(2, 2))
+        x = norm()(x) if self.batch_norm else x
+        x = kernels.relu_pool(x) if j == depth - 1 else nn.relu(x)
     return x
 
 

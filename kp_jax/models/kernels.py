@@ -103,3 +103,34 @@ def _backward(residuals, grad):
 
 
 conv_relu_pool.defvjp(_forward, _backward)
+
+
+def _window_positions(x, out_hw):
+  (h, w) = out_hw
+  return [x[:, pi:pi + 2 * h - 1:2, pj:pj + 2 * w - 1:2] for pi, pj in POOL_POSITIONS]
+
+
+@jax.custom_vjp
+def relu_pool(x):
+  """max_pool_2x2(relu(x)) for NHWC `x`: one reduction writes the pooled values and each
+  window's winner; the gradient is routed from those, so XLA neither keeps relu(x) nor runs
+  max-pooling's select-and-scatter, and fuses the routing into the gradient's consumers."""
+  return _relu_pool_forward(x)[0]
+
+
+def _relu_pool_forward(x):
+  out_hw = tuple(size // 2 for size in x.shape[1:3])
+  pooled, winner = _pool_relu(_window_positions(x, out_hw))
+  return pooled, (winner, x.shape)
+
+
+def _relu_pool_backward(residuals, grad):
+  winner, shape = residuals
+  (b, h, w, f) = grad.shape
+  position = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)
+  routed = jnp.where(winner[:, :, None, :, None] == position, grad[:, :, None, :, None], 0)
+  routed = routed.reshape(b, 2 * h, 2 * w, f)
+  return (jnp.pad(routed, [(0, 0), (0, shape[1] - 2 * h), (0, shape[2] - 2 * w), (0, 0)]),)
+
+
+relu_pool.defvjp(_relu_pool_forward, _relu_pool_backward)
