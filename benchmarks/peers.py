@@ -1,15 +1,20 @@
-"""The seed CNN trained side by side in kp-jax, Keras (default and jit_compile) and PyTorch.
+"""kp-jax trained side by side with Keras (default and jit_compile) and PyTorch.
 
   .venv/bin/pip install -r benchmarks/requirements.txt
-  .venv/bin/python benchmarks/peers.py [--steps 40] [--rounds 3]
+  .venv/bin/python benchmarks/peers.py [--models seed default] [--steps 40] [--rounds 3]
 
-The seed article's network (conv 32 3x3 -> max-pool 2 -> conv 64 3x3 -> max-pool 2 ->
-dense 64 -> dense 30 -> sigmoid, 'VALID' convolutions, ReLU) on 96x96x1 inputs, 15 keypoints,
-batch 128, RMSprop (lr 1e-3, decay 0.9, eps 1e-7), mean squared error, on the same random
-batch. Each framework runs in its own process, one after another, with every CPU core: a
-warm-up, then `rounds` timed runs of `steps` steps; the table shows the best round's
-images/s and kp-jax's ratio to the best peer. kp-jax runs its own training step
-(`kp_jax.train.train_step` with configs/seed_96.py's model and head).
+Two networks, each with the same batch of random data in every framework:
+- `seed`: the seed article's CNN (conv 32 3x3 -> max-pool 2 -> conv 64 3x3 -> max-pool 2 ->
+  dense 64 -> dense 30 -> sigmoid, 'VALID' convolutions, ReLU) on 96x96x1 inputs, 15
+  keypoints, batch 128, RMSprop (lr 1e-3, decay 0.9, eps 1e-7), mean squared error; in kp-jax,
+  Keras, Keras with jit_compile and PyTorch. kp-jax runs configs/seed_96.py's model and head.
+- `default`: the best model of docs/models.md (configs/default.py: ResNet width 16 with one
+  basic block per stage, two 4x4 deconvs to 12x12 maps, soft-argmax, L1 on pixels; BatchNorm
+  in training mode), batch 64, RMSprop; in kp-jax and PyTorch, whose parameter count is
+  checked against kp-jax's.
+Each framework runs in its own process, one after another, with every CPU core: a warm-up,
+then `rounds` timed runs of `steps` steps; the tables show the best round's images/s and
+kp-jax's ratio to each peer. kp-jax runs its own training step (`kp_jax.train.train_step`).
 """
 
 import argparse
@@ -21,43 +26,51 @@ import time
 
 import numpy as np
 
-BATCH, SIZE, KEYPOINTS, LR = 128, 96, 15, 1e-3
-FRAMEWORKS = ("kp-jax", "keras", "keras-jit", "pytorch")
+SIZE, KEYPOINTS, LR = 96, 15, 1e-3
+MODELS = {  # name -> (kp-jax config, batch, frameworks)
+    "seed": ("seed_96", 128, ("kp-jax", "keras", "keras-jit", "pytorch")),
+    "default": ("default", 64, ("kp-jax", "pytorch")),
+}
 
 
-def random_batch():
+def random_batch(batch: int):
+  """Images in [0, 1] and targets in [0, 1) (sigmoid outputs; times SIZE for pixels)."""
   rng = np.random.default_rng(0)
-  images = rng.uniform(0, 1, (BATCH, SIZE, SIZE, 1)).astype(np.float32)
-  targets = rng.uniform(0, 1, (BATCH, 2 * KEYPOINTS)).astype(np.float32)  # sigmoid outputs
+  images = rng.uniform(0, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
+  targets = rng.uniform(0, 1, (batch, 2 * KEYPOINTS)).astype(np.float32)
   return images, targets
 
 
-def time_rounds(run_steps, steps: int, rounds: int) -> float:
+def time_rounds(run_steps, batch: int, steps: int, rounds: int) -> float:
   """Best images/s over `rounds` calls of `run_steps(steps)` (which must finish its work)."""
   run_steps(3)  # warm-up: compilation, allocation
   best = 0.0
   for _ in range(rounds):
     start = time.perf_counter()
     run_steps(steps)
-    best = max(best, steps * BATCH / (time.perf_counter() - start))
+    best = max(best, steps * batch / (time.perf_counter() - start))
   return best
 
 
-def kp_jax(steps, rounds):
+def kp_jax(model_name, steps, rounds):
+  import importlib
+
   import jax
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from configs import seed_96
   from kp_jax import train
   from kp_jax.models import create_model
 
-  config = seed_96.get_config()
+  config_name, batch_size, _ = MODELS[model_name]
+  config = importlib.import_module(f"configs.{config_name}").get_config()
   model, head = create_model(config.model, KEYPOINTS, (SIZE, SIZE))
   state = train.create_train_state(config, model, (SIZE, SIZE, 1), jax.random.key(0))
+  params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   parallel = train.make_parallel("jit", head)
-  images, targets = random_batch()
-  batch = {"image": images[None], "keypoints": targets.reshape(1, BATCH, KEYPOINTS, 2) * SIZE,
-           "visible": np.ones((1, BATCH, KEYPOINTS), np.float32),
-           "norm": np.ones((1, BATCH), np.float32)}
+  images, targets = random_batch(batch_size)
+  batch = {"image": images[None],
+           "keypoints": targets.reshape(1, batch_size, KEYPOINTS, 2) * SIZE,
+           "visible": np.ones((1, batch_size, KEYPOINTS), np.float32),
+           "norm": np.ones((1, batch_size), np.float32)}
   batch = parallel.put_batch(batch)
   holder = {"state": parallel.put_state(state)}
 
@@ -65,10 +78,10 @@ def kp_jax(steps, rounds):
     for _ in range(n):
       holder["state"], metrics = parallel.train_step(holder["state"], batch)
     jax.block_until_ready(metrics)
-  return time_rounds(run_steps, steps, rounds), f"jax {jax.__version__}"
+  return time_rounds(run_steps, batch_size, steps, rounds), f"jax {jax.__version__}", params
 
 
-def keras(steps, rounds, jit_compile=False):
+def keras(model_name, steps, rounds, jit_compile=False):
   import keras as k
   import tensorflow as tf
   layers = k.layers
@@ -80,70 +93,133 @@ def keras(steps, rounds, jit_compile=False):
       layers.Dense(2 * KEYPOINTS, activation="sigmoid")])
   model.compile(optimizer=k.optimizers.RMSprop(LR, rho=0.9, epsilon=1e-7), loss="mse",
                 jit_compile=jit_compile)
-  images, targets = random_batch()
+  batch_size = MODELS[model_name][1]
+  images, targets = random_batch(batch_size)
   data = tf.data.Dataset.from_tensors((images, targets)).repeat().prefetch(2)
   run_steps = lambda n: model.fit(data, steps_per_epoch=n, epochs=1, verbose=0)
-  return time_rounds(run_steps, steps, rounds), f"keras {k.__version__}, tf {tf.__version__}"
+  return (time_rounds(run_steps, batch_size, steps, rounds),
+          f"keras {k.__version__}, tf {tf.__version__}", model.count_params())
 
 
-def pytorch(steps, rounds):
-  import torch
-  from torch import nn
-  torch.set_num_threads(os.cpu_count())
-  model = nn.Sequential(
+def torch_seed(nn):
+  return nn.Sequential(
       nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
       nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
       nn.Flatten(), nn.Linear(64 * 22 * 22, 64), nn.ReLU(),
       nn.Linear(64, 2 * KEYPOINTS), nn.Sigmoid())
-  optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=0.9, eps=1e-7)
-  images, targets = random_batch()
+
+
+def torch_default(torch, nn):
+  """configs/default.py's network: ResNet (v1.5, width 16, one basic block per stage, stride
+  32) -> two [4x4 deconv /2 -> BN -> ReLU] to 12x12 maps -> 1x1 conv -> soft-argmax."""
+  def bn(c, zero=False):
+    layer = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+    if zero:
+      nn.init.zeros_(layer.weight)  # each block starts as the identity, as in kp-jax
+    return layer
+
+  class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.body = nn.Sequential(
+          nn.Conv2d(cin, cout, 3, stride, 1, bias=False), bn(cout), nn.ReLU(),
+          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), bn(cout, zero=True))
+      self.project = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+                      if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+      return torch.relu(self.project(x) + self.body(x))
+
+  class SoftArgmax(nn.Module):
+    def forward(self, maps):  # [B, K, h, w] -> [B, K, 2] pixels at stride 8
+      b, k, h, w = maps.shape
+      probs = maps.reshape(b, k, h * w).softmax(-1).reshape(b, k, h, w)
+      x = (probs.sum(2) * torch.arange(w, dtype=maps.dtype)).sum(-1)
+      y = (probs.sum(3) * torch.arange(h, dtype=maps.dtype)).sum(-1)
+      return (torch.stack([x, y], -1) + 0.5) * 8 - 0.5
+
+  up = lambda cin: [nn.ConvTranspose2d(cin, 32, 4, 2, 1, bias=False), bn(32), nn.ReLU()]
+  return nn.Sequential(
+      nn.Conv2d(1, 16, 7, 2, 3, bias=False), bn(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+      Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2), Block(64, 128, 2),
+      *up(128), *up(32), nn.Conv2d(32, KEYPOINTS, 1), SoftArgmax())
+
+
+def pytorch(model_name, steps, rounds):
+  import torch
+  from torch import nn
+  torch.set_num_threads(os.cpu_count())
+  batch_size = MODELS[model_name][1]
+  images, targets = random_batch(batch_size)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NCHW, PyTorch's layout
-  y = torch.from_numpy(targets)
+  if model_name == "seed":
+    model, y = torch_seed(nn), torch.from_numpy(targets)
+    loss_fn = nn.functional.mse_loss
+  else:  # kp-jax's L1: |error| summed over x and y, averaged over keypoints
+    model, y = torch_default(torch, nn), torch.from_numpy(targets).reshape(-1, KEYPOINTS, 2) * SIZE
+    loss_fn = lambda pred, y: (pred - y).abs().sum(-1).mean()
+  model.train()
+  optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=0.9, eps=1e-7)
 
   def run_steps(n):
     for _ in range(n):
       optimizer.zero_grad()
-      loss = nn.functional.mse_loss(model(x), y)
+      loss = loss_fn(model(x), y)
       loss.backward()
       optimizer.step()
-  return time_rounds(run_steps, steps, rounds), f"torch {torch.__version__}"
+  params = sum(p.numel() for p in model.parameters())
+  return time_rounds(run_steps, batch_size, steps, rounds), f"torch {torch.__version__}", params
 
 
-RUNNERS = {"kp-jax": kp_jax, "keras": keras,
-           "keras-jit": lambda s, r: keras(s, r, jit_compile=True), "pytorch": pytorch}
+RUNNERS = {"kp-jax": kp_jax, "keras": keras, "pytorch": pytorch,
+           "keras-jit": lambda m, s, r: keras(m, s, r, jit_compile=True)}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", type=int, default=40)
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--only", choices=FRAMEWORKS, help="run one framework, print JSON")
-  args = parser.parse_args()
-  if args.only:
-    images_per_sec, version = RUNNERS[args.only](args.steps, args.rounds)
-    print(json.dumps({"framework": args.only, "images_per_sec": images_per_sec,
-                      "version": version}))
-    return
+def run_model(model_name, args):
+  """Each framework's {images_per_sec, version, params}, each from its own process."""
   results = {}
-  for framework in FRAMEWORKS:
-    out = subprocess.run([sys.executable, __file__, "--only", framework, "--steps",
-                          str(args.steps), "--rounds", str(args.rounds)],
+  for framework in MODELS[model_name][2]:
+    out = subprocess.run([sys.executable, __file__, "--only", framework, "--models", model_name,
+                          "--steps", str(args.steps), "--rounds", str(args.rounds)],
                          capture_output=True, text=True)
     if out.returncode:
       print(f"{framework} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
       continue
     results[framework] = json.loads(out.stdout.strip().splitlines()[-1])
-  best_peer = max((r["images_per_sec"] for f, r in results.items() if f != "kp-jax"),
-                  default=None)
-  print(f"seed CNN, {SIZE}x{SIZE}x1, batch {BATCH}, RMSprop; {os.cpu_count()} CPU cores\n")
-  print("| framework | version | images/s | kp-jax / this |")
-  print("|---|---|---|---|")
+  return results
+
+
+def print_table(model_name, results):
+  config_name, batch_size, _ = MODELS[model_name]
+  print(f"\n{model_name} (configs/{config_name}.py's network), {SIZE}x{SIZE}x1, batch "
+        f"{batch_size}, RMSprop; {os.cpu_count()} CPU cores\n")
+  print("| framework | version | params | images/s | kp-jax / this |")
+  print("|---|---|---|---|---|")
   ours = results.get("kp-jax", {}).get("images_per_sec")
   for framework, r in results.items():
     ratio = f"{ours / r['images_per_sec']:.2f}" if ours else "-"
-    print(f"| {framework} | {r['version']} | {r['images_per_sec']:.0f} | {ratio} |")
-  if ours and best_peer:
-    print(f"\nkp-jax / best peer: {ours / best_peer:.2f}")
+    print(f"| {framework} | {r['version']} | {r['params']:,} | {r['images_per_sec']:.0f} | "
+          f"{ratio} |")
+  peers = [r["images_per_sec"] for f, r in results.items() if f != "kp-jax"]
+  if ours and peers:
+    print(f"\nkp-jax / best peer: {ours / max(peers):.2f}")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["seed", "default"])
+  parser.add_argument("--steps", type=int, default=40)
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--only", choices=sorted(RUNNERS),
+                      help="run one framework on the first of --models, print JSON")
+  args = parser.parse_args()
+  if args.only:
+    images_per_sec, version, params = RUNNERS[args.only](args.models[0], args.steps, args.rounds)
+    print(json.dumps({"framework": args.only, "images_per_sec": images_per_sec,
+                      "version": version, "params": params}))
+    return
+  for model_name in args.models:
+    print_table(model_name, run_model(model_name, args))
 
 
 if __name__ == "__main__":
