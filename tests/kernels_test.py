@@ -1,4 +1,4 @@
-"""kernels.conv_relu_pool and the ConvPool layers that use it, against lax/Flax references."""
+"""kp_jax.models.kernels and the layers that use them, against lax/Flax references."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kp_jax.models import backbones, kernels
+from kp_jax.models import backbones, heads, kernels
 
 
 def reference(x, kernel, bias, padding="VALID", strides=1):
@@ -127,3 +127,30 @@ def test_conv_pool_bfloat16_close_to_float32():
   y16 = backbones.ConvPool(features=(8,), dtype=jnp.bfloat16).apply(params, x)
   assert y16.dtype == jnp.bfloat16
   np.testing.assert_allclose(y16.astype(jnp.float32), y32, rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("shape, features", [((2, 3, 3, 128), 32), ((1, 5, 7, 3), 4),
+                                             ((3, 1, 1, 2), 5)])
+def test_conv_transpose_4x4_stride_2_matches_lax(shape, features):
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], shape)
+  kernel = jax.random.normal(keys[1], (4, 4, shape[-1], features))
+  reference = lambda x, kernel: jax.lax.conv_transpose(
+      x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  want, want_vjp = jax.vjp(reference, x, kernel)
+  got, got_vjp = jax.vjp(kernels.conv_transpose_4x4_stride_2, x, kernel)
+  assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], features)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+  cotangent = jax.random.normal(keys[2], want.shape)
+  for g, w in zip(got_vjp(cotangent), want_vjp(cotangent)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
+
+
+def test_deconv2x_is_nn_conv_transpose():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 8))
+  flax_layer = nn.ConvTranspose(16, (4, 4), strides=(2, 2), use_bias=False)
+  ours = heads.Deconv2x(16, (4, 4), strides=(2, 2), use_bias=False)
+  params = flax_layer.init(jax.random.key(1), x)
+  jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.key(1), x), params)
+  np.testing.assert_allclose(ours.apply(params, x), flax_layer.apply(params, x), rtol=1e-5,
+                             atol=1e-5)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from kp_jax import heatmaps, losses
-from kp_jax.models import backbones
+from kp_jax.models import backbones, kernels
 
 
 UPSAMPLING = ("deconv", "resize")
@@ -38,6 +38,18 @@ class RegressionLayers(nn.Module):
       x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
     x = nn.Dense(2 * self.num_keypoints, dtype=self.dtype)(x)
     return {"coords": nn.sigmoid(x.astype(jnp.float32)).reshape(-1, self.num_keypoints, 2)}
+
+
+class Deconv2x(nn.ConvTranspose):
+  """nn.ConvTranspose(features, (4, 4), strides=(2, 2), 'SAME', no bias): the same parameters,
+  initialisers and values, computed by kernels.conv_transpose_4x4_stride_2 (faster on CPU)."""
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
+                        self.param_dtype)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    return kernels.conv_transpose_4x4_stride_2(x, kernel)
 
 
 class MapLayers(nn.Module):
@@ -64,10 +76,10 @@ class MapLayers(nn.Module):
                        f"{x.shape[1:3]} of images {image_hw}: set the backbone's output "
                        "stride to the head's stride times a power of two.")
     norm = backbones.batch_norm(train, self.dtype, self.axis_name)
-    for _ in range(int(num_up)):
+    for i in range(int(num_up)):
       if self.upsample == "deconv":
-        x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), use_bias=False,
-                             dtype=self.dtype)(x)
+        x = Deconv2x(self.features, (4, 4), strides=(2, 2), use_bias=False, dtype=self.dtype,
+                     name=f"ConvTranspose_{i}")(x)
       else:
         b, h, w, c = x.shape
         x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")

@@ -134,3 +134,26 @@ def _relu_pool_backward(residuals, grad):
 
 
 relu_pool.defvjp(_relu_pool_forward, _relu_pool_backward)
+
+
+# Output phase -> ((row of a 3x3 kernel, row of the 4x4 transposed kernel) it takes): with
+# 'SAME' padding, y[2i] = K[0] x[i-1] + K[2] x[i] and y[2i+1] = K[1] x[i] + K[3] x[i+1].
+_SUBPIXEL_TAPS = {0: ((0, 0), (1, 2)), 1: ((1, 1), (2, 3))}
+
+
+def conv_transpose_4x4_stride_2(x, kernel):
+  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') for NHWC `x` and a 4x4 HWIO `kernel` (as
+  nn.ConvTranspose computes it), as one 3x3 convolution to 2 x 2 x F channels followed by
+  depth-to-space. XLA:CPU lowers the transposed convolution's gradients to slow generic loops;
+  this form runs on its fast convolution path (2.25x the multiplies, on small maps)."""
+  (b, h, w, _), (_, _, cin, features) = x.shape, kernel.shape
+  subpixel = jnp.zeros((3, 3, cin, 2, 2, features), kernel.dtype)
+  for a, rows in _SUBPIXEL_TAPS.items():
+    for c, cols in _SUBPIXEL_TAPS.items():
+      for r, t in rows:
+        for q, u in cols:
+          subpixel = subpixel.at[r, q, :, a, c].set(kernel[t, u])
+  y = jax.lax.conv_general_dilated(x, subpixel.reshape(3, 3, cin, 4 * features), (1, 1),
+                                   "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = y.reshape(b, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, 2 * h, 2 * w, features)
