@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-from kp_jax import train  # noqa: E402
+from kp_jax import steps  # noqa: E402
 from kp_jax.data.keypoints import FACE15  # noqa: E402
 from kp_jax.models import create_model  # noqa: E402
 
@@ -39,17 +39,17 @@ def measure(config, num_steps: int = 10):
   size = config.data.image_size
   k = len(config.data.keypoints) or FACE15.num_keypoints
   model, head = create_model(config.model, k, (size, size))
-  state = train.create_train_state(config, model, (size, size, 1), jax.random.key(0))
+  state = steps.create_train_state(config, model, (size, size, 1), jax.random.key(0))
   params = sum(p.size for p in jax.tree.leaves(state.params))
   forward = jax.jit(lambda v, x: model.apply(v, x)).lower(
-      train.eval_variables(state), np.zeros((1, size, size, 1), np.float32)).compile()
+      steps.eval_variables(state), np.zeros((1, size, size, 1), np.float32)).compile()
   flops = forward.cost_analysis()["flops"]
   rng = np.random.default_rng(0)
   b = config.batch_size
   batch = {"image": rng.normal(size=(b, size, size, 1)).astype(np.float32),
            "keypoints": rng.uniform(0, size - 1, size=(b, k, 2)).astype(np.float32),
            "visible": np.ones((b, k), np.float32)}
-  step = jax.jit(functools.partial(train.train_step, head=head), donate_argnums=(0,))
+  step = jax.jit(functools.partial(steps.train_step, head=head), donate_argnums=(0,))
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   start = time.perf_counter()

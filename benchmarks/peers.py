@@ -14,7 +14,7 @@ Two networks, each with the same batch of random data in every framework:
   checked against kp-jax's.
 Each framework runs in its own process, one after another, with every CPU core: a warm-up,
 then `rounds` timed runs of `steps` steps; the tables show the best round's images/s and
-kp-jax's ratio to each peer. kp-jax runs its own training step (`kp_jax.train.train_step`).
+kp-jax's ratio to each peer. kp-jax runs its own training step (`kp_jax.steps.train_step`).
 """
 
 import argparse
@@ -57,15 +57,15 @@ def kp_jax(model_name, steps, rounds):
 
   import jax
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from kp_jax import train
+  from kp_jax import steps as kp_steps  # `steps` is the step count here
   from kp_jax.models import create_model
 
   config_name, batch_size, _ = MODELS[model_name]
   config = importlib.import_module(f"configs.{config_name}").get_config()
   model, head = create_model(config.model, KEYPOINTS, (SIZE, SIZE))
-  state = train.create_train_state(config, model, (SIZE, SIZE, 1), jax.random.key(0))
+  state = kp_steps.create_train_state(config, model, (SIZE, SIZE, 1), jax.random.key(0))
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  parallel = train.make_parallel("jit", head)
+  parallel = kp_steps.make_parallel("jit", head)
   images, targets = random_batch(batch_size)
   batch = {"image": images[None],
            "keypoints": targets.reshape(1, batch_size, KEYPOINTS, 2) * SIZE,

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kp_jax import coco_eval, train
+from kp_jax import coco_eval, steps, train
 from kp_jax.data import pipeline
 from kp_jax.predict import load_run, to_source_pixels
 
@@ -61,7 +61,7 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
   if spec.names != run.keypoint_names:
     raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
                      f"its config's data ({spec.names}).")
-  parallel = train.make_parallel("jit", run.head, flip_permutation=run.flip_permutation)
+  parallel = steps.make_parallel("jit", run.head, flip_permutation=run.flip_permutation)
   mean_shape = pipeline.training_mean_shape(config.data, source)
   collected = []
   values, per_keypoint = train.evaluate(

@@ -21,7 +21,7 @@ import scipy.ndimage
 from absl import app, flags
 from PIL import Image
 
-from kp_jax import checkpoint, train, visualize
+from kp_jax import checkpoint, steps, visualize
 from kp_jax.data import transforms
 from kp_jax.models import create_model
 
@@ -63,7 +63,7 @@ class Run:
   """A training run's config and one of its checkpoints, restored on the host."""
   config: ml_collections.ConfigDict
   step: int
-  state: train.TrainState
+  state: steps.TrainState
   model: Any
   head: Any
   keypoint_names: tuple[str, ...]
@@ -86,8 +86,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   meta = checkpoint.restore_meta(manager, step)
   names, image_shape = tuple(meta["keypoint_names"]), tuple(meta["image_shape"])
   model, head = create_model(config.model, len(names), image_shape[:2])
-  template = train.create_train_state(config, model, image_shape, jax.random.key(0))
-  restored, _ = checkpoint.restore(manager, step, train.checkpointable(template))
+  template = steps.create_train_state(config, model, image_shape, jax.random.key(0))
+  restored, _ = checkpoint.restore(manager, step, steps.checkpointable(template))
   manager.close()
   flip = meta.get("flip_permutation") if config.flip_test else None
   return Run(config, step, template.replace(**restored), model, head, names, image_shape,
@@ -102,8 +102,8 @@ class Predictor:
     self.config, self.step = run.config, run.step
     self.names, self.image_shape = run.keypoint_names, run.image_shape
     self._predict = jax.jit(functools.partial(
-        train.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
-    self._variables = train.eval_variables(run.state)
+        steps.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
+    self._variables = steps.eval_variables(run.state)
 
   def on_inputs(self, inputs):
     """Keypoints [B, K, 2] in pixels of model inputs [B, H, W, C] (normalised images)."""

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kp_jax import heatmaps, train
+from kp_jax import heatmaps, steps
 from kp_jax.models import create_model
 
 HEADS = {
@@ -61,7 +61,7 @@ def test_flip_test_averages_with_the_mirrored_prediction_of_swapped_keypoints():
   def apply_fn(variables, images):
     return {"coords": jnp.broadcast_to(coords, (images.shape[0], 2, 2))}
 
-  got = train.predict(apply_fn, {}, jnp.zeros((1, 32, 32, 1)), head=head,
+  got = steps.predict(apply_fn, {}, jnp.zeros((1, 32, 32, 1)), head=head,
                       flip_permutation=np.array([1, 0]))
   np.testing.assert_allclose(got, [[[5.5, 21.0], [25.5, 21.0]]], atol=1e-5)
 
@@ -75,7 +75,7 @@ def test_flip_test_on_a_symmetric_image_gives_mirror_symmetric_keypoints(name):
   image = image + image[:, :, ::-1]  # symmetric about the vertical axis
   variables = model.init(jax.random.key(1), image)
   permutation = np.array([1, 0, 2])
-  points = train.predict(model.apply, variables, image, head=head,
+  points = steps.predict(model.apply, variables, image, head=head,
                          flip_permutation=permutation)[0]
   mirrored = points[permutation].at[:, 0].set(31 - points[permutation][:, 0])
   np.testing.assert_allclose(mirrored, points, atol=1e-4)

@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 
 from conftest import NUM_DEVICES, tiny_config
-from kp_jax import checkpoint, metrics, train
+from kp_jax import checkpoint, metrics, steps, train
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
 
 def model_and_head(config, mode="jit"):
   return create_model(config.model, 15, (32, 32),
-                      axis_name=train.AXIS_NAME if mode == "pmap" else None)
+                      axis_name=steps.AXIS_NAME if mode == "pmap" else None)
 
 
 def initial_state(config):
   source = pipeline.get_source(config.data)
   model, _ = model_and_head(config)
-  state = train.create_train_state(config, model, (32, 32, 1), jax.random.key(0))
+  state = steps.create_train_state(config, model, (32, 32, 1), jax.random.key(0))
   return jax.device_get(state), source  # on the host: the donating steps consume device buffers
 
 
@@ -31,7 +31,7 @@ def final_params(config, workdir):
   template, _ = initial_state(config)
   manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 1, 1)
   step = manager.latest_step()
-  restored, meta = checkpoint.restore(manager, step, train.checkpointable(template))
+  restored, meta = checkpoint.restore(manager, step, steps.checkpointable(template))
   manager.close()
   return step, restored["params"], meta
 
@@ -50,7 +50,7 @@ def test_jit_and_pmap_match_a_single_device_run(config):
   batches = list(itertools.islice(
       pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 3))
   _, head = model_and_head(config)
-  single = jax.jit(functools.partial(train.train_step, head=head, ema_decay=0.5))
+  single = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.5))
   results = {}
   for mode in ("single", "jit", "pmap"):
     if mode == "single":  # the whole global batch on one device, no collectives
@@ -58,15 +58,15 @@ def test_jit_and_pmap_match_a_single_device_run(config):
       for b in batches:
         s, m = single(s, {k: v.reshape(-1, *v.shape[2:]) for k, v in b.items()})
         losses.append(float(m["loss"]))
-      results[mode] = (losses, jax.device_get(train.checkpointable(s)))
+      results[mode] = (losses, jax.device_get(steps.checkpointable(s)))
       continue
     model, head = model_and_head(config, mode)  # under pmap, BatchNorm syncs over AXIS_NAME
-    parallel = train.make_parallel(mode, head, ema_decay=0.5)
+    parallel = steps.make_parallel(mode, head, ema_decay=0.5)
     s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
     for b in batches:
       s, m = parallel.train_step(s, parallel.put_batch(b))
       losses.append(float(parallel.first(m)["loss"]))
-    results[mode] = (losses, parallel.get_state(train.checkpointable(s)))
+    results[mode] = (losses, parallel.get_state(steps.checkpointable(s)))
   ref_losses, ref_state = results["single"]
   assert ref_state["batch_stats"]  # the BatchNorm statistics are compared too
   for mode in ("jit", "pmap"):
@@ -81,7 +81,7 @@ def test_jit_and_pmap_match_a_single_device_run(config):
 def test_evaluation_counts_each_example_once(config, mode):
   state, source = initial_state(config)
   model, head = model_and_head(config, mode)
-  parallel = train.make_parallel(mode, head)
+  parallel = steps.make_parallel(mode, head)
   mean_shape = pipeline.training_mean_shape(config.data, source)
   got, per_keypoint = train.evaluate(parallel, parallel.put_state(state), config, source,
                                      "validation", mean_shape)
@@ -90,7 +90,7 @@ def test_evaluation_counts_each_example_once(config, mode):
   examples = list(source.load("validation", 0, 1).as_numpy_iterator())
   stack = lambda key: np.stack([e[key] for e in examples])
   images = (stack("image").astype(np.float32) / 255 - 0.5) / 0.25
-  pred = train.predict(state.apply_fn, train.eval_variables(state), images, head=head)
+  pred = steps.predict(state.apply_fn, steps.eval_variables(state), images, head=head)
   want = metrics.summarize(metrics.metric_sums(
       np.asarray(pred), stack("keypoints"), stack("visible"), stack("norm")))
   for name, value in want.items():
@@ -168,10 +168,10 @@ def test_bad_config_values_name_the_key(config, tmp_path):
   bad = tiny_config(config.data.data_dir)
   bad.optimizer.name = "sgd"
   with pytest.raises(ValueError, match=r"config.optimizer.name='sgd'.*adam"):
-    train.create_optimizer(bad)
+    steps.create_optimizer(bad)
   bad.optimizer.name, bad.optimizer.warmup_steps = "rmsprop", 20
   with pytest.raises(ValueError, match=r"config.optimizer.warmup_steps=20"):
-    train.create_optimizer(bad)
+    steps.create_optimizer(bad)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -195,7 +195,7 @@ def test_weight_decay_skips_biases_and_norms(config):
   for name in ("adamw", "rmsprop"):
     config.optimizer.name, config.optimizer.weight_decay = name, 0.1
     config.optimizer.warmup_steps, config.optimizer.grad_clip_norm = 0, 0.0
-    tx = train.create_optimizer(config)
+    tx = steps.create_optimizer(config)
     updates, _ = tx.update(zero_grads, tx.init(params), params)
     # With zero gradients only the decay moves parameters: kernels shrink, the rest stays.
     assert np.all(updates["Conv_0"]["kernel"] < 0), name
@@ -210,7 +210,7 @@ def test_parameter_ema_follows_its_decay(config):
                                       local_devices=1))
   data = {k: v[0] for k, v in data.items()}
   before = jax.device_get(state.ema_params)
-  after, _ = jax.jit(functools.partial(train.train_step, head=head, ema_decay=0.75))(state, data)
+  after, _ = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.75))(state, data)
   # ema' = 0.75 * ema + 0.25 * params'
   jax.tree.map(lambda e0, e1, p1: np.testing.assert_allclose(e1, 0.75 * e0 + 0.25 * p1,
                                                              rtol=1e-6, atol=1e-7),

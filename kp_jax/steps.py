@@ -1,0 +1,217 @@
+"""Training state, optimiser and the pure, compiled steps (training, prediction, evaluation)
+with their device layouts. Imports neither TensorFlow nor the input pipeline, so it runs where
+only JAX, Flax and Optax are installed (as on the GPU machines of benchmarks/peers.py).
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import jax_utils
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from kp_jax import metrics
+
+AXIS_NAME = "batch"  # the pmap axis over which gradients, BN statistics and metric sums reduce
+PARALLEL_MODES = ("auto", "jit", "pmap")
+
+
+def _rmsprop(lr, c):
+  return optax.rmsprop(lr, decay=c.rmsprop_decay, eps=c.eps)
+
+
+def _adam(lr, c):
+  return optax.adam(lr, eps=c.eps)
+
+
+def _adamw(lr, c):  # decoupled weight decay, on kernels only
+  return optax.adamw(lr, eps=c.eps, weight_decay=c.weight_decay, mask=decay_mask)
+
+
+OPTIMIZERS = {"rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw}
+
+
+# ---------------------------------------------------------------------------------------------
+# State and optimiser.
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any  # BatchNorm running statistics ({} without BatchNorm)
+  ema_params: Any  # exponential moving average of `params`, which evaluation uses
+
+
+def decay_mask(params):
+  """Weight decay applies to kernels (ndim > 1), not to biases or norm scales and offsets."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+  opt = config.optimizer
+  if opt.name not in OPTIMIZERS:
+    raise ValueError(f"config.optimizer.name={opt.name!r} is not known; "
+                     f"choose one of {sorted(OPTIMIZERS)}.")
+  if not 0 <= opt.warmup_steps < config.num_train_steps:
+    raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps} must be in "
+                     f"[0, config.num_train_steps={config.num_train_steps}).")
+  if not 0 <= opt.ema_decay < 1:
+    raise ValueError(f"config.optimizer.ema_decay={opt.ema_decay} must be in [0, 1).")
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
+      decay_steps=config.num_train_steps, end_value=opt.learning_rate * opt.final_lr_fraction)
+  if opt.max_skipped_nonfinite < 0:
+    raise ValueError(f"config.optimizer.max_skipped_nonfinite={opt.max_skipped_nonfinite} must "
+                     "be >= 0.")
+  steps = []
+  if opt.grad_clip_norm:
+    steps.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  if opt.weight_decay and opt.name != "adamw":  # L2 regularisation, coupled to the gradient
+    steps.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
+  tx = optax.chain(*steps, OPTIMIZERS[opt.name](schedule, opt))
+  if opt.max_skipped_nonfinite:  # skip updates with NaN/Inf gradients, counting them
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.max_skipped_nonfinite)
+  return tx
+
+
+def create_train_state(config, model, image_shape, rng) -> TrainState:
+  variables = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))
+  return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                           batch_stats=variables.get("batch_stats", {}),
+                           ema_params=jax.tree.map(jnp.copy, variables["params"]),  # own buffers,
+                           tx=create_optimizer(config))  # as steps donate the state
+
+
+def checkpointable(state: TrainState) -> dict:
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+          "batch_stats": state.batch_stats, "ema_params": state.ema_params}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure steps.
+
+
+def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None):
+  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params})."""
+
+  def loss_fn(params):
+    outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
+                                      batch["image"], train=True, mutable=["batch_stats"])
+    return head.compute_loss(outputs, batch), updates.get("batch_stats", {})
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  if axis_name is not None:  # each replica saw an equal share of the batch
+    loss, grads = jax.lax.pmean((loss, grads), axis_name)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
+                     state.ema_params, new_state.params)
+  metrics = {"loss": loss, "l2_grads": optax.global_norm(grads),
+             "l2_params": optax.global_norm(new_state.params)}
+  if isinstance(new_state.opt_state, optax.ApplyIfFiniteState):
+    metrics["skipped_updates"] = new_state.opt_state.total_notfinite.astype(jnp.float32)
+  return new_state.replace(ema_params=ema), metrics
+
+
+def predict(apply_fn, variables, images, *, head, flip_permutation=None):
+  """Keypoints [B, K, 2] in pixels. With a flip permutation (the dataset's left/right pairs),
+  also predicts on the mirrored images and averages (test-time flip)."""
+  points = head.decode(apply_fn(variables, images))
+  if flip_permutation is None:
+    return points
+  mirrored = head.decode(apply_fn(variables, images[:, :, ::-1]))[:, flip_permutation]
+  width = images.shape[2]
+  mirrored = mirrored.at[..., 0].set(width - 1 - mirrored[..., 0])
+  return (points + mirrored) / 2
+
+
+def eval_variables(state):
+  return {"params": state.ema_params, "batch_stats": state.batch_stats}
+
+
+def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
+              axis_name: str | None = None):
+  """(metric sums of the model and of the mean-shape baseline, per-keypoint sums, and the
+  predictions) on a (masked) batch."""
+  pred = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
+                 flip_permutation=flip_permutation)
+  baseline = jnp.broadcast_to(mean_shape, pred.shape)
+  args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"])
+  sums = {"model": metrics.metric_sums(pred, *args),
+          "baseline": metrics.metric_sums(baseline, *args),
+          "per_keypoint": metrics.keypoint_sums(pred, *args),
+          "num_examples": batch["mask"].sum()}
+  if axis_name is not None:
+    sums = jax.lax.psum(sums, axis_name)
+  return sums, pred
+
+
+# ---------------------------------------------------------------------------------------------
+# Device layouts.
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+  """Where state and batches live, and the steps compiled for that layout.
+
+  Batches arrive from the pipeline as NumPy [local_devices, per_device, ...].
+  """
+  mode: str
+  train_step: Callable
+  eval_step: Callable
+  put_state: Callable  # host pytree -> device layout
+  get_state: Callable  # device layout -> host NumPy pytree
+  put_batch: Callable
+  first: Callable  # replicated step outputs -> one copy
+
+
+def first_replica(tree):
+  """This process's first copy of pmapped values (the others' may live on other hosts)."""
+  return jax.tree.map(lambda x: x.addressable_data(0).reshape(x.shape[1:]), tree)
+
+
+def resolve_mode(mode: str) -> str:
+  if mode not in PARALLEL_MODES:
+    raise ValueError(f"config.parallel={mode!r}: choose one of {PARALLEL_MODES}.")
+  if mode == "auto":
+    return "pmap" if jax.local_device_count() > 1 else "jit"
+  return mode
+
+
+def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None) -> Parallel:
+  """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
+  name AXIS_NAME."""
+  train = functools.partial(train_step, head=head, ema_decay=ema_decay)
+  evaluate_batch = functools.partial(eval_step, head=head, flip_permutation=flip_permutation)
+  if mode == "pmap":
+    return Parallel(
+        mode=mode,
+        train_step=jax.pmap(functools.partial(train, axis_name=AXIS_NAME),
+                            axis_name=AXIS_NAME, donate_argnums=(0,)),
+        eval_step=jax.pmap(functools.partial(evaluate_batch, axis_name=AXIS_NAME),
+                           axis_name=AXIS_NAME, in_axes=(0, 0, None)),
+        put_state=jax_utils.replicate,
+        get_state=lambda state: jax.device_get(first_replica(state)),
+        put_batch=lambda batch: batch,
+        first=first_replica,
+    )
+  # jit over a 1-D mesh: the batch is split over the `data` axis, the state replicated.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+  def put_batch(batch):
+    return {k: jax.make_array_from_process_local_data(
+        batch_sharding, v.reshape(-1, *v.shape[2:])) for k, v in batch.items()}
+
+  return Parallel(
+      mode=mode,
+      train_step=jax.jit(train, out_shardings=replicated, donate_argnums=(0,)),
+      eval_step=jax.jit(evaluate_batch, out_shardings=replicated),
+      put_state=lambda state: jax.device_put(state, replicated),
+      get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),
+      put_batch=put_batch,
+      first=lambda tree: tree,
+  )
