@@ -162,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              axis_name=steps.AXIS_NAME if mode == "pmap" else None)
   flip_permutation = np.array(spec.flip_permutation()) if config.flip_test else None
   parallel = steps.make_parallel(mode, head, ema_decay=config.optimizer.ema_decay,
-                           flip_permutation=flip_permutation)
+                                 flip_permutation=flip_permutation)
   logging.info("Data %s (%s), %d keypoints, images %s; %s on %d devices.", source.name,
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())
@@ -225,8 +225,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       log.write(step, "validation", eval_results)
 
     if step % config.checkpoint_every_steps == 0 or is_last_step:
-      checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)), meta,
-                      {"nme": eval_results["nme"]} if eval_results else None)
+      checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
+                      meta, {"nme": eval_results["nme"]} if eval_results else None)
       last_checkpoint = step
     step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
 
@@ -235,8 +235,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _check_finite(history, _mean_train_metrics(history, parallel), first_logged_step,
                       last_checkpoint, parallel)
       if last_checkpoint != step:
-        checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)), meta,
-                        None)
+        checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
+                        meta, None)
       logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
                       "command again to resume.", step, workdir)
       log.close()
@@ -266,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
     images = batch["image"][0]
     pred = steps.predict(model.apply, steps.eval_variables(host_state), images, head=head,
-                   flip_permutation=flip_permutation)
+                         flip_permutation=flip_permutation)
     visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
                         batch["keypoints"][0], batch["visible"][0], spec, config.data)
   log.close()

@@ -63,8 +63,8 @@ class ConvReluPool(nn.Conv):
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if self.padding == "SAME":
-      pads = [((k - 1) // 2, k // 2) for k in self.kernel_size]
-      x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)])
+      pads = jax.lax.padtype_to_pads(x.shape[1:3], self.kernel_size, (1, 1), "SAME")
+      x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
     return kernels.conv_relu_pool(x, kernel, bias)
 
 

@@ -8,12 +8,17 @@ import jax.numpy as jnp
 POOL_POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) in a 2x2 pooling window
 
 
+def _phase(u: int, v: int, out_hw):
+  """Index of x[:, u::2, v::2] cut to `out_hw` rows and columns, for NHWC arrays."""
+  (h, w) = out_hw
+  return (slice(None), slice(u, u + 2 * h - 1, 2), slice(v, v + 2 * w - 1, 2))
+
+
 def _phases(x, kernel_size: int, out_hw):
-  """x [B, H, W, C] -> phases[u][v] = x[:, u::2, v::2] cut to `out_hw`, u, v < kernel_size + 1:
-  the input pixel at offset (u, v) of every pooled output's (k+1) x (k+1) receptive field."""
-  (h, w), k = out_hw, kernel_size
-  return [[x[:, u:u + 2 * h - 1:2, v:v + 2 * w - 1:2] for v in range(k + 1)]
-          for u in range(k + 1)]
+  """x [B, H, W, C] -> phases[u][v] = x[_phase(u, v)], u, v < kernel_size + 1: the input pixel
+  at offset (u, v) of every pooled output's (k+1) x (k+1) receptive field."""
+  return [[x[_phase(u, v, out_hw)] for v in range(kernel_size + 1)]
+          for u in range(kernel_size + 1)]
 
 
 def _window_preactivations(phases, kernel, bias):
@@ -94,20 +99,14 @@ def _backward(residuals, grad):
     shifted = shifted.at[pi:pi + k, pj:pj + k, :, p].set(kernel)
   patch_input_grad = jnp.dot(routed, shifted.reshape(-1, 4 * features).T)
   patch_input_grad = patch_input_grad.reshape(grad.shape[:3] + (k + 1, k + 1, channels))
-  (h, w), x_grad = grad.shape[1:3], jnp.zeros_like(x)
+  x_grad = jnp.zeros_like(x)
   for u in range(k + 1):
     for v in range(k + 1):
-      x_grad = x_grad.at[:, u:u + 2 * h - 1:2, v:v + 2 * w - 1:2].add(
-          patch_input_grad[:, :, :, u, v])
+      x_grad = x_grad.at[_phase(u, v, grad.shape[1:3])].add(patch_input_grad[:, :, :, u, v])
   return x_grad, kernel_grad.astype(kernel.dtype), bias_grad.astype(grad.dtype)
 
 
 conv_relu_pool.defvjp(_forward, _backward)
-
-
-def _window_positions(x, out_hw):
-  (h, w) = out_hw
-  return [x[:, pi:pi + 2 * h - 1:2, pj:pj + 2 * w - 1:2] for pi, pj in POOL_POSITIONS]
 
 
 @jax.custom_vjp
@@ -120,7 +119,7 @@ def relu_pool(x):
 
 def _relu_pool_forward(x):
   out_hw = tuple(size // 2 for size in x.shape[1:3])
-  pooled, winner = _pool_relu(_window_positions(x, out_hw))
+  pooled, winner = _pool_relu([x[_phase(pi, pj, out_hw)] for pi, pj in POOL_POSITIONS])
   return pooled, (winner, x.shape)
 
 
