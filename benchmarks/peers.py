@@ -10,8 +10,8 @@ Two networks, each with the same batch of random data in every framework:
   Keras, Keras with jit_compile and PyTorch. kp-jax runs configs/seed_96.py's model and head.
 - `default`: the best model of docs/models.md (configs/default.py: ResNet width 16 with one
   basic block per stage, two 4x4 deconvs to 12x12 maps, soft-argmax, L1 on pixels; BatchNorm
-  in training mode), batch 64, RMSprop; in kp-jax and PyTorch, whose parameter count is
-  checked against kp-jax's.
+  in training mode), batch 64, RMSprop; in kp-jax and PyTorch. Each framework reports its
+  parameter count, printed side by side, so a port that differs from kp-jax's shows.
 Each framework runs in its own process, one after another, with every CPU core: a warm-up,
 then `rounds` timed runs of `steps` steps; the tables show the best round's images/s and
 kp-jax's ratio to each peer. kp-jax runs its own training step (`kp_jax.steps.train_step`).
@@ -213,6 +213,9 @@ def main():
   parser.add_argument("--only", choices=sorted(RUNNERS),
                       help="run one framework on the first of --models, print JSON")
   args = parser.parse_args()
+  if args.only and args.only not in MODELS[args.models[0]][2]:
+    parser.error(f"--only {args.only}: no {args.only} port of {args.models[0]!r}; "
+                 f"choose one of {MODELS[args.models[0]][2]}.")
   if args.only:
     images_per_sec, version, params = RUNNERS[args.only](args.models[0], args.steps, args.rounds)
     print(json.dumps({"framework": args.only, "images_per_sec": images_per_sec,

@@ -9,12 +9,17 @@ import pytest
 from kp_jax.models import backbones, heads, kernels
 
 
+def flax_relu_pool(x):
+  """ReLU, then Flax's 2x2 max-pooling (whose gradient goes to the first maximum of a window,
+  in row-major order)."""
+  return nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
+
+
 def reference(x, kernel, bias, padding="VALID", strides=1):
-  """The plain layer: XLA's convolution, then ReLU, then Flax's max-pooling (whose gradient
-  goes to the first maximum of a window, in row-major order)."""
+  """The plain layer: XLA's convolution, then flax_relu_pool."""
   y = jax.lax.conv_general_dilated(x, kernel, (strides, strides), padding,
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return nn.max_pool(jax.nn.relu(y + bias), (2, 2), strides=(2, 2))
+  return flax_relu_pool(y + bias)
 
 
 def random_layer(shape, kernel_size, features, seed=0):
@@ -61,8 +66,7 @@ def test_conv_relu_pool_ties_go_to_the_first_maximum_like_flax():
 def test_relu_pool_matches_flax(shape):
   # Odd sizes drop the last row/column, as 'VALID' pooling does; their gradient is 0.
   x = jax.random.normal(jax.random.key(0), shape)
-  reference = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
-  want, want_vjp = jax.vjp(reference, x)
+  want, want_vjp = jax.vjp(flax_relu_pool, x)
   got, got_vjp = jax.vjp(kernels.relu_pool, x)
   np.testing.assert_array_equal(got, want)
   cotangent = jax.random.normal(jax.random.key(1), want.shape)
@@ -73,10 +77,9 @@ def test_relu_pool_ties_like_flax():
   x = jnp.array([[1.0, 1.0, 0.0, 0.0, -1.0, -2.0], [1.0, 1.0, 0.0, 0.0, -3.0, -1.0],
                  [2.0, 0.5, 0.0, 3.0, 3.0, 1.0], [0.5, 2.0, -1.0, 0.0, 3.0, 3.0]])
   x = jnp.stack([x, -x])[..., None] * jnp.array([1.0, 0.5])  # [2, 4, 6, 2]
-  reference = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
   cotangent = jnp.arange(1.0, 13.0).reshape(2, 2, 3, 1) * jnp.ones(2)
   np.testing.assert_array_equal(jax.vjp(kernels.relu_pool, x)[1](cotangent)[0],
-                                jax.vjp(reference, x)[1](cotangent)[0])
+                                jax.vjp(flax_relu_pool, x)[1](cotangent)[0])
 
 
 @pytest.mark.parametrize("padding, conv_strides, channels", [
@@ -135,9 +138,9 @@ def test_conv_transpose_4x4_stride_2_matches_lax(shape, features):
   keys = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(keys[0], shape)
   kernel = jax.random.normal(keys[1], (4, 4, shape[-1], features))
-  reference = lambda x, kernel: jax.lax.conv_transpose(
+  lax_deconv = lambda x, kernel: jax.lax.conv_transpose(
       x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  want, want_vjp = jax.vjp(reference, x, kernel)
+  want, want_vjp = jax.vjp(lax_deconv, x, kernel)
   got, got_vjp = jax.vjp(kernels.conv_transpose_4x4_stride_2, x, kernel)
   assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], features)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
