@@ -7,6 +7,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -33,3 +34,11 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def config(data_dir):
   return tiny_config(data_dir)
+
+
+def relative_difference(a, b) -> float:
+  """||a - b|| / ||a|| over all leaves of two pytrees of arrays (float64 sums)."""
+  leaves = list(zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  diff = sum(np.sum((np.float64(x) - np.float64(y)) ** 2) for x, y in leaves)
+  norm = sum(np.sum(np.float64(x) ** 2) for x, _ in leaves)
+  return float(np.sqrt(diff / norm))

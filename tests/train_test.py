@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import NUM_DEVICES, tiny_config
+from conftest import NUM_DEVICES, relative_difference, tiny_config
 from kp_jax import checkpoint, metrics, steps, train
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
@@ -72,8 +72,14 @@ def test_jit_and_pmap_match_a_single_device_run(config):
   for mode in ("jit", "pmap"):
     losses, state_after = results[mode]
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6),
-                 state_after, ref_state)
+    # The layouts differ only in the order of the cross-device sums (gradient and loss
+    # means, BatchNorm statistics): a few float32 ulp per step, which RMSprop can amplify
+    # elementwise for near-zero gradients, so compare each part of the state as a whole
+    # (relative L2). Measured after 3 steps: 1e-9 to 3e-8 (on an AVX-512 Intel Xeon); a
+    # missing synchronisation (BatchNorm statistics per device) fails the loss check at once.
+    for key in ("params", "ema_params", "batch_stats", "opt_state"):
+      assert relative_difference(ref_state[key], state_after[key]) < 1e-5, (mode, key)
+    assert int(state_after["step"]) == int(ref_state["step"])
   assert ref_losses[-1] != ref_losses[0]
 
 
