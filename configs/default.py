@@ -14,7 +14,7 @@ def get_config():
 
   config.data = data = ml_collections.ConfigDict()
   data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES: synthetic_faces,
-  #                                   tfds, coco or csv
+  #                                   tfds, coco, csv or deeplabcut
   data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
   data.image_size = 96  # synthetic images are image_size x image_size x 1
   data.num_train = 10_000  # synthetic split sizes (each size set is prepared once)
@@ -34,6 +34,11 @@ def get_config():
   #                       annotation file's folder
   data.channels = 3  # images are decoded to this many channels (1 gray, 3 RGB)
   data.image_column = "Image"  # CSV: the column of pixels (Kaggle layout) or image paths
+  # Source "deeplabcut" (kp_jax/data/deeplabcut.py): a single-animal DeepLabCut project.
+  data.project = ""  # the project folder (config.yaml, labeled-data/)
+  data.train_fraction = 0.0  # frames trained on, the rest held out evenly (sorted by path);
+  #                            0: the project's TrainingFraction
+  data.test_frames = ()  # explicit held-out frames (CSV paths or file names); overrides it
   data.category = ""  # COCO category to train on; "": the only one with keypoints
   data.flip_pairs = ()  # (left, right) keypoint name pairs; (): pairs found from left_/right_ names
   data.oks_sigmas = ()  # per-keypoint OKS sigmas; (): COCO's for COCO person keypoints, else 0.05
@@ -81,6 +86,8 @@ def get_config():
   head.convs = 0  # extra 3x3 convs at map resolution
   head.upsample = "deconv"  # "deconv" (4x4 transposed conv) or "resize" (nearest + 3x3 conv)
   head.loss = "l1"  # on errors in pixels: "l2", "l1", "smooth_l1" or "wing"
+  model.init_from = ""  # start from another run's workdir (backbone kept; heads too when the
+  #                      keypoints match) or a torchvision ResNet state_dict (.pth); "": none
   config.flip_test = False  # evaluate on image and mirror, averaged (slower evaluation)
 
   config.optimizer = opt = ml_collections.ConfigDict()
@@ -96,6 +103,8 @@ def get_config():
   opt.max_skipped_nonfinite = 0  # skip up to this many consecutive updates with NaN/Inf
   #                                gradients (counted as skipped_updates); 0: stop at the first
 
+  config.likelihood_cutoff = 0.0  # predict/evaluate mark keypoints whose likelihood is below
+  #                                 this as missing (heatmap heads: the map's peak)
   config.batch_size = 64  # global: split over all devices of all hosts
   config.eval_batch_size = 250
   config.num_train_steps = 2000

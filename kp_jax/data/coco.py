@@ -118,15 +118,9 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
     except ValueError as e:
       bad.report(record, "unreadable image", str(e))
       continue
-    outside = files.keypoints_outside(keypoints, visible, width, height)
-    if outside:
-      bad.report(record, "keypoints outside the image",
-                 f"{[spec.names[i] for i in outside]} in {width}x{height} image {image_path}")
-      continue
-    norm = files.normaliser(keypoints, visible, box, spec, data_config.norm_keypoints)
-    if norm is None or norm <= 0:
-      bad.report(record, "no normaliser", f"config.data.norm_keypoints="
-                 f"{tuple(data_config.norm_keypoints)} not both labelled and apart")
+    norm = files.checked_normaliser(bad, record, keypoints, visible, box, width, height, spec,
+                                    data_config.norm_keypoints, image_path)
+    if norm is None:
       continue
     records.append(image_path, keypoints * visible[:, None], visible, norm, box, ann["image_id"])
   bad.log_summary()

@@ -94,15 +94,10 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
           image.shape != records.images[0].shape:
         bad.report(record, "image size differs", f"{image.shape} after {records.images[0].shape}")
         continue
-      outside = files.keypoints_outside(keypoints, visible, width, height)
-      if outside:
-        bad.report(record, "keypoints outside the image", f"{[names[i] for i in outside]}")
-        continue
       box = np.array([0.0, 0.0, width, height])
-      norm = files.normaliser(keypoints, visible, box, spec, data_config.norm_keypoints)
-      if norm is None or norm <= 0:
-        bad.report(record, "no normaliser", f"config.data.norm_keypoints="
-                   f"{tuple(data_config.norm_keypoints)} not both labelled and apart")
+      norm = files.checked_normaliser(bad, record, keypoints, visible, box, width, height, spec,
+                                      data_config.norm_keypoints)
+      if norm is None:
         continue
       records.append(image, keypoints, visible, norm, box, reader.line_num)
   bad.log_summary()

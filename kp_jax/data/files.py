@@ -120,6 +120,25 @@ def normaliser(keypoints, visible, box, spec: KeypointSpec, norm_keypoints) -> f
   return float(np.hypot(*(keypoints[i] - keypoints[j])))
 
 
+def checked_normaliser(bad: BadRecords, record: str, keypoints, visible, box, width: int,
+                       height: int, spec: KeypointSpec, norm_keypoints,
+                       where: str = "") -> float | None:
+  """The record's normaliser, or None after reporting it to `bad`: labelled keypoints outside
+  the (width x height) image `where`, or no usable normaliser."""
+  outside = keypoints_outside(keypoints, visible, width, height)
+  if outside:
+    bad.report(record, "keypoints outside the image",
+               f"{[spec.names[i] for i in outside]}" + (f" in {width}x{height} image {where}"
+                                                        if where else ""))
+    return None
+  norm = normaliser(keypoints, visible, box, spec, norm_keypoints)
+  if norm is None or norm <= 0:
+    bad.report(record, "no normaliser", f"config.data.norm_keypoints="
+               f"{tuple(norm_keypoints)} not both labelled and apart")
+    return None
+  return norm
+
+
 def image_folder(data_config, split: str, annotation_file: str) -> str:
   """Where a split's image file names are relative to: `data.image_dirs[split]`, else the
   annotation file's folder."""

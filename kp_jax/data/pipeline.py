@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from kp_jax.data import coco, csv_keypoints, synthetic, tfds_landmarks, transforms
+from kp_jax.data import coco, csv_keypoints, deeplabcut, synthetic, tfds_landmarks, transforms
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
@@ -25,6 +25,7 @@ SOURCES = {
     "synthetic_faces": synthetic.source,
     "coco": coco.source,
     "csv": csv_keypoints.source,
+    "deeplabcut": deeplabcut.source,
     "tfds": tfds_landmarks.source,
 }
 
@@ -251,8 +252,8 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
 
 
 def device_batch(batch: dict) -> dict:
-  """The keys the compiled steps use (the rest map predictions back to source images)."""
-  return {k: batch[k] for k in (*TRAIN_KEYS, "mask")}
+  """The keys the compiled evaluation step uses (the rest identify the source examples)."""
+  return {k: batch[k] for k in (*TRAIN_KEYS, "matrix", "mask")}
 
 
 def training_mean_shape(data_config, source: Source) -> np.ndarray:
