@@ -4,8 +4,11 @@
 
 Writes into --output_dir (default WORKDIR/eval/SPLIT):
   metrics.json       NME (the dataset's normaliser), PCK, AUC and failure rate at 0.08 and 0.1,
-                     RMSE, the mean-shape baseline's NME, COCO keypoint AP/AR (pycocotools,
-                     OKS with the keypoints' sigmas), and a per-keypoint breakdown
+                     the mean error and RMSE in the source images' pixels (`*_image_px`) and
+                     RMSE in model-input pixels (`rmse_input_px`), the mean-shape baseline's
+                     NME and image-pixel error, the share and error of keypoints above the
+                     likelihood cutoff, COCO keypoint AP/AR (pycocotools, OKS with the
+                     keypoints' sigmas), and a per-keypoint breakdown
   keypoint_results.json  the predictions in the COCO results format, in source image pixels
 """
 
@@ -22,13 +25,25 @@ from kp_jax.predict import load_run, to_source_pixels
 
 
 def stack_rows(collected: list) -> dict:
-  """The real (unpadded) rows of the collected (prediction, flattened batch) pairs."""
-  out = {}
-  for key in ("pred", "matrix", "image_id", "box", "keypoints", "visible"):
-    out[key] = np.concatenate([batch[key] if key != "pred" else pred
-                               for pred, batch in collected])
-  real = np.concatenate([batch["mask"] for _, batch in collected]) > 0
+  """The real (unpadded) rows of the collected (prediction, likelihood, flattened batch)."""
+  out = {"pred": np.concatenate([pred for pred, _, _ in collected]),
+         "likelihood": np.concatenate([likelihood for _, likelihood, _ in collected])}
+  for key in ("matrix", "image_id", "box", "keypoints", "visible", "mask"):
+    out[key] = np.concatenate([batch[key] for _, _, batch in collected])
+  real = out.pop("mask") > 0
   return {k: v[real] for k, v in out.items()}
+
+
+def cutoff_metrics(rows: dict, cutoff: float) -> dict:
+  """With predictions under the likelihood `cutoff` marked missing: the fraction of labelled
+  keypoints still predicted, and their mean error in the source image's pixels."""
+  pred = to_source_pixels(rows["pred"], rows["matrix"])
+  true = to_source_pixels(rows["keypoints"], rows["matrix"])
+  labelled = rows["visible"] > 0
+  kept = labelled & (rows["likelihood"] >= cutoff)
+  error = np.linalg.norm(pred - true, axis=-1)
+  return {"likelihood_cutoff": cutoff, "kept_fraction": float(kept.sum() / labelled.sum()),
+          "error_image_px_kept": float(error[kept].mean()) if kept.any() else None}
 
 
 def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
@@ -44,15 +59,16 @@ def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
     ground_truth = coco_eval.ground_truth_from_examples(
         rows["image_id"], rows["box"], to_source_pixels(rows["keypoints"], rows["matrix"]),
         rows["visible"], spec.names, category_id)
-  # Regression and integral heads give no confidence: every instance scores 1, as MMPose's
-  # regression heads do. COCO AP then ranks instances only by their order.
-  predictions = coco_eval.results(rows["image_id"], pred, np.ones(len(pred)), category_id)
+  # An instance scores its keypoints' mean likelihood (MMPose's rule for heatmap heads); the
+  # regression head has none, so every instance scores 1 and COCO AP ranks them by order.
+  predictions = coco_eval.results(rows["image_id"], pred, rows["likelihood"].mean(-1),
+                                  category_id)
   return coco_eval.keypoint_ap(ground_truth, predictions, spec.oks_sigmas(), category_id), \
       predictions
 
 
 def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
-                 step: int | None = None) -> dict:
+                 step: int | None = None, likelihood_cutoff: float | None = None) -> dict:
   """Evaluates `workdir`'s checkpoint (default: the best) on `split`; returns metrics.json."""
   run = load_run(workdir, step)
   config = run.config
@@ -66,12 +82,17 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
   collected = []
   values, per_keypoint = train.evaluate(
       parallel, parallel.put_state(run.state), config, source, split, mean_shape,
-      on_predictions=lambda pred, batch: collected.append((pred, batch)))
-  ap, predictions = coco_metrics(source, split, stack_rows(collected), spec)
+      on_predictions=lambda *outputs: collected.append(outputs))
+  rows = stack_rows(collected)
+  ap, predictions = coco_metrics(source, split, rows, spec)
+  if likelihood_cutoff is None:
+    likelihood_cutoff = config.get("likelihood_cutoff", 0.0)
   summary = {"workdir": workdir, "step": run.step, "split": split, "source": source.name,
              "normaliser": spec.normaliser,
              **{k: v for k, v in values.items() if not k.startswith("baseline_")},
              "nme_baseline": values["baseline_nme"],
+             "error_image_px_baseline": values["baseline_error_image_px"],
+             **cutoff_metrics(rows, likelihood_cutoff),
              **{f"coco_{k}": v for k, v in ap.items()}, "per_keypoint": per_keypoint}
   output_dir = output_dir or os.path.join(workdir, "eval", split)
   os.makedirs(output_dir, exist_ok=True)
@@ -88,8 +109,10 @@ def format_table(summary: dict) -> str:
            f"step {summary['step']}; NME normaliser: {summary['normaliser']}"]
   lines += [f"  {k:<14} {v:.4f}" for k, v in summary.items()
             if isinstance(v, float) and k not in ("step",)]
-  lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8}")
-  lines += [f"  {name:<28} {m['nme']:>8.4f} {m['pck@0.1']:>8.3f}"
+  lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8} {'error px':>9} "
+               f"{'baseline px':>12}  (px: the source image's pixels)")
+  lines += [f"  {name:<28} {m['nme']:>8.4f} {m['pck@0.1']:>8.3f} {m['error_image_px']:>9.2f} "
+            f"{m['baseline_error_image_px']:>12.2f}"
             for name, m in summary["per_keypoint"].items()]
   return "\n".join(lines)
 
@@ -98,7 +121,8 @@ def main(argv):
   del argv
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   args = flags.FLAGS
-  print(format_table(evaluate_run(args.workdir, args.split, args.output_dir, args.step)))
+  print(format_table(evaluate_run(args.workdir, args.split, args.output_dir, args.step,
+                                  args.likelihood_cutoff)))
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -106,4 +130,7 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
   flags.DEFINE_string("split", "validation", "The split to evaluate.")
   flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
   flags.DEFINE_string("output_dir", None, "Default: WORKDIR/eval/SPLIT.")
+  flags.DEFINE_float("likelihood_cutoff", None, "Also report the error of the keypoints at or "
+                     "above this likelihood and their share; default: the run's "
+                     "config.likelihood_cutoff.")
   app.run(main)

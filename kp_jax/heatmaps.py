@@ -111,4 +111,14 @@ def soft_argmax(logits, stride: int):
   return from_map(jnp.stack([x, y], axis=-1), stride)
 
 
+def peak_mass(logits):
+  """The softmax(logits) probability in the 3x3 map pixels around each map's argmax:
+  [B, h, w, K] -> [B, K] in [0, 1]."""
+  b, h, w, k = logits.shape
+  probs = jax.nn.softmax(logits.reshape(b, h * w, k).astype(jnp.float32), axis=1)
+  window = jax.lax.reduce_window(probs.reshape(b, h, w, k), 0.0, jax.lax.add, (1, 3, 3, 1),
+                                 (1, 1, 1, 1), "SAME")
+  return _at(window, _argmax_2d(logits))
+
+
 DECODERS = {"argmax": decode_argmax, "quarter_offset": decode_quarter_offset, "dark": decode_dark}

@@ -2,7 +2,11 @@
 hosts and padding. All are masked by visibility and by the example mask.
 
 Definitions (e = Euclidean error in pixels of a visible keypoint, d = the example's normaliser):
-  rmse_px       sqrt of the mean squared coordinate error (Kaggle Facial Keypoints' RMSE)
+  rmse_input_px   sqrt of the mean squared coordinate error, in model-input pixels (Kaggle
+                  Facial Keypoints' RMSE when the input is the image)
+  error_image_px  mean e in the source image's own pixels (predictions mapped back through
+                  the crop), what DeepLabCut reports as its test error
+  rmse_image_px   rmse_input_px's definition, in the source image's pixels
   nme           mean over examples of (mean e over the example's visible keypoints) / d
   pck@t         fraction of visible keypoints with e <= t * d
   failure@t     fraction of examples whose NME exceeds t
@@ -10,7 +14,10 @@ Definitions (e = Euclidean error in pixels of a visible keypoint, d = the exampl
                 NME <= x) for x in [0, t], divided by t. Computed exactly: each example adds
                 max(0, 1 - NME / t), its share of that integral (toolkits that sample x on a
                 grid agree to the grid's resolution).
-Per keypoint (`keypoint_sums`): nme (mean e / d where visible) and pck@0.1.
+Per keypoint (`keypoint_sums`): nme (mean e / d where visible), pck@0.1 and error_image_px.
+
+Image-pixel metrics need `to_image` [B, 3, 3], the matrices from model-input to source-image
+pixels (the inverse of the pipeline's crop `matrix`).
 """
 
 import jax.numpy as jnp
@@ -20,7 +27,17 @@ PCK_THRESHOLDS = (0.05, 0.1)
 FAILURE_THRESHOLDS = (0.08, 0.1)  # 300W / AFLW papers report 0.08, WFLW 0.1
 
 
-def metric_sums(pred_px, true_px, visible, norm, mask=None) -> dict:
+def to_image_pixels(points, to_image):
+  """Points [B, K, 2] through matrices [B, 3, 3] (model input -> source image pixels)."""
+  return jnp.einsum("bkj,bij->bki", points, to_image[:, :2, :2]) + to_image[:, None, :2, 2]
+
+
+def _image_squared_error(pred_px, true_px, to_image):
+  return jnp.sum((to_image_pixels(pred_px, to_image) - to_image_pixels(true_px, to_image)) ** 2,
+                 axis=-1)
+
+
+def metric_sums(pred_px, true_px, visible, norm, mask=None, to_image=None) -> dict:
   """{name: [sum, count]} for one batch; pred_px, true_px [B, K, 2], visible [B, K], norm [B]."""
   if mask is None:
     mask = jnp.ones(norm.shape, jnp.float32)
@@ -32,9 +49,13 @@ def metric_sums(pred_px, true_px, visible, norm, mask=None) -> dict:
   nme_per_example = (err * v).sum(axis=1) / (jnp.maximum(num_visible, 1)
                                              * jnp.where(has_visible > 0, norm, 1.0))
   sums = {
-      "mse_px": (jnp.sum(sq * v), 2 * jnp.sum(v)),  # per coordinate: two per keypoint
+      "mse_input_px": (jnp.sum(sq * v), 2 * jnp.sum(v)),  # per coordinate: two per keypoint
       "nme": (jnp.sum(nme_per_example * has_visible), jnp.sum(has_visible)),
   }
+  if to_image is not None:
+    image_sq = _image_squared_error(pred_px, true_px, to_image)
+    sums["error_image_px"] = (jnp.sum(jnp.sqrt(image_sq) * v), jnp.sum(v))
+    sums["mse_image_px"] = (jnp.sum(image_sq * v), 2 * jnp.sum(v))
   for t in FAILURE_THRESHOLDS:
     sums[f"failure@{t}"] = (jnp.sum((nme_per_example > t) * has_visible), jnp.sum(has_visible))
     sums[f"auc@{t}"] = (jnp.sum(jnp.maximum(0.0, 1 - nme_per_example / t) * has_visible),
@@ -44,14 +65,18 @@ def metric_sums(pred_px, true_px, visible, norm, mask=None) -> dict:
   return {name: jnp.stack(pair) for name, pair in sums.items()}
 
 
-def keypoint_sums(pred_px, true_px, visible, norm, mask) -> dict:
+def keypoint_sums(pred_px, true_px, visible, norm, mask, to_image=None) -> dict:
   """{name: [2, K] (sum, count) per keypoint} for one batch."""
   v = visible * mask[:, None]
   error = jnp.sqrt(jnp.sum((pred_px - true_px) ** 2, axis=-1))
   relative = jnp.where(v > 0, error / jnp.where(v > 0, norm[:, None], 1.0), 0.0)  # padding: 0
   count = v.sum(0)
-  return {"nme": jnp.stack([(relative * v).sum(0), count]),
+  sums = {"nme": jnp.stack([(relative * v).sum(0), count]),
           "pck@0.1": jnp.stack([((relative <= 0.1) * v).sum(0), count])}
+  if to_image is not None:
+    image_error = jnp.sqrt(_image_squared_error(pred_px, true_px, to_image))
+    sums["error_image_px"] = jnp.stack([(image_error * v).sum(0), count])
+  return sums
 
 
 def summarize_keypoints(sums: dict, names) -> dict:
@@ -64,11 +89,11 @@ def summarize_keypoints(sums: dict, names) -> dict:
 
 
 def summarize(sums: dict, prefix: str = "") -> dict:
-  """Averages from accumulated sums; `mse_px` is reported as `rmse_px`."""
+  """Averages from accumulated sums; each `mse_*` is reported as its root, `rmse_*`."""
   out = {}
   for name, (total, count) in sums.items():
     value = float(total) / float(count) if count > 0 else float("nan")
-    if name == "mse_px":
-      name, value = "rmse_px", np.sqrt(value)
+    if name.startswith("mse_"):
+      name, value = "r" + name, np.sqrt(value)
     out[prefix + name] = value
   return out

@@ -85,6 +85,15 @@ def create_train_state(config, model, image_shape, rng) -> TrainState:
                            tx=create_optimizer(config))  # as steps donate the state
 
 
+def with_variables(state: TrainState, variables: dict) -> TrainState:
+  """`state` restarted from other {"params", "batch_stats"} (pretrained weights): fresh
+  optimiser state and EMA."""
+  params = jax.tree.map(jnp.asarray, variables["params"])
+  return state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray,
+                                                               variables["batch_stats"]),
+                       ema_params=jax.tree.map(jnp.copy, params), opt_state=state.tx.init(params))
+
+
 def checkpointable(state: TrainState) -> dict:
   return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
           "batch_stats": state.batch_stats, "ema_params": state.ema_params}
@@ -116,15 +125,18 @@ def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | N
 
 
 def predict(apply_fn, variables, images, *, head, flip_permutation=None):
-  """Keypoints [B, K, 2] in pixels. With a flip permutation (the dataset's left/right pairs),
-  also predicts on the mirrored images and averages (test-time flip)."""
-  points = head.decode(apply_fn(variables, images))
+  """(keypoints [B, K, 2] in pixels, likelihoods [B, K]). With a flip permutation (the
+  dataset's left/right pairs), also predicts on the mirrored images and averages both
+  (test-time flip)."""
+  outputs = apply_fn(variables, images)
+  points, likelihood = head.decode(outputs), head.likelihood(outputs)
   if flip_permutation is None:
-    return points
-  mirrored = head.decode(apply_fn(variables, images[:, :, ::-1]))[:, flip_permutation]
+    return points, likelihood
+  outputs = apply_fn(variables, images[:, :, ::-1])
+  mirrored = head.decode(outputs)[:, flip_permutation]
   width = images.shape[2]
   mirrored = mirrored.at[..., 0].set(width - 1 - mirrored[..., 0])
-  return (points + mirrored) / 2
+  return (points + mirrored) / 2, (likelihood + head.likelihood(outputs)[:, flip_permutation]) / 2
 
 
 def eval_variables(state):
@@ -134,18 +146,21 @@ def eval_variables(state):
 def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
               axis_name: str | None = None):
   """(metric sums of the model and of the mean-shape baseline, per-keypoint sums, and the
-  predictions) on a (masked) batch."""
-  pred = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
-                 flip_permutation=flip_permutation)
+  (predictions, likelihoods)) on a (masked) batch carrying its crop `matrix`."""
+  pred, likelihood = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
+                             flip_permutation=flip_permutation)
   baseline = jnp.broadcast_to(mean_shape, pred.shape)
-  args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"])
+  real = batch["mask"][:, None, None] > 0  # padding rows have no crop matrix to invert
+  to_image = jnp.linalg.inv(jnp.where(real, batch["matrix"], jnp.eye(3)))
+  args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"], to_image)
   sums = {"model": metrics.metric_sums(pred, *args),
           "baseline": metrics.metric_sums(baseline, *args),
           "per_keypoint": metrics.keypoint_sums(pred, *args),
+          "per_keypoint_baseline": metrics.keypoint_sums(baseline, *args),
           "num_examples": batch["mask"].sum()}
   if axis_name is not None:
     sums = jax.lax.psum(sums, axis_name)
-  return sums, pred
+  return sums, (pred, likelihood)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,23 @@ def test_heatmap_loss_is_zero_at_the_target_and_decodes_to_the_keypoints():
   target = heatmaps.gaussian_maps(data["keypoints"], (8, 8), 4, 1.5)
   assert float(head.compute_loss({"maps": target}, data)) == 0.0
   np.testing.assert_allclose(head.decode({"maps": target}), data["keypoints"], atol=0.05)
+  # The likelihood is each map's peak: the Gaussian sampled at its nearest map pixel.
+  offset = heatmaps.to_map(data["keypoints"], 4)
+  nearest = np.exp(-np.sum((offset - np.round(offset)) ** 2, -1) / (2 * 1.5**2))
+  np.testing.assert_allclose(head.likelihood({"maps": target}), nearest, rtol=1e-5)
+  np.testing.assert_array_equal(head.likelihood({"maps": -target}), 0.0)  # clipped to [0, 1]
+
+
+def test_integral_likelihood_is_the_softmax_mass_around_the_peak():
+  _, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS["integral"]},
+                         2, (32, 32))
+  logits = np.zeros((1, 8, 8, 2), np.float32)  # keypoint 0: flat; keypoint 1: one sharp peak
+  logits[0, 0, 5, 1] = 10.0  # at the border: its 3x3 window holds 6 cells
+  got = np.asarray(head.likelihood({"maps": jnp.asarray(logits)}))
+  # Flat: the argmax is the first cell, a corner whose window holds 4 of the 64 cells.
+  np.testing.assert_allclose(got[0, 0], 4 / 64, rtol=1e-6)
+  peak = np.exp(10.0)
+  np.testing.assert_allclose(got[0, 1], (peak + 5) / (peak + 63), rtol=1e-6)
 
 
 def test_flip_test_averages_with_the_mirrored_prediction_of_swapped_keypoints():
@@ -61,9 +78,10 @@ def test_flip_test_averages_with_the_mirrored_prediction_of_swapped_keypoints():
   def apply_fn(variables, images):
     return {"coords": jnp.broadcast_to(coords, (images.shape[0], 2, 2))}
 
-  got = steps.predict(apply_fn, {}, jnp.zeros((1, 32, 32, 1)), head=head,
-                      flip_permutation=np.array([1, 0]))
+  got, likelihood = steps.predict(apply_fn, {}, jnp.zeros((1, 32, 32, 1)), head=head,
+                                  flip_permutation=np.array([1, 0]))
   np.testing.assert_allclose(got, [[[5.5, 21.0], [25.5, 21.0]]], atol=1e-5)
+  np.testing.assert_array_equal(likelihood, [[1.0, 1.0]])  # regression: no confidence
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
@@ -76,7 +94,7 @@ def test_flip_test_on_a_symmetric_image_gives_mirror_symmetric_keypoints(name):
   variables = model.init(jax.random.key(1), image)
   permutation = np.array([1, 0, 2])
   points = steps.predict(model.apply, variables, image, head=head,
-                         flip_permutation=permutation)[0]
+                         flip_permutation=permutation)[0][0]
   mirrored = points[permutation].at[:, 0].set(31 - points[permutation][:, 0])
   np.testing.assert_allclose(mirrored, points, atol=1e-4)
 

@@ -24,7 +24,7 @@ def reference_metrics(pred, true, visible, norm, mask):
           pck[t][1] += 1
     if errors:
       nmes.append(np.mean(errors) / norm[i])
-  out = {"rmse_px": np.sqrt(sq_sum / coords), "nme": np.mean(nmes)}
+  out = {"rmse_input_px": np.sqrt(sq_sum / coords), "nme": np.mean(nmes)}
   for t in metrics.FAILURE_THRESHOLDS:
     out[f"failure@{t}"] = np.mean(np.array(nmes) > t)
     # The cumulative error distribution on a fine grid, integrated by the trapezoid rule.
@@ -60,7 +60,7 @@ def test_hand_computed_values():
   got = metrics.summarize(metrics.metric_sums(pred, true, np.ones((1, 2), np.float32),
                                               np.array([10.0], np.float32)))
   assert got["nme"] == pytest.approx(0.25)  # (5 + 0) / 2 / 10
-  assert got["rmse_px"] == pytest.approx(np.sqrt(25 / 4))  # 9 + 16 over four coordinates
+  assert got["rmse_input_px"] == pytest.approx(np.sqrt(25 / 4))  # 9 + 16 over four coordinates
   assert got["pck@0.05"] == pytest.approx(0.5)  # 0 <= 0.5, 5 > 0.5
   assert got["pck@0.1"] == pytest.approx(0.5)  # 5 > 1
   assert got["failure@0.1"] == pytest.approx(1.0)
@@ -94,3 +94,33 @@ def test_per_keypoint_sums_match_loops():
            for i in range(7) if visible[i, j]]
     assert got[name]["nme"] == pytest.approx(np.mean(rel), rel=1e-5)
     assert got[name]["pck@0.1"] == pytest.approx(np.mean(np.array(rel) <= 0.1), rel=1e-6)
+
+
+def test_image_pixel_errors_match_a_float64_reference():
+  # Each example's crop is its own scale, rotation and shift: errors in the source image are
+  # those in the model input divided by the crop's scale.
+  rng = np.random.default_rng(1)
+  b, k = 9, 4
+  true = rng.uniform(0, 64, (b, k, 2)).astype(np.float32)
+  pred = (true + rng.normal(0, 2, (b, k, 2))).astype(np.float32)
+  visible = (rng.uniform(size=(b, k)) > 0.3).astype(np.float32)
+  mask = (np.arange(b) < 7).astype(np.float32)
+  angle, scale = rng.uniform(-1, 1, b), rng.uniform(0.2, 3, b)
+  crop = np.zeros((b, 3, 3))
+  crop[:, 0, 0] = crop[:, 1, 1] = scale * np.cos(angle)
+  crop[:, 0, 1], crop[:, 1, 0] = -scale * np.sin(angle), scale * np.sin(angle)
+  crop[:, :2, 2], crop[:, 2, 2] = rng.uniform(-50, 50, (b, 2)), 1
+  to_image = np.linalg.inv(crop)
+  sums = metrics.metric_sums(pred, true, visible, np.ones(b, np.float32), mask,
+                             to_image.astype(np.float32))
+  got = metrics.summarize({name: np.asarray(s) for name, s in sums.items()})
+  errors = [np.hypot(*(np.float64(pred[i, j]) - true[i, j])) / scale[i]
+            for i in range(b) for j in range(k) if mask[i] and visible[i, j]]
+  assert got["error_image_px"] == pytest.approx(np.mean(errors), rel=1e-5)
+  assert got["rmse_image_px"] == pytest.approx(np.sqrt(np.mean(np.square(errors)) / 2), rel=1e-5)
+  per_keypoint = metrics.summarize_keypoints(metrics.keypoint_sums(
+      pred, true, visible, np.ones(b, np.float32), mask, to_image.astype(np.float32)), "abcd")
+  for j, name in enumerate("abcd"):
+    want = [np.hypot(*(np.float64(pred[i, j]) - true[i, j])) / scale[i]
+            for i in range(b) if mask[i] and visible[i, j]]
+    assert per_keypoint[name]["error_image_px"] == pytest.approx(np.mean(want), rel=1e-5)

@@ -1,7 +1,8 @@
 """Heads: a Flax module on the backbone's features, plus the loss and the decoder that go with it.
 
-Every head turns its outputs into keypoints [B, K, 2] in input-image pixels (`decode`) and
-has a loss of the outputs and a batch (`compute_loss`). Pure JAX: no TensorFlow here.
+Every head turns its outputs into keypoints [B, K, 2] in input-image pixels (`decode`), a
+likelihood per keypoint in [0, 1] (`likelihood`), and has a loss of the outputs and a batch
+(`compute_loss`). Pure JAX: no TensorFlow here.
 
   regression  global features -> dense layers -> 2K sigmoid coordinates (the seed CNN's head)
   heatmap     upsampling to a map per keypoint at `stride`; MSE to Gaussian targets; decoded by
@@ -134,6 +135,10 @@ class Regression(_CoordinateLoss):
     size = jnp.array(self.image_hw[::-1], jnp.float32)
     return outputs["coords"] * size - 0.5
 
+  def likelihood(self, outputs):
+    """Regression has no confidence: 1 for every keypoint (as MMPose's regression heads)."""
+    return jnp.ones(outputs["coords"].shape[:2], jnp.float32)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Maps(_Validated):
@@ -170,6 +175,11 @@ class Heatmap(_Maps):
     target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride, self.sigma)
     return losses.heatmap_mse(maps, target, batch["visible"])
 
+  def likelihood(self, outputs):
+    """Each map's peak, clipped to [0, 1]: the targets peak at 1 on a labelled keypoint and
+    are 0 elsewhere, so the peak reads as DeepLabCut's likelihood does."""
+    return jnp.clip(jnp.max(outputs["maps"], axis=(1, 2)), 0.0, 1.0)
+
   def decode(self, outputs):
     if self.decoder == "dark":
       return heatmaps.decode_dark(outputs["maps"], self.stride, self.blur_sigma)
@@ -180,6 +190,11 @@ class Heatmap(_Maps):
 class Integral(_Maps, _CoordinateLoss):
   def decode(self, outputs):
     return heatmaps.soft_argmax(outputs["maps"], self.stride)
+
+  def likelihood(self, outputs):
+    """The softmax mass in the 3x3 map pixels around each map's maximum: near 1 for a sharp,
+    single peak, low for a spread-out or ambiguous map."""
+    return heatmaps.peak_mass(outputs["maps"])
 
 
 HEADS = {"regression": Regression, "heatmap": Heatmap, "integral": Integral}
