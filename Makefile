@@ -14,5 +14,9 @@ $(VENV)/installed: requirements.txt
 train: $(VENV)/installed
 	$(PYTHON) train.py --config configs/default.py --workdir $(WORKDIR)
 
-test: $(VENV)/installed
-	$(PYTHON) -m pytest tests
+$(VENV)/test-installed: $(VENV)/installed tests/requirements.txt
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+test: $(VENV)/test-installed
+	$(PYTHON) -m pytest tests --durations=15

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -45,6 +46,13 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
   return restored.state, restored.meta
+
+
+def restore_raw(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The state saved at `step` as host NumPy arrays, without a target of the model (for
+  initialising another model from it)."""
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return jax.device_get(restored.state)
 
 
 def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -154,7 +154,8 @@ def test_unknown_names_and_fields_name_the_config_key():
 @pytest.mark.parametrize("shape, window, strides, padding", [
     ((2, 94, 94, 3), (2, 2), (2, 2), "VALID"),  # the seed CNN's pools (odd size: floor)
     ((2, 45, 45, 4), (2, 2), (2, 2), "VALID"),
-    ((2, 48, 48, 3), (3, 3), (2, 2), "SAME"),  # the ResNet stem's
+    ((2, 48, 48, 3), (3, 3), (2, 2), "SAME"),
+    ((2, 48, 48, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),  # the ResNet stem's (torchvision's)
     ((1, 17, 12, 2), (3, 2), (2, 1), "SAME"),  # non-square windows and strides
     ((1, 9, 11, 2), (3, 3), (1, 1), "VALID"),  # overlapping, stride 1
 ])

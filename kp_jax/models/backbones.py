@@ -13,24 +13,20 @@ import jax.numpy as jnp
 from kp_jax.models import kernels
 
 
-def max_pool(x, window_shape, strides, padding: str = "VALID"):
-  """`nn.max_pool` over NHWC, written as the maximum of the window's strided slices.
+def max_pool(x, window_shape, strides, padding="VALID"):
+  """`nn.max_pool` over NHWC, written as the maximum of the window's strided slices;
+  `padding` is "SAME", "VALID" or explicit ((top, bottom), (left, right)) pads.
 
   Same values, and the same gradient wherever a window's maximum is unique. XLA:CPU turns
   `nn.max_pool`'s gradient into a variadic reduce-window plus a scatter, which took 80% of the
   seed CNN's training step; the gradient of these slices is fused elementwise code, 4x faster
   (docs/benchmarks.md, "CPU pooling").
   """
-  pads = [(0, 0)]
-  for size, window, stride in zip(x.shape[1:3], window_shape, strides):
-    if padding == "SAME":
-      total = max((-(-size // stride) - 1) * stride + window - size, 0)
-      pads.append((total // 2, total - total // 2))
-    elif padding == "VALID":
-      pads.append((0, 0))
-    else:
-      raise ValueError(f"max_pool padding={padding!r}: 'SAME' or 'VALID'.")
-  x = jnp.pad(x, pads + [(0, 0)], constant_values=-jnp.inf)
+  if isinstance(padding, str):
+    if padding not in ("SAME", "VALID"):
+      raise ValueError(f"max_pool padding={padding!r}: 'SAME', 'VALID' or explicit pads.")
+    padding = jax.lax.padtype_to_pads(x.shape[1:3], window_shape, strides, padding)
+  x = jnp.pad(x, [(0, 0), *padding, (0, 0)], constant_values=-jnp.inf)
   out = [(size - window) // stride + 1
          for size, window, stride in zip(x.shape[1:3], window_shape, strides)]
   windows = [jax.lax.slice(x, (0, i, j, 0),
@@ -143,6 +139,13 @@ def _residual(x, y, strides, norm, conv):
   return nn.relu(x + y)
 
 
+def _pad(dilation: int):
+  """A 3x3 conv's padding as torchvision's (`dilation` on every side): for stride 2 this
+  centres the windows as torch does, where "SAME" pads only the bottom/right, so converted
+  torchvision weights compute the same features."""
+  return ((dilation, dilation), (dilation, dilation))
+
+
 class BasicBlock(nn.Module):
   features: int
   strides: int = 1
@@ -153,9 +156,10 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    y = conv(self.features, (3, 3), self.strides, kernel_dilation=self.dilation)(x)
+    y = conv(self.features, (3, 3), self.strides, _pad(self.dilation),
+             kernel_dilation=self.dilation)(x)
     y = nn.relu(self.norm()(y))
-    y = conv(self.features, (3, 3), kernel_dilation=self.dilation)(y)
+    y = conv(self.features, (3, 3), padding=_pad(self.dilation), kernel_dilation=self.dilation)(y)
     y = self.norm(scale_init=nn.initializers.zeros)(y)  # each block starts as the identity
     return _residual(x, y, self.strides, self.norm, conv)
 
@@ -171,7 +175,8 @@ class Bottleneck(nn.Module):
   def __call__(self, x):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(self.norm()(conv(self.features, (1, 1))(x)))
-    y = conv(self.features, (3, 3), self.strides, kernel_dilation=self.dilation)(y)
+    y = conv(self.features, (3, 3), self.strides, _pad(self.dilation),
+             kernel_dilation=self.dilation)(y)
     y = nn.relu(self.norm()(y))
     y = self.norm(scale_init=nn.initializers.zeros)(conv(4 * self.features, (1, 1))(y))
     return _residual(x, y, self.strides, self.norm, conv)
@@ -184,7 +189,8 @@ class ResNet(nn.Module):
   """ResNet v1.5 with BatchNorm and a settable output stride.
 
   The stem is conv 7x7/2 + max-pool 3x3/2 (stride 4), or with `small_stem` conv 3x3/2 only
-  (stride 2, for small images). Stage i has `stage_sizes[i]` blocks of width `width * 2**i`;
+  (stride 2, for small images). Padding is torchvision's (symmetric), so its ImageNet weights
+  convert (kp_jax/pretrained.py). Stage i has `stage_sizes[i]` blocks of width `width * 2**i`;
   stages after the first halve the resolution until `output_stride` is reached, then dilate
   instead (as DeepLab does), keeping the receptive field and the resolution.
   """
@@ -210,7 +216,7 @@ class ResNet(nn.Module):
     else:
       x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False,
                   dtype=self.dtype)(x)
-      x = max_pool(nn.relu(norm()(x)), (3, 3), strides=(2, 2), padding="SAME")
+      x = max_pool(nn.relu(norm()(x)), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
       stride = 4
     if self.output_stride < stride:
       raise ValueError(f"output_stride={self.output_stride} is below the stem's {stride}.")

@@ -1,0 +1,179 @@
+"""Starting a run from pretrained weights (`config.model.init_from`), offline:
+
+- a kp-jax workdir of another run: its best checkpoint (else the latest), the parameters that
+  run evaluated with (the EMA where it kept one) and its BatchNorm statistics;
+- a torchvision ResNet `state_dict` saved with `torch.save` (a `.pth` file, for example the
+  ImageNet weights `resnet50-0676ba61.pth` copied from a machine with internet), converted to
+  kp-jax's ResNet (`config.model.backbone`: name "resnet", `resnet_shape(depth)`, width 64).
+
+Every array of the new model whose name and shape match the source's is taken; the rest keep
+their fresh initialisation (a head for other keypoints, say) and the log lists them. A first
+convolution for another number of input channels is converted: RGB -> gray sums the kernel
+over its colours (the same response to a gray image), gray -> RGB spreads it evenly.
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import logging
+
+from kp_jax import checkpoint
+
+
+def _flatten(tree, prefix=()) -> dict:
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flatten(sub, prefix + (key,)).items()}
+  return {prefix: tree}
+
+
+def _unflatten(flat: dict) -> dict:
+  tree = {}
+  for path, value in flat.items():
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return tree
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision ResNets.
+
+
+def _torch_state_dict(path: str) -> dict:
+  try:
+    import torch  # noqa: PLC0415 -- only this path needs torch
+  except ImportError:
+    raise ImportError(f"config.model.init_from={path!r} is a PyTorch file: install torch "
+                      "(pip install torch==2.13.0) to read it.") from None
+  try:
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # noqa: BLE001 -- any unpickling failure: name the file
+    raise ValueError(f"config.model.init_from={path!r}: cannot read it with torch.load: "
+                     f"{e}") from None
+  if isinstance(loaded, dict):
+    loaded = loaded.get("state_dict", loaded.get("model", loaded))
+  if not isinstance(loaded, dict):
+    raise ValueError(f"config.model.init_from={path!r} holds a {type(loaded).__name__}, not a "
+                     "state_dict: save model.state_dict().")
+  return {k.removeprefix("module."): v.detach().numpy() for k, v in loaded.items()
+          if hasattr(v, "detach")}
+
+
+def _conv(weight):  # torch OIHW -> Flax HWIO
+  return np.transpose(weight, (2, 3, 1, 0))
+
+
+def _batch_norm(state: dict, prefix: str, params: dict, stats: dict, name: tuple):
+  params[name + ("scale",)] = state[f"{prefix}.weight"]
+  params[name + ("bias",)] = state[f"{prefix}.bias"]
+  stats[name + ("mean",)] = state[f"{prefix}.running_mean"]
+  stats[name + ("var",)] = state[f"{prefix}.running_var"]
+
+
+def torchvision_resnet_variables(state: dict, path: str = "state_dict") -> dict:
+  """{"params", "batch_stats"} of kp-jax's ResNet backbone (under "backbone") from a
+  torchvision ResNet state_dict (the classifier `fc` is dropped)."""
+  if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
+    raise ValueError(f"{path} is not a torchvision ResNet state_dict (no conv1 / layer1 "
+                     f"weights; keys start {sorted(state)[:4]}).")
+  bottleneck = "layer1.0.conv3.weight" in state
+  block_name = "Bottleneck" if bottleneck else "BasicBlock"
+  convs = 3 if bottleneck else 2
+  params, stats = {}, {}
+  root = ("backbone",)
+  params[root + ("Conv_0", "kernel")] = _conv(state["conv1.weight"])
+  _batch_norm(state, "bn1", params, stats, root + ("BatchNorm_0",))
+  index = 0
+  for layer in range(1, 5):
+    j = 0
+    while f"layer{layer}.{j}.conv1.weight" in state:
+      block = root + (f"{block_name}_{index}",)
+      prefix = f"layer{layer}.{j}"
+      for c in range(convs):
+        params[block + (f"Conv_{c}", "kernel")] = _conv(state[f"{prefix}.conv{c + 1}.weight"])
+        _batch_norm(state, f"{prefix}.bn{c + 1}", params, stats, block + (f"BatchNorm_{c}",))
+      if f"{prefix}.downsample.0.weight" in state:  # the projection shortcut
+        params[block + (f"Conv_{convs}", "kernel")] = _conv(state[f"{prefix}.downsample.0.weight"])
+        _batch_norm(state, f"{prefix}.downsample.1", params, stats,
+                    block + (f"BatchNorm_{convs}",))
+      index, j = index + 1, j + 1
+  return {"params": params, "batch_stats": stats}
+
+
+# ---------------------------------------------------------------------------------------------
+# kp-jax workdirs.
+
+
+def workdir_variables(workdir: str) -> dict:
+  """{"params", "batch_stats"} (flattened) of a kp-jax run's best (else latest) checkpoint."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"config.model.init_from={workdir!r}: no checkpoints/ folder; give "
+                            "a kp-jax workdir or a torchvision .pth file.")
+  manager = checkpoint.create_manager(directory, 1, 1)
+  step = manager.best_step() or manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"config.model.init_from={workdir!r}: {directory} holds no "
+                            "checkpoint.")
+  state = checkpoint.restore_raw(manager, step)
+  manager.close()
+  logging.info("init_from: step %d of %s", step, workdir)
+  params = state["ema_params"] if state.get("ema_params") else state["params"]
+  return {"params": _flatten(params), "batch_stats": _flatten(state.get("batch_stats") or {})}
+
+
+# ---------------------------------------------------------------------------------------------
+# Taking what matches.
+
+
+def _adapt_channels(source: np.ndarray, target_shape) -> np.ndarray | None:
+  """A first-layer kernel [h, w, C, F] for another number of input channels, or None."""
+  if (source.ndim != 4 or len(target_shape) != 4 or source.shape[:2] != tuple(target_shape[:2])
+      or source.shape[3] != target_shape[3]):
+    return None
+  if target_shape[2] == 1:
+    return source.sum(axis=2, keepdims=True)
+  if source.shape[2] == 1:
+    return np.repeat(source, target_shape[2], axis=2) / target_shape[2]
+  return None
+
+
+def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], list[str]]:
+  """`variables` ({"params", "batch_stats"} trees) with every array that `source` (the same,
+  flattened by path) holds under the same path and shape; (merged, taken, kept fresh)."""
+  merged, taken, fresh = {}, [], []
+  for collection in ("params", "batch_stats"):
+    flat = _flatten(jax.device_get(variables.get(collection, {})))
+    for path, value in flat.items():
+      found = source.get(collection, {}).get(path)
+      label = "/".join((collection,) + path)
+      if found is not None and np.shape(found) != np.shape(value):
+        found = _adapt_channels(np.asarray(found), np.shape(value))
+      if found is None:
+        fresh.append(label)
+      else:
+        flat[path] = np.asarray(found, np.asarray(value).dtype)
+        taken.append(label)
+    merged[collection] = _unflatten(flat)
+  if not any(label.startswith("params/backbone/") for label in taken):
+    raise ValueError(f"config.model.init_from={name!r}: none of its arrays fit this model's "
+                     "backbone; config.model.backbone must be the source's architecture "
+                     "(for torchvision ResNets: resnet_shape(depth) with width 64).")
+  return merged, taken, fresh
+
+
+def load(init_from: str, variables: dict) -> dict:
+  """`variables` ({"params", "batch_stats"}) initialised from `init_from` (module docstring)."""
+  if os.path.isdir(init_from):
+    source = workdir_variables(init_from)
+  elif os.path.isfile(init_from):
+    source = torchvision_resnet_variables(_torch_state_dict(init_from), init_from)
+  else:
+    raise FileNotFoundError(f"config.model.init_from={init_from!r} is neither a workdir nor a "
+                            "file.")
+  merged, taken, fresh = merge(variables, source, init_from)
+  logging.info("init_from %s: took %d arrays; %d keep their fresh initialisation%s", init_from,
+               len(taken), len(fresh), f": {fresh}" if fresh else "")
+  return merged

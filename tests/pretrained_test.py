@@ -1,0 +1,177 @@
+"""Pretrained starts: torchvision ResNet state_dicts converted to kp-jax's ResNet give torch's
+own features; another run's workdir gives its backbone (and the head where it fits)."""
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+from kp_jax import pretrained, steps
+from kp_jax.models import create_model, resnet_shape
+from train_test import trained  # noqa: F401  (the shared trained run)
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+# torchvision.models.resnet's modules, key for key (torchvision itself does not install beside
+# the CPU torch wheel here); its own classes are used when it is importable.
+class BasicBlock(nn.Module):
+  expansion = 1
+
+  def __init__(self, inplanes, planes, stride=1, downsample=None):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.relu, self.downsample = nn.ReLU(), downsample
+
+  def forward(self, x):
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+  expansion = 4
+
+  def __init__(self, inplanes, planes, stride=1, downsample=None):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)  # stride here: v1.5
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+    self.bn3 = nn.BatchNorm2d(planes * 4)
+    self.relu, self.downsample = nn.ReLU(), downsample
+
+  def forward(self, x):
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.bn3(self.conv3(out))
+    return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+  def __init__(self, block, layers):
+    super().__init__()
+    self.inplanes = 64
+    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(64)
+    self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+    self.layer1 = self._make_layer(block, 64, layers[0])
+    self.layer2 = self._make_layer(block, 128, layers[1], 2)
+    self.layer3 = self._make_layer(block, 256, layers[2], 2)
+    self.layer4 = self._make_layer(block, 512, layers[3], 2)
+    self.fc = nn.Linear(512 * block.expansion, 1000)
+
+  def _make_layer(self, block, planes, blocks, stride=1):
+    downsample = None
+    if stride != 1 or self.inplanes != planes * block.expansion:
+      downsample = nn.Sequential(
+          nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+          nn.BatchNorm2d(planes * block.expansion))
+    layers = [block(self.inplanes, planes, stride, downsample)]
+    self.inplanes = planes * block.expansion
+    layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+  def features(self, x):  # the input of torchvision's avgpool
+    x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def torch_resnet(depth: int):
+  try:
+    import torchvision  # noqa: PLC0415
+    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    model.features = lambda x: torch.nn.Sequential(*list(model.children())[:-2])(x)
+    return model
+  except ImportError:
+    block = {18: BasicBlock, 50: Bottleneck}[depth]
+    return ResNet(block, resnet_shape(depth)["stage_sizes"])
+
+
+def randomised(model, seed: int):
+  """Random weights and BatchNorm statistics (not the identity), in eval mode."""
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, nn.BatchNorm2d):
+        module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+        module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+        module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+        module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+  return model.eval()
+
+
+def backbone_config(depth: int) -> dict:
+  return {"dtype": "float32", "backbone": {"name": "resnet", "width": 64, "output_stride": 32,
+                                          **resnet_shape(depth)},
+          "head": {"name": "heatmap", "stride": 8, "features": 16}}
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_torchvision_resnet_converts_to_the_same_features(depth, tmp_path):
+  torch.manual_seed(depth)
+  reference = randomised(torch_resnet(depth), depth)
+  path = str(tmp_path / f"resnet{depth}.pth")
+  torch.save(reference.state_dict(), path)
+
+  model, _ = create_model(backbone_config(depth), 4, (96, 64))
+  images = np.random.default_rng(0).normal(size=(2, 96, 64, 3)).astype(np.float32)
+  variables = jax.jit(model.init)(jax.random.key(0), images)
+  loaded = pretrained.load(path, variables)
+  got = model.backbone.apply({"params": loaded["params"]["backbone"],
+                              "batch_stats": loaded["batch_stats"]["backbone"]}, images)
+  with torch.no_grad():
+    want = reference.features(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  assert got.shape == (2, 3, 2, 512 * (4 if depth == 50 else 1))
+  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+  # A grayscale model gets the kernel summed over colours: the same features as torch's on the
+  # gray image repeated in R, G and B.
+  gray_model, _ = create_model(backbone_config(depth), 4, (96, 64))
+  gray = images[..., :1]
+  loaded = pretrained.load(path, jax.jit(gray_model.init)(jax.random.key(0), gray))
+  got = gray_model.backbone.apply({"params": loaded["params"]["backbone"],
+                                   "batch_stats": loaded["batch_stats"]["backbone"]}, gray)
+  with torch.no_grad():
+    want = reference.features(torch.from_numpy(np.repeat(gray, 3, -1).transpose(0, 3, 1, 2)))
+  np.testing.assert_allclose(got, want.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_a_state_dict_for_another_architecture_is_refused(tmp_path):
+  path = str(tmp_path / "resnet18.pth")
+  torch.save(torch_resnet(18).state_dict(), path)
+  config = backbone_config(18)
+  config["backbone"]["width"] = 32  # not torchvision's 64
+  model, _ = create_model(config, 4, (64, 64))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  with pytest.raises(ValueError, match="none of its arrays fit this model's backbone"):
+    pretrained.load(path, variables)
+  with pytest.raises(ValueError, match="not a torchvision ResNet state_dict"):
+    torch.save({"weight": torch.zeros(3)}, path)
+    pretrained.load(path, variables)
+
+
+def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained):  # noqa: F811
+  config, workdir, _ = trained
+  source = pretrained.workdir_variables(workdir)
+  for num_keypoints in (15, 5):  # the same keypoints, or 5 others
+    model, _ = create_model(config.model, num_keypoints, (32, 32))
+    state = steps.create_train_state(config, model, (32, 32, 1), jax.random.key(7))
+    fresh = pretrained._flatten(jax.device_get(state.params))
+    loaded = pretrained.load(workdir, {"params": state.params, "batch_stats": state.batch_stats})
+    flat = pretrained._flatten(loaded["params"])
+    assert flat.keys() == fresh.keys()
+    for path, value in flat.items():
+      # tiny's head is one 1x1 conv to a map per keypoint: taken only for the same keypoints.
+      taken = path[0] == "backbone" or num_keypoints == 15
+      np.testing.assert_array_equal(value, source["params"][path] if taken else fresh[path])
+    stats = pretrained._flatten(loaded["batch_stats"])
+    assert stats and all(np.array_equal(v, source["batch_stats"][p]) for p, v in stats.items())
+  restarted = steps.with_variables(state, loaded)
+  assert int(restarted.step) == 0
+  jax.tree.map(np.testing.assert_array_equal, restarted.ema_params, restarted.params)
