@@ -29,7 +29,7 @@ def main(workdir: str, num_images: int = 500):
               for i in range(num_images)]
   stack = lambda key: np.stack([e[key] for e in examples])
   inputs = (stack("image").astype(np.float32) / 255 - data.image_mean) / data.image_std
-  points = np.concatenate([predictor.on_inputs(inputs[i:i + 250])
+  points = np.concatenate([predictor.on_inputs(inputs[i:i + 250])[0]
                            for i in range(0, num_images, 250)])
   columns = [FACE15.index(name) for name in predictor.names]  # the run's keypoint subset
   truth, visible = stack("keypoints")[:, columns], stack("visible")[:, columns] > 0

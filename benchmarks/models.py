@@ -35,19 +35,27 @@ def load_config(path):
   return module.get_config()
 
 
+def input_shape(config) -> tuple[int, int, int]:
+  """The model input of `config` without reading its data: `data.input_size` with
+  `data.channels`, else the synthetic faces' image_size x image_size x 1."""
+  if config.data.input_size:
+    return (*config.data.input_size, config.data.channels)
+  return (config.data.image_size, config.data.image_size, 1)
+
+
 def measure(config, num_steps: int = 10):
-  size = config.data.image_size
-  k = len(config.data.keypoints) or FACE15.num_keypoints
-  model, head = create_model(config.model, k, (size, size))
-  state = steps.create_train_state(config, model, (size, size, 1), jax.random.key(0))
+  shape = input_shape(config)
+  k = len(config.data.keypoints) or FACE15.num_keypoints  # the count matters little here
+  model, head = create_model(config.model, k, shape[:2])
+  state = steps.create_train_state(config, model, shape, jax.random.key(0))
   params = sum(p.size for p in jax.tree.leaves(state.params))
   forward = jax.jit(lambda v, x: model.apply(v, x)).lower(
-      steps.eval_variables(state), np.zeros((1, size, size, 1), np.float32)).compile()
+      steps.eval_variables(state), np.zeros((1, *shape), np.float32)).compile()
   flops = forward.cost_analysis()["flops"]
   rng = np.random.default_rng(0)
   b = config.batch_size
-  batch = {"image": rng.normal(size=(b, size, size, 1)).astype(np.float32),
-           "keypoints": rng.uniform(0, size - 1, size=(b, k, 2)).astype(np.float32),
+  batch = {"image": rng.normal(size=(b, *shape)).astype(np.float32),
+           "keypoints": rng.uniform(0, min(shape[:2]) - 1, size=(b, k, 2)).astype(np.float32),
            "visible": np.ones((b, k), np.float32)}
   step = jax.jit(functools.partial(steps.train_step, head=head), donate_argnums=(0,))
   state, metrics = step(state, batch)

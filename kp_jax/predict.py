@@ -1,20 +1,28 @@
-"""Predicts keypoints on image files with the best checkpoint of a training run.
+"""Predicts keypoints on image files and videos with the best checkpoint of a training run.
 
   python -m kp_jax.predict --workdir workdirs/default face1.png face2.jpg
+  python -m kp_jax.predict --workdir workdirs/reaching video.mp4
 
-Writes `keypoints.json` ({image path: {keypoint name: [x, y]}}, in the original image's
-pixels) and an overlay `<name>_keypoints.png` per image into --output_dir (default
-WORKDIR/predictions).
+Into --output_dir (default WORKDIR/predictions), in each image's own pixels:
+  images  `keypoints.json` ({image path: {keypoint name: [x, y, likelihood]}}) and an overlay
+          `<name>_keypoints.png` per image;
+  videos  `<name>_keypoints.csv` (DeepLabCut's analysis layout: scorer / bodyparts / coords
+          header rows, then x, y, likelihood per body part and frame), `<name>_keypoints.json`
+          ({"keypoints": names, "fps", "frames": [[[x, y, likelihood], ...], ...]}) and the
+          overlay video `<name>_labeled.mp4`.
+Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the run's
+`config.likelihood_cutoff`) are written as missing (null / empty) and not drawn.
 """
 
+import csv
 import dataclasses
 import functools
 import json
 import os
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import scipy.ndimage
@@ -67,6 +75,7 @@ class Run:
   model: Any
   head: Any
   keypoint_names: tuple[str, ...]
+  skeleton: tuple[tuple[int, int], ...]  # index pairs, for drawing
   image_shape: tuple[int, int, int]
   flip_permutation: np.ndarray | None  # for test-time flip, when the config asks for it
 
@@ -79,7 +88,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 1, 1)
-  step = manager.best_step() if step is None else step
+  if step is None:  # the best by validation NME; a run never evaluated: the latest
+    step = manager.best_step() or manager.latest_step()
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f"No checkpoint {'' if step is None else step} in "
                             f"{workdir}/checkpoints (it has {list(manager.all_steps())}).")
@@ -90,70 +100,216 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   restored, _ = checkpoint.restore(manager, step, steps.checkpointable(template))
   manager.close()
   flip = meta.get("flip_permutation") if config.flip_test else None
-  return Run(config, step, template.replace(**restored), model, head, names, image_shape,
-             None if flip is None else np.array(flip))
+  skeleton = tuple(tuple(pair) for pair in meta.get("skeleton", ()))
+  return Run(config, step, template.replace(**restored), model, head, names, skeleton,
+             image_shape, None if flip is None else np.array(flip))
 
 
 class Predictor:
   """The best checkpoint of `workdir`, ready to run on images."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, likelihood_cutoff: float | None = None):
     run = load_run(workdir)
     self.config, self.step = run.config, run.step
-    self.names, self.image_shape = run.keypoint_names, run.image_shape
+    self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
+    self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
+                   else likelihood_cutoff)
     self._predict = jax.jit(functools.partial(
         steps.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
     self._variables = steps.eval_variables(run.state)
 
   def on_inputs(self, inputs):
-    """Keypoints [B, K, 2] in pixels of model inputs [B, H, W, C] (normalised images)."""
-    return np.asarray(self._predict(self._variables, inputs))
+    """(keypoints [B, K, 2] in pixels, likelihoods [B, K]) of model inputs [B, H, W, C]
+    (normalised images)."""
+    points, likelihood = self._predict(self._variables, inputs)
+    return np.asarray(points), np.asarray(likelihood)
+
+  def crop_matrix(self, image_hw, box=None) -> np.ndarray:
+    """The source -> input matrix for an image of `image_hw`: `box` (x, y, w, h; default the
+    whole image) cropped as in training."""
+    if box is None:  # the whole image, fitted without padding unless the model saw crops
+      box = (0.0, 0.0, image_hw[1], image_hw[0])
+    padding = self.config.data.box_padding if self.config.data.input_size else 1.0
+    return transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2],
+                                 padding).numpy().astype(np.float64)
+
+  def on_images(self, images, matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
+    [B, h, w, C] in [0, 1], all cropped by `matrix`."""
+    data = self.config.data
+    inputs = np.stack([(crop(image, matrix, self.image_shape) - data.image_mean) / data.image_std
+                       for image in images])
+    points, likelihood = self.on_inputs(inputs)
+    return to_source_pixels(points, matrix), likelihood
 
   def __call__(self, path: str, box=None):
-    """(keypoints [K, 2] in the image's pixels, the image): the model sees `box` (x, y, w, h;
-    default the whole image) cropped as in training."""
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K], the image)."""
     image = load_image(path, self.image_shape[-1])
-    data = self.config.data
-    if box is None:  # the whole image, fitted without padding unless the model saw crops
-      box = (0.0, 0.0, image.shape[1], image.shape[0])
-    padding = data.box_padding if data.input_size else 1.0
-    matrix = transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2],
-                                   padding).numpy().astype(np.float64)
-    inputs = (crop(image, matrix, self.image_shape) - data.image_mean) / data.image_std
-    points = self.on_inputs(inputs[None])[0]
-    return to_source_pixels(points, matrix), image
+    points, likelihood = self.on_images(image[None], self.crop_matrix(image.shape[:2], box))
+    return points[0], likelihood[0], image
+
+  def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
+    return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,
+                                self.cutoff)
 
 
-def save_overlay(path: str, image, points):
-  fig, ax = plt.subplots(figsize=(4, 4 * image.shape[0] / image.shape[1]))
-  visualize.draw(ax, image if image.ndim == 3 else image[..., None], points)
-  fig.tight_layout(pad=0)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+def _as_uint8_rgb(image) -> np.ndarray:
+  image = np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype(np.uint8)
+  return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
 
 
-def predict_files(workdir: str, paths, output_dir: str | None = None, box=None) -> dict:
-  predictor = Predictor(workdir)
+def _keypoint_values(points, likelihood, cutoff: float) -> list:
+  """[[x, y, likelihood], ...]; x and y are None (missing) under the cutoff."""
+  return [[float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
+          for (x, y), p in zip(points, likelihood)]
+
+
+def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
+                  likelihood_cutoff: float | None = None) -> dict:
+  predictor = Predictor(workdir, likelihood_cutoff)
   output_dir = output_dir or os.path.join(workdir, "predictions")
   os.makedirs(output_dir, exist_ok=True)
   results = {}
   for path in paths:
-    points, image = predictor(path, box)
-    results[path] = {name: [float(x), float(y)] for name, (x, y) in zip(predictor.names, points)}
+    points, likelihood, image = predictor(path, box)
+    results[path] = dict(zip(predictor.names, _keypoint_values(points, likelihood,
+                                                               predictor.cutoff)))
     stem = os.path.splitext(os.path.basename(path))[0]
-    save_overlay(os.path.join(output_dir, f"{stem}_keypoints.png"), image, points)
+    Image.fromarray(predictor.overlay(_as_uint8_rgb(image), points, likelihood)).save(
+        os.path.join(output_dir, f"{stem}_keypoints.png"))
   with open(os.path.join(output_dir, "keypoints.json"), "w") as f:
     json.dump(results, f, indent=2)
   return results
 
 
+# ---------------------------------------------------------------------------------------------
+# Video: PyAV, whose wheels bundle FFmpeg's libraries (no system ffmpeg needed).
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+
+
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def read_video(path: str) -> tuple[float, Iterator[np.ndarray]]:
+  """(frames per second, an iterator of RGB uint8 frames [h, w, 3])."""
+  import av  # noqa: PLC0415 -- only videos need it
+
+  try:
+    container = av.open(path)
+    stream = container.streams.video[0]
+  except (av.FFmpegError, IndexError, OSError) as e:
+    raise ValueError(f"Cannot read video {path}: {e}") from None
+  fps = float(stream.average_rate or stream.guessed_rate or 30)
+
+  def frames():
+    with container:
+      for frame in container.decode(stream):
+        yield frame.to_ndarray(format="rgb24")
+  return fps, frames()
+
+
+class VideoWriter:
+  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
+
+  def __init__(self, path: str, fps: float):
+    import av  # noqa: PLC0415
+    from fractions import Fraction  # noqa: PLC0415
+
+    self.container = av.open(path, "w")
+    self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    self.stream.pix_fmt = "yuv420p"
+    self.stream.options = {"crf": "20"}
+    self.av, self.size = av, None
+
+  def write(self, frame: np.ndarray):
+    h, w = frame.shape[:2]
+    if self.size is None:  # the stream's size is set by the first frame
+      self.size = h + h % 2, w + w % 2
+      self.stream.height, self.stream.width = self.size
+    frame = np.pad(frame, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)))
+    for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(frame, format="rgb24")):
+      self.container.mux(packet)
+
+  def close(self):
+    for packet in self.stream.encode():
+      self.container.mux(packet)
+    self.container.close()
+
+
+def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"):
+  """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords, then one row per frame
+  (its index, then x, y, likelihood per body part; x and y empty when missing)."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["scorer"] + [scorer] * 3 * len(names))
+    writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)])
+    writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names))
+    for index, values in enumerate(frames_values):
+      writer.writerow([index] + ["" if v is None else f"{v:.4f}" for triple in values
+                                 for v in triple])
+
+
+def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: int = 8,
+                  box=None) -> dict:
+  """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
+  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"}."""
+  fps, frames = read_video(path)
+  stem = os.path.splitext(os.path.basename(path))[0]
+  out = {kind: os.path.join(output_dir, f"{stem}_{suffix}") for kind, suffix in
+         (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
+  writer, values, matrix = VideoWriter(out["video"], fps), [], None
+  start, batch = time.perf_counter(), []
+
+  def flush():
+    images = np.stack(batch).astype(np.float32) / 255.0
+    if predictor.image_shape[-1] == 1:
+      images = images.mean(-1, keepdims=True)
+    points, likelihood = predictor.on_images(images, matrix)
+    for frame, p, l in zip(batch, points, likelihood):
+      values.append(_keypoint_values(p, l, predictor.cutoff))
+      writer.write(predictor.overlay(frame, p, l))
+    batch.clear()
+
+  for frame in frames:
+    if matrix is None:
+      matrix = predictor.crop_matrix(frame.shape[:2], box)
+    batch.append(frame)
+    if len(batch) == batch_size:
+      flush()
+  if batch:
+    flush()
+  writer.close()
+  seconds = time.perf_counter() - start
+  if not values:
+    raise ValueError(f"{path} has no video frames.")
+  write_deeplabcut_csv(out["csv"], predictor.names, values)
+  with open(out["json"], "w") as f:
+    json.dump({"video": path, "keypoints": list(predictor.names), "fps": fps,
+               "likelihood_cutoff": predictor.cutoff, "frames": values}, f)
+  return {**out, "frames": len(values), "fps": fps, "frames_per_second": len(values) / seconds}
+
+
 def main(argv):
   if len(argv) < 2:
-    raise app.UsageError("Give one or more image files.")
+    raise app.UsageError("Give one or more image or video files.")
   args = flags.FLAGS
   box = [float(v) for v in args.box] if args.box else None
-  results = predict_files(args.workdir, argv[1:], args.output_dir, box)
-  print(json.dumps(results, indent=2))
+  images = [p for p in argv[1:] if not is_video(p)]
+  output_dir = args.output_dir or os.path.join(args.workdir, "predictions")
+  if images:
+    print(json.dumps(predict_files(args.workdir, images, output_dir, box,
+                                   args.likelihood_cutoff), indent=2))
+  videos = [p for p in argv[1:] if is_video(p)]
+  if videos:
+    predictor = Predictor(args.workdir, args.likelihood_cutoff)
+    os.makedirs(output_dir, exist_ok=True)
+    for path in videos:
+      result = predict_video(predictor, path, output_dir, box=box)
+      print(f"{path}: {result['frames']} frames at {result['frames_per_second']:.1f} frames/s "
+            f"(decoding, prediction, drawing and encoding) -> {result['csv']}, "
+            f"{result['video']}")
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -161,4 +317,6 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
   flags.DEFINE_string("output_dir", None, "Default: WORKDIR/predictions.")
   flags.DEFINE_list("box", None, "x,y,w,h of the object in every image (COCO convention); "
                     "default: the whole image.")
+  flags.DEFINE_float("likelihood_cutoff", None, "Keypoints under this likelihood are written "
+                     "as missing and not drawn; default: the run's config.likelihood_cutoff.")
   app.run(main)

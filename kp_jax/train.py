@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from kp_jax import checkpoint, metrics, steps, visualize
+from kp_jax import checkpoint, metrics, pretrained, steps, visualize
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
@@ -29,26 +29,31 @@ from kp_jax.models import create_model
 
 def evaluate(parallel: steps.Parallel, state, config, source, split: str, mean_shape,
              on_predictions: Callable | None = None) -> tuple[dict, dict]:
-  """(model and baseline metrics, per-keypoint metrics) over a whole split; every example
-  counted exactly once. `on_predictions(pred [B, K, 2], batch)`, single-process only, sees each
-  batch's predictions (in model input pixels) with the batch, both flattened to [B, ...]."""
+  """(model and baseline metrics, per-keypoint metrics of both) over a whole split; every
+  example counted exactly once. `on_predictions(pred [B, K, 2], likelihood [B, K], batch)`,
+  single-process only, sees each batch's predictions (in model input pixels) with the batch,
+  all flattened to [B, ...]."""
   total = None
   for batch in pipeline.eval_iterator(config, source, split,
                                       local_devices=jax.local_device_count(),
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count()):
-    sums, pred = parallel.eval_step(state, parallel.put_batch(pipeline.device_batch(batch)),
-                                    mean_shape)
+    sums, (pred, likelihood) = parallel.eval_step(
+        state, parallel.put_batch(pipeline.device_batch(batch)), mean_shape)
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     if on_predictions is not None:  # a host-device sync point
       flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items()}
-      on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]), flat)
+      on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]),
+                     np.asarray(likelihood).reshape(-1, likelihood.shape[-1]), flat)
   total = jax.device_get(parallel.first(total))  # a host-device sync point
   names = pipeline.keypoint_subset(config.data, source.spec)[0].names
+  per_keypoint = metrics.summarize_keypoints(total["per_keypoint"], names)
+  baseline = metrics.summarize_keypoints(total["per_keypoint_baseline"], names)
+  for name in names:
+    per_keypoint[name].update({f"baseline_{k}": v for k, v in baseline[name].items()})
   return ({**metrics.summarize(total["model"]),
            **metrics.summarize(total["baseline"], prefix="baseline_"),
-           "num_examples": int(total["num_examples"])},
-          metrics.summarize_keypoints(total["per_keypoint"], names))
+           "num_examples": int(total["num_examples"])}, per_keypoint)
 
 
 class MetricsLog:
@@ -173,13 +178,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
       "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
       "flip_permutation": [int(i) for i in spec.flip_permutation()],
-      "image_shape": image_shape, "model": config.model.to_dict()}))
+      "skeleton": [list(pair) for pair in visualize.skeleton_indices(spec)],
+      "image_shape": image_shape,
+      "model": {k: v for k, v in config.model.to_dict().items() if k != "init_from"}}))
   last_checkpoint = None
   restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
   if restored is not None:
     last_checkpoint, restored_state, _ = restored
     state = state.replace(**restored_state)
     logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
+  elif config.model.get("init_from"):  # a new run starts from pretrained weights
+    state = steps.with_variables(state, pretrained.load(
+        config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats}))
   start_step = int(state.step)
   if is_writer:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -253,6 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
       "nme_baseline": eval_results["baseline_nme"],
       "nme_ratio_to_baseline": eval_results["nme"] / eval_results["baseline_nme"],
+      "error_image_px_baseline": eval_results["baseline_error_image_px"],
       "steps": int(host_state.step), "batch_size": config.batch_size,
       "wall_seconds": time.time() - run_start,
       "train_images_per_sec": (timed_steps * config.batch_size / train_seconds
@@ -265,10 +276,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       json.dump(summary, f, indent=2)
     batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
     images = batch["image"][0]
-    pred = steps.predict(model.apply, steps.eval_variables(host_state), images, head=head,
-                         flip_permutation=flip_permutation)
+    pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
+                                     head=head, flip_permutation=flip_permutation)
     visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
-                        batch["keypoints"][0], batch["visible"][0], spec, config.data)
+                        np.asarray(likelihood), batch["keypoints"][0], batch["visible"][0],
+                        spec, config)
   log.close()
   manager.close()
   logging.info("Summary: %s", json.dumps(summary))

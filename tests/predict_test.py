@@ -40,9 +40,11 @@ def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
                  check=True, capture_output=True, env={**os.environ, "XLA_FLAGS": ""})
   results = json.load(open(os.path.join(out, "keypoints.json")))
   for path, height, width in paths:
-    points = np.array(list(results[path].values()))
+    values = np.array(list(results[path].values()))  # x, y, likelihood (the cutoff is 0)
     assert list(results[path])[:2] == ["left_eye_center", "right_eye_center"]
-    assert points.shape == (15, 2)
+    assert values.shape == (15, 3)
+    points, likelihood = values[:, :2], values[:, 2]
+    assert np.all((likelihood >= 0) & (likelihood <= 1))
     # The square model input sees the whole image letterboxed: a square of side max(h, w)
     # about the image centre, which holds every prediction mapped back.
     side = max(height, width)

@@ -96,7 +96,7 @@ def test_evaluation_counts_each_example_once(config, mode):
   examples = list(source.load("validation", 0, 1).as_numpy_iterator())
   stack = lambda key: np.stack([e[key] for e in examples])
   images = (stack("image").astype(np.float32) / 255 - 0.5) / 0.25
-  pred = steps.predict(state.apply_fn, steps.eval_variables(state), images, head=head)
+  pred, _ = steps.predict(state.apply_fn, steps.eval_variables(state), images, head=head)
   want = metrics.summarize(metrics.metric_sums(
       np.asarray(pred), stack("keypoints"), stack("visible"), stack("norm")))
   for name, value in want.items():
@@ -117,7 +117,8 @@ def test_a_run_writes_its_outputs_and_lowers_the_loss(trained):
   assert [r["step"] for r in records if r["split"] == "validation"] == [10, 20]
   on_disk = json.load(open(os.path.join(workdir, "summary.json")))
   assert on_disk == pytest.approx(summary)
-  for key in ("nme", "nme_baseline", "pck@0.05", "pck@0.1", "rmse_px", "steps",
+  for key in ("nme", "nme_baseline", "pck@0.05", "pck@0.1", "rmse_input_px", "error_image_px",
+              "rmse_image_px", "error_image_px_baseline", "steps",
               "wall_seconds", "train_images_per_sec", "config"):
     assert key in on_disk, key
   assert on_disk["steps"] == 20 and on_disk["num_examples"] == 21
