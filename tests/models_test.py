@@ -170,3 +170,13 @@ def test_max_pool_matches_flax_values_and_gradients(shape, window, strides, padd
   np.testing.assert_array_equal(got, want)
   cotangent = jax.random.normal(jax.random.key(1), want.shape)
   np.testing.assert_array_equal(got_vjp(cotangent)[0], want_vjp(cotangent)[0])
+
+
+def test_an_input_size_that_does_not_tile_the_backbone_names_the_real_constraint():
+  config = model_config({"name": "resnet", "stage_sizes": (1, 1, 1, 1), "width": 8,
+                         "output_stride": 32}, {"name": "integral", "stride": 8})
+  with pytest.raises(ValueError, match=r"\(240, 320\).*multiples of 32.*input_size=\(256, 320\)"):
+    create_model(config, 5, (240, 320))
+  create_model(config, 5, (256, 320))  # fits
+  config["backbone"]["output_stride"] = 16  # dilated last stage: 240 = 15 x 16 tiles
+  create_model(config, 5, (240, 320))

@@ -44,4 +44,18 @@ def create_model(model_config, num_keypoints: int, image_hw, axis_name: str | No
                 num_keypoints=num_keypoints, image_hw=tuple(image_hw))
   backbone = _build(BACKBONES, model_config["backbone"], "config.model.backbone",
                     dtype=dtype, axis_name=axis_name)
+  check_input_size(backbone, head, tuple(image_hw))
   return KeypointModel(backbone, head.module(dtype, axis_name)), head
+
+
+def check_input_size(backbone, head, image_hw):
+  """Map heads need the backbone's features to tile the input exactly."""
+  stride = getattr(backbone, "stride", None)
+  if not hasattr(head, "stride") or stride is None or (image_hw[0] % stride == 0
+                                                       and image_hw[1] % stride == 0):
+    return
+  fit = tuple(max(stride, round(n / stride) * stride) for n in image_hw)
+  raise ValueError(f"Input size {image_hw} (config.data.input_size, or the images' size): "
+                   f"height and width must be multiples of {stride}, the stride of "
+                   f"config.model.backbone ({backbone.__class__.__name__}); for example "
+                   f"config.data.input_size={fit}.")

@@ -117,6 +117,10 @@ class VGG(nn.Module):
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None
 
+  @property
+  def stride(self) -> int:
+    return 2 ** len(self.stage_features)
+
   @nn.compact
   def __call__(self, x, train: bool = False):
     norm = batch_norm(train, self.dtype, self.axis_name)
@@ -206,6 +210,12 @@ class ResNet(nn.Module):
     if self.block not in BLOCKS:
       raise ValueError(f"block={self.block!r}: choose one of {sorted(BLOCKS)}.")
     super().__post_init__()
+
+  @property
+  def stride(self) -> int:
+    """Input pixels per feature pixel."""
+    stem = 2 if self.small_stem else 4
+    return min(max(self.output_stride, stem), stem * 2 ** (len(self.stage_sizes) - 1))
 
   @nn.compact
   def __call__(self, x, train: bool = False):
