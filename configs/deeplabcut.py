@@ -36,7 +36,7 @@ def get_config():
   model.backbone = {"name": "resnet", "stage_sizes": (2, 2, 2, 2), "block": "basic",
                     "width": 16, "output_stride": 16, "small_stem": False}
   model.head = {"name": "heatmap", "stride": 4, "features": 32, "sigma": 1.5,
-                "decoder": "dark", "upsample": "deconv"}
+                "decoder": "dark", "upsample": "deconv", "unlabelled_as_absent": True}
   model.init_from = ""  # a kp-jax workdir or a torchvision ResNet state_dict file
 
   opt = config.optimizer

@@ -123,3 +123,19 @@ def test_bfloat16_compute_matches_float32_within_a_few_percent(name):
   (loss32, grad32), (loss16, grad16) = results["float32"], results["bfloat16"]
   assert float(loss16) == pytest.approx(float(loss32), rel=0.02)
   assert float(jnp.linalg.norm(grad16 - grad32) / jnp.linalg.norm(grad32)) < 0.10
+
+
+def test_unlabelled_keypoints_can_train_towards_empty_maps():
+  config = {"dtype": "float32", "backbone": BACKBONE, "head": HEADS["heatmap"]}
+  _, ignore = create_model(config, 3, (32, 32))
+  _, absent = create_model({**config, "head": {**HEADS["heatmap"], "unlabelled_as_absent": True}},
+                           3, (32, 32))
+  data = batch()
+  target = heatmaps.gaussian_maps(data["keypoints"], (8, 8), 4, 1.5)
+  maps = target + 0.5  # off everywhere by 0.5
+  visible = np.asarray(data["visible"])
+  assert float(ignore.compute_loss({"maps": maps}, data)) == pytest.approx(
+      0.25 * visible.mean(), rel=1e-6)
+  # Labelled maps: 0.5 off everywhere; unlabelled ones are compared with an empty map.
+  want = np.where(visible[:, None, None, :] > 0, 0.25, np.asarray(maps) ** 2).mean()
+  assert float(absent.compute_loss({"maps": maps}, data)) == pytest.approx(want, rel=1e-5)

@@ -20,9 +20,11 @@ DeepLabCut evaluates on them too, also `validation` (keep that in mind when pick
 by validation metrics; `configs/deeplabcut.py` evaluates only at the end).
 """
 
+import collections
 import csv
 import fractions
 import glob
+import math
 import os
 
 import numpy as np
@@ -111,8 +113,8 @@ def held_out(num_frames: int, train_fraction: float) -> np.ndarray:
   if not 0 < train_fraction <= 1:
     raise ValueError(f"config.data.train_fraction={train_fraction} must be in (0, 1].")
   t = 1 - fractions.Fraction(str(train_fraction))  # exact: 0.8 holds out every 5th frame
-  i = np.arange(num_frames)
-  return np.array([((k + 1) * t).__floor__() > (k * t).__floor__() for k in i], bool)
+  return np.array([math.floor((i + 1) * t) > math.floor(i * t) for i in range(num_frames)],
+                  bool)
 
 
 def _test_mask(frames: list[str], test_frames, train_fraction: float, project: str):
@@ -150,7 +152,7 @@ def source(data_config) -> Source:
             for path in csvs for frame, kp, vis, line in read_labels(path, bodyparts)]
   labels.sort(key=lambda label: label[0])
   frames = [label[0] for label in labels]
-  duplicates = sorted({f for f in frames if frames.count(f) > 1})
+  duplicates = sorted(f for f, n in collections.Counter(frames).items() if n > 1)
   if duplicates:
     raise ValueError(f"{project}: frames labelled twice: {duplicates[:5]}.")
 

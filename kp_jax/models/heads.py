@@ -164,6 +164,11 @@ class Heatmap(_Maps):
   sigma: float = 2.0  # of the Gaussian targets, in map pixels
   decoder: str = "dark"  # a key of kp_jax.heatmaps.DECODERS
   blur_sigma: float = 0.0  # DARK's modulation blur before decoding, in map pixels; 0: none
+  # False: an unlabelled keypoint's map is left out of the loss (COCO: v = 0 means "not
+  # labelled", it may be there). True: it is trained towards an empty map, as DeepLabCut does
+  # (its annotators leave out body parts that are not visible), so the map's peak - the
+  # likelihood - learns to say when a body part is absent.
+  unlabelled_as_absent: bool = False
 
   def __post_init__(self):
     if self.decoder not in heatmaps.DECODERS:
@@ -173,7 +178,10 @@ class Heatmap(_Maps):
   def compute_loss(self, outputs, batch):
     maps = outputs["maps"]
     target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride, self.sigma)
-    return losses.heatmap_mse(maps, target, batch["visible"])
+    if not self.unlabelled_as_absent:
+      return losses.heatmap_mse(maps, target, batch["visible"])
+    visible = batch["visible"]
+    return losses.heatmap_mse(maps, target * visible[:, None, None, :], jnp.ones_like(visible))
 
   def likelihood(self, outputs):
     """Each map's peak, clipped to [0, 1]: the targets peak at 1 on a labelled keypoint and
