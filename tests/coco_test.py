@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from conftest import tiny_config
+from conftest import file_source_config
 from kp_jax import coco_eval, evaluate, predict, train
 from kp_jax.data import example_coco, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
@@ -20,14 +20,7 @@ def dataset(tmp_path_factory):
 
 
 def coco_config(data_dir, files, **data):
-  config = tiny_config(data_dir)
-  config.data.source = "coco"
-  config.data.files = files
-  config.data.input_size = (32, 32)
-  config.data.cache = False
-  for key, value in data.items():
-    config.data[key] = value
-  return config
+  return file_source_config(data_dir, "coco", files=files, **data)
 
 
 def test_crops_map_back_to_the_annotated_pixels(data_dir, dataset):

@@ -26,6 +26,17 @@ def tiny_config(data_dir: str):
   return config
 
 
+def file_source_config(data_dir: str, source: str, **data):
+  """tiny_config reading a file source (32x32 crops, no cache) with `data` fields set."""
+  config = tiny_config(data_dir)
+  config.data.source = source
+  config.data.input_size = (32, 32)
+  config.data.cache = False
+  for key, value in data.items():
+    config.data[key] = value
+  return config
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tensorflow_datasets"))

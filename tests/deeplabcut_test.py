@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import file_source_config
 from kp_jax import evaluate, predict, train
 from kp_jax.data import deeplabcut, pipeline
 
@@ -65,15 +65,8 @@ def project(tmp_path_factory):
 
 
 def dlc_config(data_dir, project_dir, **data):
-  config = tiny_config(data_dir)
-  config.data.source = "deeplabcut"
-  config.data.project = project_dir
-  config.data.input_size = (32, 32)
-  config.data.box_padding = 1.0
-  config.data.cache = False
-  for key, value in data.items():
-    config.data[key] = value
-  return config
+  return file_source_config(data_dir, "deeplabcut", project=project_dir, box_padding=1.0,
+                            **data)
 
 
 def test_project_frames_split_and_metadata(data_dir, project):

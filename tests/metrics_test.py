@@ -35,12 +35,17 @@ def reference_metrics(pred, true, visible, norm, mask):
   return out
 
 
+def random_predictions(rng, b: int, k: int, size: float, noise: float, labelled: float):
+  """(true, predicted [b, k, 2] float32, visible [b, k]): a `labelled` share visible."""
+  true = rng.uniform(0, size, (b, k, 2)).astype(np.float32)
+  pred = (true + rng.normal(0, noise, (b, k, 2))).astype(np.float32)
+  return true, pred, (rng.uniform(size=(b, k)) < labelled).astype(np.float32)
+
+
 def test_metrics_match_a_float64_reference_with_masks_and_invisible_keypoints():
   rng = np.random.default_rng(0)
   b, k = 37, 15
-  true = rng.uniform(0, 96, (b, k, 2)).astype(np.float32)
-  pred = (true + rng.normal(0, 3, (b, k, 2))).astype(np.float32)
-  visible = (rng.uniform(size=(b, k)) > 0.2).astype(np.float32)
+  true, pred, visible = random_predictions(rng, b, k, 96, 3, 0.8)
   visible[3] = 0  # an example with nothing visible counts in no average
   norm = rng.uniform(20, 40, b).astype(np.float32)
   mask = (np.arange(b) < 30).astype(np.float32)  # padding
@@ -101,9 +106,7 @@ def test_image_pixel_errors_match_a_float64_reference():
   # those in the model input divided by the crop's scale.
   rng = np.random.default_rng(1)
   b, k = 9, 4
-  true = rng.uniform(0, 64, (b, k, 2)).astype(np.float32)
-  pred = (true + rng.normal(0, 2, (b, k, 2))).astype(np.float32)
-  visible = (rng.uniform(size=(b, k)) > 0.3).astype(np.float32)
+  true, pred, visible = random_predictions(rng, b, k, 64, 2, 0.7)
   mask = (np.arange(b) < 7).astype(np.float32)
   angle, scale = rng.uniform(-1, 1, b), rng.uniform(0.2, 3, b)
   crop = np.zeros((b, 3, 3))
