@@ -17,24 +17,9 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from kp_jax import checkpoint
-
-
-def _flatten(tree, prefix=()) -> dict:
-  if isinstance(tree, dict):
-    return {k: v for key, sub in tree.items() for k, v in _flatten(sub, prefix + (key,)).items()}
-  return {prefix: tree}
-
-
-def _unflatten(flat: dict) -> dict:
-  tree = {}
-  for path, value in flat.items():
-    node = tree
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = value
-  return tree
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +106,7 @@ def workdir_variables(workdir: str) -> dict:
   manager.close()
   logging.info("init_from: step %d of %s", step, workdir)
   params = state["ema_params"] if state.get("ema_params") else state["params"]
-  return {"params": _flatten(params), "batch_stats": _flatten(state.get("batch_stats") or {})}
+  return {"params": traverse_util.flatten_dict(params), "batch_stats": traverse_util.flatten_dict(state.get("batch_stats") or {})}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +130,7 @@ def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], li
   flattened by path) holds under the same path and shape; (merged, taken, kept fresh)."""
   merged, taken, fresh = {}, [], []
   for collection in ("params", "batch_stats"):
-    flat = _flatten(jax.device_get(variables.get(collection, {})))
+    flat = traverse_util.flatten_dict(jax.device_get(variables.get(collection, {})))
     for path, value in flat.items():
       found = source.get(collection, {}).get(path)
       label = "/".join((collection,) + path)
@@ -156,7 +141,7 @@ def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], li
       else:
         flat[path] = np.asarray(found, np.asarray(value).dtype)
         taken.append(label)
-    merged[collection] = _unflatten(flat)
+    merged[collection] = traverse_util.unflatten_dict(flat)
   if not any(label.startswith("params/backbone/") for label in taken):
     raise ValueError(f"config.model.init_from={name!r}: none of its arrays fit this model's "
                      "backbone; config.model.backbone must be the source's architecture "

@@ -6,6 +6,7 @@ import pytest
 
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 from kp_jax import pretrained, steps
 from kp_jax.models import create_model, resnet_shape
 from train_test import trained  # noqa: F401  (the shared trained run)
@@ -162,15 +163,15 @@ def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained
   for num_keypoints in (15, 5):  # the same keypoints, or 5 others
     model, _ = create_model(config.model, num_keypoints, (32, 32))
     state = steps.create_train_state(config, model, (32, 32, 1), jax.random.key(7))
-    fresh = pretrained._flatten(jax.device_get(state.params))
+    fresh = traverse_util.flatten_dict(jax.device_get(state.params))
     loaded = pretrained.load(workdir, {"params": state.params, "batch_stats": state.batch_stats})
-    flat = pretrained._flatten(loaded["params"])
+    flat = traverse_util.flatten_dict(loaded["params"])
     assert flat.keys() == fresh.keys()
     for path, value in flat.items():
       # tiny's head is one 1x1 conv to a map per keypoint: taken only for the same keypoints.
       taken = path[0] == "backbone" or num_keypoints == 15
       np.testing.assert_array_equal(value, source["params"][path] if taken else fresh[path])
-    stats = pretrained._flatten(loaded["batch_stats"])
+    stats = traverse_util.flatten_dict(loaded["batch_stats"])
     assert stats and all(np.array_equal(v, source["batch_stats"][p]) for p, v in stats.items())
   restarted = steps.with_variables(state, loaded)
   assert int(restarted.step) == 0

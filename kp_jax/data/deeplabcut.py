@@ -121,10 +121,11 @@ def _test_mask(frames: list[str], test_frames, train_fraction: float, project: s
   if not test_frames:
     return held_out(len(frames), train_fraction)
   wanted = set(test_frames)
-  mask = np.array([f in wanted or os.path.basename(f) in wanted for f in frames])
-  found = {f for f in frames if f in wanted} | {os.path.basename(f) for f in frames
-                                                if os.path.basename(f) in wanted}
-  unknown = sorted(wanted - found)
+  # The entry of `test_frames` naming each frame (its path or its file name), or None.
+  named = [f if f in wanted else os.path.basename(f) if os.path.basename(f) in wanted else None
+           for f in frames]
+  mask = np.array([n is not None for n in named])
+  unknown = sorted(wanted - set(named))
   if unknown:
     raise ValueError(f"config.data.test_frames names frames not labelled in {project}: "
                      f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}.")
@@ -145,8 +146,8 @@ def source(data_config) -> Source:
     h5 = glob.glob(os.path.join(project, "labeled-data", "*", "CollectedData_*.h5"))
     raise FileNotFoundError(
         f"{project}/labeled-data/*/CollectedData_*.csv: no label files"
-        + (" (only .h5 ones: write the CSVs with deeplabcut.convertcsv2h5's inverse, "
-           "`deeplabcut.analyze_videos_converth5_to_csv`, or pandas' read_hdf().to_csv())"
+        + (" (only .h5 ones: write each as CSV beside it, e.g. "
+           "pandas.read_hdf('CollectedData_X.h5').to_csv('CollectedData_X.csv'))"
            if h5 else "") + ".")
   labels = [(frame, kp, vis, f"{path}: line {line}")
             for path in csvs for frame, kp, vis, line in read_labels(path, bodyparts)]
