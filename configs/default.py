@@ -39,8 +39,18 @@ def get_config():
   data.train_fraction = 0.0  # frames trained on, the rest held out evenly (sorted by path);
   #                            0: the project's TrainingFraction
   data.test_frames = ()  # explicit held-out frames (CSV paths or file names); overrides it
+  # COCO conventions (docs/datasets.md): what kp-jax decides where exports differ.
   data.category = ""  # COCO category to train on; "": the only one with keypoints
-  data.flip_pairs = ()  # (left, right) keypoint name pairs; (): pairs found from left_/right_ names
+  data.keypoint_names = ()  # names for a category without `keypoints` names; (): 68 points get
+  #                           the iBUG 300W names and mirror pairs, others point_00, point_01...
+  data.skeleton_base = config_dict.placeholder(int)  # 0 or 1: the base of the category's
+  #                           skeleton indices; None: 0-based when an index is 0, else 1-based
+  data.center_scale_unit = 200.0  # instances with center/scale and no bbox (MPII-style) get a
+  #                           box scale * this pixels wide, centred on the centre
+  data.outside_keypoints = "keep"  # labelled keypoints outside their image: "keep" (as MMPose),
+  #                                  "invisible" or "error"
+  data.flip_pairs = ()  # (left, right) keypoint name pairs; (): the file's own (flip_pairs,
+  #                       flip_index), else found from the names (left_/right_, L_/R_, eyeL/eyeR)
   data.oks_sigmas = ()  # per-keypoint OKS sigmas; (): COCO's for COCO person keypoints, else 0.05
   data.norm_keypoints = ()  # two keypoint names whose distance is the NME normaliser
   #                           (e.g. the outer eye corners); (): the box size sqrt(w * h)

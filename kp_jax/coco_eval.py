@@ -1,14 +1,14 @@
 """COCO keypoint AP/AR, computed by pycocotools from predictions in the COCO results format.
 
 Any dataset can be scored this way: COCO-format sources use their own annotation file as the
-ground truth; the others get one built from their examples (one instance per image, its box
+ground truth (as `kp_jax.data.coco.ground_truth` reads it); the others get one built from
+their examples (one instance per image, its box
 the whole crop region). Object keypoint similarity uses the keypoint spec's OKS sigmas.
 """
 
 import contextlib
 import copy
 import io
-import json
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -16,20 +16,6 @@ from pycocotools.cocoeval import COCOeval
 
 # COCOeval.stats, in order.
 STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-
-def load_ground_truth(path: str) -> dict:
-  """A COCO keypoint JSON, with the fields evaluation needs but tools may omit filled in:
-  `area` (the box area), `iscrowd` (0) and `num_keypoints` (labelled ones)."""
-  with open(path) as f:
-    data = json.load(f)
-  for ann in data["annotations"]:
-    ann.setdefault("iscrowd", 0)
-    if "bbox" in ann:
-      ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
-    if "keypoints" in ann:
-      ann.setdefault("num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3])))
-  return data
 
 
 def ground_truth_from_examples(image_ids, boxes, keypoints, visible, names,

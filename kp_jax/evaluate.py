@@ -4,8 +4,11 @@
 
 Writes into --output_dir (default WORKDIR/eval/SPLIT):
   metrics.json       NME (the dataset's normaliser), PCK, AUC and failure rate at 0.08 and 0.1,
-                     the mean error and RMSE in the source images' pixels (`*_image_px`) and
-                     RMSE in model-input pixels (`rmse_input_px`), the mean-shape baseline's
+                     the mean error (MMPose's EPE) and RMSE in the source images' pixels
+                     (`*_image_px`) and RMSE in model-input pixels (`rmse_input_px`), MMPose's
+                     PCK, PCK by box and AUC (`mmpose_*`, kp_jax/metrics.py has every
+                     definition), the examples and keypoints left out (no ground truth),
+                     the mean-shape baseline's
                      NME and image-pixel error, the share and error of keypoints above the
                      likelihood cutoff, COCO keypoint AP/AR (pycocotools, OKS with the
                      keypoints' sigmas), and a per-keypoint breakdown
@@ -42,18 +45,16 @@ def cutoff_metrics(rows: dict, cutoff: float) -> dict:
   labelled = rows["visible"] > 0
   kept = labelled & (rows["likelihood"] >= cutoff)
   error = np.linalg.norm(pred - true, axis=-1)
-  return {"likelihood_cutoff": cutoff, "kept_fraction": float(kept.sum() / labelled.sum()),
+  return {"likelihood_cutoff": cutoff,
+          "kept_fraction": float(kept.sum() / labelled.sum()) if labelled.any() else None,
           "error_image_px_kept": float(error[kept].mean()) if kept.any() else None}
 
 
 def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
   """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`)."""
   pred = to_source_pixels(rows["pred"], rows["matrix"])
-  annotation_file = source.annotation_files.get(split)
-  if annotation_file and spec.names == source.spec.names:  # the file's own ground truth
-    ground_truth = coco_eval.load_ground_truth(annotation_file)
-    category_id = next(c["id"] for c in ground_truth["categories"]
-                       if list(c.get("keypoints", [])) == list(spec.names))
+  if split in source.ground_truth and spec.names == source.spec.names:  # the file's own
+    ground_truth, category_id = source.ground_truth[split]()
   else:
     category_id = 1
     ground_truth = coco_eval.ground_truth_from_examples(
@@ -107,12 +108,14 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
 def format_table(summary: dict) -> str:
   lines = [f"{summary['source']} {summary['split']} ({summary['num_examples']} examples), "
            f"step {summary['step']}; NME normaliser: {summary['normaliser']}"]
-  lines += [f"  {k:<14} {v:.4f}" for k, v in summary.items()
-            if isinstance(v, float) and k not in ("step",)]
+  lines += [f"  {k:<22} {v:.4f}" for k, v in summary.items() if isinstance(v, float)]
+  lines += [f"  {k:<22} {v}" for k, v in summary.items()
+            if k.startswith("num_") or (v is None and k != "step")]
   lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8} {'error px':>9} "
-               f"{'baseline px':>12}  (px: the source image's pixels)")
-  lines += [f"  {name:<28} {m['nme']:>8.4f} {m['pck@0.1']:>8.3f} {m['error_image_px']:>9.2f} "
-            f"{m['baseline_error_image_px']:>12.2f}"
+               f"{'baseline px':>12}  (px: the source image's pixels; - : never labelled)")
+  cell = lambda value, spec: "-" if value is None else format(value, spec)
+  lines += [f"  {name:<28} {cell(m['nme'], '>8.4f')} {cell(m['pck@0.1'], '>8.3f')} "
+            f"{cell(m['error_image_px'], '>9.2f')} {cell(m['baseline_error_image_px'], '>12.2f')}"
             for name, m in summary["per_keypoint"].items()]
   return "\n".join(lines)
 

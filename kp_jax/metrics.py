@@ -14,7 +14,20 @@ Definitions (e = Euclidean error in pixels of a visible keypoint, d = the exampl
                 NME <= x) for x in [0, t], divided by t. Computed exactly: each example adds
                 max(0, 1 - NME / t), its share of that integral (toolkits that sample x on a
                 grid agree to the grid's resolution).
-Per keypoint (`keypoint_sums`): nme (mean e / d where visible), pck@0.1 and error_image_px.
+Per keypoint (`keypoint_sums`): nme (mean e / d where labelled), pck@0.1, error_image_px, and
+the MMPose definitions (mmpose.evaluation.functional), whose overall value is the mean of the
+per-keypoint values over the keypoints labelled at least once (`keypoint_means`):
+  mmpose_pck@t       PCK with a strict e < t * d, d the dataset's normaliser (PCKh with head
+                     sizes, PCK with torso or box sizes)
+  mmpose_pck_bbox@t  PCKAccuracy(norm_item="bbox"): e_image < t * max(box w, h), in the source
+                     image's pixels, box the instance's (whole frame without boxes)
+  mmpose_auc@30px    AUC(norm_factor=30, num_thrs=20): the mean of that PCK with d = 30 image
+                     pixels over the thresholds 0, 0.05, ..., 0.95
+MMPose's EPE is `error_image_px` (pooled over labelled keypoints), its NME `nme` when d is the
+same normaliser.
+
+Keypoints without ground truth are left out of every average and examples without any out of
+the per-example ones; an average over nothing is None, never NaN.
 
 Image-pixel metrics need `to_image` [B, 3, 3], the matrices from model-input to source-image
 pixels (the inverse of the pipeline's crop `matrix`).
@@ -25,6 +38,8 @@ import numpy as np
 
 PCK_THRESHOLDS = (0.05, 0.1)
 FAILURE_THRESHOLDS = (0.08, 0.1)  # 300W / AFLW papers report 0.08, WFLW 0.1
+MMPOSE_PCK_THRESHOLDS = (0.05, 0.1, 0.2)  # MMPose's default 0.05; hands and animals use 0.2
+MMPOSE_AUC_NORM_PX, MMPOSE_AUC_STEPS = 30.0, 20  # MMPose's AUC metric defaults
 
 
 def to_image_pixels(points, to_image):
@@ -65,35 +80,62 @@ def metric_sums(pred_px, true_px, visible, norm, mask=None, to_image=None) -> di
   return {name: jnp.stack(pair) for name, pair in sums.items()}
 
 
-def keypoint_sums(pred_px, true_px, visible, norm, mask, to_image=None) -> dict:
-  """{name: [2, K] (sum, count) per keypoint} for one batch."""
+def keypoint_sums(pred_px, true_px, visible, norm, mask, to_image=None, box=None) -> dict:
+  """{name: [2, K] (sum, count) per keypoint} for one batch; `box` [B, 4] (x, y, w, h in source
+  pixels) with `to_image` adds the MMPose metrics measured in source pixels."""
   v = visible * mask[:, None]
   error = jnp.sqrt(jnp.sum((pred_px - true_px) ** 2, axis=-1))
   relative = jnp.where(v > 0, error / jnp.where(v > 0, norm[:, None], 1.0), 0.0)  # padding: 0
   count = v.sum(0)
-  sums = {"nme": jnp.stack([(relative * v).sum(0), count]),
-          "pck@0.1": jnp.stack([((relative <= 0.1) * v).sum(0), count])}
+  per_keypoint = lambda values: jnp.stack([(values * v).sum(0), count])
+  sums = {"nme": per_keypoint(relative), "pck@0.1": per_keypoint(relative <= 0.1)}
+  for t in MMPOSE_PCK_THRESHOLDS:
+    sums[f"mmpose_pck@{t}"] = per_keypoint(relative < t)
   if to_image is not None:
     image_error = jnp.sqrt(_image_squared_error(pred_px, true_px, to_image))
-    sums["error_image_px"] = jnp.stack([(image_error * v).sum(0), count])
+    sums["error_image_px"] = per_keypoint(image_error)
+    thresholds = jnp.arange(MMPOSE_AUC_STEPS) / MMPOSE_AUC_STEPS
+    sums[f"mmpose_auc@{MMPOSE_AUC_NORM_PX:g}px"] = per_keypoint(
+        (image_error[..., None] / MMPOSE_AUC_NORM_PX < thresholds).mean(-1))
+    if box is not None:
+      box_size = jnp.max(box[:, 2:], axis=-1)[:, None]
+      for t in MMPOSE_PCK_THRESHOLDS:
+        sums[f"mmpose_pck_bbox@{t}"] = per_keypoint(image_error < t * box_size)
   return sums
 
 
+def _ratio(total, count):
+  return float(total) / float(count) if count > 0 else None
+
+
 def summarize_keypoints(sums: dict, names) -> dict:
-  """{keypoint name: {metric: value}} from accumulated `keypoint_sums`."""
+  """{keypoint name: {metric: value or None}} from accumulated `keypoint_sums`."""
   out = {name: {} for name in names}
   for metric, (total, count) in sums.items():
     for name, t, c in zip(names, np.asarray(total), np.asarray(count)):
-      out[name][metric] = float(t / c) if c > 0 else float("nan")
+      out[name][metric] = _ratio(t, c)
+  return out
+
+
+def keypoint_means(sums: dict, prefix: str = "") -> dict:
+  """The MMPose metrics' overall values: per-keypoint averages, then their mean over the
+  keypoints labelled at least once (None when there are none)."""
+  out = {}
+  for name, (total, count) in sums.items():
+    if name.startswith("mmpose_"):
+      labelled = np.asarray(count) > 0
+      out[prefix + name] = (float(np.mean(np.asarray(total)[labelled] / np.asarray(count)[labelled]))
+                            if labelled.any() else None)
   return out
 
 
 def summarize(sums: dict, prefix: str = "") -> dict:
-  """Averages from accumulated sums; each `mse_*` is reported as its root, `rmse_*`."""
+  """Averages from accumulated sums (None over nothing); each `mse_*` is reported as its root,
+  `rmse_*`."""
   out = {}
   for name, (total, count) in sums.items():
-    value = float(total) / float(count) if count > 0 else float("nan")
+    value = _ratio(total, count)
     if name.startswith("mse_"):
-      name, value = "r" + name, np.sqrt(value)
+      name, value = "r" + name, None if value is None else float(np.sqrt(value))
     out[prefix + name] = value
   return out

@@ -155,8 +155,8 @@ def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
   args = (batch["keypoints"], batch["visible"], batch["norm"], batch["mask"], to_image)
   sums = {"model": metrics.metric_sums(pred, *args),
           "baseline": metrics.metric_sums(baseline, *args),
-          "per_keypoint": metrics.keypoint_sums(pred, *args),
-          "per_keypoint_baseline": metrics.keypoint_sums(baseline, *args),
+          "per_keypoint": metrics.keypoint_sums(pred, *args, batch["box"]),
+          "per_keypoint_baseline": metrics.keypoint_sums(baseline, *args, batch["box"]),
           "num_examples": batch["mask"].sum()}
   if axis_name is not None:
     sums = jax.lax.psum(sums, axis_name)

@@ -51,9 +51,15 @@ def evaluate(parallel: steps.Parallel, state, config, source, split: str, mean_s
   baseline = metrics.summarize_keypoints(total["per_keypoint_baseline"], names)
   for name in names:
     per_keypoint[name].update({f"baseline_{k}": v for k, v in baseline[name].items()})
+  num_examples = int(total["num_examples"])
   return ({**metrics.summarize(total["model"]),
+           **metrics.keypoint_means(total["per_keypoint"]),
            **metrics.summarize(total["baseline"], prefix="baseline_"),
-           "num_examples": int(total["num_examples"])}, per_keypoint)
+           **metrics.keypoint_means(total["per_keypoint_baseline"], prefix="baseline_"),
+           "num_examples": num_examples,
+           # What the averages leave out: examples and keypoints without ground truth.
+           "num_examples_without_labels": num_examples - int(total["model"]["nme"][1]),
+           "num_labelled_keypoints": int(total["model"]["pck@0.1"][1])}, per_keypoint)
 
 
 class MetricsLog:
@@ -64,7 +70,8 @@ class MetricsLog:
     self.path = os.path.join(workdir, "metrics.jsonl") if is_writer else None
 
   def write(self, step: int, split: str, values: dict):
-    self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
+    self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()
+                                     if v is not None})
     if self.path:
       with open(self.path, "a") as f:
         f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
@@ -236,7 +243,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     if step % config.checkpoint_every_steps == 0 or is_last_step:
       checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
-                      meta, {"nme": eval_results["nme"]} if eval_results else None)
+                      meta, {"nme": eval_results["nme"]}
+                      if eval_results and eval_results["nme"] is not None else None)
       last_checkpoint = step
     step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
 
@@ -262,7 +270,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "config": config.name, "source": source.name, "split": "validation",
       **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
       "nme_baseline": eval_results["baseline_nme"],
-      "nme_ratio_to_baseline": eval_results["nme"] / eval_results["baseline_nme"],
+      "nme_ratio_to_baseline": (eval_results["nme"] / eval_results["baseline_nme"]
+                                if eval_results["nme"] is not None else None),
       "error_image_px_baseline": eval_results["baseline_error_image_px"],
       "steps": int(host_state.step), "batch_size": config.batch_size,
       "wall_seconds": time.time() - run_start,

@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from conftest import file_source_config
+from conftest import file_source_config, ground_truth_rows
 from kp_jax import coco_eval, evaluate, predict, train
 from kp_jax.data import example_coco, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
@@ -93,15 +93,18 @@ def broken_copies(files, tmp_path):
   def wrong_count(data):
     data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:-3]
   case("wrong_count", wrong_count, r"{path}: annotation 2: keypoint count disagrees with the "
-       r"category: 42 values, category 'face' has 15 keypoints \(45 values")
+       r"category: 42 values; category 'face' has 15 keypoints, so 45 \(x, y, v triples\) or 30 "
+       r"\(x, y pairs\)")
 
   def outside(data):
     data["annotations"][2]["keypoints"][0] = 5000.0
-  case("outside", outside, r"annotation 3: keypoints outside the image: \['left_eye_center'\]")
+  case("outside", outside, r"annotation 3: keypoints outside the image: \['left_eye_center'\] "
+       r"in .* \(config.data.outside_keypoints='keep' keeps them\)")
 
   def missing_field(data):
     del data["annotations"][0]["bbox"]
-  case("missing_field", missing_field, r"annotation 1: missing fields: \['bbox'\]")
+  case("missing_field", missing_field, r"annotation 1: missing fields: no 'bbox' \(nor 'center' "
+       r"and 'scale'\)")
 
   def unknown_image(data):
     data["annotations"][0]["image_id"] = 999
@@ -117,8 +120,8 @@ def test_each_kind_of_bad_data_names_the_file_and_record(data_dir, dataset, tmp_
   _, files = dataset
   for name, broken, message, image_dir in broken_copies(files, tmp_path):
     with pytest.raises(ValueError, match=message):
-      pipeline.get_source(coco_config(data_dir, broken,
-                                      image_dirs={"train": image_dir}).data)
+      pipeline.get_source(coco_config(data_dir, broken, image_dirs={"train": image_dir},
+                                      outside_keypoints="error").data)
   not_json = tmp_path / "not.json"
   not_json.write_text('{"images": [}')
   with pytest.raises(ValueError, match=rf"{not_json} is not valid JSON: .*line 1 column 13"):
@@ -134,7 +137,8 @@ def test_skip_mode_leaves_bad_records_out_and_counts_them(data_dir, dataset, tmp
     if name == "empty":
       continue
     source = pipeline.get_source(coco_config(data_dir, broken, bad_records="skip",
-                                             image_dirs={"train": image_dir}).data)
+                                             image_dirs={"train": image_dir},
+                                             outside_keypoints="error").data)
     # A missing image loses every annotation on it; the other faults one annotation each.
     lost = 2 if name in ("missing_image", "truncated_image") else 1
     assert source.split_sizes["train"] >= size - lost and source.split_sizes["train"] < size
@@ -187,17 +191,6 @@ def test_coco_ap_is_one_for_the_truth_and_matches_pycocotools_for_perturbed(tmp_
   want = pycocotools_ap(truth, predictions)
   assert 0.05 < got["AP"] < 0.95
   np.testing.assert_allclose([got[name] for name in coco_eval.STATS], want, atol=1e-12)
-
-
-def ground_truth_rows(config, source, split, noise=0.0):
-  """Evaluation rows whose predictions are the true keypoints (plus Gaussian noise)."""
-  rng = np.random.default_rng(0)
-  collected = []
-  for batch in pipeline.eval_iterator(config, source, split, local_devices=1):
-    flat = {k: v[0] for k, v in batch.items()}
-    pred = flat["keypoints"] + rng.normal(0, noise, flat["keypoints"].shape)
-    collected.append((pred, np.ones(pred.shape[:2]), flat))
-  return evaluate.stack_rows(collected)
 
 
 def test_evaluation_of_the_true_keypoints_scores_ap_one(data_dir, dataset):

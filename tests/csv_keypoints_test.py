@@ -92,10 +92,11 @@ def test_bad_rows_name_the_file_and_line(data_dir, tmp_path, edit, message):
   header, rows, _ = kaggle_rows(3)
   edit(rows[1])  # line 3: the header is line 1
   path = write_csv(tmp_path / "bad.csv", header, rows)
+  files = {"train": path, "validation": path}
   with pytest.raises(ValueError, match=f"{path}: {message}"):
-    pipeline.get_source(csv_config(data_dir, {"train": path, "validation": path}).data)
-  skipped = pipeline.get_source(csv_config(data_dir, {"train": path, "validation": path},
-                                           bad_records="skip").data)
+    pipeline.get_source(csv_config(data_dir, files, outside_keypoints="error").data)
+  skipped = pipeline.get_source(csv_config(data_dir, files, bad_records="skip",
+                                           outside_keypoints="error").data)
   assert skipped.split_sizes["train"] == 2
 
 

@@ -127,3 +127,95 @@ def test_image_pixel_errors_match_a_float64_reference():
     want = [np.hypot(*(np.float64(pred[i, j]) - true[i, j])) / scale[i]
             for i in range(b) if mask[i] and visible[i, j]]
     assert per_keypoint[name]["error_image_px"] == pytest.approx(np.mean(want), rel=1e-5)
+
+
+def mmpose_pck(pred, true, mask, threshold, norm):
+  """mmpose.evaluation.functional.keypoint_pck_accuracy's average accuracy, re-implemented in
+  float64 from its definition: each coordinate divided by the example's normaliser, distances
+  of unmasked keypoints (and of examples with a zero normaliser) left out, accuracy (d < t)
+  per keypoint over its valid examples, then the mean over keypoints with any."""
+  valid = mask & (norm > 0).all(1)[:, None]
+  distances = np.linalg.norm((pred - true) / norm[:, None, :], axis=-1)
+  accuracies = [np.mean(distances[valid[:, k], k] < threshold)
+                for k in range(pred.shape[1]) if valid[:, k].any()]
+  return np.mean(accuracies) if accuracies else 0.0
+
+
+def mmpose_auc(pred, true, mask, norm_factor=30.0, num_thrs=20):
+  """keypoint_auc: the mean PCK at thresholds i / num_thrs, i < num_thrs, distances / norm."""
+  norm = np.full((len(pred), 2), norm_factor)
+  return np.mean([mmpose_pck(pred, true, mask, i / num_thrs, norm) for i in range(num_thrs)])
+
+
+def mmpose_epe(pred, true, mask):
+  """keypoint_epe: the mean distance over unmasked keypoints."""
+  return np.linalg.norm(pred - true, axis=-1)[mask].mean()
+
+
+def test_mmpose_metrics_match_a_numpy_reimplementation_of_mmpose():
+  # Keypoints in source pixels, seen through per-example similarity crops as the evaluation
+  # sees them; one keypoint never labelled, one example with nothing labelled, padding rows.
+  rng = np.random.default_rng(3)
+  b, k = 23, 5
+  true = rng.uniform(20, 300, (b, k, 2))
+  pred = true + rng.normal(0, 1, (b, 1, 1)) * rng.normal(0, 12, (b, k, 2))
+  labelled = rng.uniform(size=(b, k)) < 0.8
+  labelled[:, 2] = False
+  labelled[4] = False
+  real = np.arange(b) < 20
+  boxes = np.concatenate([rng.uniform(0, 50, (b, 2)), rng.uniform(40, 400, (b, 2))], 1)
+  norm_image = rng.uniform(20, 60, b)  # the dataset's normaliser (a head size, a torso)
+  angle, scale = rng.uniform(-1, 1, b), rng.uniform(0.2, 3, b)
+  crop = np.zeros((b, 3, 3))
+  crop[:, 0, 0] = crop[:, 1, 1] = scale * np.cos(angle)
+  crop[:, 0, 1], crop[:, 1, 0] = -scale * np.sin(angle), scale * np.sin(angle)
+  crop[:, :2, 2], crop[:, 2, 2] = rng.uniform(-50, 50, (b, 2)), 1
+  to_input = lambda points: (np.einsum("bkj,bij->bki", points, crop[:, :2, :2])
+                             + crop[:, None, :2, 2])
+  f32 = lambda array: np.asarray(array, np.float32)
+  sums = metrics.keypoint_sums(f32(to_input(pred)), f32(to_input(true)), f32(labelled),
+                               f32(norm_image * scale), f32(real), f32(np.linalg.inv(crop)),
+                               f32(boxes))
+  got = metrics.keypoint_means({name: np.asarray(s) for name, s in sums.items()})
+  mask = labelled & real[:, None]
+  for t in metrics.MMPOSE_PCK_THRESHOLDS:
+    by_norm = mmpose_pck(pred, true, mask, t, np.stack([norm_image] * 2, 1))
+    by_box = mmpose_pck(pred, true, mask, t, np.stack([boxes[:, 2:].max(1)] * 2, 1))
+    assert 0 < by_box < 1 and 0 < by_norm < 1  # neither trivially all nor nothing
+    assert got[f"mmpose_pck@{t}"] == pytest.approx(by_norm, abs=1e-6)
+    assert got[f"mmpose_pck_bbox@{t}"] == pytest.approx(by_box, abs=1e-6)
+  assert got["mmpose_auc@30px"] == pytest.approx(mmpose_auc(pred, true, mask), abs=1e-6)
+  pooled = metrics.summarize({n: np.asarray(s) for n, s in metrics.metric_sums(
+      f32(to_input(pred)), f32(to_input(true)), f32(labelled), f32(norm_image * scale),
+      f32(real), f32(np.linalg.inv(crop))).items()})
+  assert pooled["error_image_px"] == pytest.approx(mmpose_epe(pred, true, mask), rel=1e-5)
+  # The never-labelled keypoint is left out, as None, never NaN.
+  per_keypoint = metrics.summarize_keypoints({n: np.asarray(s) for n, s in sums.items()},
+                                             "abcde")
+  assert set(per_keypoint["c"].values()) == {None}
+  assert None not in per_keypoint["a"].values()
+
+
+def test_nothing_labelled_gives_none_not_nan():
+  zeros = np.zeros((2, 3), np.float32)
+  points = np.ones((2, 3, 2), np.float32)
+  sums = metrics.metric_sums(points, points, zeros, np.ones(2, np.float32), np.ones(2, np.float32))
+  assert set(metrics.summarize({n: np.asarray(s) for n, s in sums.items()}).values()) == {None}
+  per_keypoint = metrics.keypoint_sums(points, points, zeros, np.ones(2, np.float32),
+                                       np.ones(2, np.float32), np.tile(np.eye(3), (2, 1, 1)),
+                                       np.ones((2, 4), np.float32))
+  assert set(metrics.keypoint_means({n: np.asarray(s) for n, s in per_keypoint.items()})
+             .values()) == {None}
+
+
+def test_an_error_on_the_threshold_counts_for_pck_but_not_for_mmpose_pck():
+  # e = 5 (a 3-4-5 triangle), d = 50: e == 0.1 * d. Ours counts e <= t * d; MMPose e < t * d.
+  true = np.zeros((1, 1, 2), np.float32)
+  pred = np.array([[[3.0, 4.0]]], np.float32)
+  ones = np.ones((1, 1), np.float32)
+  norm, mask = np.array([50.0], np.float32), np.ones(1, np.float32)
+  pooled = metrics.summarize({n: np.asarray(s) for n, s in metrics.metric_sums(
+      pred, true, ones, norm, mask).items()})
+  means = metrics.keypoint_means({n: np.asarray(s) for n, s in metrics.keypoint_sums(
+      pred, true, ones, norm, mask).items()})
+  assert pooled["pck@0.1"] == 1.0 and means["mmpose_pck@0.1"] == 0.0

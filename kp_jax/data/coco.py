@@ -1,21 +1,25 @@
-"""COCO-format keypoint files, as CVAT, Label Studio and Roboflow export them and MMPose and
-DeepLabCut read them: one JSON per split plus an image folder, trained top-down (each annotated
-instance is cropped by its box).
+"""COCO-format keypoint files, as CVAT, Label Studio, Roboflow and the field's toolboxes ship
+them: one JSON per split plus an image folder, trained top-down (each annotated instance is
+cropped by its box).
 
-The category's `keypoints` (names) and `skeleton` (1-based index pairs) define the keypoints;
-flip pairs come from the names (left_* <-> right_*) or from `config.data.flip_pairs`. A keypoint
-is labelled when its visibility flag v is 1 (occluded) or 2 (visible). Instances with no
-labelled keypoint and crowd regions are left out, as MMPose does; COCO evaluation still sees
-them in the ground truth.
+The category's `keypoints` (names) and `skeleton` (index pairs) define the keypoints; a
+keypoint is labelled when its visibility flag v is 1 (occluded) or 2 (visible). Instances with
+no labelled keypoint and crowd regions are left out, as MMPose does; COCO evaluation still sees
+them in the ground truth (`ground_truth`). Where exports differ (no keypoint names, 0-based
+skeletons, [x, y] pairs, center/scale instead of a bbox, sub-folders in `file_name`, ...) the
+decision taken is logged and has a config field; docs/datasets.md has the table.
 """
 
+import collections
+import functools
 import json
 import os
 
 import numpy as np
+from absl import logging
 
 from kp_jax.data import files
-from kp_jax.data.keypoints import COCO_PERSON, KeypointSpec
+from kp_jax.data.keypoints import COCO_PERSON, FACE68, KeypointSpec
 from kp_jax.data.source import Source
 
 
@@ -34,35 +38,155 @@ def read_json(path: str) -> dict:
 
 
 def find_category(data: dict, path: str, name: str) -> dict:
-  """The category named `name`, or the only one with keypoints when `name` is empty."""
-  with_keypoints = [c for c in data["categories"] if c.get("keypoints")]
+  """The category named `name`; without a name, the only one with keypoint names, else the
+  only one whose annotations have keypoints."""
+  categories = data["categories"]
   if name:
-    found = [c for c in data["categories"] if c.get("name") == name]
+    found = [c for c in categories if c.get("name") == name]
     if not found:
       raise ValueError(f"config.data.category={name!r} is not in {path}; it has "
-                       f"{[c.get('name') for c in data['categories']]}.")
-    if not found[0].get("keypoints"):
-      raise ValueError(f"{path}: category {name!r} has no keypoint names.")
+                       f"{[c.get('name') for c in categories]}.")
     return found[0]
-  if len(with_keypoints) != 1:
-    raise ValueError(f"{path} has {len(with_keypoints)} categories with keypoints "
-                     f"({[c.get('name') for c in with_keypoints]}): set config.data.category.")
-  return with_keypoints[0]
+  named = [c for c in categories if c.get("keypoints")]
+  with_points = {a.get("category_id") for a in data["annotations"] if a.get("keypoints")}
+  candidates = named or [c for c in categories if c.get("id") in with_points]
+  if len(candidates) == 1:
+    return candidates[0]
+  if not candidates:
+    raise ValueError(f"{path}: no category names keypoints and no annotation has any.")
+  raise ValueError(f"{path} has {len(candidates)} categories with keypoints "
+                   f"({[c.get('name') for c in candidates]}): set config.data.category to the "
+                   "one to train on.")
 
 
-def category_spec(category: dict, path: str, flip_pairs=(), sigmas=()) -> KeypointSpec:
-  names = tuple(category["keypoints"])
-  skeleton = []
-  for pair in category.get("skeleton", []):
-    if len(pair) != 2 or not all(isinstance(i, int) and 1 <= i <= len(names) for i in pair):
-      raise ValueError(f"{path}: category {category.get('name')!r} has skeleton entry {pair}; "
-                       f"entries are pairs of 1-based keypoint indices up to {len(names)}.")
-    skeleton.append((names[pair[0] - 1], names[pair[1] - 1]))
+def _num_values(keypoints) -> tuple[int, int]:
+  """(points, values per point) of an annotation's keypoint list: flat x, y, v triples (COCO),
+  flat x, y pairs, or nested [x, y, v] / [x, y] lists."""
+  if keypoints and isinstance(keypoints[0], (list, tuple)):
+    return len(keypoints), len(keypoints[0])
+  return (len(keypoints) // 3, 3) if len(keypoints) % 3 == 0 else (len(keypoints) // 2, 2)
+
+
+def keypoint_names(category: dict, data: dict, path: str, configured=()) -> tuple[str, ...]:
+  """The category's `keypoints`, or for a category without names (most face-landmark
+  exports) `configured` (`config.data.keypoint_names`), iBUG 300W's for 68 points, or
+  point_00, point_01, ... for the count most of its annotations have."""
+  if category.get("keypoints"):
+    return tuple(category["keypoints"])
+  counts = collections.Counter(_num_values(a["keypoints"])[0] for a in data["annotations"]
+                               if a.get("category_id") == category.get("id")
+                               and a.get("keypoints"))
+  if not counts:
+    raise ValueError(f"{path}: category {category.get('name')!r} has no keypoint names and no "
+                     "annotation with keypoints.")
+  count = counts.most_common(1)[0][0]
+  if configured:
+    if len(configured) != count:
+      raise ValueError(f"config.data.keypoint_names has {len(configured)} names; the "
+                       f"annotations of {category.get('name')!r} in {path} have {count} "
+                       "keypoints.")
+    return tuple(configured)
+  names = FACE68.names if count == 68 else tuple(f"point_{i:02d}" for i in range(count))
+  logging.warning("%s: category %r names no keypoints; its annotations have %d, named %s ... %s "
+                  "(%s; set config.data.keypoint_names to name them).", path,
+                  category.get("name"), count, names[0], names[-1],
+                  "the iBUG 300W layout" if count == 68 else "by index")
+  return names
+
+
+def keypoint_triples(values, k: int, category_name: str) -> np.ndarray:
+  """[k, 3] (x, y, v) from an annotation's keypoint list (see `_num_values`). [x, y] pairs
+  carry no flags: a point is labelled unless it is (0, 0) or not finite, COCO's mark of an
+  unlabelled point. Raises ValueError saying what was expected."""
+  try:
+    array = np.asarray(values, np.float64)
+  except (TypeError, ValueError):
+    array = np.zeros(0)  # ragged or not numbers
+  if array.ndim == 1 and array.size in (3 * k, 2 * k) and k:
+    array = array.reshape(k, -1)
+  if array.shape not in ((k, 3), (k, 2)):
+    raise ValueError(f"{array.size} values; category {category_name!r} has {k} keypoints, so "
+                     f"{3 * k} (x, y, v triples) or {2 * k} (x, y pairs), flat or nested, were "
+                     "expected")
+  if array.shape[1] == 2:
+    labelled = np.isfinite(array).all(1) & (array != 0).any(1)
+    array = np.concatenate([np.nan_to_num(array), 2.0 * labelled[:, None]], 1)
+  return array
+
+
+def instance_box(ann: dict, center_scale_unit: float) -> np.ndarray:
+  """(x, y, w, h): the `bbox`, else a box from MPII-style `center` and `scale` (a number or
+  [sx, sy]; the box is scale * `center_scale_unit` pixels, MPII's and MMPose's 200, across).
+  Raises ValueError when neither is usable."""
+  if "bbox" in ann:
+    box = np.asarray(ann["bbox"], np.float64)
+  elif "center" in ann and "scale" in ann:
+    center = np.asarray(ann["center"], np.float64)
+    size = np.broadcast_to(np.asarray(ann["scale"], np.float64) * center_scale_unit, (2,))
+    box = np.concatenate([center - size / 2, size]) if center.shape == (2,) else np.zeros(0)
+  else:
+    raise ValueError("missing fields: no 'bbox' (nor 'center' and 'scale')")
+  if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+    raise ValueError(f"bad bbox: {ann.get('bbox', [ann.get('center'), ann.get('scale')])} "
+                     "(x, y, w, h with w, h > 0, or center and scale)")
+  return box
+
+
+def skeleton(category: dict, names, path: str, base: int | None) -> tuple:
+  """The skeleton as name pairs. Index pairs are 1-based (COCO) unless `base`
+  (`config.data.skeleton_base`) says 0 or, unset, an index is 0; name pairs are taken as
+  they are. Entries that fit neither are dropped with a warning: the skeleton only draws."""
+  entries = category.get("skeleton") or []
+  indices = [i for pair in entries for i in pair if isinstance(i, int)]
+  if base is None:
+    base = 0 if 0 in indices else 1
+    if base == 0:
+      logging.info("%s: category %r's skeleton has index 0: read as 0-based (set "
+                   "config.data.skeleton_base to change it).", path, category.get("name"))
+  pairs, dropped = [], []
+  for pair in entries:
+    if len(pair) == 2 and all(isinstance(i, int) and base <= i < base + len(names)
+                              for i in pair):
+      pairs.append((names[pair[0] - base], names[pair[1] - base]))
+    elif len(pair) == 2 and all(n in names for n in pair):
+      pairs.append(tuple(pair))
+    else:
+      dropped.append(pair)
+  if dropped:
+    logging.warning("%s: category %r: skeleton entries %s are not pairs of %d-based indices up "
+                    "to %d or of keypoint names; left out of the drawings.", path,
+                    category.get("name"), dropped, base, len(names) - 1 + base)
+  return tuple(pairs)
+
+
+def flip_pairs_in_file(category: dict, names, path: str) -> tuple:
+  """Flip pairs the category gives itself: `flip_pairs` (name pairs or 0-based index pairs,
+  as in MMPose's dataset metadata) or `flip_index` / `flip_idx` (each keypoint's partner's
+  0-based index, as in Ultralytics and CenterNet)."""
+  pairs = category.get("flip_pairs") or []
+  index = category.get("flip_index") or category.get("flip_idx") or []
+  if index:
+    pairs = [(i, j) for i, j in enumerate(index) if isinstance(j, int) and i < j]
+  try:
+    return tuple(tuple(names[p] if isinstance(p, int) else p for p in pair) for pair in pairs)
+  except (IndexError, TypeError):
+    raise ValueError(f"{path}: category {category.get('name')!r}: flip pairs {pairs} are not "
+                     f"pairs of names or of 0-based indices below {len(names)}.") from None
+
+
+def category_spec(category: dict, data: dict, path: str, data_config) -> KeypointSpec:
+  names = keypoint_names(category, data, path, data_config.keypoint_names)
+  sigmas = tuple(data_config.oks_sigmas)
   if not sigmas and names == COCO_PERSON.names:
     sigmas = COCO_PERSON.sigmas
+  face68 = names == FACE68.names
+  pairs = files.flip_pairs(data_config.flip_pairs, names,
+                           flip_pairs_in_file(category, names, path) or
+                           (FACE68.flip_pairs if face68 else ()), where=path)
+  lines = skeleton(category, names, path, data_config.skeleton_base)
   try:
-    return KeypointSpec(names, files.flip_pairs(flip_pairs, names), tuple(skeleton),
-                        normaliser="", sigmas=tuple(sigmas))
+    return KeypointSpec(names, pairs, lines or (FACE68.skeleton if face68 else ()),
+                        normaliser="", sigmas=sigmas)
   except ValueError as e:
     raise ValueError(f"{path}: category {category.get('name')!r} with config.data.flip_pairs / "
                      f"oks_sigmas: {e}") from None
@@ -73,7 +197,7 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
   """The keypoint spec and the checked instances of one COCO JSON."""
   data = read_json(path)
   category = find_category(data, path, data_config.category)
-  spec = category_spec(category, path, data_config.flip_pairs, data_config.oks_sigmas)
+  spec = category_spec(category, data, path, data_config)
   if spec_from_first is not None and spec.names != spec_from_first.names:
     raise ValueError(f"{path}: keypoints {spec.names} differ from the train split's "
                      f"{spec_from_first.names}.")
@@ -86,45 +210,83 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
     image_info[image["id"]] = image
 
   bad = files.BadRecords(data_config.bad_records, path)
+  outside = files.OutsideKeypoints(data_config.outside_keypoints, path)
   records, k = files.Records.empty(), spec.num_keypoints
   for index, ann in enumerate(data["annotations"]):
     if ann.get("category_id") != category["id"] or ann.get("iscrowd", 0):
       continue
     record = f"annotation {ann.get('id', f'#{index}')}"
-    missing = [key for key in ("image_id", "keypoints", "bbox") if key not in ann]
+    missing = [key for key in ("image_id", "keypoints") if key not in ann]
     if missing:
       bad.report(record, "missing fields", f"{missing}")
       continue
-    values = np.asarray(ann["keypoints"], np.float64)
-    if values.shape != (3 * k,):
-      bad.report(record, "keypoint count disagrees with the category",
-                 f"{values.size} values, category {category['name']!r} has {k} keypoints "
-                 f"({3 * k} values: x, y, v each)")
+    try:
+      values = keypoint_triples(ann["keypoints"], k, category.get("name"))
+    except ValueError as e:
+      bad.report(record, "keypoint count disagrees with the category", str(e))
       continue
-    keypoints, visible = values.reshape(k, 3)[:, :2], (values[2::3] > 0).astype(np.float32)
+    keypoints, visible = values[:, :2], (values[:, 2] > 0).astype(np.float32)
     if visible.sum() < data_config.min_keypoints:
       continue  # too few labels to learn from (COCO has many such instances)
-    box = np.asarray(ann["bbox"], np.float64)
-    if box.shape != (4,) or box[2] <= 0 or box[3] <= 0:
-      bad.report(record, "bad bbox", f"{ann['bbox']} (x, y, w, h with w, h > 0)")
+    try:
+      box = instance_box(ann, data_config.center_scale_unit)
+    except ValueError as e:
+      reason, _, detail = str(e).partition(": ")
+      bad.report(record, reason, detail)
       continue
     image = image_info.get(ann["image_id"])
     if image is None:
       bad.report(record, "unknown image_id", f"{ann['image_id']}")
       continue
-    image_path = os.path.join(image_dir, image["file_name"])
     try:
+      image_path = files.find_image(image_dir, image["file_name"])
       width, height = images.size(image_path)
     except ValueError as e:
       bad.report(record, "unreadable image", str(e))
       continue
-    norm = files.checked_normaliser(bad, record, keypoints, visible, box, width, height, spec,
-                                    data_config.norm_keypoints, image_path)
-    if norm is None:
+    labels = files.checked_labels(bad, outside, record, keypoints, visible, box, width, height,
+                                  spec, data_config.norm_keypoints, image_path)
+    if labels is None:
       continue
+    visible, norm = labels
     records.append(image_path, keypoints * visible[:, None], visible, norm, box, ann["image_id"])
   bad.log_summary()
+  outside.log_summary()
   return spec, records
+
+
+def ground_truth(path: str, data_config) -> tuple[dict, int]:
+  """(The split's annotations as pycocotools scores them, the category id): the chosen
+  category's instances read as training reads them (keypoints as flat triples, the box from
+  `bbox` or center/scale), with `area`, `iscrowd` and `num_keypoints` filled in, and every
+  annotation renumbered from 1 when an id is 0, missing or repeated (pycocotools takes a
+  match to id 0 for no match)."""
+  data = read_json(path)
+  category = find_category(data, path, data_config.category)
+  names = keypoint_names(category, data, path, data_config.keypoint_names)
+  annotations = []
+  for ann in data["annotations"]:
+    if ann.get("category_id") != category["id"]:
+      continue
+    try:
+      triples = keypoint_triples(ann.get("keypoints") or [0] * 3 * len(names), len(names),
+                                 category.get("name"))
+      box = instance_box(ann, data_config.center_scale_unit)
+    except ValueError:
+      continue  # a bad record: reported (or skipped and counted) when the split was read
+    annotations.append({**ann, "keypoints": triples.ravel().tolist(), "bbox": box.tolist(),
+                        "area": float(ann.get("area") or box[2] * box[3]),
+                        "iscrowd": int(ann.get("iscrowd", 0)),
+                        "num_keypoints": int(np.count_nonzero(triples[:, 2]))})
+  ids = [ann.get("id") for ann in annotations]
+  if not all(isinstance(i, int) and i > 0 for i in ids) or len(set(ids)) != len(ids):
+    logging.info("%s: annotation ids include 0, a gap or a repeat: renumbered 1..%d for COCO "
+                 "evaluation.", path, len(annotations))
+    annotations = [{**ann, "id": i + 1} for i, ann in enumerate(annotations)]
+  return {"images": [{"id": image["id"]} for image in data["images"]],
+          "annotations": annotations,
+          "categories": [{"id": category["id"], "name": category.get("name", ""),
+                          "keypoints": list(names)}]}, category["id"]
 
 
 def source(data_config) -> Source:
@@ -141,5 +303,7 @@ def source(data_config) -> Source:
   normaliser = files.normaliser_name(data_config.norm_keypoints, "box size sqrt(w * h)")
   spec = KeypointSpec(spec.names, spec.flip_pairs, spec.skeleton, normaliser, spec.sigmas)
   name = f"coco/{os.path.basename(data_config.files['train'])}"
-  return files.records_source(name, spec, splits, data_config.channels,
-                              annotation_files=dict(data_config.files))
+  return files.records_source(
+      name, spec, splits, data_config.channels,
+      ground_truth={split: functools.partial(ground_truth, path, data_config)
+                    for split, path in data_config.files.items()})

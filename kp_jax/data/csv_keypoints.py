@@ -48,6 +48,7 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
   if not os.path.exists(path):
     raise FileNotFoundError(f"CSV file {path} not found.")
   bad = files.BadRecords(data_config.bad_records, path)
+  outside = files.OutsideKeypoints(data_config.outside_keypoints, path)
   records = files.Records.empty()
   with open(path, newline="") as f:
     reader = csv.reader(f)
@@ -83,7 +84,7 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
       try:
         image = parse_pixels(value)
         if image is None:
-          image = os.path.join(image_dir, value.strip())
+          image = files.find_image(image_dir, value.strip())
           width, height = images.size(image)
         else:
           height, width = image.shape[:2]
@@ -95,12 +96,14 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
         bad.report(record, "image size differs", f"{image.shape} after {records.images[0].shape}")
         continue
       box = np.array([0.0, 0.0, width, height])
-      norm = files.checked_normaliser(bad, record, keypoints, visible, box, width, height, spec,
-                                      data_config.norm_keypoints)
-      if norm is None:
+      labels = files.checked_labels(bad, outside, record, keypoints, visible, box, width,
+                                    height, spec, data_config.norm_keypoints)
+      if labels is None:
         continue
+      visible, norm = labels
       records.append(image, keypoints, visible, norm, box, reader.line_num)
   bad.log_summary()
+  outside.log_summary()
   return names, records
 
 
@@ -116,7 +119,8 @@ def source(data_config) -> Source:
     names, splits[split] = read_split(path, files.image_folder(data_config, split, path),
                                       data_config, images, names)
   try:
-    spec = KeypointSpec(tuple(names), files.flip_pairs(data_config.flip_pairs, names), (),
+    pairs = files.flip_pairs(data_config.flip_pairs, names, where=data_config.files["train"])
+    spec = KeypointSpec(tuple(names), pairs, (),
                         files.normaliser_name(data_config.norm_keypoints,
                                               "image size sqrt(w * h)"),
                         tuple(data_config.oks_sigmas))

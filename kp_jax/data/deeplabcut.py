@@ -162,7 +162,7 @@ def source(data_config) -> Source:
   test = _test_mask(frames, tuple(data_config.test_frames), train_fraction, project)
   names = tuple(bodyparts)
   try:
-    spec = KeypointSpec(names, files.flip_pairs(data_config.flip_pairs, names),
+    spec = KeypointSpec(names, files.flip_pairs(data_config.flip_pairs, names, where=config_path),
                         _skeleton(project_config, names, config_path),
                         "image size sqrt(w * h)", tuple(data_config.oks_sigmas))
   except ValueError as e:
@@ -170,6 +170,7 @@ def source(data_config) -> Source:
 
   images = files.ImageChecker(decode=data_config.verify_images)
   bad = files.BadRecords(data_config.bad_records, config_path)
+  outside = files.OutsideKeypoints(data_config.outside_keypoints, config_path)
   splits = {"train": files.Records.empty(), "test": files.Records.empty()}
   for image_id, ((frame, keypoints, visible, record), is_test) in enumerate(zip(labels, test)):
     image_path = os.path.join(project, frame)
@@ -179,13 +180,15 @@ def source(data_config) -> Source:
       bad.report(record, "unreadable image", str(e))
       continue
     box = np.array([0.0, 0.0, width, height])
-    norm = files.checked_normaliser(bad, record, keypoints, visible, box, width, height, spec,
-                                    data_config.norm_keypoints, image_path)
-    if norm is None:
+    labels = files.checked_labels(bad, outside, record, keypoints, visible, box, width, height,
+                                  spec, data_config.norm_keypoints, image_path)
+    if labels is None:
       continue
+    visible, norm = labels
     splits["test" if is_test else "train"].append(image_path, keypoints, visible, norm, box,
                                                   image_id)
   bad.log_summary()
+  outside.log_summary()
   splits["validation"] = splits["test"]
   name = f"deeplabcut/{os.path.basename(os.path.normpath(project))}"
   return files.records_source(name, spec, splits, data_config.channels)

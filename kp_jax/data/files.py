@@ -65,10 +65,67 @@ class ImageChecker:
     return self.sizes[path]
 
 
+OUTSIDE_KEYPOINT_POLICIES = ("keep", "invisible", "error")
+
+
 def keypoints_outside(keypoints, visible, width: int, height: int) -> list[int]:
   """Indices of labelled keypoints outside the image [-0.5, size - 0.5]."""
   outside = ((keypoints < -0.5) | (keypoints > np.array([width, height]) - 0.5)).any(-1)
   return np.flatnonzero(outside & (visible > 0)).tolist()
+
+
+class OutsideKeypoints:
+  """What `config.data.outside_keypoints` does with labelled keypoints outside their image (a
+  head top above the frame): "keep" them (MMPose's and DeepLabCut's choice, the default),
+  make them "invisible", or report an "error"; kept and hidden ones are counted and logged."""
+
+  def __init__(self, policy: str, path: str):
+    if policy not in OUTSIDE_KEYPOINT_POLICIES:
+      raise ValueError(f"config.data.outside_keypoints={policy!r}: choose one of "
+                       f"{OUTSIDE_KEYPOINT_POLICIES}.")
+    self.policy, self.path, self.count, self.first = policy, path, 0, ""
+
+  def visible(self, bad: BadRecords, record: str, keypoints, visible, width: int, height: int,
+              spec: KeypointSpec, where: str = ""):
+    """The record's visibility under the policy, or None after reporting it to `bad`."""
+    outside = keypoints_outside(keypoints, visible, width, height)
+    if not outside:
+      return visible
+    detail = f"{[spec.names[i] for i in outside]}" + (f" in {width}x{height} image {where}"
+                                                      if where else "")
+    if self.policy == "error":
+      bad.report(record, "keypoints outside the image", detail + " (config.data."
+                 "outside_keypoints='keep' keeps them)")
+      return None
+    self.count += len(outside)
+    self.first = self.first or f"{record}: {detail}"
+    if self.policy == "invisible":
+      visible = visible.copy()
+      visible[outside] = 0
+    return visible
+
+  def log_summary(self):
+    if self.count:
+      logging.info("%s: %d labelled keypoints lie outside their images (first: %s); "
+                   "config.data.outside_keypoints=%r.", self.path, self.count, self.first,
+                   self.policy)
+
+
+def find_image(image_dir: str, file_name: str) -> str:
+  """The image a record's `file_name` names under `image_dir`: the path as given, else with
+  its leading folders dropped one by one (exports often name "train2017/x.jpg" or
+  "data/images/x.jpg" while `image_dir` is already that folder). Raises ValueError naming
+  what was tried."""
+  parts = [p for p in file_name.replace("\\", "/").split("/") if p]
+  if os.path.isabs(file_name) and os.path.exists(file_name):
+    return file_name
+  tried = [os.path.join(image_dir, *parts[i:]) for i in range(len(parts))]
+  for path in tried:
+    if os.path.exists(path):
+      return path
+  raise ValueError(f"image file {tried[0]} not found" + (
+      f" (nor {', '.join(tried[1:])})" if len(tried) > 1 else "")
+      + "; set config.data.image_dirs to the folder the file names are relative to")
 
 
 @dataclasses.dataclass
@@ -120,23 +177,20 @@ def normaliser(keypoints, visible, box, spec: KeypointSpec, norm_keypoints) -> f
   return float(np.hypot(*(keypoints[i] - keypoints[j])))
 
 
-def checked_normaliser(bad: BadRecords, record: str, keypoints, visible, box, width: int,
-                       height: int, spec: KeypointSpec, norm_keypoints,
-                       where: str = "") -> float | None:
-  """The record's normaliser, or None after reporting it to `bad`: labelled keypoints outside
-  the (width x height) image `where`, or no usable normaliser."""
-  outside = keypoints_outside(keypoints, visible, width, height)
-  if outside:
-    bad.report(record, "keypoints outside the image",
-               f"{[spec.names[i] for i in outside]}" + (f" in {width}x{height} image {where}"
-                                                        if where else ""))
+def checked_labels(bad: BadRecords, outside: OutsideKeypoints, record: str, keypoints, visible,
+                   box, width: int, height: int, spec: KeypointSpec, norm_keypoints,
+                   where: str = ""):
+  """(visibility, normaliser) of a record under the outside-keypoints policy, or None after
+  reporting it to `bad` (keypoints outside the image under "error", no usable normaliser)."""
+  visible = outside.visible(bad, record, keypoints, visible, width, height, spec, where)
+  if visible is None:
     return None
   norm = normaliser(keypoints, visible, box, spec, norm_keypoints)
   if norm is None or norm <= 0:
     bad.report(record, "no normaliser", f"config.data.norm_keypoints="
                f"{tuple(norm_keypoints)} not both labelled and apart")
     return None
-  return norm
+  return visible, norm
 
 
 def image_folder(data_config, split: str, annotation_file: str) -> str:
@@ -152,9 +206,17 @@ def normaliser_name(norm_keypoints, without: str) -> str:
   return without
 
 
-def flip_pairs(configured, names) -> tuple[tuple[str, str], ...]:
-  """`config.data.flip_pairs`, or the pairs found from left/right names."""
-  return tuple(tuple(p) for p in configured) or flip_pairs_from_names(names)
+def flip_pairs(configured, names, in_file=(), where: str = "") -> tuple[tuple[str, str], ...]:
+  """`config.data.flip_pairs`, else the pairs the annotation file gives (`in_file`), else
+  those found from the names (`flip_pairs_from_names`); logs which and what stays unpaired."""
+  if configured:
+    return tuple(tuple(p) for p in configured)
+  pairs, origin = (tuple(in_file), "given in the file") if in_file else (
+      flip_pairs_from_names(names), "found from the names")
+  unpaired = sorted(set(names) - {n for pair in pairs for n in pair})
+  logging.info("%s: flip pairs %s: %s; without a partner: %s (set config.data.flip_pairs to "
+               "change them).", where, origin, list(pairs), unpaired)
+  return pairs
 
 
 def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
@@ -165,7 +227,7 @@ def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
 
 
 def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], channels: int,
-                   annotation_files: dict[str, str] | None = None) -> Source:
+                   ground_truth: dict | None = None) -> Source:
   """A `Source` of the checked records, reading image files with tf.data."""
   for split, records in splits.items():
     if not len(records):
@@ -188,4 +250,4 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   image_hw = splits["train"].images[0].shape[:2] if in_memory else None
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=load,
-                annotation_files=annotation_files or {})
+                ground_truth=ground_truth or {})

@@ -6,6 +6,7 @@ spans x in [-0.5, W - 0.5] and a horizontal flip maps x to W - 1 - x.
 """
 
 import dataclasses
+import re
 from typing import Sequence
 
 import numpy as np
@@ -74,17 +75,48 @@ class KeypointSpec:
 DEFAULT_OKS_SIGMA = 0.05
 
 
+_SIDE_WORD = re.compile("left|right", re.IGNORECASE)
+_SEPARATORS = "_- ."
+
+
+def _swap_word(match: re.Match) -> str:
+  word = match.group()
+  other = "right" if word.lower() == "left" else "left"
+  return other.upper() if word.isupper() else other.title() if word[0].isupper() else other
+
+
+def _is_side_letter(name: str, i: int) -> bool:
+  """Whether name[i] (an l, L, r or R) is a side marker standing as its own token: after the
+  start, a separator or (upper case only) any character; before the end, a separator, a
+  digit or an upper-case letter (L_Eye, eye_l, eyeL, forelegL1, lEye, HL)."""
+  letter, before, after = name[i], name[i - 1] if i else "", name[i + 1:i + 2]
+  starts = not before or before in _SEPARATORS or letter.isupper()
+  ends = not after or after in _SEPARATORS or after.isdigit() or after.isupper()
+  return starts and ends
+
+
+def mirror_names(name: str) -> list[str]:
+  """The names `name` becomes with one side marker swapped: "left" <-> "right" (any case),
+  or a lone l/L <-> r/R (see `_is_side_letter`)."""
+  candidates = [_SIDE_WORD.sub(_swap_word, name)]
+  swap = str.maketrans("lLrR", "rRlL")
+  candidates += [name[:i] + name[i].translate(swap) + name[i + 1:]
+                 for i in range(len(name)) if name[i] in "lLrR" and _is_side_letter(name, i)]
+  return [c for c in candidates if c != name]
+
+
 def flip_pairs_from_names(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
-  """Pairs whose names differ only by "left" <-> "right" (any case: left_eye / right_eye,
-  LeftHand / RightHand, l_... is not guessed)."""
-  pairs = []
-  lowered = {name.lower(): name for name in names}
+  """Pairs of names that are each other's mirror (`mirror_names`): left_eye / right_eye,
+  LeftPaw / RightPaw, L_Eye / R_Eye, eyeL / eyeR, forelegL1 / forelegR1, ear-l / ear-r. Each
+  name joins at most one pair, the first partner found in `names`' order."""
+  known, paired, pairs = set(names), set(), []
   for name in names:
-    low = name.lower()
-    if "left" in low:
-      partner = lowered.get(low.replace("left", "right"))
-      if partner is not None and partner != name:
-        pairs.append((name, partner))
+    if name in paired:
+      continue
+    partner = next((c for c in mirror_names(name) if c in known and c not in paired), None)
+    if partner is not None:
+      pairs.append((name, partner))
+      paired.update((name, partner))
   return tuple(pairs)
 
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from kp_jax.data import coco, csv_keypoints, deeplabcut, synthetic, tfds_landmarks, transforms
 from kp_jax.data.keypoints import KeypointSpec
@@ -129,6 +130,12 @@ def _augment_op(data_config, spec: KeypointSpec, input_hw):
 
 def _check_augment_config(data_config, spec: KeypointSpec):
   aug = data_config.augment
+  unpaired = sorted(set(spec.names) - {n for pair in spec.flip_pairs for n in pair})
+  if aug.flip_probability and unpaired:
+    logging.warning("Flip augmentation is on and keypoints %s have no left/right partner: "
+                    "they must lie on the mirror axis (a nose, a tail), else set "
+                    "config.data.flip_pairs or config.data.augment.flip_probability=0.",
+                    unpaired)
   if aug.half_body_probability:
     if not data_config.input_size:
       raise ValueError("config.data.augment.half_body_probability needs boxes to crop: set "
@@ -179,7 +186,6 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
   spec, indices = keypoint_subset(data, source.spec)
-  _check_augment_config(data, spec)
   examples = source.load("train", shard, num_shards).map(
       _select(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
   if data.cache:
@@ -205,6 +211,7 @@ def train_iterator(config, source: Source, *, start_step: int, local_devices: in
                    process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Endless augmented training batches of this process, starting at `start_step`."""
   check_batch_size(config.batch_size, process_count, local_devices, "batch_size")
+  _check_augment_config(config.data, keypoint_subset(config.data, source.spec)[0])
   shards, num_shards = input_shards(config.data, process_index, process_count)
   if config.batch_size % num_shards:
     raise ValueError(f"config.batch_size={config.batch_size} must be divisible by "
@@ -253,7 +260,7 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
 
 def device_batch(batch: dict) -> dict:
   """The keys the compiled evaluation step uses (the rest identify the source examples)."""
-  return {k: batch[k] for k in (*TRAIN_KEYS, "matrix", "mask")}
+  return {k: batch[k] for k in (*TRAIN_KEYS, "matrix", "box", "mask")}
 
 
 def training_mean_shape(data_config, source: Source) -> np.ndarray:
@@ -272,7 +279,13 @@ def training_mean_shape(data_config, source: Source) -> np.ndarray:
   for keypoints, visible in ds.batch(4096).as_numpy_iterator():
     total = total + (keypoints * visible[..., None]).sum(0, dtype=np.float64)
     count = count + visible.sum(0, dtype=np.float64)
-  if np.any(count == 0):
-    raise ValueError(f"{source.name}: keypoints {np.flatnonzero(count == 0).tolist()} are never "
-                     "visible in the train split, so the mean-shape baseline is undefined.")
-  return (total / count[:, None]).astype(np.float32)
+  mean = total / np.maximum(count, 1)[:, None]
+  never = count == 0
+  if never.any():  # the baseline is a report: place such keypoints at the others' centre
+    names = keypoint_subset(data_config, source.spec)[0].names
+    centre = mean[~never].mean(0) if (~never).any() else np.array(input_hw[::-1]) / 2 - 0.5
+    mean[never] = centre
+    logging.warning("%s: keypoints %s are never labelled in the train split: the model gets no "
+                    "signal for them, and the mean-shape baseline puts them at the centre of "
+                    "the others.", source.name, [names[i] for i in np.flatnonzero(never)])
+  return mean.astype(np.float32)

@@ -26,8 +26,8 @@ class Source:
       `keypoints` [K, 2] and `visible` [K] in that image's pixels, `norm` [] (the NME
       normaliser, in the same pixels), `box` [4] (x, y, w, h, COCO convention: the object to
       crop; the whole image where there is none) and int64 `image_id` [].
-    annotation_files: split -> COCO keypoint JSON the split was read from, the ground truth
-      for COCO evaluation; splits without one get ground truth built from the examples.
+    ground_truth: split -> a function returning (COCO ground truth, category id) for COCO
+      evaluation, for splits read from COCO files; the others get one built from the examples.
   """
   name: str
   spec: KeypointSpec
@@ -35,7 +35,8 @@ class Source:
   channels: int
   image_hw: tuple[int, int] | None
   load: Callable[[str, int, int], tf.data.Dataset]
-  annotation_files: dict[str, str] = dataclasses.field(default_factory=dict)
+  ground_truth: dict[str, Callable[[], tuple[dict, int]]] = dataclasses.field(
+      default_factory=dict)
 
 
 def whole_image_box(image):
