@@ -123,8 +123,9 @@ def keypoint_means(sums: dict, prefix: str = "") -> dict:
   out = {}
   for name, (total, count) in sums.items():
     if name.startswith("mmpose_"):
-      labelled = np.asarray(count) > 0
-      out[prefix + name] = (float(np.mean(np.asarray(total)[labelled] / np.asarray(count)[labelled]))
+      total, count = np.asarray(total), np.asarray(count)
+      labelled = count > 0
+      out[prefix + name] = (float(np.mean(total[labelled] / count[labelled]))
                             if labelled.any() else None)
   return out
 

@@ -1,6 +1,8 @@
 """Shared test setup: 4 simulated CPU devices, fast compiles, a tiny synthetic dataset."""
 
 import os
+import shutil
+import tempfile
 
 # Must precede the first import of jax anywhere in the test session.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -16,6 +18,18 @@ from kp_jax import evaluate  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)  # compile-heavy tests stay fast
+# Many tests compile the same tiny programs: a persistent compilation cache, private to this
+# session (removed at its end), compiles each once.
+COMPILATION_CACHE = tempfile.mkdtemp(prefix="kp_jax_test_xla_cache_")
+jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+
+
 tf.config.set_visible_devices([], "GPU")
 
 NUM_DEVICES = 4
