@@ -108,8 +108,8 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
 def format_table(summary: dict) -> str:
   lines = [f"{summary['source']} {summary['split']} ({summary['num_examples']} examples), "
            f"step {summary['step']}; NME normaliser: {summary['normaliser']}"]
-  lines += [f"  {k:<22} {v:.4f}" for k, v in summary.items() if isinstance(v, float)]
-  lines += [f"  {k:<22} {v}" for k, v in summary.items()
+  lines += [f"  {k:<27} {v:.4f}" for k, v in summary.items() if isinstance(v, float)]
+  lines += [f"  {k:<27} {v}" for k, v in summary.items()
             if k.startswith("num_") or (v is None and k != "step")]
   lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8} {'error px':>9} "
                f"{'baseline px':>12}  (px: the source image's pixels; - : never labelled)")
