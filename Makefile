@@ -14,8 +14,9 @@ $(VENV)/installed: requirements.txt
 train: $(VENV)/installed
 	$(PYTHON) train.py --config configs/default.py --workdir $(WORKDIR)
 
-$(VENV)/test-installed: $(VENV)/installed tests/requirements.txt
-	$(VENV)/bin/pip install -q -r tests/requirements.txt
+$(VENV)/test-installed: $(VENV)/installed tests/requirements.txt requirements-export.txt
+	$(VENV)/bin/pip install -q -r tests/requirements.txt -r requirements-export.txt
+	$(VENV)/bin/pip install -q --no-deps jax2onnx==0.17.1  # see requirements-export.txt
 	touch $@
 
 test: $(VENV)/test-installed

@@ -24,7 +24,8 @@ from absl import app, flags, logging
 
 from kp_jax import coco_eval, steps, train
 from kp_jax.data import pipeline
-from kp_jax.predict import load_run, to_source_pixels
+from kp_jax.exported import to_source_pixels
+from kp_jax.predict import load_run
 
 
 def stack_rows(collected: list) -> dict:

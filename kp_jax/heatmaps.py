@@ -29,10 +29,13 @@ def gaussian_maps(points_px, map_hw, stride: int, sigma: float):
 
 
 def _argmax_2d(maps):
-  """Integer (x, y) of each map's maximum: [B, h, w, K] -> [B, K, 2] int32."""
+  """Integer (x, y) of each map's (first) maximum: [B, h, w, K] -> [B, K, 2] int32. Written as
+  two plain reductions, not argmax's paired one, which TFLite's converter cannot lower."""
   b, h, w, k = maps.shape
-  flat = jnp.argmax(maps.reshape(b, h * w, k), axis=1)
-  return jnp.stack([flat % w, flat // w], axis=-1).astype(jnp.int32)
+  flat = maps.reshape(b, h * w, k)
+  positions = jnp.arange(h * w, dtype=jnp.int32)[None, :, None]
+  first = jnp.min(jnp.where(flat == flat.max(axis=1, keepdims=True), positions, h * w), axis=1)
+  return jnp.stack([first % w, first // w], axis=-1)
 
 
 def _at(maps, xy):
@@ -95,8 +98,9 @@ def decode_dark(maps, stride: int, blur_sigma: float = 0.0):
   concave = (dxx < 0) & (det > 0)
   safe_det = jnp.where(concave, det, 1.0)
   offset = -jnp.stack([dyy * gx - dxy * gy, dxx * gy - dxy * gx], axis=-1) / safe_det[..., None]
-  refined = jnp.where(concave[..., None], centre + offset, peak)
-  refined = jnp.clip(refined, peak - 1.0, peak + 1.0)
+  peak = peak.astype(jnp.float32)  # explicit float32 (jax2onnx widens int - 1.0 to float64)
+  refined = jnp.where(concave[..., None], centre.astype(jnp.float32) + offset, peak)
+  refined = jnp.clip(refined, peak - 1, peak + 1)
   return from_map(refined, stride)
 
 

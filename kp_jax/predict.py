@@ -25,11 +25,11 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 import numpy as np
-import scipy.ndimage
 from absl import app, flags
 from PIL import Image
 
 from kp_jax import checkpoint, steps, visualize
+from kp_jax.exported import to_source_pixels, warp
 from kp_jax.data import transforms
 from kp_jax.models import create_model
 
@@ -42,28 +42,6 @@ def load_image(path: str, channels: int) -> np.ndarray:
   except (OSError, ValueError) as e:
     raise ValueError(f"Cannot read image {path}: {e}") from None
   return np.asarray(image, np.float32).reshape(image.height, image.width, channels) / 255.0
-
-
-def crop(image: np.ndarray, matrix: np.ndarray, image_shape) -> np.ndarray:
-  """The model input seen through `matrix` (source -> input pixels), bilinear, zero outside:
-  the same crop the pipeline's `warp` makes."""
-  inverse = np.linalg.inv(matrix)
-  height, width, channels = image_shape
-  yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-  sx = inverse[0, 0] * xx + inverse[0, 1] * yy + inverse[0, 2]
-  sy = inverse[1, 0] * xx + inverse[1, 1] * yy + inverse[1, 2]
-  out = np.stack([scipy.ndimage.map_coordinates(image[..., c], [sy, sx], order=1,
-                                                  mode="grid-constant", cval=0.0)
-                  for c in range(channels)], -1)
-  return out.astype(np.float32)
-
-
-def to_source_pixels(points, matrix):
-  """Maps points [..., K, 2] from model input pixels back through `matrix` [..., 3, 3] (source
-  -> input) to the source image's pixels."""
-  inverse = np.linalg.inv(np.asarray(matrix, np.float64))
-  points = np.asarray(points, np.float64)
-  return points @ np.swapaxes(inverse[..., :2, :2], -1, -2) + inverse[..., None, :2, 2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +115,8 @@ class Predictor:
     """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
     [B, h, w, C] in [0, 1], all cropped by `matrix`."""
     data = self.config.data
-    inputs = np.stack([(crop(image, matrix, self.image_shape) - data.image_mean) / data.image_std
-                       for image in images])
+    inputs = np.stack([(warp(image, matrix, self.image_shape[:2]) - data.image_mean)
+                       / data.image_std for image in images])
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood
 

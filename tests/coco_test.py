@@ -8,7 +8,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from conftest import file_source_config, ground_truth_rows
-from kp_jax import coco_eval, evaluate, predict, train
+from kp_jax import coco_eval, evaluate, exported, train
 from kp_jax.data import example_coco, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
 
@@ -36,7 +36,7 @@ def test_crops_map_back_to_the_annotated_pixels(data_dir, dataset):
   for batch in pipeline.eval_iterator(config, source, "validation", local_devices=1):
     real = batch["mask"][0] > 0  # padding rows have no matrix
     flat = {k: v[0][real] for k, v in batch.items()}
-    back = predict.to_source_pixels(flat["keypoints"], flat["matrix"])
+    back = exported.to_source_pixels(flat["keypoints"], flat["matrix"])
     for i in range(len(back)):
       # The instance's annotation is the one whose labelled keypoints it reproduces.
       errors = [np.abs(back[i] - ann[:, :2])[flat["visible"][i] > 0].max()

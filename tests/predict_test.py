@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from kp_jax import predict
+from kp_jax import exported, predict
 from kp_jax.data import faces, transforms
 
 from train_test import trained  # noqa: F401  (the shared trained run)
@@ -20,10 +20,14 @@ def test_crop_matches_the_pipeline_warp_and_maps_back():
   example = {"image": tf.constant(image), "keypoints": tf.constant([[12.3, 20.7]]),
              "visible": tf.ones(1), "norm": tf.constant(1.0)}
   want = transforms.warp(example, matrix, (24, 32))
-  got = predict.crop(image, matrix.numpy().astype(np.float64), (24, 32, 3))
+  got = exported.warp(image, matrix.numpy().astype(np.float64), (24, 32))
   np.testing.assert_allclose(got, want["image"], atol=1e-4)
-  back = predict.to_source_pixels(want["keypoints"].numpy(), matrix.numpy())
+  back = exported.to_source_pixels(want["keypoints"].numpy(), matrix.numpy())
   np.testing.assert_allclose(back, [[12.3, 20.7]], atol=1e-4)
+  # The exported-model runner's whole-image fit is the pipeline's box matrix for the image.
+  for hw in ((40, 50), (50, 40), (24, 32)):
+    want = transforms.box_matrix(tf.constant([0.0, 0.0, hw[1], hw[0]]), (24, 32), 1.0)
+    np.testing.assert_allclose(exported.fit_matrix(hw, (24, 32)), want.numpy(), atol=1e-5)
 
 
 def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811

@@ -1,6 +1,10 @@
 """Alternative formulations of layers that XLA:CPU runs slowly, each with the same values and
 gradients as the plain layer (tests/kernels_test.py checks them against `lax` references).
+Calls that take no gradient compute plain maxima and convolutions, which every export
+converter lowers (kp_jax/export.py).
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +52,12 @@ def _pool_relu(preactivations):
   return pooled, (index - 1).astype(jnp.int8)
 
 
+def _relu_max(preactivations):
+  """relu(max_p z_p) alone: what a call that takes no gradient (inference, export) needs, as
+  plain maxima that every converter lowers; the same values `_pool_relu` returns."""
+  return functools.reduce(jnp.maximum, preactivations, jnp.zeros_like(preactivations[0]))
+
+
 def _pooled_hw(x, kernel_size: int):
   return tuple((size - kernel_size + 1) // 2 for size in x.shape[1:3])
 
@@ -64,7 +74,8 @@ def conv_relu_pool(x, kernel, bias):
   matrix and gets the kernel gradient from one matmul with the (k+1) x (k+1) input patches.
   Cost grows with input channels x kernel area: use it for first layers only.
   """
-  return _forward(x, kernel, bias)[0]
+  phases = _phases(x, kernel.shape[0], _pooled_hw(x, kernel.shape[0]))
+  return _relu_max(_window_preactivations(phases, kernel, bias))
 
 
 def _forward(x, kernel, bias):
@@ -114,7 +125,8 @@ def relu_pool(x):
   """max_pool_2x2(relu(x)) for NHWC `x`: one reduction writes the pooled values and each
   window's winner; the gradient is routed from those, so XLA neither keeps relu(x) nor runs
   max-pooling's select-and-scatter, and fuses the routing into the gradient's consumers."""
-  return _relu_pool_forward(x)[0]
+  out_hw = tuple(size // 2 for size in x.shape[1:3])
+  return _relu_max([x[_phase(pi, pj, out_hw)] for pi, pj in POOL_POSITIONS])
 
 
 def _relu_pool_forward(x):

@@ -1,0 +1,97 @@
+"""Latency and throughput of a trained model in every export format, beside kp_jax.predict's
+jitted function, in one run on one machine.
+
+  python benchmarks/export.py --workdir workdirs/default
+  python benchmarks/export.py --config configs/default.py   # a 2-step run: timing only
+
+Prints a Markdown table: per format, its runtime, milliseconds per call at batch 1 (median of
+--calls calls after a warm-up call), images/s at batch 32 (median call), and the largest
+keypoint difference from the jitted function on the same inputs (input pixels). Fixed-batch
+formats (onnx, tflite) are exported once per batch size; the others once, batch dynamic.
+Needs requirements-export.txt (and jax2onnx, see there) for onnx and tflite.
+"""
+
+import argparse
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+from kp_jax import export, exported, predict, train  # noqa: E402
+
+RUNTIMES = {"stablehlo": "jax (deserialized)", "savedmodel": "TensorFlow", "onnx": "onnxruntime",
+            "tflite": "LiteRT interpreter"}
+
+
+def median_seconds(call, pixels, calls: int) -> float:
+  call(pixels)  # warm-up: compilation, allocation
+  times = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    call(pixels)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def short_run(config_path: str, workdir: str) -> str:
+  spec = importlib.util.spec_from_file_location("config", config_path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+  config.optimizer.warmup_steps = 1
+  config.batch_size = config.eval_batch_size = 8
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", help="a training run")
+  parser.add_argument("--config", help="without --workdir: train this config 2 steps first")
+  parser.add_argument("--calls", type=int, default=20)
+  parser.add_argument("--formats", default=",".join(export.FORMATS))
+  args = parser.parse_args()
+  scratch = tempfile.mkdtemp(prefix="kp_jax_export_bench_")
+  workdir = args.workdir or short_run(args.config or "configs/default.py",
+                                      os.path.join(scratch, "run"))
+  predictor = predict.Predictor(workdir)
+  data = predictor.config.data
+  rng = np.random.default_rng(0)
+  pixels = {n: rng.uniform(0, 255, (n, *predictor.image_shape)).astype(np.float32)
+            for n in (1, 32)}
+  jitted = lambda x: predictor.on_inputs((x / 255.0 - data.image_mean) / data.image_std)
+  reference = jitted(pixels[32])[0]
+  rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, pixels[1], args.calls),
+           median_seconds(jitted, pixels[32], max(3, args.calls // 4)), 0.0)]
+  for fmt in args.formats.split(","):
+    models = {}
+    for n in (1, 32):
+      batch = n if fmt in export.FIXED_BATCH_ONLY else None
+      if batch is None and models:
+        models[n] = models[1]
+        continue
+      path = os.path.join(scratch, f"model_{n}{export.FORMATS[fmt]}")
+      models[n] = exported.ExportedModel(export.export(workdir, fmt, batch, path))
+    difference = float(np.abs(models[32].on_inputs(pixels[32])[0] - reference).max())
+    rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, pixels[1], args.calls),
+                 median_seconds(models[32].on_inputs, pixels[32], max(3, args.calls // 4)),
+                 difference))
+  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
+                       text=True).stdout.split(":")[-1].strip() or platform.processor()
+  print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; CPU: {cpu}, "
+        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n")
+  print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |")
+  print("| --- | --- | --- | --- | --- |")
+  for name, runtime, one, many, difference in rows:
+    print(f"| {name} | {runtime} | {one * 1e3:.2f} | {32 / many:.0f} | {difference:.1e} |")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,133 @@
+"""Exports a training run's model for use outside the training stack.
+
+  python -m kp_jax.export --workdir workdirs/default --format onnx [--batch 1] [--out PATH]
+
+Formats (README, "Deploying a model"):
+  stablehlo   `jax.export`'s serialized artifact (.stablehlo); runs with jax alone
+  savedmodel  a TensorFlow SavedModel (a folder) via jax2tf, signature "serving_default"
+  onnx        an ONNX model (.onnx) via jax2onnx; runs with onnxruntime
+  tflite      a LiteRT / TFLite flatbuffer (.tflite), converted from the SavedModel
+`kp_jax.exported` runs any of them with only that format's runtime installed.
+
+The exported function takes float32 images [N, H, W, C] at the model's input size with pixel
+values in [0, 255] (crop or fit the image first, as `kp_jax.exported` does) and returns
+(keypoints [N, K, 2] in input pixels, likelihoods [N, K]). It holds the run's input
+normalisation ((x / 255 - image_mean) / image_std), the model with its evaluation parameters
+(the EMA where the run keeps one), the head's decoder and, when the run uses it, test-time flip.
+The CPU kernels of kp_jax/models/kernels.py export as they are (their custom gradients play no
+part in inference). The batch is any size (`--batch dynamic`, the default for stablehlo and
+savedmodel) or fixed; onnx and tflite need a fixed one (default 1): jax2onnx 0.17 cannot index
+with a symbolic batch and TFLite's converter rejects gathers of dynamic shape.
+Beside the model, `<model>.json` holds what a runner needs: keypoint names, skeleton, input
+shape, batch, likelihood cutoff and how images were fitted.
+"""
+
+import json
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from kp_jax import steps
+from kp_jax.predict import load_run
+
+FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
+FIXED_BATCH_ONLY = ("onnx", "tflite")
+
+
+def serving_function(run):
+  """float32 pixels [N, H, W, C] in [0, 255] -> (keypoints [N, K, 2], likelihoods [N, K])."""
+  variables = jax.tree.map(np.asarray, steps.eval_variables(run.state))
+  mean, std = run.config.data.image_mean, run.config.data.image_std
+
+  def serve(pixels):
+    return steps.predict(run.model.apply, variables, (pixels / 255.0 - mean) / std,
+                         head=run.head, flip_permutation=run.flip_permutation)
+  return serve
+
+
+def _stablehlo(serve, shape, out):
+  batch = shape[0] if shape[0] else jax.export.symbolic_shape("n")[0]
+  exported = jax.export.export(jax.jit(serve))(
+      jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.float32))
+  with open(out, "wb") as f:
+    f.write(exported.serialize())
+
+
+def _savedmodel(serve, shape, out):
+  from jax.experimental import jax2tf
+  height, width, channels = shape[1:]
+  converted = jax2tf.convert(
+      serve, with_gradient=False,
+      polymorphic_shapes=None if shape[0] else [f"(n, {height}, {width}, {channels})"])
+  module = tf.Module()
+  module.serve = tf.function(
+      lambda pixels: dict(zip(("keypoints", "likelihood"), converted(pixels))),
+      autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32, name="pixels")])
+  tf.saved_model.save(module, out, signatures={"serving_default": module.serve})
+
+
+def _tflite(serve, shape, out):
+  with tempfile.TemporaryDirectory() as saved:
+    _savedmodel(serve, shape, saved)
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+  with open(out, "wb") as f:
+    f.write(flatbuffer)
+
+
+def _onnx(serve, shape, out):
+  import onnx
+  from jax2onnx import to_onnx
+  onnx.save(to_onnx(serve, inputs=[shape], model_name="kp_jax"), out)
+
+
+WRITERS = {"stablehlo": _stablehlo, "savedmodel": _savedmodel, "onnx": _onnx, "tflite": _tflite}
+
+
+def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = None,
+           step: int | None = None) -> str:
+  """Writes `workdir`'s model (default: the best checkpoint) in `fmt`; returns its path."""
+  if fmt not in FORMATS:
+    raise ValueError(f"--format={fmt!r}: choose one of {sorted(FORMATS)}.")
+  if batch is None and fmt in FIXED_BATCH_ONLY:
+    batch = 1
+  if batch is not None and batch < 1:
+    raise ValueError(f"--batch={batch}: a positive size, or 'dynamic'.")
+  run = load_run(workdir, step)
+  out = out or os.path.join(workdir, "export", "model" + FORMATS[fmt])
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  WRITERS[fmt](serving_function(run), (batch, *run.image_shape), out)
+  data = run.config.data
+  meta = {"format": fmt, "workdir": workdir, "step": run.step, "batch": batch,
+          "input_shape": list(run.image_shape), "keypoint_names": list(run.keypoint_names),
+          "skeleton": [list(pair) for pair in run.skeleton],
+          "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
+          # How kp_jax.predict fits a whole image: models trained on crops see box padding.
+          "whole_image_padding": data.box_padding if data.input_size else 1.0,
+          "input": "float32 [N, H, W, C] pixel values in [0, 255]",
+          "outputs": "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"}
+  with open(out.rstrip("/") + ".json", "w") as f:
+    json.dump(meta, f, indent=2)
+  logging.info("Wrote %s (%s, batch %s) and its .json", out, fmt, batch or "dynamic")
+  return out
+
+
+def main(argv):
+  del argv
+  args = flags.FLAGS
+  batch = None if args.batch in ("", "dynamic") else int(args.batch)
+  print(export(args.workdir, args.format, batch, args.out, args.step))
+
+
+if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
+  flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
+  flags.DEFINE_enum("format", None, list(FORMATS), "The export format.", required=True)
+  flags.DEFINE_string("batch", "", "A fixed batch size, or 'dynamic' (default for stablehlo "
+                      "and savedmodel; onnx and tflite default to 1).")
+  flags.DEFINE_string("out", None, "Default: WORKDIR/export/model.<format's extension>.")
+  flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
+  app.run(main)

@@ -1,0 +1,145 @@
+"""Runs a model written by `kp_jax.export` with only its runtime installed: NumPy, Pillow and
+one of jax (StableHLO), TensorFlow (SavedModel), onnxruntime (ONNX) or ai-edge-litert (TFLite).
+Nothing else of kp-jax is imported, so an analysis machine can copy this one file.
+
+  python -m kp_jax.exported MODEL.onnx frame1.png frame2.png [--out keypoints.json]
+
+Each image is fitted whole into the model input (aspect kept, as `kp_jax.predict` does without
+`--box`), and the keypoints are mapped back to its pixels; the JSON is
+{image: {keypoint name: [x, y, likelihood]}}, x and y null under the run's likelihood cutoff.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def fit_matrix(image_hw, input_hw, padding: float = 1.0) -> np.ndarray:
+  """The source -> input matrix (pixel centres at integers) fitting a whole image into the
+  input, aspect kept, scaled by `padding`: kp_jax.data.transforms.box_matrix for the image's
+  box, in float64 NumPy."""
+  (height, width), (out_h, out_w) = image_hw, input_hw
+  scale = out_w / (max(width, height * out_w / out_h) * padding)
+  centre = np.array([width, height]) / 2 - 0.5
+  tx, ty = (np.array([out_w, out_h]) - 1) / 2 - scale * centre
+  return np.array([[scale, 0, tx], [0, scale, ty], [0, 0, 1]])
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, output_hw) -> np.ndarray:
+  """`image` [h, w, C] seen through `matrix` (source -> output pixels): bilinear, zero
+  outside, as the training pipeline's warp."""
+  height, width = output_hw
+  inverse = np.linalg.inv(matrix)
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+  sx = inverse[0, 0] * xx + inverse[0, 1] * yy + inverse[0, 2]
+  sy = inverse[1, 0] * xx + inverse[1, 1] * yy + inverse[1, 2]
+  x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+  out = np.zeros((height, width, image.shape[-1]))
+  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+    x, y = x0 + dx, y0 + dy
+    weight = (1 - np.abs(sx - x)) * (1 - np.abs(sy - y))
+    inside = (x >= 0) & (x < image.shape[1]) & (y >= 0) & (y < image.shape[0])
+    out += (weight * inside)[..., None] * image[np.clip(y, 0, image.shape[0] - 1),
+                                                np.clip(x, 0, image.shape[1] - 1)]
+  return out.astype(np.float32)
+
+
+def to_source_pixels(points, matrix):
+  """Points [..., K, 2] from input pixels back through `matrix` [..., 3, 3] (source -> input)."""
+  inverse = np.linalg.inv(np.asarray(matrix, np.float64))
+  points = np.asarray(points, np.float64)
+  return points @ np.swapaxes(inverse[..., :2, :2], -1, -2) + inverse[..., None, :2, 2]
+
+
+def _runtime(path: str, fmt: str):
+  """A function float32 [N, H, W, C] -> [keypoints [N, K, 2], likelihoods [N, K]]."""
+  if fmt == "stablehlo":
+    from jax import export
+    with open(path, "rb") as f:
+      call = export.deserialize(bytearray(f.read())).call
+    return lambda x: [np.asarray(y) for y in call(x)]
+  if fmt == "savedmodel":
+    import tensorflow as tf
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda x: [signature(tf.constant(x))[k].numpy() for k in ("keypoints", "likelihood")]
+  if fmt == "onnx":
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
+  if fmt == "tflite":
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    outputs = sorted(interpreter.get_output_details(), key=lambda d: -len(d["shape"]))
+
+    def run(x):
+      interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+      interpreter.invoke()
+      return [interpreter.get_tensor(d["index"]) for d in outputs]
+    return run
+  raise ValueError(f"{path}: unknown format {fmt!r}")
+
+
+class ExportedModel:
+  """An exported model and its metadata (`<model>.json`, written beside it)."""
+
+  def __init__(self, path: str):
+    meta_path = path.rstrip("/") + ".json"
+    if not os.path.exists(meta_path):
+      raise FileNotFoundError(f"{meta_path} not found: export the model with kp_jax.export, "
+                              "which writes it beside the model.")
+    with open(meta_path) as f:
+      self.meta = json.load(f)
+    self.names = tuple(self.meta["keypoint_names"])
+    self.input_shape = tuple(self.meta["input_shape"])  # (H, W, C)
+    self.batch = self.meta["batch"]  # an int, or None for any batch
+    self._run = _runtime(path, self.meta["format"])
+
+  def on_inputs(self, pixels) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [N, K, 2] in input pixels, likelihoods [N, K]) of model-input-sized images
+    [N, H, W, C], pixel values in [0, 255]; a fixed-batch model runs them in padded chunks."""
+    pixels = np.asarray(pixels, np.float32)
+    if self.batch is None:
+      return tuple(self._run(pixels))
+    n, outputs = len(pixels), []
+    for start in range(0, n, self.batch):
+      chunk = pixels[start:start + self.batch]
+      padded = np.concatenate([chunk, np.zeros((self.batch - len(chunk), *chunk.shape[1:]),
+                                               np.float32)])
+      outputs.append([y[:len(chunk)] for y in self._run(padded)])
+    return tuple(np.concatenate(parts) for parts in zip(*outputs))
+
+  def on_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image."""
+    matrix = fit_matrix(image.shape[:2], self.input_shape[:2], self.meta["whole_image_padding"])
+    pixels = warp(image.astype(np.float64), matrix, self.input_shape[:2])
+    points, likelihood = self.on_inputs(pixels[None])
+    return to_source_pixels(points[0], matrix), likelihood[0]
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("model", help="an exported model (kp_jax.export)")
+  parser.add_argument("images", nargs="+")
+  parser.add_argument("--out", default="keypoints.json")
+  args = parser.parse_args(argv)
+  model = ExportedModel(args.model)
+  cutoff, mode = model.meta["likelihood_cutoff"], "L" if model.input_shape[-1] == 1 else "RGB"
+  results = {}
+  for path in args.images:
+    with Image.open(path) as image:
+      array = np.asarray(image.convert(mode)).reshape(image.height, image.width, -1)
+    points, likelihood = model.on_image(array)
+    results[path] = {name: [float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
+                     for name, (x, y), p in zip(model.names, points, likelihood)}
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=2)
+  print(f"{len(results)} images -> {args.out}")
+
+
+if __name__ == "__main__":
+  main()
