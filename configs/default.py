@@ -123,6 +123,6 @@ def get_config():
   config.checkpoint_every_steps = 500
   config.keep_last_checkpoints = 2
   config.keep_best_checkpoints = 1  # by validation NME
-  config.parallel = "auto"  # "jit" (sharded over a device mesh), "pmap", or "auto": pmap when
-  #                           more than one local device
+  config.parallel = "auto"  # "jit" (the batch sharded over a device mesh; "auto" picks it)
+  #                           or "pmap" (kept, tested equal)
   return config

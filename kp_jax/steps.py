@@ -190,9 +190,17 @@ def first_replica(tree):
 def resolve_mode(mode: str) -> str:
   if mode not in PARALLEL_MODES:
     raise ValueError(f"config.parallel={mode!r}: choose one of {PARALLEL_MODES}.")
-  if mode == "auto":
-    return "pmap" if jax.local_device_count() > 1 else "jit"
+  if mode == "auto":  # jit with shardings: the supported path (pmap is in maintenance)
+    return "jit"
   return mode
+
+
+def _replicate(sharding, value):
+  """A host value as a global array replicated over `sharding`'s devices, every process
+  placing its own copies (a plain device_put of a device-committed array would be a
+  cross-host transfer, which CPU collectives do not offer)."""
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None) -> Parallel:
@@ -225,7 +233,8 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
       mode=mode,
       train_step=jax.jit(train, out_shardings=replicated, donate_argnums=(0,)),
       eval_step=jax.jit(evaluate_batch, out_shardings=replicated),
-      put_state=lambda state: jax.device_put(state, replicated),
+      put_state=lambda state: jax.tree.map(functools.partial(_replicate, replicated),
+                                           jax.device_get(state)),
       get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),
       put_batch=put_batch,
       first=lambda tree: tree,

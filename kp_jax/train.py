@@ -5,6 +5,7 @@
 README (metrics.jsonl, summary.json, predictions.png, TensorBoard events).
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -180,117 +181,116 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                jax.device_count())
 
   state = steps.create_train_state(config, model, image_shape, jax.random.key(config.seed))
-  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"),
-                                      config.keep_last_checkpoints, config.keep_best_checkpoints)
-  meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
-      "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
-      "flip_permutation": [int(i) for i in spec.flip_permutation()],
-      "skeleton": [list(pair) for pair in visualize.skeleton_indices(spec)],
-      "image_shape": image_shape,
-      "model": {k: v for k, v in config.model.to_dict().items() if k != "init_from"}}))
-  last_checkpoint = None
-  restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
-  if restored is not None:
-    last_checkpoint, restored_state, _ = restored
-    state = state.replace(**restored_state)
-    logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
-  elif config.model.get("init_from"):  # a new run starts from pretrained weights
-    state = steps.with_variables(state, pretrained.load(
-        config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats}))
-  start_step = int(state.step)
-  if is_writer:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+  # One owner for what must be released on every exit (a NaN stop, a full disk, a
+  # preemption): the checkpoint manager, the metric writers and the SIGTERM handler.
+  with contextlib.ExitStack() as stack:
+    manager = stack.enter_context(contextlib.closing(checkpoint.create_manager(
+        os.path.join(workdir, "checkpoints"), config.keep_last_checkpoints,
+        config.keep_best_checkpoints)))
+    meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
+        "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
+        "flip_permutation": [int(i) for i in spec.flip_permutation()],
+        "skeleton": [list(pair) for pair in visualize.skeleton_indices(spec)],
+        "image_shape": image_shape,
+        "model": {k: v for k, v in config.model.to_dict().items() if k != "init_from"}}))
+    last_checkpoint = None
+    restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
+    if restored is not None:
+      last_checkpoint, restored_state, _ = restored
+      state = state.replace(**restored_state)
+      logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
+    elif config.model.get("init_from"):  # a new run starts from pretrained weights
+      state = steps.with_variables(state, pretrained.load(
+          config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats}))
+    start_step = int(state.step)
+    if is_writer:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
 
-  mean_shape = pipeline.training_mean_shape(config.data, source)
-  log = MetricsLog(workdir, is_writer)
-  train_iter = WaitClock(pipeline.train_iterator(
-      config, source, start_step=start_step, local_devices=jax.local_device_count(),
-      process_index=jax.process_index(), process_count=jax.process_count()))
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                           writer=log.writer, every_steps=config.log_every_steps)
-  num_steps = config.num_train_steps
-  device_state = parallel.put_state(state)
-  history, eval_results = [], None
-  first_logged_step = start_step + 1
-  train_seconds, timed_steps, step_clock = 0.0, 0, None
-  input_wait, wait_mark = 0.0, 0.0
+    mean_shape = pipeline.training_mean_shape(config.data, source)
+    log = stack.enter_context(contextlib.closing(MetricsLog(workdir, is_writer)))
+    train_iter = WaitClock(pipeline.train_iterator(
+        config, source, start_step=start_step, local_devices=jax.local_device_count(),
+        process_index=jax.process_index(), process_count=jax.process_count()))
+    report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                             writer=log.writer, every_steps=config.log_every_steps)
+    num_steps = config.num_train_steps
+    device_state = parallel.put_state(state)
+    history, eval_results = [], None
+    first_logged_step = start_step + 1
+    train_seconds, timed_steps, step_clock = 0.0, 0, None
+    input_wait, wait_mark = 0.0, 0.0
 
-  preemption = Preemption(manager)
-  for step, batch in zip(range(start_step + 1, num_steps + 1), train_iter):
-    is_last_step = step == num_steps
-    with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      device_state, step_metrics = parallel.train_step(device_state, parallel.put_batch(batch))
-    history.append(step_metrics)
-    report(step)
+    preemption = Preemption(manager)
+    stack.callback(preemption.restore)
+    for step, batch in zip(range(start_step + 1, num_steps + 1), train_iter):
+      is_last_step = step == num_steps
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        device_state, step_metrics = parallel.train_step(device_state, parallel.put_batch(batch))
+      history.append(step_metrics)
+      report(step)
 
-    if step % config.log_every_steps == 0 or is_last_step:
-      values = _mean_train_metrics(history, parallel)
-      _check_finite(history, values, first_logged_step, last_checkpoint, parallel)
-      if step_clock is not None:  # the first interval holds compilation: leave it out
-        train_seconds += time.time() - step_clock
-        timed_steps += len(history)
-        input_wait += train_iter.seconds - wait_mark
-      wait_mark = train_iter.seconds
-      log.write(step, "train", values)
-      history, first_logged_step = [], step + 1
+      if step % config.log_every_steps == 0 or is_last_step:
+        values = _mean_train_metrics(history, parallel)
+        _check_finite(history, values, first_logged_step, last_checkpoint, parallel)
+        if step_clock is not None:  # the first interval holds compilation: leave it out
+          train_seconds += time.time() - step_clock
+          timed_steps += len(history)
+          input_wait += train_iter.seconds - wait_mark
+        wait_mark = train_iter.seconds
+        log.write(step, "train", values)
+        history, first_logged_step = [], step + 1
 
-    eval_results = None
-    if step % config.eval_every_steps == 0 or is_last_step:
-      eval_results, _ = evaluate(parallel, device_state, config, source, "validation",
-                                 mean_shape)
-      log.write(step, "validation", eval_results)
+      eval_results = None
+      if step % config.eval_every_steps == 0 or is_last_step:
+        eval_results, _ = evaluate(parallel, device_state, config, source, "validation",
+                                   mean_shape)
+        log.write(step, "validation", eval_results)
 
-    if step % config.checkpoint_every_steps == 0 or is_last_step:
-      checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
-                      meta, {"nme": eval_results["nme"]}
-                      if eval_results and eval_results["nme"] is not None else None)
-      last_checkpoint = step
-    step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
-
-    if preemption.reached(step):
-      if history:  # never save a diverged state
-        _check_finite(history, _mean_train_metrics(history, parallel), first_logged_step,
-                      last_checkpoint, parallel)
-      if last_checkpoint != step:
+      if step % config.checkpoint_every_steps == 0 or is_last_step:
         checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
-                        meta, None)
-      logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
-                      "command again to resume.", step, workdir)
-      log.close()
-      manager.close()
-      preemption.restore()
-      return {"config": config.name, "preempted_at_step": step}
-  preemption.restore()
+                        meta, {"nme": eval_results["nme"]}
+                        if eval_results and eval_results["nme"] is not None else None)
+        last_checkpoint = step
+      step_clock = time.time() if step % config.log_every_steps == 0 else step_clock
 
-  if eval_results is None:  # resumed a finished run: evaluate what is there
-    eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)
-  host_state = parallel.get_state(device_state)
-  summary = {
-      "config": config.name, "source": source.name, "split": "validation",
-      **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
-      "nme_baseline": eval_results["baseline_nme"],
-      "nme_ratio_to_baseline": (eval_results["nme"] / eval_results["baseline_nme"]
-                                if eval_results["nme"] is not None else None),
-      "error_image_px_baseline": eval_results["baseline_error_image_px"],
-      "steps": int(host_state.step), "batch_size": config.batch_size,
-      "wall_seconds": time.time() - run_start,
-      "train_images_per_sec": (timed_steps * config.batch_size / train_seconds
-                               if train_seconds else None),
-      "input_wait_fraction": input_wait / train_seconds if train_seconds else None,
-      "parallel": parallel.mode, "devices": jax.device_count(),
-  }
-  if is_writer:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
-    batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-    images = batch["image"][0]
-    pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
-                                     head=head, flip_permutation=flip_permutation)
-    visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
-                        np.asarray(likelihood), batch["keypoints"][0], batch["visible"][0],
-                        spec, config)
-  log.close()
-  manager.close()
-  logging.info("Summary: %s", json.dumps(summary))
-  return summary
+      if preemption.reached(step):
+        if history:  # never save a diverged state
+          _check_finite(history, _mean_train_metrics(history, parallel), first_logged_step,
+                        last_checkpoint, parallel)
+        if last_checkpoint != step:
+          checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
+                          meta, None)
+        logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
+                        "command again to resume.", step, workdir)
+        return {"config": config.name, "preempted_at_step": step}
+
+    if eval_results is None:  # resumed a finished run: evaluate what is there
+      eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+    host_state = parallel.get_state(device_state)
+    summary = {
+        "config": config.name, "source": source.name, "split": "validation",
+        **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
+        "nme_baseline": eval_results["baseline_nme"],
+        "nme_ratio_to_baseline": (eval_results["nme"] / eval_results["baseline_nme"]
+                                  if eval_results["nme"] is not None else None),
+        "error_image_px_baseline": eval_results["baseline_error_image_px"],
+        "steps": int(host_state.step), "batch_size": config.batch_size,
+        "wall_seconds": time.time() - run_start,
+        "train_images_per_sec": (timed_steps * config.batch_size / train_seconds
+                                 if train_seconds else None),
+        "input_wait_fraction": input_wait / train_seconds if train_seconds else None,
+        "parallel": parallel.mode, "devices": jax.device_count(),
+    }
+    if is_writer:
+      with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+      batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
+      images = batch["image"][0]
+      pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
+                                       head=head, flip_permutation=flip_permutation)
+      visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
+                          np.asarray(likelihood), batch["keypoints"][0], batch["visible"][0],
+                          spec, config)
+    logging.info("Summary: %s", json.dumps(summary))
+    return summary

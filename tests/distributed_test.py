@@ -70,11 +70,11 @@ def test_two_processes_train_save_and_restore_like_one_process(data_dir, tmp_pat
   config.data.input_shards = 2  # the same global batches for 1 or 2 processes
   config.log_every_steps = 1  # every step's loss, to compare trajectories
   one_workdir, two_workdir = str(tmp_path / "one"), str(tmp_path / "two")
-  one = train.train_and_evaluate(config, one_workdir)  # 1 process, 4 devices (pmap)
+  one = train.train_and_evaluate(config, one_workdir)  # 1 process, 4 devices (jit)
   assert jax.device_count() == 4
 
   logs = launch_two_processes(two_workdir, data_dir)
-  assert "pmap on 4 devices" in logs[0]
+  assert "jit on 4 devices" in logs[0]
   one_steps, two_steps = train_metrics(one_workdir), train_metrics(two_workdir)
   assert [m["step"] for m in one_steps] == [m["step"] for m in two_steps] == list(range(1, 21))
   for key in ("loss", "l2_grads", "l2_params"):

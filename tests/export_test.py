@@ -80,4 +80,5 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
   want = predict.predict_files(workdir, [str(image)], str(tmp_path / "predict"))[str(image)]
   for name, (x, y, p) in want.items():
     # The runner fits the image with a float64 matrix, predict with the pipeline's float32 one.
-    assert got[name][:2] == pytest.approx([x, y], abs=1e-2) and got[name][2] == pytest.approx(p, abs=1e-4)
+    assert got[name][:2] == pytest.approx([x, y], abs=1e-2)
+    assert got[name][2] == pytest.approx(p, abs=1e-4)

@@ -179,9 +179,27 @@ def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_
         batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
       yield batch
   monkeypatch.setattr(pipeline, "train_iterator", poisoned)
+  closed, create_manager = [], checkpoint.create_manager
+
+  def recorded_manager(*args, **kwargs):
+    manager = create_manager(*args, **kwargs)
+    close = manager.close
+    manager.close = lambda: (closed.append("manager"), close())
+    return manager
+  monkeypatch.setattr(checkpoint, "create_manager", recorded_manager)
+  close_log = train.MetricsLog.close
+  monkeypatch.setattr(train.MetricsLog, "close",
+                      lambda self: (closed.append("metrics"), close_log(self)))
+  handler = signal.getsignal(signal.SIGTERM)
   with pytest.raises(FloatingPointError, match=r"at step 13; the last good checkpoint is step "
                                                r"10\."):
     train.train_and_evaluate(config, str(tmp_path / "run"))
+  # The stop released everything: the SIGTERM handler, the writers, the manager.
+  assert signal.getsignal(signal.SIGTERM) is handler
+  assert sorted(closed) == ["manager", "metrics"]
+  manager = create_manager(str(tmp_path / "run" / "checkpoints"), 2, 1)
+  assert manager.all_steps() == [10]
+  manager.close()
 
 
 def test_skipping_nonfinite_updates_counts_them_and_finishes(config, tmp_path, monkeypatch):
