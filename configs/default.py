@@ -82,6 +82,8 @@ def get_config():
 
   config.model = model = ml_collections.ConfigDict()
   model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+  model.kernels = "auto"  # kp_jax/models/kernels.py's CPU forms ("cpu") or XLA's own layers
+  #                        ("xla"); "auto": the CPU forms only on CPU. Parameters are the same.
   model.backbone = backbone = ml_collections.ConfigDict()
   backbone.name = "resnet"  # a key of kp_jax.models.BACKBONES; the other fields are its own
   backbone.stage_sizes = (1, 1, 1, 1)  # basic blocks per stage; ResNet-18 is (2, 2, 2, 2)

@@ -192,7 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "flip_permutation": [int(i) for i in spec.flip_permutation()],
         "skeleton": [list(pair) for pair in visualize.skeleton_indices(spec)],
         "image_shape": image_shape,
-        "model": {k: v for k, v in config.model.to_dict().items() if k != "init_from"}}))
+        # init_from and kernels do not change what the checkpoint holds.
+        "model": {k: v for k, v in config.model.to_dict().items()
+                  if k not in ("init_from", "kernels")}}))
     last_checkpoint = None
     restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
     if restored is not None:

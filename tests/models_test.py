@@ -180,3 +180,48 @@ def test_an_input_size_that_does_not_tile_the_backbone_names_the_real_constraint
   create_model(config, 5, (256, 320))  # fits
   config["backbone"]["output_stride"] = 16  # dilated last stage: 240 = 15 x 16 tiles
   create_model(config, 5, (240, 320))
+
+
+def relative_l2(a, b) -> float:
+  leaves = list(zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  diff = sum(np.sum((np.float64(x) - np.float64(y)) ** 2) for x, y in leaves)
+  return float(np.sqrt(diff / sum(np.sum(np.float64(x) ** 2) for x, _ in leaves)))
+
+
+@pytest.mark.parametrize("backbone, head", [
+    # Each kernel: the fused conv+ReLU+pool and relu_pool (conv_pool), relu_pool (VGG), the
+    # sliced stem max-pool (ResNet) and the deconvolution (heatmap head).
+    ({"name": "conv_pool", "features": (8, 16)}, {"name": "regression", "hidden": (16,)}),
+    ({"name": "vgg", "stage_features": (8, 16), "convs_per_stage": 1},
+     {"name": "integral", "stride": 4, "features": 8}),
+    ({"name": "resnet", "stage_sizes": (1, 1), "width": 8, "output_stride": 8},
+     {"name": "heatmap", "stride": 4, "features": 8}),
+])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cpu_kernels_and_xla_layers_have_the_same_parameters_values_and_gradients(
+    backbone, head, dtype):
+  images = jax.random.normal(jax.random.key(1), (2, 32, 32, 1))
+  outputs, grads, params = {}, {}, {}
+  for kernels in ("cpu", "xla"):
+    model, _ = create_model({**model_config(backbone, head, dtype), "kernels": kernels}, 5,
+                            (32, 32))
+    variables = model.init(jax.random.key(0), images)
+    params[kernels] = variables["params"]
+    loss = lambda p: sum(jnp.sum(jnp.square(o.astype(jnp.float32))) for o in jax.tree.leaves(
+        model.apply({**variables, "params": p}, images)))
+    outputs[kernels] = model.apply(variables, images)
+    grads[kernels] = jax.grad(loss)(variables["params"])
+  # The same parameter names, shapes and initial values: checkpoints are interchangeable.
+  jax.tree.map(np.testing.assert_array_equal, params["cpu"], params["xla"])
+  # Values: sums of the same products in another order (bf16 keeps 8 mantissa bits).
+  tolerance = 1e-5 if dtype == "float32" else 2e-2
+  assert relative_l2(outputs["cpu"], outputs["xla"]) < tolerance
+  assert relative_l2(grads["cpu"], grads["xla"]) < 10 * tolerance
+
+
+def test_kernels_setting_is_checked_and_auto_follows_the_backend():
+  from kp_jax.models import uses_cpu_kernels
+  assert uses_cpu_kernels("auto") == (jax.default_backend() == "cpu")
+  assert uses_cpu_kernels("cpu") and not uses_cpu_kernels("xla")
+  with pytest.raises(ValueError, match=r"config.model.kernels='gpu': choose one of"):
+    uses_cpu_kernels("gpu")

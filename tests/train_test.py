@@ -83,6 +83,28 @@ def test_jit_and_pmap_match_a_single_device_run(config):
   assert ref_losses[-1] != ref_losses[0]
 
 
+def test_cpu_kernels_and_xla_layers_train_alike_sharded_over_devices(config):
+  # A jit step over the 4 simulated devices with each form of the layers, from one state.
+  config.model.backbone = {"name": "resnet", "stage_sizes": (1, 1), "width": 8,
+                           "output_stride": 8, "small_stem": False}
+  state, source = initial_state(config)
+  batches = list(itertools.islice(
+      pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 2))
+  results = {}
+  for kernels in ("cpu", "xla"):
+    config.model.kernels = kernels
+    model, head = model_and_head(config)
+    parallel = steps.make_parallel("jit", head)
+    s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
+    for b in batches:
+      s, m = parallel.train_step(s, parallel.put_batch(b))
+      losses.append(float(m["loss"]))
+    results[kernels] = (losses, parallel.get_state(steps.checkpointable(s)))
+  np.testing.assert_allclose(results["cpu"][0], results["xla"][0], rtol=1e-5)
+  for key in ("params", "batch_stats", "opt_state"):
+    assert relative_difference(results["cpu"][1][key], results["xla"][1][key]) < 1e-5, key
+
+
 @pytest.mark.parametrize("mode", ["jit", "pmap"])
 def test_evaluation_counts_each_example_once(config, mode):
   state, source = initial_state(config)

@@ -6,12 +6,14 @@ images to the head's outputs, `head.decode` maps those to keypoints in pixels an
 """
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from kp_jax.models.backbones import BACKBONES, resnet_shape  # noqa: F401
 from kp_jax.models.heads import HEADS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+KERNELS = ("auto", "xla", "cpu")
 
 
 class KeypointModel(nn.Module):
@@ -33,6 +35,14 @@ def _build(table: dict, fields, key: str, **extra):
     raise ValueError(f"{key} ({name!r}): {e}") from None
 
 
+def uses_cpu_kernels(kernels: str) -> bool:
+  """`config.model.kernels`: "cpu" (kernels.py's forms), "xla" (XLA's own layers) or "auto",
+  the CPU forms only when JAX's default backend is the CPU. Parameters are the same."""
+  if kernels not in KERNELS:
+    raise ValueError(f"config.model.kernels={kernels!r}: choose one of {KERNELS}.")
+  return kernels == "cpu" or (kernels == "auto" and jax.default_backend() == "cpu")
+
+
 def create_model(model_config, num_keypoints: int, image_hw, axis_name: str | None = None):
   """The module and head of `model_config` (config.model); `axis_name` is the pmap axis that
   BatchNorm averages its statistics over, if any."""
@@ -40,12 +50,13 @@ def create_model(model_config, num_keypoints: int, image_hw, axis_name: str | No
   if dtype_name not in DTYPES:
     raise ValueError(f"config.model.dtype={dtype_name!r}: choose one of {sorted(DTYPES)}.")
   dtype = DTYPES[dtype_name]
+  cpu_kernels = uses_cpu_kernels(model_config.get("kernels", "auto"))
   head = _build(HEADS, model_config["head"], "config.model.head",
                 num_keypoints=num_keypoints, image_hw=tuple(image_hw))
   backbone = _build(BACKBONES, model_config["backbone"], "config.model.backbone",
-                    dtype=dtype, axis_name=axis_name)
+                    dtype=dtype, axis_name=axis_name, cpu_kernels=cpu_kernels)
   check_input_size(backbone, head, tuple(image_hw))
-  return KeypointModel(backbone, head.module(dtype, axis_name)), head
+  return KeypointModel(backbone, head.module(dtype, axis_name, cpu_kernels)), head
 
 
 def check_input_size(backbone, head, image_hw):

@@ -37,9 +37,16 @@ def max_pool(x, window_shape, strides, padding="VALID"):
   return functools.reduce(jnp.maximum, windows)
 
 
-# relu then 2x2 pooling; kernels.relu_pool is max_pool(relu(x)) with a cheaper gradient.
-RELU_POOLS = {"max": kernels.relu_pool,
-              "avg": lambda x: nn.avg_pool(nn.relu(x), (2, 2), strides=(2, 2))}
+def relu_max_pool(x, cpu_kernels: bool):
+  """relu then 2x2 max-pooling: kernels.relu_pool (the same values, a cheaper gradient on
+  CPU), or XLA's own layers on accelerators."""
+  if cpu_kernels:
+    return kernels.relu_pool(x)
+  return nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+
+
+RELU_POOLS = {"max": relu_max_pool,
+              "avg": lambda x, cpu_kernels: nn.avg_pool(nn.relu(x), (2, 2), strides=(2, 2))}
 
 
 # Up to this many input channels (grayscale, RGB) a [conv -> ReLU -> max-pool 2] block runs as
@@ -82,6 +89,7 @@ class ConvPool(nn.Module):
   pool: str = "max"
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # unused: no normalisation layers
+  cpu_kernels: bool = True  # kernels.py's CPU forms; False: XLA's own layers (same parameters)
 
   def __post_init__(self):
     if self.pool not in RELU_POOLS:
@@ -92,13 +100,13 @@ class ConvPool(nn.Module):
   def __call__(self, x, train: bool = False):
     strides = _per_block(self.conv_strides, len(self.features), "conv_strides")
     for i, (width, stride) in enumerate(zip(self.features, strides)):
-      fused = (stride == 1 and self.pool == "max" and x.shape[-1] <= FUSED_MAX_CHANNELS
-               and self.padding in ("VALID", "SAME"))
+      fused = (self.cpu_kernels and stride == 1 and self.pool == "max"
+               and x.shape[-1] <= FUSED_MAX_CHANNELS and self.padding in ("VALID", "SAME"))
       layer = ConvReluPool if fused else nn.Conv
       x = layer(width, (self.kernel_size,) * 2, strides=stride, padding=self.padding,
                 dtype=self.dtype, name=f"Conv_{i}")(x)
       if not fused:
-        x = RELU_POOLS[self.pool](x)
+        x = RELU_POOLS[self.pool](x, self.cpu_kernels)
     return x
 
 
@@ -116,6 +124,7 @@ class VGG(nn.Module):
   batch_norm: bool = True
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None
+  cpu_kernels: bool = True
 
   @property
   def stride(self) -> int:
@@ -131,7 +140,7 @@ class VGG(nn.Module):
       for j in range(depth):
         x = nn.Conv(width, (3, 3), use_bias=not self.batch_norm, dtype=self.dtype)(x)
         x = norm()(x) if self.batch_norm else x
-        x = kernels.relu_pool(x) if j == depth - 1 else nn.relu(x)
+        x = relu_max_pool(x, self.cpu_kernels) if j == depth - 1 else nn.relu(x)
     return x
 
 
@@ -205,6 +214,7 @@ class ResNet(nn.Module):
   small_stem: bool = False
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None
+  cpu_kernels: bool = True
 
   def __post_init__(self):
     if self.block not in BLOCKS:
@@ -226,7 +236,8 @@ class ResNet(nn.Module):
     else:
       x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False,
                   dtype=self.dtype)(x)
-      x = max_pool(nn.relu(norm()(x)), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      pool = max_pool if self.cpu_kernels else nn.max_pool
+      x = pool(nn.relu(norm()(x)), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
       stride = 4
     if self.output_stride < stride:
       raise ValueError(f"output_stride={self.output_stride} is below the stem's {stride}.")

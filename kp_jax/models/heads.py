@@ -68,6 +68,7 @@ class MapLayers(nn.Module):
   upsample: str = "deconv"
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None
+  cpu_kernels: bool = True  # Deconv2x; False: nn.ConvTranspose (the same parameters)
 
   @nn.compact
   def __call__(self, x, image_hw, train: bool = False):
@@ -79,8 +80,9 @@ class MapLayers(nn.Module):
     norm = backbones.batch_norm(train, self.dtype, self.axis_name)
     for i in range(int(num_up)):
       if self.upsample == "deconv":
-        x = Deconv2x(self.features, (4, 4), strides=(2, 2), use_bias=False, dtype=self.dtype,
-                     name=f"ConvTranspose_{i}")(x)
+        deconv = Deconv2x if self.cpu_kernels else nn.ConvTranspose
+        x = deconv(self.features, (4, 4), strides=(2, 2), use_bias=False, dtype=self.dtype,
+                   name=f"ConvTranspose_{i}")(x)
       else:
         b, h, w, c = x.shape
         x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
@@ -126,8 +128,8 @@ class Regression(_CoordinateLoss):
   hidden: Sequence[int] = (64,)
   pool: str = "flatten"
 
-  def module(self, dtype, axis_name):
-    del axis_name
+  def module(self, dtype, axis_name, cpu_kernels: bool = True):
+    del axis_name, cpu_kernels  # dense layers only
     return RegressionLayers(self.num_keypoints, tuple(self.hidden), self.pool, dtype)
 
   def decode(self, outputs):
@@ -154,9 +156,9 @@ class _Maps(_Validated):
       raise ValueError(f"upsample={self.upsample!r}: choose one of {UPSAMPLING}.")
     super().__post_init__()
 
-  def module(self, dtype, axis_name):
+  def module(self, dtype, axis_name, cpu_kernels: bool = True):
     return MapLayers(self.num_keypoints, self.stride, self.features, self.convs,
-                     self.upsample, dtype, axis_name)
+                     self.upsample, dtype, axis_name, cpu_kernels)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
