@@ -54,8 +54,8 @@ def cutoff_metrics(rows: dict, cutoff: float) -> dict:
 def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
   """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`)."""
   pred = to_source_pixels(rows["pred"], rows["matrix"])
-  if split in source.ground_truth and spec.names == source.spec.names:  # the file's own
-    ground_truth, category_id = source.ground_truth[split]()
+  if split in source.ground_truth and spec.names == source.spec.names:
+    ground_truth, category_id = source.ground_truth[split]()  # the annotation file's own
   else:
     category_id = 1
     ground_truth = coco_eval.ground_truth_from_examples(
@@ -111,7 +111,7 @@ def format_table(summary: dict) -> str:
            f"step {summary['step']}; NME normaliser: {summary['normaliser']}"]
   lines += [f"  {k:<27} {v:.4f}" for k, v in summary.items() if isinstance(v, float)]
   lines += [f"  {k:<27} {v}" for k, v in summary.items()
-            if k.startswith("num_") or (v is None and k != "step")]
+            if k.startswith("num_") or v is None]
   lines.append(f"  {'keypoint':<28} {'NME':>8} {'PCK@0.1':>8} {'error px':>9} "
                f"{'baseline px':>12}  (px: the source image's pixels; - : never labelled)")
   cell = lambda value, spec: "-" if value is None else format(value, spec)

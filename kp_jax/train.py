@@ -266,6 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
+    preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
       eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)

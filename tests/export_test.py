@@ -29,7 +29,8 @@ def run_config(name, data_dir):
     config.model.backbone.output_stride = 16  # 32x32 inputs
     config.model.head.stride = 4
   elif name == "seed":
-    config.model, config.data.keypoints = seed.get_config().model, seed.get_config().data.keypoints
+    seed_config = seed.get_config()
+    config.model, config.data.keypoints = seed_config.model, seed_config.data.keypoints
   config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
   config.optimizer.warmup_steps = 1
   return config

@@ -266,7 +266,7 @@ def device_batch(batch: dict) -> dict:
 def training_mean_shape(data_config, source: Source) -> np.ndarray:
   """Mean training keypoints [K, 2] in model input pixels (each over the examples where it is
   visible): the baseline predictor's output."""
-  _, indices = keypoint_subset(data_config, source.spec)
+  spec, indices = keypoint_subset(data_config, source.spec)
   input_hw = input_shape(data_config, source)[:2]
   start = _compose(_select(data_config, indices), _start_geometry(data_config))
 
@@ -282,10 +282,9 @@ def training_mean_shape(data_config, source: Source) -> np.ndarray:
   mean = total / np.maximum(count, 1)[:, None]
   never = count == 0
   if never.any():  # the baseline is a report: place such keypoints at the others' centre
-    names = keypoint_subset(data_config, source.spec)[0].names
     centre = mean[~never].mean(0) if (~never).any() else np.array(input_hw[::-1]) / 2 - 0.5
     mean[never] = centre
     logging.warning("%s: keypoints %s are never labelled in the train split: the model gets no "
                     "signal for them, and the mean-shape baseline puts them at the centre of "
-                    "the others.", source.name, [names[i] for i in np.flatnonzero(never)])
+                    "the others.", source.name, [spec.names[i] for i in np.flatnonzero(never)])
   return mean.astype(np.float32)
