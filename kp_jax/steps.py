@@ -203,6 +203,27 @@ def _replicate(sharding, value):
   return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
+def one_in_flight(step: Callable) -> Callable:
+  """`step` (a compiled step), returning only once its outputs are computed, where it must.
+
+  XLA:CPU's in-process collectives (jaxlib 0.10.2) deadlock when two programs with
+  collectives over several CPU devices are in flight at once on a busy few-core host: one
+  device never joins the rendezvous and XLA aborts the process after 40 s ("Termination
+  timeout for `all gather ...`"; `benchmarks/cpu_collectives.py` reproduces it). Running one
+  such program at a time avoids it. Only CPU runs with several devices pay, and there the
+  input pipeline's own threads still overlap the steps.
+  """
+  if jax.default_backend() != "cpu" or jax.device_count() == 1:
+    return step
+
+  @functools.wraps(step)
+  def synchronous(*args):
+    return jax.block_until_ready(step(*args))
+
+  synchronous.lower = step.lower  # benchmarks/profile_step.py reads the compiled program
+  return synchronous
+
+
 def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None) -> Parallel:
   """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
   name AXIS_NAME."""
@@ -211,10 +232,10 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
   if mode == "pmap":
     return Parallel(
         mode=mode,
-        train_step=jax.pmap(functools.partial(train, axis_name=AXIS_NAME),
-                            axis_name=AXIS_NAME, donate_argnums=(0,)),
-        eval_step=jax.pmap(functools.partial(evaluate_batch, axis_name=AXIS_NAME),
-                           axis_name=AXIS_NAME, in_axes=(0, 0, None)),
+        train_step=one_in_flight(jax.pmap(functools.partial(train, axis_name=AXIS_NAME),
+                                          axis_name=AXIS_NAME, donate_argnums=(0,))),
+        eval_step=one_in_flight(jax.pmap(functools.partial(evaluate_batch, axis_name=AXIS_NAME),
+                                         axis_name=AXIS_NAME, in_axes=(0, 0, None))),
         put_state=jax_utils.replicate,
         get_state=lambda state: jax.device_get(first_replica(state)),
         put_batch=lambda batch: batch,
@@ -231,8 +252,8 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
 
   return Parallel(
       mode=mode,
-      train_step=jax.jit(train, out_shardings=replicated, donate_argnums=(0,)),
-      eval_step=jax.jit(evaluate_batch, out_shardings=replicated),
+      train_step=one_in_flight(jax.jit(train, out_shardings=replicated, donate_argnums=(0,))),
+      eval_step=one_in_flight(jax.jit(evaluate_batch, out_shardings=replicated)),
       put_state=lambda state: jax.tree.map(functools.partial(_replicate, replicated),
                                            jax.device_get(state)),
       get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),

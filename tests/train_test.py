@@ -106,6 +106,26 @@ def test_cpu_kernels_and_xla_layers_train_alike_sharded_over_devices(config):
 
 
 @pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_collective_steps_run_one_at_a_time(config, mode):
+  # Two steps with collectives in flight over the 4 CPU devices can deadlock XLA:CPU under
+  # load (steps.one_in_flight; benchmarks/cpu_collectives.py reproduces it): each step must
+  # return with its outputs computed.
+  state, source = initial_state(config)
+  model, head = model_and_head(config, mode)
+  parallel = steps.make_parallel(mode, head)
+  batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES))
+  s = parallel.put_state(state.replace(apply_fn=model.apply))
+  for _ in range(3):
+    s, m = parallel.train_step(s, parallel.put_batch(batch))
+    assert all(x.is_ready() for x in jax.tree.leaves((s, m)))
+  mean_shape = pipeline.training_mean_shape(config.data, source)
+  eval_batch = next(pipeline.eval_iterator(config, source, "validation",
+                                           local_devices=NUM_DEVICES))
+  out = parallel.eval_step(s, parallel.put_batch(pipeline.device_batch(eval_batch)), mean_shape)
+  assert all(x.is_ready() for x in jax.tree.leaves(out))
+
+
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
 def test_evaluation_counts_each_example_once(config, mode):
   state, source = initial_state(config)
   model, head = model_and_head(config, mode)
