@@ -101,15 +101,16 @@ def keras(model_name, steps, rounds, jit_compile=False):
           f"keras {k.__version__}, tf {tf.__version__}", model.count_params())
 
 
-def torch_seed(nn):
+def torch_seed(nn, size=SIZE, keypoints=KEYPOINTS):
+  side = ((size - 2) // 2 - 2) // 2  # after two VALID 3x3 convolutions and 2x2 poolings
   return nn.Sequential(
       nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
       nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-      nn.Flatten(), nn.Linear(64 * 22 * 22, 64), nn.ReLU(),
-      nn.Linear(64, 2 * KEYPOINTS), nn.Sigmoid())
+      nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU(),
+      nn.Linear(64, 2 * keypoints), nn.Sigmoid())
 
 
-def torch_default(torch, nn):
+def torch_default(torch, nn, keypoints=KEYPOINTS):
   """configs/default.py's network: ResNet (v1.5, width 16, one basic block per stage, stride
   32) -> two [4x4 deconv /2 -> BN -> ReLU] to 12x12 maps -> 1x1 conv -> soft-argmax."""
   def bn(c, zero=False):
@@ -142,7 +143,7 @@ def torch_default(torch, nn):
   return nn.Sequential(
       nn.Conv2d(1, 16, 7, 2, 3, bias=False), bn(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
       Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2), Block(64, 128, 2),
-      *up(128), *up(32), nn.Conv2d(32, KEYPOINTS, 1), SoftArgmax())
+      *up(128), *up(32), nn.Conv2d(32, keypoints, 1), SoftArgmax())
 
 
 def pytorch(model_name, steps, rounds):
