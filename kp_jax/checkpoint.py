@@ -7,13 +7,12 @@ image shape) for the prediction command. Orbax writes each step to a temporary f
 renames it when complete, so a crash mid-save leaves the previous checkpoints intact.
 """
 
-import os
-import shutil
 import time
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 BEST_METRIC = "nme"
 
@@ -29,7 +28,9 @@ def create_manager(directory: str, keep_last: int, keep_best: int) -> ocp.Checkp
   options = ocp.CheckpointManagerOptions(
       best_fn=lambda m: m[BEST_METRIC], best_mode="min", preservation_policy=preservation,
       enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+  directory = epath.Path(directory)  # gs:// and other remote paths stay as they are
+  return ocp.CheckpointManager(directory if directory.is_absolute() else directory.absolute(),
+                               options=options,
                                item_names=("state", "meta"))
 
 
@@ -98,12 +99,12 @@ def restore_latest(manager: ocp.CheckpointManager, target, meta: dict, is_writer
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception, is_writer: bool):
-  directory = str(manager.directory)
-  aside = os.path.join(f"{directory}-unreadable", f"{step}-{int(time.time())}")
+  directory = epath.Path(manager.directory)
+  aside = directory.parent / f"{directory.name}-unreadable" / f"{step}-{int(time.time())}"
   logging.warning("Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying "
                   "the previous one.", step, directory, type(error).__name__,
                   str(error).splitlines()[0][:300] if str(error) else "", aside)
   if is_writer:
-    os.makedirs(os.path.dirname(aside), exist_ok=True)
-    shutil.move(os.path.join(directory, str(step)), aside)
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    (directory / str(step)).rename(aside)
   manager.reload()

@@ -16,11 +16,11 @@ Writes into --output_dir (default WORKDIR/eval/SPLIT):
 """
 
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
+from etils import epath
 
 from kp_jax import coco_eval, steps, train
 from kp_jax.data import pipeline
@@ -96,12 +96,10 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
              "error_image_px_baseline": values["baseline_error_image_px"],
              **cutoff_metrics(rows, likelihood_cutoff),
              **{f"coco_{k}": v for k, v in ap.items()}, "per_keypoint": per_keypoint}
-  output_dir = output_dir or os.path.join(workdir, "eval", split)
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  with open(os.path.join(output_dir, "keypoint_results.json"), "w") as f:
-    json.dump(predictions, f)
+  output_dir = epath.Path(output_dir or epath.Path(workdir) / "eval" / split)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+  (output_dir / "keypoint_results.json").write_text(json.dumps(predictions))
   logging.info("Wrote %s", output_dir)
   return summary
 

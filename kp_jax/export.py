@@ -23,7 +23,6 @@ shape, batch, likelihood cutoff and how images were fitted.
 """
 
 import json
-import os
 import tempfile
 
 import jax
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
+from etils import epath
 
 from kp_jax import steps
 from kp_jax.predict import load_run
@@ -54,8 +54,7 @@ def _stablehlo(serve, shape, out):
   batch = shape[0] if shape[0] else jax.export.symbolic_shape("n")[0]
   exported = jax.export.export(jax.jit(serve))(
       jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.float32))
-  with open(out, "wb") as f:
-    f.write(exported.serialize())
+  epath.Path(out).write_bytes(exported.serialize())
 
 
 def _savedmodel(serve, shape, out):
@@ -75,14 +74,14 @@ def _tflite(serve, shape, out):
   with tempfile.TemporaryDirectory() as saved:
     _savedmodel(serve, shape, saved)
     flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
-  with open(out, "wb") as f:
-    f.write(flatbuffer)
+  epath.Path(out).write_bytes(flatbuffer)
 
 
 def _onnx(serve, shape, out):
   import onnx
   from jax2onnx import to_onnx
-  onnx.save(to_onnx(serve, inputs=[shape], model_name="kp_jax"), out)
+  epath.Path(out).write_bytes(
+      to_onnx(serve, inputs=[shape], model_name="kp_jax").SerializeToString())
 
 
 WRITERS = {"stablehlo": _stablehlo, "savedmodel": _savedmodel, "onnx": _onnx, "tflite": _tflite}
@@ -98,8 +97,8 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
   if batch is not None and batch < 1:
     raise ValueError(f"--batch={batch}: a positive size, or 'dynamic'.")
   run = load_run(workdir, step)
-  out = out or os.path.join(workdir, "export", "model" + FORMATS[fmt])
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  out = str(out or epath.Path(workdir) / "export" / ("model" + FORMATS[fmt]))
+  epath.Path(out).parent.mkdir(parents=True, exist_ok=True)
   WRITERS[fmt](serving_function(run), (batch, *run.image_shape), out)
   data = run.config.data
   meta = {"format": fmt, "workdir": workdir, "step": run.step, "batch": batch,
@@ -110,8 +109,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
           "whole_image_padding": data.box_padding if data.input_size else 1.0,
           "input": "float32 [N, H, W, C] pixel values in [0, 255]",
           "outputs": "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"}
-  with open(out.rstrip("/") + ".json", "w") as f:
-    json.dump(meta, f, indent=2)
+  epath.Path(out.rstrip("/") + ".json").write_text(json.dumps(meta, indent=2))
   logging.info("Wrote %s (%s, batch %s) and its .json", out, fmt, batch or "dynamic")
   return out
 

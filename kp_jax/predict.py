@@ -17,8 +17,10 @@ Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the
 import csv
 import dataclasses
 import functools
+import io
 import json
 import os
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -26,6 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import app, flags
+from etils import epath
 from PIL import Image
 
 from kp_jax import checkpoint, steps, visualize
@@ -60,12 +63,11 @@ class Run:
 
 def load_run(workdir: str, step: int | None = None) -> Run:
   """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME)."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
+  config_path = epath.Path(workdir) / "config.json"
+  if not config_path.exists():
     raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 1, 1)
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  manager = checkpoint.create_manager(epath.Path(workdir) / "checkpoints", 1, 1)
   if step is None:  # the best by validation NME; a run never evaluated: the latest
     step = manager.best_step() or manager.latest_step()
   if step is None or step not in manager.all_steps():
@@ -145,18 +147,18 @@ def _keypoint_values(points, likelihood, cutoff: float) -> list:
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
                   likelihood_cutoff: float | None = None) -> dict:
   predictor = Predictor(workdir, likelihood_cutoff)
-  output_dir = output_dir or os.path.join(workdir, "predictions")
-  os.makedirs(output_dir, exist_ok=True)
+  output_dir = epath.Path(output_dir or epath.Path(workdir) / "predictions")
+  output_dir.mkdir(parents=True, exist_ok=True)
   results = {}
   for path in paths:
     points, likelihood, image = predictor(path, box)
     results[path] = dict(zip(predictor.names, _keypoint_values(points, likelihood,
                                                                predictor.cutoff)))
     stem = os.path.splitext(os.path.basename(path))[0]
-    Image.fromarray(predictor.overlay(_as_uint8_rgb(image), points, likelihood)).save(
-        os.path.join(output_dir, f"{stem}_keypoints.png"))
-  with open(os.path.join(output_dir, "keypoints.json"), "w") as f:
-    json.dump(results, f, indent=2)
+    with (output_dir / f"{stem}_keypoints.png").open("wb") as f:
+      Image.fromarray(predictor.overlay(_as_uint8_rgb(image), points, likelihood)).save(
+          f, format="PNG")
+  (output_dir / "keypoints.json").write_text(json.dumps(results, indent=2))
   return results
 
 
@@ -219,14 +221,15 @@ class VideoWriter:
 def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"):
   """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords, then one row per frame
   (its index, then x, y, likelihood per body part; x and y empty when missing)."""
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["scorer"] + [scorer] * 3 * len(names))
-    writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)])
-    writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names))
-    for index, values in enumerate(frames_values):
-      writer.writerow([index] + ["" if v is None else f"{v:.4f}" for triple in values
-                                 for v in triple])
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(["scorer"] + [scorer] * 3 * len(names))
+  writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)])
+  writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names))
+  for index, values in enumerate(frames_values):
+    writer.writerow([index] + ["" if v is None else f"{v:.4f}" for triple in values
+                               for v in triple])
+  epath.Path(path).write_text(text.getvalue())
 
 
 def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: int = 8,
@@ -235,9 +238,11 @@ def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: 
   docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"}."""
   fps, frames = read_video(path)
   stem = os.path.splitext(os.path.basename(path))[0]
-  out = {kind: os.path.join(output_dir, f"{stem}_{suffix}") for kind, suffix in
+  out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in
          (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
-  writer, values, matrix = VideoWriter(out["video"], fps), [], None
+  # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
+  local_video = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False).name
+  writer, values, matrix = VideoWriter(local_video, fps), [], None
   start, batch = time.perf_counter(), []
 
   def flush():
@@ -259,13 +264,15 @@ def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: 
   if batch:
     flush()
   writer.close()
+  epath.Path(local_video).copy(out["video"], overwrite=True)
+  os.remove(local_video)
   seconds = time.perf_counter() - start
   if not values:
     raise ValueError(f"{path} has no video frames.")
   write_deeplabcut_csv(out["csv"], predictor.names, values)
-  with open(out["json"], "w") as f:
-    json.dump({"video": path, "keypoints": list(predictor.names), "fps": fps,
-               "likelihood_cutoff": predictor.cutoff, "frames": values}, f)
+  epath.Path(out["json"]).write_text(json.dumps(
+      {"video": path, "keypoints": list(predictor.names), "fps": fps,
+       "likelihood_cutoff": predictor.cutoff, "frames": values}))
   return {**out, "frames": len(values), "fps": fps, "frames_per_second": len(values) / seconds}
 
 
@@ -275,14 +282,14 @@ def main(argv):
   args = flags.FLAGS
   box = [float(v) for v in args.box] if args.box else None
   images = [p for p in argv[1:] if not is_video(p)]
-  output_dir = args.output_dir or os.path.join(args.workdir, "predictions")
+  output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")
   if images:
     print(json.dumps(predict_files(args.workdir, images, output_dir, box,
                                    args.likelihood_cutoff), indent=2))
   videos = [p for p in argv[1:] if is_video(p)]
   if videos:
     predictor = Predictor(args.workdir, args.likelihood_cutoff)
-    os.makedirs(output_dir, exist_ok=True)
+    epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
       result = predict_video(predictor, path, output_dir, box=box)
       print(f"{path}: {result['frames']} frames at {result['frames_per_second']:.1f} frames/s "

@@ -12,11 +12,11 @@ convolution for another number of input channels is converted: RGB -> gray sums 
 over its colours (the same response to a gray image), gray -> RGB spreads it evenly.
 """
 
-import os
 
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from flax import traverse_util
 
 from kp_jax import checkpoint
@@ -33,7 +33,8 @@ def _torch_state_dict(path: str) -> dict:
     raise ImportError(f"config.model.init_from={path!r} is a PyTorch file: install torch "
                       "(pip install torch==2.13.0) to read it.") from None
   try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    with epath.Path(path).open("rb") as f:
+      loaded = torch.load(f, map_location="cpu", weights_only=True)
   except Exception as e:  # noqa: BLE001 -- any unpickling failure: name the file
     raise ValueError(f"config.model.init_from={path!r}: cannot read it with torch.load: "
                      f"{e}") from None
@@ -93,8 +94,8 @@ def torchvision_resnet_variables(state: dict, path: str = "state_dict") -> dict:
 
 def workdir_variables(workdir: str) -> dict:
   """{"params", "batch_stats"} (flattened) of a kp-jax run's best (else latest) checkpoint."""
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.is_dir():
     raise FileNotFoundError(f"config.model.init_from={workdir!r}: no checkpoints/ folder; give "
                             "a kp-jax workdir or a torchvision .pth file.")
   manager = checkpoint.create_manager(directory, 1, 1)
@@ -151,9 +152,9 @@ def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], li
 
 def load(init_from: str, variables: dict) -> dict:
   """`variables` ({"params", "batch_stats"}) initialised from `init_from` (module docstring)."""
-  if os.path.isdir(init_from):
+  if epath.Path(init_from).is_dir():
     source = workdir_variables(init_from)
-  elif os.path.isfile(init_from):
+  elif epath.Path(init_from).is_file():
     source = torchvision_resnet_variables(_torch_state_dict(init_from), init_from)
   else:
     raise FileNotFoundError(f"config.model.init_from={init_from!r} is neither a workdir nor a "

@@ -7,7 +7,6 @@ README (metrics.jsonl, summary.json, predictions.png, TensorBoard events).
 
 import contextlib
 import json
-import os
 import signal
 import threading
 import time
@@ -19,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
+from etils import epath
 
 from kp_jax import checkpoint, metrics, pretrained, steps, visualize
 from kp_jax.data import pipeline
@@ -64,18 +64,23 @@ def evaluate(parallel: steps.Parallel, state, config, source, split: str, mean_s
 
 
 class MetricsLog:
-  """`metrics.jsonl` (one {"step", "split", ...} object a line) plus clu writers."""
+  """`metrics.jsonl` (one {"step", "split", ...} object a line) plus clu writers.
+
+  The file is rewritten whole at each write, since object stores (gs://) cannot append; a
+  resumed run keeps the lines already there.
+  """
 
   def __init__(self, workdir: str, is_writer: bool):
     self.writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)
-    self.path = os.path.join(workdir, "metrics.jsonl") if is_writer else None
+    self.path = epath.Path(workdir) / "metrics.jsonl" if is_writer else None
+    self.lines = self.path.read_text() if self.path and self.path.exists() else ""
 
   def write(self, step: int, split: str, values: dict):
     self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()
                                      if v is not None})
     if self.path:
-      with open(self.path, "a") as f:
-        f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+      self.lines += json.dumps({"step": step, "split": split, **values}) + "\n"
+      self.path.write_text(self.lines)
 
   def close(self):
     self.writer.flush()
@@ -166,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run_start = time.time()
   check_config(config)
   is_writer = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   source = pipeline.get_source(config.data)
   spec, _ = pipeline.keypoint_subset(config.data, source.spec)
   image_shape = pipeline.input_shape(config.data, source)
@@ -185,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # preemption): the checkpoint manager, the metric writers and the SIGTERM handler.
   with contextlib.ExitStack() as stack:
     manager = stack.enter_context(contextlib.closing(checkpoint.create_manager(
-        os.path.join(workdir, "checkpoints"), config.keep_last_checkpoints,
+        epath.Path(workdir) / "checkpoints", config.keep_last_checkpoints,
         config.keep_best_checkpoints)))
     meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
         "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
@@ -206,8 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats}))
     start_step = int(state.step)
     if is_writer:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+      (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     mean_shape = pipeline.training_mean_shape(config.data, source)
     log = stack.enter_context(contextlib.closing(MetricsLog(workdir, is_writer)))
@@ -286,13 +290,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "parallel": parallel.mode, "devices": jax.device_count(),
     }
     if is_writer:
-      with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+      (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
       batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
       images = batch["image"][0]
       pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
                                        head=head, flip_permutation=flip_permutation)
-      visualize.save_grid(os.path.join(workdir, "predictions.png"), images, np.asarray(pred),
+      visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
                           np.asarray(likelihood), batch["keypoints"][0], batch["visible"][0],
                           spec, config)
     logging.info("Summary: %s", json.dumps(summary))

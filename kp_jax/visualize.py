@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 
@@ -81,7 +82,8 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   fig.suptitle("validation: predicted (circles, opacity = likelihood), true (crosses)",
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  with epath.Path(path).open("wb") as f:  # any file system, as the rest of the workdir
+    fig.savefig(f, dpi=80, format="png")
   plt.close(fig)
 
 
