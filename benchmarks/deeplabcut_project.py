@@ -8,7 +8,7 @@ Trains `configs/deeplabcut.py` (or `--config`) with `data.project=PROJECT` into 
 (resuming if it holds a run), prints the run's wall time, the test error per body part in the
 frames' own pixels next to the baseline's, and with --video writes `PROJECT`-frame video
 predictions (CSV, JSON, overlay MP4) and their frames/s. Everything after `--` goes to
-train.py. The README's "Your DeepLabCut project" numbers come from this script.
+train.py. The numbers of docs/deeplabcut.md's worked example come from this script.
 """
 
 import argparse

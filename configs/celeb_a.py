@@ -2,7 +2,7 @@
 
   python train.py --config configs/celeb_a.py --workdir workdirs/celeb_a
 
-TFDS downloads CelebA on first use (about 1.4 GB; README "Datasets").
+TFDS downloads CelebA on first use (about 1.4 GB; docs/data.md, "Datasets").
 """
 
 from configs import default

@@ -1,4 +1,4 @@
-"""Top-down training on COCO-format keypoint files: the README's worked example.
+"""Top-down training on COCO-format keypoint files: the worked example of docs/data.md.
 
   python -m kp_jax.data.example_coco data/faces_coco     # or export your own from CVAT etc.
   python train.py --config configs/coco_example.py --workdir workdirs/coco_example

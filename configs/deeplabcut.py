@@ -1,7 +1,7 @@
 """Your DeepLabCut project: whole frames, a fully convolutional heatmap model at stride 4 with
-DARK sub-pixel decoding, strong geometric and colour augmentation (README, "Your DeepLabCut
-project"). Copy it, point `data.project` at your project and set `data.input_size` to about
-half your frames' (height, width), rounded to multiples of 32.
+DARK sub-pixel decoding, strong geometric and colour augmentation (docs/deeplabcut.md has
+its worked example and results). Copy it, point `data.project` at your project and set
+`data.input_size` to about half your frames' (height, width), rounded to multiples of 32.
 
   python train.py --config configs/deeplabcut.py --workdir workdirs/reaching \
       --config.data.project=/path/to/Reaching-Mackenzie-2018-08-30
@@ -45,7 +45,7 @@ def get_config():
   opt.warmup_steps = 100
   config.batch_size = 8
   config.eval_batch_size = 8
-  config.num_train_steps = 1500  # ~14 min on a 2-core CPU (README, "Your DeepLabCut project")
+  config.num_train_steps = 1500  # ~14 min on a 2-core CPU (docs/deeplabcut.md)
   config.log_every_steps = 50
   # The held-out frames double as the validation split: evaluate (and keep "the best") only at
   # the end, so no checkpoint is chosen by its test error.

@@ -28,7 +28,7 @@ def get_config():
   # Source "tfds": a TFDS landmark set with an adapter in kp_jax/data/tfds_landmarks.py.
   data.tfds_name = ""  # celeb_a, aflw2k3d or the300w_lp
   data.tfds_splits = {"train": "train", "validation": "validation"}  # pipeline -> TFDS splits
-  # Sources read from files ("coco", "csv"; README "Datasets"):
+  # Sources read from files ("coco", "csv"; docs/data.md):
   data.files = {}  # split -> annotation file (COCO JSON or CSV); "train" is required
   data.image_dirs = {}  # split -> folder its image file names are relative to; default: the
   #                       annotation file's folder

@@ -2,7 +2,7 @@
 
   python -m kp_jax.export --workdir workdirs/default --format onnx [--batch 1] [--out PATH]
 
-Formats (README, "Deploying a model"):
+Formats (docs/usage.md, "Deploying a model"):
   stablehlo   `jax.export`'s serialized artifact (.stablehlo); runs with jax alone
   savedmodel  a TensorFlow SavedModel (a folder) via jax2tf, signature "serving_default"
   onnx        an ONNX model (.onnx) via jax2onnx; runs with onnxruntime

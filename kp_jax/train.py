@@ -1,8 +1,8 @@
 """The training run: input pipeline, kp_jax.steps' compiled steps, evaluation, checkpoints.
 
 `train_and_evaluate(config, workdir)` is the whole run: it resumes from the latest checkpoint in
-`workdir/checkpoints`, trains, evaluates, checkpoints, and leaves the outputs described in the
-README (metrics.jsonl, summary.json, predictions.png, TensorBoard events).
+`workdir/checkpoints`, trains, evaluates, checkpoints, and leaves the outputs described in
+docs/usage.md (metrics.jsonl, summary.json, predictions.png, TensorBoard events).
 """
 
 import contextlib

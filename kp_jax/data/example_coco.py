@@ -3,7 +3,7 @@ export it: JPEG scenes of varied sizes holding one or two faces each, and one JS
 
   python -m kp_jax.data.example_coco /tmp/faces_coco
 
-It stands in for a user's own labelled data in the README's worked example and in the tests.
+It stands in for a user's own labelled data in the worked example of docs/data.md and in the tests.
 """
 
 import json

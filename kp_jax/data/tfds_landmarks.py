@@ -85,7 +85,7 @@ def source(data_config) -> Source:
                      f"{sorted(ADAPTERS)}.")
   adapter = ADAPTERS[name]
   builder = tfds.builder(name, data_dir=data_config.data_dir)
-  builder.download_and_prepare()  # the README says where the manual downloads go
+  builder.download_and_prepare()  # docs/data.md says where the manual downloads go
   splits = dict(data_config.tfds_splits)
 
   def load(split, process_index, process_count):
