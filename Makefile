@@ -20,4 +20,4 @@ $(VENV)/test-installed: $(VENV)/installed tests/requirements.txt requirements-ex
 	touch $@
 
 test: $(VENV)/test-installed
-	$(PYTHON) -m pytest tests --durations=15
+	$(PYTHON) -m pytest tests -n auto --maxprocesses=4 --dist worksteal --durations=15

@@ -21,8 +21,6 @@ TF32 or bf16 autocast.
 
 import argparse
 import functools
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -33,10 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from kp_jax import steps  # noqa: E402
-from kp_jax.models import create_model  # noqa: E402
+from config_shapes import ROOT, config_name, input_shape, keypoint_count, load_config
+from kp_jax import steps
+from kp_jax.models import create_model
 
 # Dense peak TFLOP/s per device (bf16, and the rate float32 convolutions run at by default),
 # matched against `device_kind` in order.
@@ -50,34 +47,8 @@ PEAK_TFLOPS = (
     ("TPU v5", {"bfloat16": 197.0, "float32": 197.0}),  # v5e ("TPU v5 lite")
     ("TPU v4", {"bfloat16": 275.0, "float32": 275.0}),
 )
-KEYPOINTS_OF_SOURCE = {"synthetic_faces": 15, "coco": 17}
 # Global batches that keep a large accelerator busy; on CPU the config's own batch size.
 ACCELERATOR_BATCH = {"seed": 1024, "default": 512, "resnet18_heatmap": 256, "coco_person": 256}
-
-
-def load_config(name: str):
-  if os.path.exists(name):
-    spec = importlib.util.spec_from_file_location("config", name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  else:
-    module = importlib.import_module(f"configs.{name}")
-  return module.get_config()
-
-
-def input_shape(data) -> tuple[int, int, int]:
-  height, width = tuple(data.input_size) or (data.image_size, data.image_size)
-  return height, width, 1 if data.source == "synthetic_faces" else data.channels
-
-
-def keypoint_count(data, override: int | None) -> int:
-  if override:
-    return override
-  if data.keypoints:
-    return len(data.keypoints)
-  if data.source not in KEYPOINTS_OF_SOURCE:
-    raise ValueError(f"config.data.source={data.source!r}: pass --keypoints N")
-  return KEYPOINTS_OF_SOURCE[data.source]
 
 
 def peak_tflops(dtype: str, override: float | None) -> float | None:
@@ -128,8 +99,7 @@ def torch_network(name: str, config, keypoints: int, channels: int):
   import torch  # noqa: PLC0415 -- only the PyTorch rows need it
   from torch import nn  # noqa: PLC0415
 
-  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-  import peers  # noqa: PLC0415
+  import peers  # noqa: PLC0415 -- benchmarks/, beside this script
   if name == "default":
     return peers.torch_default(torch, nn, keypoints)
   if name == "seed":
@@ -226,17 +196,17 @@ def main(argv=None):
   rows = []
   for name in args.configs:
     config = load_config(name)
-    config_name = os.path.splitext(os.path.basename(name))[0]
+    short_name = config_name(name)
     batch_size = args.batch_size or (config.batch_size if on_cpu else
-                                     ACCELERATOR_BATCH.get(config_name, 4 * config.batch_size))
+                                     ACCELERATOR_BATCH.get(short_name, 4 * config.batch_size))
     keypoints = keypoint_count(config.data, args.keypoints)
     for dtype in args.dtypes:
       peak = peak_tflops(dtype, args.peak_tflops)
       timing = time_kp_jax(config, dtype, batch_size, keypoints, args.steps)
-      new_rows = [row("kp-jax", config_name, dtype, batch_size, timing, peak)]
-      torch_timing = time_pytorch(config_name, config, dtype, batch_size, keypoints, args.steps)
+      new_rows = [row("kp-jax", short_name, dtype, batch_size, timing, peak)]
+      torch_timing = time_pytorch(short_name, config, dtype, batch_size, keypoints, args.steps)
       if torch_timing:
-        new_rows.append(row(f"pytorch {torch_timing['version']}", config_name, dtype,
+        new_rows.append(row(f"pytorch {torch_timing['version']}", short_name, dtype,
                             batch_size, torch_timing, None))
       for new in new_rows:
         print(json.dumps(new), flush=True)

@@ -15,27 +15,18 @@ about 2,000-2,500 crops/s: ~150 per core of a 16-core host).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-from kp_jax.data import pipeline  # noqa: E402
-from kp_jax.data.keypoints import COCO_PERSON  # noqa: E402
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location("config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from config_shapes import load_config
+from kp_jax.data import pipeline
+from kp_jax.data.keypoints import COCO_PERSON
 
 
 def write_coco_like(folder: str, num_images: int, seed: int = 0) -> str:

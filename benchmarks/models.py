@@ -12,7 +12,6 @@ NME, PCK@0.05, failure rate (NME > 0.1) and the images/s of the real run.
 """
 
 import functools
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,30 +21,14 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-from kp_jax import steps  # noqa: E402
-from kp_jax.data.keypoints import FACE15  # noqa: E402
-from kp_jax.models import create_model  # noqa: E402
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location("config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def input_shape(config) -> tuple[int, int, int]:
-  """The model input of `config` without reading its data: `data.input_size` with
-  `data.channels`, else the synthetic faces' image_size x image_size x 1."""
-  if config.data.input_size:
-    return (*config.data.input_size, config.data.channels)
-  return (config.data.image_size, config.data.image_size, 1)
+from config_shapes import input_shape, keypoint_count, load_config
+from kp_jax import steps
+from kp_jax.models import create_model
 
 
 def measure(config, num_steps: int = 10):
-  shape = input_shape(config)
-  k = len(config.data.keypoints) or FACE15.num_keypoints  # the count matters little here
+  shape = input_shape(config.data)
+  k = keypoint_count(config.data)
   model, head = create_model(config.model, k, shape[:2])
   state = steps.create_train_state(config, model, shape, jax.random.key(0))
   params = sum(p.size for p in jax.tree.leaves(state.params))

@@ -12,28 +12,16 @@ import argparse
 import collections
 import glob
 import gzip
-import importlib.util
 import json
 import os
-import sys
 import tempfile
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kp_jax import steps  # noqa: E402
-from kp_jax.models import create_model  # noqa: E402
-
-KEYPOINTS = 15
-
-
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
+from config_shapes import input_shape, keypoint_count, load_config
+from kp_jax import steps
+from kp_jax.models import create_model
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -42,17 +30,20 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
   parser.add_argument("--hlo", help="write the compiled step's HLO text here")
+  parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
   args = parser.parse_args()
   config = load_config(args.config)
-  size, batch_size = config.data.image_size, args.batch or config.batch_size
-  model, head = create_model(config.model, KEYPOINTS, (size, size))
-  state = steps.create_train_state(config, model, (size, size, 1), jax.random.key(0))
+  shape, keypoints = input_shape(config.data), keypoint_count(config.data, args.keypoints)
+  batch_size = args.batch or config.batch_size
+  model, head = create_model(config.model, keypoints, shape[:2])
+  state = steps.create_train_state(config, model, shape, jax.random.key(0))
   parallel = steps.make_parallel("jit", head)
   rng = np.random.default_rng(0)
   batch = parallel.put_batch({
-      "image": rng.uniform(0, 1, (1, batch_size, size, size, 1)).astype(np.float32),
-      "keypoints": rng.uniform(0, size, (1, batch_size, KEYPOINTS, 2)).astype(np.float32),
-      "visible": np.ones((1, batch_size, KEYPOINTS), np.float32),
+      "image": rng.uniform(0, 1, (1, batch_size, *shape)).astype(np.float32),
+      "keypoints": rng.uniform(0, min(shape[:2]), (1, batch_size, keypoints, 2)).astype(
+          np.float32),
+      "visible": np.ones((1, batch_size, keypoints), np.float32),
       "norm": np.ones((1, batch_size), np.float32)})
   state = parallel.put_state(state)
   if args.hlo:

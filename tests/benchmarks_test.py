@@ -14,6 +14,7 @@ import runpy, sys
 for name in ("tensorflow", "tensorflow_datasets", "clu", "orbax", "orbax.checkpoint", "torch"):
   sys.modules[name] = None
 sys.argv = ["accelerator.py", *sys.argv[1:]]
+sys.path.insert(0, "benchmarks")  # as `python benchmarks/accelerator.py` has it
 runpy.run_path("benchmarks/accelerator.py", run_name="__main__")
 """
 
