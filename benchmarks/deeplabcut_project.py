@@ -61,8 +61,8 @@ def main():
   extra = [a for a in extra if a != "--"]
   wall = train(args.config, args.project, args.workdir, extra)
 
-  from kp_jax import evaluate, predict  # noqa: PLC0415 (after training: one TF start-up)
-  result = evaluate.evaluate_run(args.workdir, "test")
+  from kp_jax import evaluation, predict  # noqa: PLC0415 (after training: one TF start-up)
+  result = evaluation.evaluate_run(args.workdir, "test")
   with open(os.path.join(args.workdir, "summary.json")) as f:
     summary = json.load(f)
   print(f"\n{args.workdir}: {summary['steps']} steps of {summary['batch_size']}, train.py wall "

@@ -10,57 +10,20 @@ import json
 import signal
 import threading
 import time
-from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from kp_jax import checkpoint, metrics, pretrained, steps, visualize
+from kp_jax import checkpoint, evaluation, pretrained, steps, visualize
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation and outputs.
-
-
-def evaluate(parallel: steps.Parallel, state, config, source, split: str, mean_shape,
-             on_predictions: Callable | None = None) -> tuple[dict, dict]:
-  """(model and baseline metrics, per-keypoint metrics of both) over a whole split; every
-  example counted exactly once. `on_predictions(pred [B, K, 2], likelihood [B, K], batch)`,
-  single-process only, sees each batch's predictions (in model input pixels) with the batch,
-  all flattened to [B, ...]."""
-  total = None
-  for batch in pipeline.eval_iterator(config, source, split,
-                                      local_devices=jax.local_device_count(),
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count()):
-    sums, (pred, likelihood) = parallel.eval_step(
-        state, parallel.put_batch(pipeline.device_batch(batch)), mean_shape)
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    if on_predictions is not None:  # a host-device sync point
-      flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items()}
-      on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]),
-                     np.asarray(likelihood).reshape(-1, likelihood.shape[-1]), flat)
-  total = jax.device_get(parallel.first(total))  # a host-device sync point
-  names = pipeline.keypoint_subset(config.data, source.spec)[0].names
-  per_keypoint = metrics.summarize_keypoints(total["per_keypoint"], names)
-  baseline = metrics.summarize_keypoints(total["per_keypoint_baseline"], names)
-  for name in names:
-    per_keypoint[name].update({f"baseline_{k}": v for k, v in baseline[name].items()})
-  num_examples = int(total["num_examples"])
-  return ({**metrics.summarize(total["model"]),
-           **metrics.keypoint_means(total["per_keypoint"]),
-           **metrics.summarize(total["baseline"], prefix="baseline_"),
-           **metrics.keypoint_means(total["per_keypoint_baseline"], prefix="baseline_"),
-           "num_examples": num_examples,
-           # What the averages leave out: examples and keypoints without ground truth.
-           "num_examples_without_labels": num_examples - int(total["model"]["nme"][1]),
-           "num_labelled_keypoints": int(total["model"]["pck@0.1"][1])}, per_keypoint)
+# Outputs.
 
 
 class MetricsLog:
@@ -249,8 +212,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
       eval_results = None
       if step % config.eval_every_steps == 0 or is_last_step:
-        eval_results, _ = evaluate(parallel, device_state, config, source, "validation",
-                                   mean_shape)
+        eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,
+                                                      "validation", mean_shape)
         log.write(step, "validation", eval_results)
 
       if step % config.checkpoint_every_steps == 0 or is_last_step:
@@ -273,15 +236,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
-      eval_results, _ = evaluate(parallel, device_state, config, source, "validation", mean_shape)
+      eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,
+                                                  "validation", mean_shape)
     host_state = parallel.get_state(device_state)
     summary = {
         "config": config.name, "source": source.name, "split": "validation",
-        **{k: v for k, v in eval_results.items() if not k.startswith("baseline_")},
-        "nme_baseline": eval_results["baseline_nme"],
-        "nme_ratio_to_baseline": (eval_results["nme"] / eval_results["baseline_nme"]
-                                  if eval_results["nme"] is not None else None),
-        "error_image_px_baseline": eval_results["baseline_error_image_px"],
+        **evaluation.headline_metrics(eval_results),
         "steps": int(host_state.step), "batch_size": config.batch_size,
         "wall_seconds": time.time() - run_start,
         "train_images_per_sec": (timed_steps * config.batch_size / train_seconds

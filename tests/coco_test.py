@@ -8,7 +8,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from conftest import file_source_config, ground_truth_rows
-from kp_jax import coco_eval, evaluate, exported, train
+from kp_jax import coco_eval, evaluation, exported, train
 from kp_jax.data import example_coco, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
 
@@ -169,11 +169,11 @@ def pycocotools_ap(truth, predictions):
   gt = COCO()
   gt.dataset = copy.deepcopy(truth)
   gt.createIndex()
-  evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(predictions)), "keypoints")
-  evaluation.evaluate()
-  evaluation.accumulate()
-  evaluation.summarize()
-  return evaluation.stats
+  reference = COCOeval(gt, gt.loadRes(copy.deepcopy(predictions)), "keypoints")
+  reference.evaluate()
+  reference.accumulate()
+  reference.summarize()
+  return reference.stats
 
 
 def test_coco_ap_is_one_for_the_truth_and_matches_pycocotools_for_perturbed(tmp_path):
@@ -199,13 +199,13 @@ def test_evaluation_of_the_true_keypoints_scores_ap_one(data_dir, dataset):
   _, files = dataset
   config = coco_config(data_dir, files)
   source = pipeline.get_source(config.data)
-  ap, predictions = evaluate.coco_metrics(source, "validation",
-                                          ground_truth_rows(config, source, "validation"),
-                                          source.spec)
+  ap, predictions = evaluation.coco_metrics(source, "validation",
+                                            ground_truth_rows(config, source, "validation"),
+                                            source.spec)
   assert ap["AP"] == pytest.approx(1.0) and ap["AR"] == pytest.approx(1.0)
-  noisy, _ = evaluate.coco_metrics(source, "validation",
-                                   ground_truth_rows(config, source, "validation", noise=1.5),
-                                   source.spec)
+  noisy, _ = evaluation.coco_metrics(source, "validation",
+                                     ground_truth_rows(config, source, "validation", noise=1.5),
+                                     source.spec)
   assert noisy["AP"] < 0.9
 
 
@@ -215,7 +215,7 @@ def test_evaluate_command_on_a_trained_coco_run(data_dir, dataset, tmp_path):
   config.num_train_steps = 10
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
-  summary = evaluate.evaluate_run(workdir, "validation")
+  summary = evaluation.evaluate_run(workdir, "validation")
   truth = json.load(open(files["validation"]))
   assert summary["num_examples"] == len(truth["annotations"])
   for name in ("nme", "pck@0.1", "auc@0.08", "failure@0.08", "coco_AP", "coco_AR"):
@@ -226,10 +226,10 @@ def test_evaluate_command_on_a_trained_coco_run(data_dir, dataset, tmp_path):
                                             "keypoint_results.json")))
   assert len(predictions) == len(truth["annotations"])
   gt = COCO(files["validation"])
-  evaluation = COCOeval(gt, gt.loadRes(predictions), "keypoints")
-  evaluation.params.kpt_oks_sigmas = np.full(15, 0.05)
-  evaluation.evaluate()
-  evaluation.accumulate()
-  evaluation.summarize()
-  assert summary["coco_AP"] == pytest.approx(evaluation.stats[0], abs=1e-12)
-  assert "left_eye_center" in evaluate.format_table(summary)
+  reference = COCOeval(gt, gt.loadRes(predictions), "keypoints")
+  reference.params.kpt_oks_sigmas = np.full(15, 0.05)
+  reference.evaluate()
+  reference.accumulate()
+  reference.summarize()
+  assert summary["coco_AP"] == pytest.approx(reference.stats[0], abs=1e-12)
+  assert "left_eye_center" in evaluation.format_table(summary)

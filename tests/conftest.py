@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from kp_jax import evaluate  # noqa: E402
+from kp_jax import evaluation  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)  # compile-heavy tests stay fast
@@ -56,7 +56,7 @@ def file_source_config(data_dir: str, source: str, **data):
 
 
 def ground_truth_rows(config, source, split, noise=0.0):
-  """Evaluation rows (`evaluate.stack_rows`) whose predictions are the true keypoints (plus
+  """Evaluation rows (`evaluation.stack_rows`) whose predictions are the true keypoints (plus
   Gaussian noise of `noise` model-input pixels)."""
   rng = np.random.default_rng(0)
   collected = []
@@ -64,7 +64,7 @@ def ground_truth_rows(config, source, split, noise=0.0):
     flat = {k: v[0] for k, v in batch.items()}
     pred = flat["keypoints"] + rng.normal(0, noise, flat["keypoints"].shape)
     collected.append((pred, np.ones(pred.shape[:2]), flat))
-  return evaluate.stack_rows(collected)
+  return evaluation.stack_rows(collected)
 
 
 @pytest.fixture(scope="session")

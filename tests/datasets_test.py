@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import file_source_config, ground_truth_rows
-from kp_jax import evaluate, train
+from kp_jax import evaluation, train
 from kp_jax.data import coco, pipeline
 from kp_jax.data.keypoints import FACE68, flip_pairs_from_names
 
@@ -196,9 +196,9 @@ def test_convention_loads_trains_and_scores_the_truth_perfectly(data_dir, tmp_pa
   assert source.split_sizes == {"train": 6, "validation": 3}
 
   train.train_and_evaluate(config, str(tmp_path / "run"))
-  summary = evaluate.evaluate_run(str(tmp_path / "run"), "validation")
+  summary = evaluation.evaluate_run(str(tmp_path / "run"), "validation")
   assert summary["num_examples"] == 3 and no_nan(summary), summary
-  ap, predictions = evaluate.coco_metrics(
+  ap, predictions = evaluation.coco_metrics(
       source, "validation", ground_truth_rows(config, source, "validation"), source.spec)
   assert ap["AP"] == pytest.approx(1.0) and ap["AR"] == pytest.approx(1.0)
   assert reference_pck(predictions, truth, 0.01) == 1.0

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import file_source_config
-from kp_jax import evaluate, predict, train
+from kp_jax import evaluation, predict, train
 from kp_jax.data import deeplabcut, pipeline
 
 BODYPARTS = ["snout", "leftEar", "rightEar", "tailbase"]
@@ -157,12 +157,12 @@ def test_train_evaluate_and_predict_a_video(data_dir, project, tmp_path):
   for key in ("error_image_px", "rmse_image_px", "rmse_input_px", "error_image_px_baseline"):
     assert np.isfinite(summary[key]), key
 
-  result = evaluate.evaluate_run(workdir, "test", likelihood_cutoff=0.0)
+  result = evaluation.evaluate_run(workdir, "test", likelihood_cutoff=0.0)
   assert result["kept_fraction"] == 1.0
   assert result["error_image_px_kept"] == pytest.approx(result["error_image_px"], rel=1e-4)
   assert set(result["per_keypoint"]) == set(BODYPARTS)
   assert "baseline_error_image_px" in result["per_keypoint"]["snout"]
-  hidden = evaluate.evaluate_run(workdir, "test", str(tmp_path / "eval"), likelihood_cutoff=1.01)
+  hidden = evaluation.evaluate_run(workdir, "test", str(tmp_path / "eval"), likelihood_cutoff=1.01)
   assert hidden["kept_fraction"] == 0.0 and hidden["error_image_px_kept"] is None
 
   frames = [np.asarray(Image.open(os.path.join(root, f)).convert("RGB")) for f in sorted(truth)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import NUM_DEVICES, relative_difference, tiny_config
-from kp_jax import checkpoint, metrics, steps, train
+from kp_jax import checkpoint, evaluation, metrics, steps, train
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
@@ -131,8 +131,8 @@ def test_evaluation_counts_each_example_once(config, mode):
   model, head = model_and_head(config, mode)
   parallel = steps.make_parallel(mode, head)
   mean_shape = pipeline.training_mean_shape(config.data, source)
-  got, per_keypoint = train.evaluate(parallel, parallel.put_state(state), config, source,
-                                     "validation", mean_shape)
+  got, per_keypoint = evaluation.evaluate_split(parallel, parallel.put_state(state), config,
+                                                source, "validation", mean_shape)
   assert got["num_examples"] == 21  # padded to 24, counted 21
   # Reference: the whole split in one unpadded batch on the host.
   examples = list(source.load("validation", 0, 1).as_numpy_iterator())

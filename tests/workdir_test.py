@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import tiny_config
-from kp_jax import evaluate, export, predict, train
+from kp_jax import evaluation, export, predict, train
 from kp_jax.data import faces
 
 FILE_EVENTS = {"open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir",
@@ -70,7 +70,7 @@ def test_workdir_io_goes_through_epath(data_dir, tmp_path):
     train.train_and_evaluate(config, workdir)
     config.num_train_steps = 20  # resumes: reads the checkpoint and metrics.jsonl back
     train.train_and_evaluate(config, workdir)
-    evaluate.evaluate_run(workdir, "validation")
+    evaluation.evaluate_run(workdir, "validation")
     predict.predict_files(workdir, [image_path])
     export.export(workdir, "stablehlo")
   finally:
