@@ -2,11 +2,14 @@
 validation NME, resume from the latest.
 
 A checkpoint holds the train state (step, parameters, optimiser state) as one host-side copy,
-whatever the device layout of the run, and a small JSON record (the keypoint names and the
-image shape) for the prediction command. Orbax writes each step to a temporary folder and
+whatever the device layout of the run, and its run's `RunMeta` (keypoints, image shape, model
+config) as JSON: written by the training loop, checked when a run resumes, read by predict,
+evaluate and export. Orbax writes each step to a temporary folder and
 renames it when complete, so a crash mid-save leaves the previous checkpoints intact.
 """
 
+import dataclasses
+import json
 import time
 
 import jax
@@ -15,6 +18,51 @@ from absl import logging
 from etils import epath
 
 BEST_METRIC = "nme"
+# What the model config may change without changing what a checkpoint holds.
+STATE_NEUTRAL_MODEL_KEYS = ("init_from", "kernels")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunMeta:
+  """What a checkpoint records about its run beside the state."""
+  config_name: str
+  source: str
+  keypoint_names: tuple[str, ...]
+  flip_permutation: tuple[int, ...]
+  skeleton: tuple[tuple[int, int], ...]  # keypoint index pairs, for drawing
+  image_shape: tuple[int, int, int]  # the model input (H, W, C)
+  model: dict  # config.model, less STATE_NEUTRAL_MODEL_KEYS
+
+  @classmethod
+  def of_run(cls, config, source_name: str, spec, image_shape) -> "RunMeta":
+    return cls(config.name, source_name, tuple(spec.names),
+               tuple(int(i) for i in spec.flip_permutation()),
+               spec.skeleton_indices(), tuple(image_shape),
+               {k: v for k, v in config.model.to_dict().items()
+                if k not in STATE_NEUTRAL_MODEL_KEYS})
+
+  def to_json(self) -> dict:
+    """As JSON reads it back (tuples as lists), so records compare equal to saved ones."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
+
+  @classmethod
+  def from_json(cls, record: dict) -> "RunMeta":
+    return cls(record.get("config_name", ""), record.get("source", ""),
+               tuple(record["keypoint_names"]), tuple(record.get("flip_permutation", ())),
+               tuple(tuple(pair) for pair in record.get("skeleton", ())),
+               tuple(record["image_shape"]), record.get("model", {}))
+
+  def check_compatible(self, saved: "RunMeta", directory, step: int):
+    """Raises when the checkpoint `saved` at `step` is of another model or other keypoints."""
+    mine, theirs = self.to_json(), saved.to_json()
+    differences = [f"{key}: checkpoint {theirs[key]!r}, config {mine[key]!r}"
+                   for key in ("keypoint_names", "image_shape", "model")
+                   if theirs[key] and theirs[key] != mine[key]]
+    if differences:
+      raise ValueError(
+          f"{directory} holds a checkpoint (step {step}) of an incompatible run: "
+          + "; ".join(differences) + ". Use another --workdir, or delete that one to start "
+          "over.")
 
 
 def create_manager(directory: str, keep_last: int, keep_best: int) -> ocp.CheckpointManager:
@@ -34,19 +82,20 @@ def create_manager(directory: str, keep_last: int, keep_best: int) -> ocp.Checkp
                                item_names=("state", "meta"))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, meta: dict, metrics: dict | None):
-  """Saves `state` (a pytree of host or fully replicated arrays) with its `meta` record."""
+def save(manager: ocp.CheckpointManager, step: int, state, meta: RunMeta,
+         metrics: dict | None):
+  """Saves `state` (a pytree of host or fully replicated arrays) with its run's `meta`."""
   manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             meta=ocp.args.JsonSave(meta)),
+                                             meta=ocp.args.JsonSave(meta.to_json())),
                metrics=metrics, force=True)
   manager.wait_until_finished()
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target):
-  """(state shaped like `target`, meta) saved at `step`."""
+  """(state shaped like `target`, its RunMeta) saved at `step`."""
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-  return restored.state, restored.meta
+  return restored.state, RunMeta.from_json(restored.meta)
 
 
 def restore_raw(manager: ocp.CheckpointManager, step: int) -> dict:
@@ -56,30 +105,17 @@ def restore_raw(manager: ocp.CheckpointManager, step: int) -> dict:
   return jax.device_get(restored.state)
 
 
-def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
-  return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> RunMeta:
+  return RunMeta.from_json(
+      manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
 
 
-def _differences(saved: dict, current: dict, keys) -> list[str]:
-  return [f"{key}: checkpoint {saved[key]!r}, config {current[key]!r}"
-          for key in keys if key in saved and saved[key] != current[key]]
-
-
-def check_compatible(saved: dict, current: dict, directory: str, step: int):
-  """Raises when a checkpoint's meta record shows another model or other keypoints."""
-  differences = _differences(saved, current, ("keypoint_names", "image_shape", "model"))
-  if differences:
-    raise ValueError(
-        f"{directory} holds a checkpoint (step {step}) of an incompatible run: "
-        + "; ".join(differences) + ". Use another --workdir, or delete that one to start over.")
-
-
-def restore_latest(manager: ocp.CheckpointManager, target, meta: dict, is_writer: bool):
+def restore_latest(manager: ocp.CheckpointManager, target, meta: RunMeta, is_writer: bool):
   """(step, state, saved meta) of the newest checkpoint that reads back, or None if none.
 
   A checkpoint that fails to read (truncated or missing files) is moved aside to
   `<checkpoints>-unreadable/` with a warning, and the previous one is tried; one written for an
-  incompatible config stops the run instead (see `check_compatible`).
+  incompatible config stops the run instead (`RunMeta.check_compatible`).
   """
   directory = str(manager.directory)
   for step in sorted(manager.all_steps(), reverse=True):
@@ -88,7 +124,7 @@ def restore_latest(manager: ocp.CheckpointManager, target, meta: dict, is_writer
     except Exception as e:  # noqa: BLE001 -- any read failure means an unusable checkpoint
       _set_aside(manager, step, e, is_writer)
       continue
-    check_compatible(saved_meta, meta, directory, step)
+    meta.check_compatible(saved_meta, directory, step)
     try:
       state, _ = restore(manager, step, target)
     except Exception as e:  # noqa: BLE001

@@ -74,15 +74,13 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     raise FileNotFoundError(f"No checkpoint {'' if step is None else step} in "
                             f"{workdir}/checkpoints (it has {list(manager.all_steps())}).")
   meta = checkpoint.restore_meta(manager, step)
-  names, image_shape = tuple(meta["keypoint_names"]), tuple(meta["image_shape"])
-  model, head = create_model(config.model, len(names), image_shape[:2])
-  template = steps.create_train_state(config, model, image_shape, jax.random.key(0))
+  model, head = create_model(config.model, len(meta.keypoint_names), meta.image_shape[:2])
+  template = steps.create_train_state(config, model, meta.image_shape, jax.random.key(0))
   restored, _ = checkpoint.restore(manager, step, steps.checkpointable(template))
   manager.close()
-  flip = meta.get("flip_permutation") if config.flip_test else None
-  skeleton = tuple(tuple(pair) for pair in meta.get("skeleton", ()))
-  return Run(config, step, template.replace(**restored), model, head, names, skeleton,
-             image_shape, None if flip is None else np.array(flip))
+  flip = np.array(meta.flip_permutation) if config.flip_test else None
+  return Run(config, step, template.replace(**restored), model, head, meta.keypoint_names,
+             meta.skeleton, meta.image_shape, flip)
 
 
 class Predictor:

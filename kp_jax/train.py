@@ -155,14 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     manager = stack.enter_context(contextlib.closing(checkpoint.create_manager(
         epath.Path(workdir) / "checkpoints", config.keep_last_checkpoints,
         config.keep_best_checkpoints)))
-    meta = json.loads(json.dumps({  # as it reads back from JSON, to compare with saved ones
-        "config_name": config.name, "source": source.name, "keypoint_names": spec.names,
-        "flip_permutation": [int(i) for i in spec.flip_permutation()],
-        "skeleton": [list(pair) for pair in visualize.skeleton_indices(spec)],
-        "image_shape": image_shape,
-        # init_from and kernels do not change what the checkpoint holds.
-        "model": {k: v for k, v in config.model.to_dict().items()
-                  if k not in ("init_from", "kernels")}}))
+    meta = checkpoint.RunMeta.of_run(config, source.name, spec, image_shape)
     last_checkpoint = None
     restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
     if restored is not None:

@@ -57,10 +57,6 @@ def draw(ax, image, pred, likelihood=None, names=(), skeleton=(), cutoff: float 
     ax.legend(loc="upper right", fontsize=6, framealpha=0.6, markerscale=0.8)
 
 
-def skeleton_indices(spec) -> tuple:
-  return tuple((spec.index(a), spec.index(b)) for a, b in spec.skeleton)
-
-
 def save_grid(path, images, pred, likelihood, true, visible, spec, config, columns=6,
               count=24):
   """Validation images: predictions (circles) and true keypoints (crosses), a colour each;
@@ -75,7 +71,7 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   for i, ax in enumerate(axes.flat):
     if i < count:
       draw(ax, denormalize(images[i], config.data), pred[i], likelihood[i], spec.names,
-           skeleton_indices(spec), config.likelihood_cutoff, true[i], visible[i],
+           spec.skeleton_indices(), config.likelihood_cutoff, true[i], visible[i],
            legend=i == 0)
     else:
       ax.axis("off")

@@ -194,7 +194,7 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tm
   _, uninterrupted, _ = final_params(config, reference_workdir)
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
     np.testing.assert_array_equal(a, b)
-  assert meta["keypoint_names"][0] == "left_eye_center"
+  assert meta.keypoint_names[0] == "left_eye_center"
 
 
 def test_bad_config_values_name_the_key(config, tmp_path):

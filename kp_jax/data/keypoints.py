@@ -49,6 +49,10 @@ class KeypointSpec:
   def index(self, name: str) -> int:
     return self.names.index(name)
 
+  def skeleton_indices(self) -> tuple[tuple[int, int], ...]:
+    """The skeleton as keypoint index pairs."""
+    return tuple((self.index(a), self.index(b)) for a, b in self.skeleton)
+
   def flip_permutation(self) -> np.ndarray:
     """Index array `p` such that `keypoints[p]` relabels a mirrored image's keypoints."""
     perm = np.arange(self.num_keypoints)
