@@ -39,7 +39,7 @@ def evaluate_split(parallel: steps.Parallel, state, config, source, split: str, 
       on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]),
                      np.asarray(likelihood).reshape(-1, likelihood.shape[-1]), flat)
   total = jax.device_get(parallel.first(total))  # a host-device sync point
-  names = pipeline.keypoint_subset(config.data, source.spec)[0].names
+  names = source.spec.names
   per_keypoint = metrics.summarize_keypoints(total["per_keypoint"], names)
   baseline = metrics.summarize_keypoints(total["per_keypoint_baseline"], names)
   for name in names:
@@ -87,10 +87,11 @@ def cutoff_metrics(rows: dict, cutoff: float) -> dict:
           "error_image_px_kept": float(error[kept].mean()) if kept.any() else None}
 
 
-def coco_metrics(source, split: str, rows: dict, spec) -> tuple[dict, list]:
+def coco_metrics(source, split: str, rows: dict) -> tuple[dict, list]:
   """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`)."""
+  spec = source.spec
   pred = to_source_pixels(rows["pred"], rows["matrix"])
-  if split in source.ground_truth and spec.names == source.spec.names:
+  if split in source.ground_truth:
     ground_truth, category_id = source.ground_truth[split]()  # the annotation file's own
   else:
     category_id = 1
@@ -111,7 +112,7 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
   run = load_run(workdir, step)
   config = run.config
   source = pipeline.get_source(config.data)
-  spec, _ = pipeline.keypoint_subset(config.data, source.spec)
+  spec = source.spec
   if spec.names != run.keypoint_names:
     raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
                      f"its config's data ({spec.names}).")
@@ -122,7 +123,7 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
       parallel, parallel.put_state(run.state), config, source, split, mean_shape,
       on_predictions=lambda *outputs: collected.append(outputs))
   rows = stack_rows(collected)
-  ap, predictions = coco_metrics(source, split, rows, spec)
+  ap, predictions = coco_metrics(source, split, rows)
   if likelihood_cutoff is None:
     likelihood_cutoff = config.get("likelihood_cutoff", 0.0)
   summary = {"workdir": workdir, "step": run.step, "split": split, "source": source.name,

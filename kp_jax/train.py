@@ -136,7 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   is_writer = jax.process_index() == 0
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   source = pipeline.get_source(config.data)
-  spec, _ = pipeline.keypoint_subset(config.data, source.spec)
+  spec = source.spec
   image_shape = pipeline.input_shape(config.data, source)
   mode = steps.resolve_mode(config.parallel)
   model, head = create_model(config.model, spec.num_keypoints, image_shape[:2],

@@ -200,12 +200,10 @@ def test_evaluation_of_the_true_keypoints_scores_ap_one(data_dir, dataset):
   config = coco_config(data_dir, files)
   source = pipeline.get_source(config.data)
   ap, predictions = evaluation.coco_metrics(source, "validation",
-                                            ground_truth_rows(config, source, "validation"),
-                                            source.spec)
+                                            ground_truth_rows(config, source, "validation"))
   assert ap["AP"] == pytest.approx(1.0) and ap["AR"] == pytest.approx(1.0)
   noisy, _ = evaluation.coco_metrics(source, "validation",
-                                     ground_truth_rows(config, source, "validation", noise=1.5),
-                                     source.spec)
+                                     ground_truth_rows(config, source, "validation", noise=1.5))
   assert noisy["AP"] < 0.9
 
 

@@ -199,7 +199,7 @@ def test_convention_loads_trains_and_scores_the_truth_perfectly(data_dir, tmp_pa
   summary = evaluation.evaluate_run(str(tmp_path / "run"), "validation")
   assert summary["num_examples"] == 3 and no_nan(summary), summary
   ap, predictions = evaluation.coco_metrics(
-      source, "validation", ground_truth_rows(config, source, "validation"), source.spec)
+      source, "validation", ground_truth_rows(config, source, "validation"))
   assert ap["AP"] == pytest.approx(1.0) and ap["AR"] == pytest.approx(1.0)
   assert reference_pck(predictions, truth, 0.01) == 1.0
 

@@ -99,9 +99,15 @@ def test_processes_run_the_same_number_of_eval_batches(config):
 def test_keypoint_subset_selects_and_remaps_flip_pairs(config):
   config.data.keypoints = FACE5_NAMES
   source = pipeline.get_source(config.data)
-  spec, indices = pipeline.keypoint_subset(config.data, source.spec)
-  assert spec.names == FACE5_NAMES and indices == [0, 1, 10, 11, 12]
-  np.testing.assert_array_equal(spec.flip_permutation(), [1, 0, 2, 4, 3])
+  assert source.spec.names == FACE5_NAMES
+  np.testing.assert_array_equal(source.spec.flip_permutation(), [1, 0, 2, 4, 3])
+  # The subset's points are the full source's points at FACE15's indices of those names.
+  config.data.keypoints = ()
+  full = pipeline.get_source(config.data)
+  raw = next(source.load("validation", 0, 1).as_numpy_iterator())
+  raw_full = next(full.load("validation", 0, 1).as_numpy_iterator())
+  for key in ("keypoints", "visible"):
+    np.testing.assert_array_equal(raw[key], raw_full[key][[0, 1, 10, 11, 12]])
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
   assert batch["keypoints"].shape[-2:] == (5, 2)
 
@@ -113,7 +119,7 @@ def test_configuration_errors_name_the_key(config):
   config.data.source = "synthetic_faces"
   config.data.keypoints = ("left_eye_center", "third_eye")
   with pytest.raises(ValueError, match=r"config.data.keypoints.*third_eye"):
-    pipeline.keypoint_subset(config.data, pipeline.get_source(config.data).spec)
+    pipeline.get_source(config.data)
   config.data.keypoints = ()
   config.batch_size = 18
   with pytest.raises(ValueError, match=r"config.batch_size=18 must be a positive multiple of "

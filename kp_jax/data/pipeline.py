@@ -11,6 +11,7 @@ Batches come out as NumPy arrays of shape [local_devices, per_device_batch, ...]
 loop never touches TensorFlow.
 """
 
+import dataclasses
 import math
 from typing import Iterator
 
@@ -32,22 +33,29 @@ SOURCES = {
 
 
 def get_source(data_config) -> Source:
+  """The configured source, restricted to the keypoint subset `data.keypoints` names (the one
+  place the subset is resolved: everything downstream sees only the source's `spec`)."""
   if data_config.source not in SOURCES:
     raise ValueError(f"config.data.source={data_config.source!r} is not a known source; "
                      f"choose one of {sorted(SOURCES)}.")
-  return SOURCES[data_config.source](data_config)
+  return keypoint_subset(SOURCES[data_config.source](data_config), data_config.keypoints)
 
 
-def keypoint_subset(data_config, spec: KeypointSpec) -> tuple[KeypointSpec, list[int] | None]:
-  """The spec the model sees, and the indices selecting it (None: all keypoints)."""
-  names = list(data_config.keypoints)
+def keypoint_subset(source: Source, names) -> Source:
+  """`source` with only the keypoints `names` (all when empty), in that order. A COCO file's
+  own ground truth has every keypoint, so a subset is evaluated against its examples."""
   if not names:
-    return spec, None
+    return source
   try:
-    subset = spec.subset(names)
+    spec = source.spec.subset(list(names))
   except ValueError as e:
     raise ValueError(f"config.data.keypoints: {e}") from None
-  return subset, [spec.index(n) for n in names]
+  select = transforms.select_keypoints([source.spec.index(n) for n in names])
+  load = source.load
+  return dataclasses.replace(
+      source, spec=spec, ground_truth={},
+      load=lambda split, index, count: load(split, index, count).map(
+          select, num_parallel_calls=tf.data.AUTOTUNE))
 
 
 def input_shape(data_config, source: Source) -> tuple[int, int, int]:
@@ -76,12 +84,9 @@ TRAIN_KEYS = ("image", "keypoints", "visible", "norm")
 EVAL_KEYS = TRAIN_KEYS + ("matrix", "image_id", "box")
 
 
-def _select(data_config, indices):
-  """Raw example -> the keys the pipeline uses, restricted to the keypoint subset."""
-  ops = [_keep(*TRAIN_KEYS, "box", "image_id")]
-  if indices is not None:
-    ops.append(transforms.select_keypoints(indices))
-  return _compose(*ops)
+def _select():
+  """Raw example -> the keys the pipeline uses."""
+  return _keep(*TRAIN_KEYS, "box", "image_id")
 
 
 def _start_geometry(data_config):
@@ -91,8 +96,8 @@ def _start_geometry(data_config):
   return transforms.identity_matrix
 
 
-def _eval_ops(data_config, indices, input_hw):
-  ops = [_select(data_config, indices), transforms.to_float, _start_geometry(data_config)]
+def _eval_ops(data_config, input_hw):
+  ops = [_select(), transforms.to_float, _start_geometry(data_config)]
   if data_config.input_size:
     ops.append(transforms.warp_to_input(input_hw))
   ops += [transforms.normalize_image(data_config.image_mean, data_config.image_std),
@@ -185,9 +190,8 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
                    start_step: int) -> tf.data.Dataset:
   """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
-  spec, indices = keypoint_subset(data, source.spec)
   examples = source.load("train", shard, num_shards).map(
-      _select(data, indices), num_parallel_calls=tf.data.AUTOTUNE)
+      _select(), num_parallel_calls=tf.data.AUTOTUNE)
   if data.cache:
     examples = examples.cache()
   size = int(examples.cardinality())
@@ -201,7 +205,7 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   stream = epochs.flat_map(lambda epoch: examples.shuffle(
       min(data.shuffle_buffer, size), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
   stream = stream.enumerate(start=first_epoch * size).skip(start % size)
-  augment = _augment_op(data, spec, input_shape(data, source)[:2])
+  augment = _augment_op(data, source.spec, input_shape(data, source)[:2])
   stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
                       num_parallel_calls=tf.data.AUTOTUNE)
   return stream.batch(batch_size, drop_remainder=True)
@@ -211,7 +215,7 @@ def train_iterator(config, source: Source, *, start_step: int, local_devices: in
                    process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Endless augmented training batches of this process, starting at `start_step`."""
   check_batch_size(config.batch_size, process_count, local_devices, "batch_size")
-  _check_augment_config(config.data, keypoint_subset(config.data, source.spec)[0])
+  _check_augment_config(config.data, source.spec)
   shards, num_shards = input_shards(config.data, process_index, process_count)
   if config.batch_size % num_shards:
     raise ValueError(f"config.batch_size={config.batch_size} must be divisible by "
@@ -240,8 +244,7 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
   local_batch = check_batch_size(config.eval_batch_size, process_count, local_devices,
                                   "eval_batch_size")
   num_batches = num_eval_batches(source, split, config.eval_batch_size)
-  _, indices = keypoint_subset(config.data, source.spec)
-  ops = _eval_ops(config.data, indices, input_shape(config.data, source)[:2])
+  ops = _eval_ops(config.data, input_shape(config.data, source)[:2])
   ds = source.load(split, process_index, process_count).map(
       ops, num_parallel_calls=tf.data.AUTOTUNE)
   batches = ds.batch(local_batch).prefetch(2).with_options(_options()).as_numpy_iterator()
@@ -266,9 +269,9 @@ def device_batch(batch: dict) -> dict:
 def training_mean_shape(data_config, source: Source) -> np.ndarray:
   """Mean training keypoints [K, 2] in model input pixels (each over the examples where it is
   visible): the baseline predictor's output."""
-  spec, indices = keypoint_subset(data_config, source.spec)
+  spec = source.spec
   input_hw = input_shape(data_config, source)[:2]
-  start = _compose(_select(data_config, indices), _start_geometry(data_config))
+  start = _compose(_select(), _start_geometry(data_config))
 
   def points(example):
     example = start(example)
