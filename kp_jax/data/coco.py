@@ -291,15 +291,7 @@ def ground_truth(path: str, data_config) -> tuple[dict, int]:
 
 def source(data_config) -> Source:
   """The COCO-format files of `data_config.files` ({split: JSON path}) as a `Source`."""
-  if "train" not in data_config.files:
-    raise ValueError("config.data.files needs a 'train' entry (a COCO keypoint JSON); it has "
-                     f"{sorted(data_config.files)}.")
-  images = files.ImageChecker(decode=data_config.verify_images)
-  spec, splits = None, {}
-  for split in ["train"] + sorted(set(data_config.files) - {"train"}):
-    path = data_config.files[split]
-    spec, splits[split] = read_split(path, files.image_folder(data_config, split, path),
-                                     data_config, images, spec)
+  spec, splits = files.read_splits(data_config, "a COCO keypoint JSON", read_split)
   normaliser = files.normaliser_name(data_config.norm_keypoints, "box size sqrt(w * h)")
   spec = KeypointSpec(spec.names, spec.flip_pairs, spec.skeleton, normaliser, spec.sigmas)
   name = f"coco/{os.path.basename(data_config.files['train'])}"

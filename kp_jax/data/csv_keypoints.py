@@ -109,15 +109,7 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
 
 def source(data_config) -> Source:
   """The CSV files of `data_config.files` ({split: path}) as a `Source`."""
-  if "train" not in data_config.files:
-    raise ValueError("config.data.files needs a 'train' entry (a CSV file); it has "
-                     f"{sorted(data_config.files)}.")
-  images = files.ImageChecker(decode=data_config.verify_images)
-  names, splits = None, {}
-  for split in ["train"] + sorted(set(data_config.files) - {"train"}):
-    path = data_config.files[split]
-    names, splits[split] = read_split(path, files.image_folder(data_config, split, path),
-                                      data_config, images, names)
+  names, splits = files.read_splits(data_config, "a CSV file", read_split)
   try:
     pairs = files.flip_pairs(data_config.flip_pairs, names, where=data_config.files["train"])
     spec = KeypointSpec(tuple(names), pairs, (),

@@ -199,6 +199,23 @@ def image_folder(data_config, split: str, annotation_file: str) -> str:
   return data_config.image_dirs.get(split) or os.path.dirname(annotation_file)
 
 
+def read_splits(data_config, kind: str, read_split):
+  """Every split of `data.files` ({split: path}; "train" first), each read by
+  `read_split(path, image_folder, data_config, images, carried)` -> (carried, records), where
+  `carried` is what the splits must share (the keypoints), None for the first. Returns the
+  last `carried` and {split: records}."""
+  if "train" not in data_config.files:
+    raise ValueError(f"config.data.files needs a 'train' entry ({kind}); it has "
+                     f"{sorted(data_config.files)}.")
+  images = ImageChecker(decode=data_config.verify_images)
+  carried, splits = None, {}
+  for split in ["train"] + sorted(set(data_config.files) - {"train"}):
+    path = data_config.files[split]
+    carried, splits[split] = read_split(path, image_folder(data_config, split, path),
+                                        data_config, images, carried)
+  return carried, splits
+
+
 def normaliser_name(norm_keypoints, without: str) -> str:
   """What `normaliser` measures, for the spec and the evaluation report."""
   if norm_keypoints:
