@@ -32,6 +32,9 @@ class RunMeta:
   skeleton: tuple[tuple[int, int], ...]  # keypoint index pairs, for drawing
   image_shape: tuple[int, int, int]  # the model input (H, W, C)
   model: dict  # config.model, less STATE_NEUTRAL_MODEL_KEYS
+  # The baseline: the training split's mean keypoints [K, 2] in model-input pixels, computed
+  # once (a pass over the training split) and reused on resume and by evaluation.
+  mean_shape: tuple[tuple[float, float], ...] | None = None
 
   @classmethod
   def of_run(cls, config, source_name: str, spec, image_shape) -> "RunMeta":
@@ -50,7 +53,9 @@ class RunMeta:
     return cls(record.get("config_name", ""), record.get("source", ""),
                tuple(record["keypoint_names"]), tuple(record.get("flip_permutation", ())),
                tuple(tuple(pair) for pair in record.get("skeleton", ())),
-               tuple(record["image_shape"]), record.get("model", {}))
+               tuple(record["image_shape"]), record.get("model", {}),
+               None if record.get("mean_shape") is None
+               else tuple(tuple(point) for point in record["mean_shape"]))
 
   def check_compatible(self, saved: "RunMeta", directory, step: int):
     """Raises when the checkpoint `saved` at `step` is of another model or other keypoints."""

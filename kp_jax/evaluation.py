@@ -117,7 +117,8 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
     raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
                      f"its config's data ({spec.names}).")
   parallel = steps.make_parallel("jit", run.head, flip_permutation=run.flip_permutation)
-  mean_shape = pipeline.training_mean_shape(config.data, source)
+  mean_shape = (pipeline.training_mean_shape(config.data, source) if run.mean_shape is None
+                else run.mean_shape)
   collected = []
   values, per_keypoint = evaluate_split(
       parallel, parallel.put_state(run.state), config, source, split, mean_shape,

@@ -59,6 +59,7 @@ class Run:
   skeleton: tuple[tuple[int, int], ...]  # index pairs, for drawing
   image_shape: tuple[int, int, int]
   flip_permutation: np.ndarray | None  # for test-time flip, when the config asks for it
+  mean_shape: np.ndarray | None  # the baseline (checkpoint.RunMeta); None in older runs
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
@@ -80,7 +81,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   manager.close()
   flip = np.array(meta.flip_permutation) if config.flip_test else None
   return Run(config, step, template.replace(**restored), model, head, meta.keypoint_names,
-             meta.skeleton, meta.image_shape, flip)
+             meta.skeleton, meta.image_shape, flip,
+             None if meta.mean_shape is None else np.array(meta.mean_shape, np.float32))
 
 
 class Predictor:

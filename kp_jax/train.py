@@ -6,6 +6,7 @@ docs/usage.md (metrics.jsonl, summary.json, predictions.png, TensorBoard events)
 """
 
 import contextlib
+import dataclasses
 import json
 import signal
 import threading
@@ -159,8 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     last_checkpoint = None
     restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
     if restored is not None:
-      last_checkpoint, restored_state, _ = restored
+      last_checkpoint, restored_state, saved_meta = restored
       state = state.replace(**restored_state)
+      meta = dataclasses.replace(meta, mean_shape=saved_meta.mean_shape)
       logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
     elif config.model.get("init_from"):  # a new run starts from pretrained weights
       state = steps.with_variables(state, pretrained.load(
@@ -169,7 +171,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_writer:
       (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
-    mean_shape = pipeline.training_mean_shape(config.data, source)
+    if meta.mean_shape is None:
+      meta = dataclasses.replace(meta, mean_shape=tuple(
+          map(tuple, pipeline.training_mean_shape(config.data, source).tolist())))
+    mean_shape = np.array(meta.mean_shape, np.float32)
     log = stack.enter_context(contextlib.closing(MetricsLog(workdir, is_writer)))
     train_iter = WaitClock(pipeline.train_iterator(
         config, source, start_step=start_step, local_devices=jax.local_device_count(),
