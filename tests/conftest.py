@@ -4,8 +4,6 @@ import os
 import shutil
 import tempfile
 
-# TensorFlow's C++ info lines (oneDNN notices) would print from every worker process.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 # Must precede the first import of jax anywhere in the test session.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=4")
