@@ -22,8 +22,6 @@ TF32 or bf16 autocast.
 import argparse
 import functools
 import json
-import os
-import sys
 import time
 
 import jax
@@ -31,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from config_shapes import ROOT, config_name, input_shape, keypoint_count, load_config
+from config_shapes import config_name, input_shape, keypoint_count, load_config
 from kp_jax import steps
 from kp_jax.models import create_model
 

@@ -78,7 +78,6 @@ def _tflite(serve, shape, out):
 
 
 def _onnx(serve, shape, out):
-  import onnx
   from jax2onnx import to_onnx
   epath.Path(out).write_bytes(
       to_onnx(serve, inputs=[shape], model_name="kp_jax").SerializeToString())

@@ -240,32 +240,33 @@ def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: 
   stem = os.path.splitext(os.path.basename(path))[0]
   out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in
          (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
+  values, matrix, batch = [], None, []
+  start = time.perf_counter()
   # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
-  local_video = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False).name
-  writer, values, matrix = VideoWriter(local_video, fps), [], None
-  start, batch = time.perf_counter(), []
+  with tempfile.TemporaryDirectory() as local:
+    local_video = os.path.join(local, "labeled.mp4")
+    writer = VideoWriter(local_video, fps)
 
-  def flush():
-    images = np.stack(batch).astype(np.float32) / 255.0
-    if predictor.image_shape[-1] == 1:
-      images = images.mean(-1, keepdims=True)
-    points, likelihood = predictor.on_images(images, matrix)
-    for frame, p, l in zip(batch, points, likelihood):
-      values.append(_keypoint_values(p, l, predictor.cutoff))
-      writer.write(predictor.overlay(frame, p, l))
-    batch.clear()
+    def flush():
+      images = np.stack(batch).astype(np.float32) / 255.0
+      if predictor.image_shape[-1] == 1:
+        images = images.mean(-1, keepdims=True)
+      points, likelihood = predictor.on_images(images, matrix)
+      for frame, p, l in zip(batch, points, likelihood):
+        values.append(_keypoint_values(p, l, predictor.cutoff))
+        writer.write(predictor.overlay(frame, p, l))
+      batch.clear()
 
-  for frame in frames:
-    if matrix is None:
-      matrix = predictor.crop_matrix(frame.shape[:2], box)
-    batch.append(frame)
-    if len(batch) == batch_size:
+    for frame in frames:
+      if matrix is None:
+        matrix = predictor.crop_matrix(frame.shape[:2], box)
+      batch.append(frame)
+      if len(batch) == batch_size:
+        flush()
+    if batch:
       flush()
-  if batch:
-    flush()
-  writer.close()
-  epath.Path(local_video).copy(out["video"], overwrite=True)
-  os.remove(local_video)
+    writer.close()
+    epath.Path(local_video).copy(out["video"], overwrite=True)
   seconds = time.perf_counter() - start
   if not values:
     raise ValueError(f"{path} has no video frames.")

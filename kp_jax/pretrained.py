@@ -12,7 +12,6 @@ convolution for another number of input channels is converted: RGB -> gray sums 
 over its colours (the same response to a gray image), gray -> RGB spreads it evenly.
 """
 
-
 import jax
 import numpy as np
 from absl import logging

@@ -28,23 +28,18 @@ from kp_jax.models import create_model
 
 
 class MetricsLog:
-  """`metrics.jsonl` (one {"step", "split", ...} object a line) plus clu writers.
-
-  The file is rewritten whole at each write, since object stores (gs://) cannot append; a
-  resumed run keeps the lines already there.
-  """
+  """`metrics.jsonl` (one {"step", "split", ...} object a line) plus clu writers."""
 
   def __init__(self, workdir: str, is_writer: bool):
     self.writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)
     self.path = epath.Path(workdir) / "metrics.jsonl" if is_writer else None
-    self.lines = self.path.read_text() if self.path and self.path.exists() else ""
 
   def write(self, step: int, split: str, values: dict):
     self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()
                                      if v is not None})
     if self.path:
-      self.lines += json.dumps({"step": step, "split": split, **values}) + "\n"
-      self.path.write_text(self.lines)
+      with self.path.open("a") as f:
+        f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
 
   def close(self):
     self.writer.flush()

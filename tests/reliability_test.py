@@ -18,7 +18,6 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from kp_jax import checkpoint, predict, train
 from kp_jax.data import pipeline
 
