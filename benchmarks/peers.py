@@ -67,10 +67,10 @@ def kp_jax(model_name, steps, rounds):
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   parallel = kp_steps.make_parallel("jit", head)
   images, targets = random_batch(batch_size)
-  batch = {"image": images[None],
-           "keypoints": targets.reshape(1, batch_size, KEYPOINTS, 2) * SIZE,
-           "visible": np.ones((1, batch_size, KEYPOINTS), np.float32),
-           "norm": np.ones((1, batch_size), np.float32)}
+  batch = {"image": images,
+           "keypoints": targets.reshape(batch_size, KEYPOINTS, 2) * SIZE,
+           "visible": np.ones((batch_size, KEYPOINTS), np.float32),
+           "norm": np.ones((batch_size,), np.float32)}
   batch = parallel.put_batch(batch)
   holder = {"state": parallel.put_state(state)}
 

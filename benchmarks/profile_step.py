@@ -40,11 +40,11 @@ def main():
   parallel = steps.make_parallel("jit", head)
   rng = np.random.default_rng(0)
   batch = parallel.put_batch({
-      "image": rng.uniform(0, 1, (1, batch_size, *shape)).astype(np.float32),
-      "keypoints": rng.uniform(0, min(shape[:2]), (1, batch_size, keypoints, 2)).astype(
+      "image": rng.uniform(0, 1, (batch_size, *shape)).astype(np.float32),
+      "keypoints": rng.uniform(0, min(shape[:2]), (batch_size, keypoints, 2)).astype(
           np.float32),
-      "visible": np.ones((1, batch_size, keypoints), np.float32),
-      "norm": np.ones((1, batch_size), np.float32)})
+      "visible": np.ones((batch_size, keypoints), np.float32),
+      "norm": np.ones((batch_size,), np.float32)})
   state = parallel.put_state(state)
   if args.hlo:
     with open(args.hlo, "w") as f:

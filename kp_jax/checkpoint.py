@@ -4,8 +4,9 @@ validation NME, resume from the latest.
 A checkpoint holds the train state (step, parameters, optimiser state) as one host-side copy,
 whatever the device layout of the run, and its run's `RunMeta` (keypoints, image shape, model
 config) as JSON: written by the training loop, checked when a run resumes, read by predict,
-evaluate and export. Orbax writes each step to a temporary folder and
-renames it when complete, so a crash mid-save leaves the previous checkpoints intact.
+evaluate and export. Saves run in the background while training goes on; Orbax writes each
+step to a temporary folder and renames it when complete, so a crash mid-save leaves the
+previous checkpoints intact.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ import json
 import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -80,7 +82,7 @@ def create_manager(directory: str, keep_last: int, keep_best: int) -> ocp.Checkp
   ])
   options = ocp.CheckpointManagerOptions(
       best_fn=lambda m: m[BEST_METRIC], best_mode="min", preservation_policy=preservation,
-      enable_async_checkpointing=False)
+      enable_async_checkpointing=True)
   directory = epath.Path(directory)  # gs:// and other remote paths stay as they are
   return ocp.CheckpointManager(directory if directory.is_absolute() else directory.absolute(),
                                options=options,
@@ -89,11 +91,13 @@ def create_manager(directory: str, keep_last: int, keep_best: int) -> ocp.Checkp
 
 def save(manager: ocp.CheckpointManager, step: int, state, meta: RunMeta,
          metrics: dict | None):
-  """Saves `state` (a pytree of host or fully replicated arrays) with its run's `meta`."""
+  """Starts saving `state` (a pytree of host arrays) with its run's `meta` in the background;
+  `manager.wait_until_finished()` (or closing the manager) waits for it."""
+  # Own copies: the arrays may view device buffers that the next (donating) step reuses.
+  state = jax.tree.map(np.array, state)
   manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                              meta=ocp.args.JsonSave(meta.to_json())),
                metrics=metrics, force=True)
-  manager.wait_until_finished()
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target):

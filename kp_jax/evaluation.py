@@ -25,7 +25,7 @@ def evaluate_split(parallel: steps.Parallel, state, config, source, split: str, 
   """(model and baseline metrics, per-keypoint metrics of both) over a whole split; every
   example counted exactly once. `on_predictions(pred [B, K, 2], likelihood [B, K], batch)`,
   single-process only, sees each batch's predictions (in model input pixels) with the batch,
-  all flattened to [B, ...]."""
+  all [B, ...]."""
   total = None
   for batch in pipeline.eval_iterator(config, source, split,
                                       local_devices=jax.local_device_count(),
@@ -35,9 +35,8 @@ def evaluate_split(parallel: steps.Parallel, state, config, source, split: str, 
         state, parallel.put_batch(pipeline.device_batch(batch)), mean_shape)
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     if on_predictions is not None:  # a host-device sync point
-      flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items()}
       on_predictions(np.asarray(pred).reshape(-1, *pred.shape[-2:]),
-                     np.asarray(likelihood).reshape(-1, likelihood.shape[-1]), flat)
+                     np.asarray(likelihood).reshape(-1, likelihood.shape[-1]), batch)
   total = jax.device_get(parallel.first(total))  # a host-device sync point
   names = source.spec.names
   per_keypoint = metrics.summarize_keypoints(total["per_keypoint"], names)

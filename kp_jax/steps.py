@@ -171,7 +171,8 @@ def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
 class Parallel:
   """Where state and batches live, and the steps compiled for that layout.
 
-  Batches arrive from the pipeline as NumPy [local_devices, per_device, ...].
+  Batches arrive from the pipeline as this process's rows of the global batch, NumPy
+  [global_batch / processes, ...].
   """
   mode: str
   train_step: Callable
@@ -238,7 +239,8 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
                                          axis_name=AXIS_NAME, in_axes=(0, 0, None))),
         put_state=jax_utils.replicate,
         get_state=lambda state: jax.device_get(first_replica(state)),
-        put_batch=lambda batch: batch,
+        put_batch=lambda batch: {k: v.reshape(jax.local_device_count(), -1, *v.shape[1:])
+                                 for k, v in batch.items()},
         first=first_replica,
     )
   # jit over a 1-D mesh: the batch is split over the `data` axis, the state replicated.
@@ -247,8 +249,8 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
 
   def put_batch(batch):
-    return {k: jax.make_array_from_process_local_data(
-        batch_sharding, v.reshape(-1, *v.shape[2:])) for k, v in batch.items()}
+    return {k: jax.make_array_from_process_local_data(batch_sharding, v)
+            for k, v in batch.items()}
 
   return Parallel(
       mode=mode,

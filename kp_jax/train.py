@@ -223,10 +223,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if last_checkpoint != step:
           checkpoint.save(manager, step, parallel.get_state(steps.checkpointable(device_state)),
                           meta, None)
+        manager.wait_until_finished()
         logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d in %s; run the same "
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
+    manager.wait_until_finished()  # the last checkpoint, before anything reads it
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
       eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,
@@ -245,11 +247,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_writer:
       (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
       batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-      images = batch["image"][0]
+      images = batch["image"]
       pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
                                        head=head, flip_permutation=flip_permutation)
       visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
-                          np.asarray(likelihood), batch["keypoints"][0], batch["visible"][0],
+                          np.asarray(likelihood), batch["keypoints"], batch["visible"],
                           spec, config)
     logging.info("Summary: %s", json.dumps(summary))
     return summary

@@ -34,8 +34,8 @@ def test_crops_map_back_to_the_annotated_pixels(data_dir, dataset):
   assert source.split_sizes["validation"] == len(truth["annotations"])
   seen = 0
   for batch in pipeline.eval_iterator(config, source, "validation", local_devices=1):
-    real = batch["mask"][0] > 0  # padding rows have no matrix
-    flat = {k: v[0][real] for k, v in batch.items()}
+    real = batch["mask"] > 0  # padding rows have no matrix
+    flat = {k: v[real] for k, v in batch.items()}
     back = exported.to_source_pixels(flat["keypoints"], flat["matrix"])
     for i in range(len(back)):
       # The instance's annotation is the one whose labelled keypoints it reproduces.
@@ -46,7 +46,7 @@ def test_crops_map_back_to_the_annotated_pixels(data_dir, dataset):
       seen += 1
   assert seen == len(truth["annotations"])
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=2))
-  assert batch["image"].shape == (2, 8, 32, 32, 3) and batch["keypoints"].shape == (2, 8, 15, 2)
+  assert batch["image"].shape == (16, 32, 32, 3) and batch["keypoints"].shape == (16, 15, 2)
 
 
 def test_keypoint_metadata_comes_from_the_category(data_dir, dataset):

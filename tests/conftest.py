@@ -59,9 +59,8 @@ def ground_truth_rows(config, source, split, noise=0.0):
   rng = np.random.default_rng(0)
   collected = []
   for batch in pipeline.eval_iterator(config, source, split, local_devices=1):
-    flat = {k: v[0] for k, v in batch.items()}
-    pred = flat["keypoints"] + rng.normal(0, noise, flat["keypoints"].shape)
-    collected.append((pred, np.ones(pred.shape[:2]), flat))
+    pred = batch["keypoints"] + rng.normal(0, noise, batch["keypoints"].shape)
+    collected.append((pred, np.ones(pred.shape[:2]), batch))
   return evaluation.stack_rows(collected)
 
 

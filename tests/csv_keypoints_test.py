@@ -59,7 +59,7 @@ def test_kaggle_layout_with_missing_values(data_dir, tmp_path):
     np.testing.assert_array_equal(example["image"], image)
     assert example["norm"] == pytest.approx(np.hypot(*(keypoints[0] - keypoints[1])), rel=1e-4)
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
-  assert batch["image"].shape == (1, 16, 32, 32, 1)
+  assert batch["image"].shape == (16, 32, 32, 1)
 
 
 def test_image_paths_instead_of_pixels(data_dir, tmp_path):
@@ -74,7 +74,7 @@ def test_image_paths_instead_of_pixels(data_dir, tmp_path):
   example = next(source.load("train", 0, 1).as_numpy_iterator())
   np.testing.assert_array_equal(example["image"][..., 0], truth[0][2][..., 0])
   batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-  assert batch["image"].shape == (1, 8, 24, 24, 3)
+  assert batch["image"].shape == (8, 24, 24, 3)
 
 
 @pytest.mark.parametrize("edit, message", [

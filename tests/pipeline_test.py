@@ -12,15 +12,18 @@ def take(iterator, n):
   return list(itertools.islice(iterator, n))
 
 
-def test_train_batches_are_split_across_devices(config):
+def test_train_batches_are_global_batch_shaped(config):
+  # The pipeline yields the process's rows of the global batch; the device layout places them.
   source = pipeline.get_source(config.data)
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES))
-  per_device = config.batch_size // NUM_DEVICES
-  assert batch["image"].shape == (NUM_DEVICES, per_device, 32, 32, 1)
+  assert batch["image"].shape == (config.batch_size, 32, 32, 1)
   assert batch["image"].dtype == np.float32
-  assert batch["keypoints"].shape == (NUM_DEVICES, per_device, 15, 2)
-  assert batch["visible"].shape == (NUM_DEVICES, per_device, 15)
-  assert batch["norm"].shape == (NUM_DEVICES, per_device)
+  assert batch["keypoints"].shape == (config.batch_size, 15, 2)
+  assert batch["visible"].shape == (config.batch_size, 15)
+  assert batch["norm"].shape == (config.batch_size,)
+  halves = [next(pipeline.train_iterator(config, source, start_step=0, local_devices=2,
+                                         process_index=i, process_count=2)) for i in range(2)]
+  assert halves[0]["image"].shape == (config.batch_size // 2, 32, 32, 1)
 
 
 def test_starting_at_a_step_continues_the_same_stream(config):
@@ -80,9 +83,10 @@ def test_eval_pads_the_last_batch_and_masks_it(config):
   source = pipeline.get_source(config.data)
   batches = list(pipeline.eval_iterator(config, source, "validation", local_devices=NUM_DEVICES))
   assert len(batches) == 3  # 21 examples in batches of 8
-  masks = np.stack([b["mask"].ravel() for b in batches])
+  masks = np.stack([b["mask"] for b in batches])
   assert masks.sum() == 21 and masks[-1].tolist() == [1] * 5 + [0] * 3
-  assert np.all(batches[-1]["image"].reshape(8, -1)[5:] == 0)
+  assert batches[-1]["image"].shape == (8, 32, 32, 1)
+  assert np.all(batches[-1]["image"][5:] == 0)
 
 
 def test_processes_run_the_same_number_of_eval_batches(config):

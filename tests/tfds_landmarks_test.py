@@ -63,10 +63,10 @@ def test_adapter_shapes_and_values(name, tmp_path):
         assert example["norm"] == pytest.approx(np.sqrt(np.prod(high - low + 1)), rel=1e-5)
 
     train_batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
-    assert train_batch["image"].shape == (1, 8, 32, 32, 3)
-    assert train_batch["keypoints"].shape == (1, 8, k, 2)
+    assert train_batch["image"].shape == (8, 32, 32, 3)
+    assert train_batch["keypoints"].shape == (8, k, 2)
     eval_batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-    assert eval_batch["matrix"].shape == (1, 8, 3, 3)
+    assert eval_batch["matrix"].shape == (8, 3, 3)
 
 
 def test_a_run_trains_on_mocked_celeb_a(tmp_path):

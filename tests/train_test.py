@@ -56,7 +56,7 @@ def test_jit_and_pmap_match_a_single_device_run(config):
     if mode == "single":  # the whole global batch on one device, no collectives
       s, losses = state, []
       for b in batches:
-        s, m = single(s, {k: v.reshape(-1, *v.shape[2:]) for k, v in b.items()})
+        s, m = single(s, b)
         losses.append(float(m["loss"]))
       results[mode] = (losses, jax.device_get(steps.checkpointable(s)))
       continue
@@ -275,7 +275,6 @@ def test_parameter_ema_follows_its_decay(config):
   _, head = model_and_head(config)
   data = next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                       local_devices=1))
-  data = {k: v[0] for k, v in data.items()}
   before = jax.device_get(state.ema_params)
   after, _ = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.75))(state, data)
   # ema' = 0.75 * ema + 0.25 * params'

@@ -7,8 +7,9 @@ the stateless seed (seed, shard, i). Starting at a step therefore only skips und
 a resumed run sees exactly the batches an uninterrupted one would have seen, and with a fixed
 `input_shards` the global batches do not depend on the number of processes.
 
-Batches come out as NumPy arrays of shape [local_devices, per_device_batch, ...], so the train
-loop never touches TensorFlow.
+Batches come out as NumPy arrays of this process's share of the global batch,
+[global_batch / processes, ...], so the train loop never touches TensorFlow; the device layout
+(`steps.Parallel.put_batch`) places them.
 """
 
 import dataclasses
@@ -151,10 +152,6 @@ def _check_augment_config(data_config, spec: KeypointSpec):
                        f"unknown: {unknown or 'none given'}.")
 
 
-def _split_for_devices(batch: dict, num_devices: int) -> dict:
-  return {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
-
-
 def check_batch_size(global_batch: int, process_count: int, local_devices: int,
                      key: str) -> int:
   """The per-process batch; raises naming `config.<key>` unless it splits over the devices."""
@@ -225,8 +222,7 @@ def train_iterator(config, source: Source, *, start_step: int, local_devices: in
   stream = tf.data.Dataset.zip(streams).map(
       lambda *batches: {k: tf.concat([b[k] for b in batches], 0) for k in batches[0]})
   stream = stream.prefetch(config.data.prefetch)
-  for batch in stream.with_options(_options()).as_numpy_iterator():
-    yield _split_for_devices(batch, local_devices)
+  yield from stream.with_options(_options()).as_numpy_iterator()
 
 
 def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
@@ -258,7 +254,7 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
     padded = {k: np.concatenate([v, np.zeros((local_batch - real, *v.shape[1:]), v.dtype)])
               for k, v in batch.items()}
     padded["mask"] = (np.arange(local_batch) < real).astype(np.float32)
-    yield _split_for_devices(padded, local_devices)
+    yield padded
 
 
 def device_batch(batch: dict) -> dict:
