@@ -12,6 +12,9 @@ Two networks, each with the same batch of random data in every framework:
   basic block per stage, two 4x4 deconvs to 12x12 maps, soft-argmax, L1 on pixels; BatchNorm
   in training mode), batch 64, RMSprop; in kp-jax and PyTorch. Each framework reports its
   parameter count, printed side by side, so a port that differs from kp-jax's shows.
+`kp-jax-xla` is kp-jax with `config.model.kernels = "xla"`: the plain Flax/XLA layers that
+GPUs and TPUs run, here on the CPU, so the table shows what kp-jax's CPU forms buy.
+`--frameworks` runs a subset.
 Each framework runs in its own process, one after another, with every CPU core: a warm-up,
 then `rounds` timed runs of `steps` steps; the tables show the best round's images/s and
 kp-jax's ratio to each peer. kp-jax runs its own training step (`kp_jax.steps.train_step`).
@@ -28,8 +31,8 @@ import numpy as np
 
 SIZE, KEYPOINTS, LR = 96, 15, 1e-3
 MODELS = {  # name -> (kp-jax config, batch, frameworks)
-    "seed": ("seed_96", 128, ("kp-jax", "keras", "keras-jit", "pytorch")),
-    "default": ("default", 64, ("kp-jax", "pytorch")),
+    "seed": ("seed_96", 128, ("kp-jax", "kp-jax-xla", "keras", "keras-jit", "pytorch")),
+    "default": ("default", 64, ("kp-jax", "kp-jax-xla", "pytorch")),
 }
 
 
@@ -52,7 +55,7 @@ def time_rounds(run_steps, batch: int, steps: int, rounds: int) -> float:
   return best
 
 
-def kp_jax(model_name, steps, rounds):
+def kp_jax(model_name, steps, rounds, kernels="auto"):
   import importlib
 
   import jax
@@ -62,6 +65,7 @@ def kp_jax(model_name, steps, rounds):
 
   config_name, batch_size, _ = MODELS[model_name]
   config = importlib.import_module(f"configs.{config_name}").get_config()
+  config.model.kernels = kernels
   model, head = create_model(config.model, KEYPOINTS, (SIZE, SIZE))
   state = kp_steps.create_train_state(config, model, (SIZE, SIZE, 1), jax.random.key(0))
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
@@ -173,13 +177,15 @@ def pytorch(model_name, steps, rounds):
 
 
 RUNNERS = {"kp-jax": kp_jax, "keras": keras, "pytorch": pytorch,
+           # the plain Flax/XLA layers that accelerators run, on this CPU
+           "kp-jax-xla": lambda m, s, r: kp_jax(m, s, r, kernels="xla"),
            "keras-jit": lambda m, s, r: keras(m, s, r, jit_compile=True)}
 
 
 def run_model(model_name, args):
   """Each framework's {images_per_sec, version, params}, each from its own process."""
   results = {}
-  for framework in MODELS[model_name][2]:
+  for framework in (f for f in MODELS[model_name][2] if f in args.frameworks):
     out = subprocess.run([sys.executable, __file__, "--only", framework, "--models", model_name,
                           "--steps", str(args.steps), "--rounds", str(args.rounds)],
                          capture_output=True, text=True)
@@ -201,7 +207,7 @@ def print_table(model_name, results):
     ratio = f"{ours / r['images_per_sec']:.2f}" if ours else "-"
     print(f"| {framework} | {r['version']} | {r['params']:,} | {r['images_per_sec']:.0f} | "
           f"{ratio} |")
-  peers = [r["images_per_sec"] for f, r in results.items() if f != "kp-jax"]
+  peers = [r["images_per_sec"] for f, r in results.items() if not f.startswith("kp-jax")]
   if ours and peers:
     print(f"\nkp-jax / best peer: {ours / max(peers):.2f}")
 
@@ -211,6 +217,7 @@ def main():
   parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["seed", "default"])
   parser.add_argument("--steps", type=int, default=40)
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--frameworks", nargs="+", choices=sorted(RUNNERS), default=sorted(RUNNERS))
   parser.add_argument("--only", choices=sorted(RUNNERS),
                       help="run one framework on the first of --models, print JSON")
   args = parser.parse_args()

@@ -27,12 +27,13 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 from etils import epath
 from PIL import Image
 
 from kp_jax import checkpoint, steps, visualize
-from kp_jax.exported import to_source_pixels, warp
+from kp_jax.exported import to_source_pixels
 from kp_jax.data import transforms
 from kp_jax.models import create_model
 
@@ -116,8 +117,10 @@ class Predictor:
   def on_images(self, images, matrix) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
     [B, h, w, C] in [0, 1], all cropped by `matrix`."""
-    data = self.config.data
-    inputs = np.stack([(warp(image, matrix, self.image_shape[:2]) - data.image_mean)
+    data, matrix32 = self.config.data, tf.constant(matrix, tf.float32)
+    # The training pipeline's own warp, so predictions see inputs made as in training.
+    inputs = np.stack([(transforms.resample(tf.constant(image, tf.float32), matrix32,
+                                            self.image_shape[:2]).numpy() - data.image_mean)
                        / data.image_std for image in images])
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood

@@ -1,9 +1,11 @@
 import copy
+import dataclasses
 import json
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -57,6 +59,22 @@ def test_keypoint_metadata_comes_from_the_category(data_dir, dataset):
   assert set(source.spec.skeleton) == set(FACE15.skeleton)  # from 1-based index pairs
   assert source.spec.normaliser == "box size sqrt(w * h)"
   assert flip_pairs_from_names(["LeftPaw", "RightPaw", "tail"]) == (("LeftPaw", "RightPaw"),)
+
+
+def test_the_baseline_reads_no_image(data_dir, dataset, monkeypatch):
+  # The mean shape from the labels alone equals the one from the full examples (images read),
+  # for the whole set and for a keypoint subset.
+  _, files = dataset
+  for subset in ((), ("nose_tip", "left_eye_center")):
+    config = coco_config(data_dir, files, keypoints=subset)
+    source = pipeline.get_source(config.data)
+    want = pipeline.training_mean_shape(config.data,
+                                        dataclasses.replace(source, annotations=None))
+    with monkeypatch.context() as patched:
+      patched.setattr(tf.io, "read_file", lambda *_: pytest.fail("an image file was read"))
+      got = pipeline.training_mean_shape(config.data, source)
+    assert got.shape == (len(subset) or 15, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def write_json(path, data):

@@ -13,8 +13,9 @@ from kp_jax.data import faces, transforms
 from train_test import trained  # noqa: F401  (the shared trained run)
 
 
-def test_crop_matches_the_pipeline_warp_and_maps_back():
-  # The prediction command crops with NumPy; training crops with tf.data: the same pixels.
+def test_the_exported_model_runner_crops_as_the_pipeline_and_maps_back():
+  # Training and kp_jax.predict crop with the pipeline's TensorFlow warp; the exported-model
+  # runner (no TensorFlow) with NumPy: the same pixels.
   image = np.random.default_rng(0).uniform(size=(40, 50, 3)).astype(np.float32)
   matrix = transforms.box_matrix(tf.constant([6.0, 4.0, 30.0, 22.0]), (24, 32), 1.25)
   example = {"image": tf.constant(image), "keypoints": tf.constant([[12.3, 20.7]]),

@@ -176,7 +176,7 @@ def test_gaussian_blur_matches_a_float64_convolution():
 def test_identity_and_mirror_copies_equal_the_bilinear_warp(flip):
   image = tf.random.uniform((SIZE, SIZE + 4, 3))  # not square: the mirror is about x
   matrix = transforms.affine_matrix(0.0, 1.0, tf.zeros(2), flip, SIZE, SIZE + 4)
-  fast = transforms._resample(image, matrix, (SIZE, SIZE + 4))
+  fast = transforms.resample(image, matrix, (SIZE, SIZE + 4))
   inverse = tf.reshape(tf.linalg.inv(matrix), [-1])[:8][None]
   bilinear = tf.raw_ops.ImageProjectiveTransformV3(
       images=image[None], transforms=inverse, output_shape=tf.constant([SIZE, SIZE + 4]),
@@ -184,4 +184,4 @@ def test_identity_and_mirror_copies_equal_the_bilinear_warp(flip):
   np.testing.assert_allclose(fast, bilinear, atol=1e-6)
   # A near-mirror (a hair of rotation) must take the bilinear path.
   tilted = transforms.affine_matrix(1e-3, 1.0, tf.zeros(2), flip, SIZE, SIZE + 4)
-  assert not np.allclose(transforms._resample(image, tilted, (SIZE, SIZE + 4)), fast)
+  assert not np.allclose(transforms.resample(image, tilted, (SIZE, SIZE + 4)), fast)

@@ -155,10 +155,12 @@ class Records:
   def in_memory(self) -> bool:
     return bool(self.images) and isinstance(self.images[0], np.ndarray)
 
-  def arrays(self, start: int, end: int) -> dict:
-    images = self.images[start:end]
-    image = ({"image": np.stack(images)} if self.in_memory
-             else {"path": np.array(images, dtype=object).astype(str)})
+  def arrays(self, start: int, end: int, images: bool = True) -> dict:
+    """The records [start, end) as arrays; with `images`, their `image`s or image `path`s."""
+    image = {}
+    if images:
+      image = ({"image": np.stack(self.images[start:end])} if self.in_memory
+               else {"path": np.array(self.images[start:end], dtype=object).astype(str)})
     return {**image, "keypoints": np.array(self.keypoints[start:end], np.float32),
             "visible": np.array(self.visible[start:end], np.float32),
             "norm": np.array(self.norm[start:end], np.float32),
@@ -263,8 +265,12 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
     return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
         read, num_parallel_calls=tf.data.AUTOTUNE)
 
+  def annotations(split):
+    records = splits[split]
+    return tf.data.Dataset.from_tensor_slices(records.arrays(0, len(records), images=False))
+
   in_memory = splits["train"].in_memory
   image_hw = splits["train"].images[0].shape[:2] if in_memory else None
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=load,
-                ground_truth=ground_truth or {})
+                ground_truth=ground_truth or {}, annotations=annotations)

@@ -52,11 +52,13 @@ def keypoint_subset(source: Source, names) -> Source:
   except ValueError as e:
     raise ValueError(f"config.data.keypoints: {e}") from None
   select = transforms.select_keypoints([source.spec.index(n) for n in names])
-  load = source.load
+  load, annotations = source.load, source.annotations
   return dataclasses.replace(
       source, spec=spec, ground_truth={},
       load=lambda split, index, count: load(split, index, count).map(
-          select, num_parallel_calls=tf.data.AUTOTUNE))
+          select, num_parallel_calls=tf.data.AUTOTUNE),
+      annotations=None if annotations is None else (
+          lambda split: annotations(split).map(select)))
 
 
 def input_shape(data_config, source: Source) -> tuple[int, int, int]:
@@ -267,13 +269,16 @@ def training_mean_shape(data_config, source: Source) -> np.ndarray:
   visible): the baseline predictor's output."""
   spec = source.spec
   input_hw = input_shape(data_config, source)[:2]
-  start = _compose(_select(), _start_geometry(data_config))
+  start = _compose(_keep("keypoints", "visible", "box"), _start_geometry(data_config))
 
   def points(example):
     example = start(example)
     return transforms.move_keypoints(example["keypoints"], example["visible"],
                                      example["matrix"], input_hw)
-  ds = source.load("train", 0, 1).map(points, num_parallel_calls=tf.data.AUTOTUNE)
+  # From the labels alone where the source has them apart (no image read or decoded).
+  labels = (source.load("train", 0, 1) if source.annotations is None
+            else source.annotations("train"))
+  ds = labels.map(points, num_parallel_calls=tf.data.AUTOTUNE)
   total, count = 0.0, 0.0
   for keypoints, visible in ds.batch(4096).as_numpy_iterator():
     total = total + (keypoints * visible[..., None]).sum(0, dtype=np.float64)

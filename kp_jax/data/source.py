@@ -28,6 +28,9 @@ class Source:
       crop; the whole image where there is none) and int64 `image_id` [].
     ground_truth: split -> a function returning (COCO ground truth, category id) for COCO
       evaluation, for splits read from COCO files; the others get one built from the examples.
+    annotations: `split -> tf.data.Dataset` of the whole split's `keypoints`, `visible` and
+      `box` as `load` gives them, without reading an image, for sources that hold their
+      labels apart from the images (files); None where only `load` can tell.
   """
   name: str
   spec: KeypointSpec
@@ -37,6 +40,7 @@ class Source:
   load: Callable[[str, int, int], tf.data.Dataset]
   ground_truth: dict[str, Callable[[], tuple[dict, int]]] = dataclasses.field(
       default_factory=dict)
+  annotations: Callable[[str], tf.data.Dataset] | None = None
 
 
 def whole_image_box(image):

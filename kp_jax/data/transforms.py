@@ -91,7 +91,7 @@ def move_keypoints(keypoints, visible, matrix, output_hw):
   return points, visible * tf.cast(inside, tf.float32)
 
 
-def _resample(image, matrix, output_hw):
+def resample(image, matrix, output_hw):
   """The image seen through `matrix` (source -> output pixels), bilinear, zero outside.
 
   The identity and the plain mirror (a flip-only augmentation of a same-size image) sample
@@ -124,7 +124,7 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False):
   example's `matrix` becomes `matrix`.
   """
   image = example["image"]
-  warped = _resample(image, matrix, output_hw)
+  warped = resample(image, matrix, output_hw)
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
