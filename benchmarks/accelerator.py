@@ -186,6 +186,8 @@ def main(argv=None):
   parser.add_argument("--platform", help="jax platform (gpu, tpu, cpu); default: JAX's choice")
   parser.add_argument("--peak_tflops", type=float, help="per device, when not in PEAK_TFLOPS")
   parser.add_argument("--json", help="also write the rows here")
+  parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:DTYPE",
+                      help="combinations not to run, e.g. resnet18_heatmap:bfloat16")
   args = parser.parse_args(argv)
   if args.platform:
     jax.config.update("jax_platforms", args.platform)
@@ -199,6 +201,8 @@ def main(argv=None):
                                      ACCELERATOR_BATCH.get(short_name, 4 * config.batch_size))
     keypoints = keypoint_count(config.data, args.keypoints)
     for dtype in args.dtypes:
+      if f"{short_name}:{dtype}" in args.skip:
+        continue
       peak = peak_tflops(dtype, args.peak_tflops)
       timing = time_kp_jax(config, dtype, batch_size, keypoints, args.steps)
       new_rows = [row("kp-jax", short_name, dtype, batch_size, timing, peak)]

@@ -24,7 +24,8 @@ def test_accelerator_benchmark_runs_without_tensorflow(tmp_path):
   run = subprocess.run(
       [sys.executable, "-c", WITHOUT_TENSORFLOW, "--platform", "cpu", "--configs", "seed",
        "configs/resnet18_heatmap.py", "--dtypes", "float32", "bfloat16", "--batch_size", "4",
-       "--steps", "2", "--peak_tflops", "0.5", "--json", str(out)],
+       "--steps", "2", "--peak_tflops", "0.5", "--json", str(out), "--skip",
+       "resnet18_heatmap:bfloat16"],  # bf16 convolutions are slow on CPUs: one model shows it
       cwd=ROOT, capture_output=True, text=True,
       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
   assert run.returncode == 0, run.stderr[-3000:]
@@ -32,8 +33,7 @@ def test_accelerator_benchmark_runs_without_tensorflow(tmp_path):
   assert result["device"] == "2 x cpu (cpu)"  # each step's batch split over both
   rows = result["rows"]
   assert [(r["config"], r["dtype"]) for r in rows] == [
-      ("seed", "float32"), ("seed", "bfloat16"),
-      ("resnet18_heatmap", "float32"), ("resnet18_heatmap", "bfloat16")]
+      ("seed", "float32"), ("seed", "bfloat16"), ("resnet18_heatmap", "float32")]
   for r in rows:
     assert r["framework"] == "kp-jax" and r["batch"] == 4
     assert r["images_per_sec"] == pytest.approx(4 / (r["step_ms"] / 1e3), rel=1e-6)
@@ -43,7 +43,7 @@ def test_accelerator_benchmark_runs_without_tensorflow(tmp_path):
   # 3x its forward pass.
   hand = 3 * 2 * resnet18_heatmap_forward_flops()
   assert rows[2]["gflops_per_step"] * 1e9 == pytest.approx(hand, rel=0.2)  # measured: -13%
-  assert "| kp-jax | resnet18_heatmap | bfloat16 | 4 |" in run.stdout
+  assert "| kp-jax | seed | bfloat16 | 4 |" in run.stdout
 
 
 def resnet18_heatmap_forward_flops() -> int:

@@ -7,6 +7,18 @@ import tempfile
 # Must precede the first import of jax anywhere in the test session.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=4")
+# Many tests compile the same tiny programs, in this process, in the other xdist workers and in
+# the train.py subprocesses they start: one persistent compilation cache for the whole run
+# compiles each once. It is made by the first process to load this file (pytest itself, before
+# it starts the workers, which inherit the environment) and removed by it at the end. Set
+# through the environment, like the fast compiles, so subprocesses get both.
+OWNS_CACHE = "KP_JAX_TEST_XLA_CACHE" not in os.environ
+if OWNS_CACHE:
+  os.environ["KP_JAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="kp_jax_test_xla_cache_")
+os.environ.update(JAX_COMPILATION_CACHE_DIR=os.environ["KP_JAX_TEST_XLA_CACHE"],
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+                  JAX_DISABLE_MOST_OPTIMIZATIONS="true")  # compile-heavy tests stay fast
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -17,17 +29,10 @@ from configs import tiny  # noqa: E402
 from kp_jax import evaluation  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
-jax.config.update("jax_disable_most_optimizations", True)  # compile-heavy tests stay fast
-# Many tests compile the same tiny programs: a persistent compilation cache, private to this
-# session (removed at its end), compiles each once.
-COMPILATION_CACHE = tempfile.mkdtemp(prefix="kp_jax_test_xla_cache_")
-jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
 
 def pytest_sessionfinish(session, exitstatus):
-  shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+  if OWNS_CACHE:
+    shutil.rmtree(os.environ["KP_JAX_TEST_XLA_CACHE"], ignore_errors=True)
 
 
 tf.config.set_visible_devices([], "GPU")
