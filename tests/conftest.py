@@ -26,7 +26,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from kp_jax import evaluation  # noqa: E402
+from kp_jax import evaluation, train  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 
@@ -77,6 +77,16 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def config(data_dir):
   return tiny_config(data_dir)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_dir):
+  """One uninterrupted tiny run, shared by the tests that read its outputs (not to be changed:
+  copy its config)."""
+  config = tiny_config(data_dir)
+  workdir = str(tmp_path_factory.mktemp("run"))
+  summary = train.train_and_evaluate(config, workdir)
+  return config, workdir, summary
 
 
 def relative_difference(a, b) -> float:

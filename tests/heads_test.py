@@ -27,14 +27,14 @@ def test_head_loss_gradients_are_finite_and_reach_the_backbone(name):
   model, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS[name]},
                              3, (32, 32))
   data = batch()
-  variables = model.init(jax.random.key(0), data["image"])
+  variables = jax.jit(model.init)(jax.random.key(0), data["image"])
 
   def loss_fn(params):
     outputs, _ = model.apply({**variables, "params": params}, data["image"], train=True,
                              mutable=["batch_stats"])
     return head.compute_loss(outputs, data)
 
-  loss, grads = jax.value_and_grad(loss_fn)(variables["params"])
+  loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables["params"])
   assert np.isfinite(loss) and loss > 0
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   stem = grads["backbone"]["Conv_0"]["kernel"]  # the first layer of the backbone
@@ -109,15 +109,16 @@ def test_bfloat16_compute_matches_float32_within_a_few_percent(name):
   for dtype in ("float32", "bfloat16"):
     model, head = create_model({"dtype": dtype, "backbone": BACKBONE, "head": HEADS[name]},
                                3, (32, 32))
-    variables = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS[name]},
-                             3, (32, 32))[0].init(jax.random.key(0), data["image"])
+    variables = jax.jit(create_model(
+        {"dtype": "float32", "backbone": BACKBONE, "head": HEADS[name]}, 3, (32, 32))[0].init)(
+            jax.random.key(0), data["image"])
 
     def loss_fn(params):
       outputs, _ = model.apply({**variables, "params": params}, data["image"], train=True,
                                mutable=["batch_stats"])
       return head.compute_loss(outputs, data)
 
-    loss, grads = jax.value_and_grad(loss_fn)(variables["params"])
+    loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables["params"])
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
     results[dtype] = loss, jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
   (loss32, grad32), (loss16, grad16) = results["float32"], results["bfloat16"]

@@ -115,10 +115,10 @@ def test_map_heads_reach_their_stride_from_any_backbone_stride(head):
                 "output_stride": output_stride}
     head_config = {"name": head, "features": 8, "convs": convs, "upsample": upsample}
     model, decode_head = create_model(model_config(backbone, head_config), 5, (64, 64))
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
-    outputs = model.apply(variables, jnp.ones((2, 64, 64, 1)))
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+    outputs = jax.jit(model.apply)(variables, jnp.ones((2, 64, 64, 1)))
     assert outputs["maps"].shape == (2, 16, 16, 5)
-    points = decode_head.decode(outputs)
+    points = jax.jit(decode_head.decode)(outputs)
     assert points.shape == (2, 5, 2)
     assert jnp.all((points >= -0.5) & (points <= 63.5))
 
@@ -205,12 +205,12 @@ def test_cpu_kernels_and_xla_layers_have_the_same_parameters_values_and_gradient
   for kernels in ("cpu", "xla"):
     model, _ = create_model({**model_config(backbone, head, dtype), "kernels": kernels}, 5,
                             (32, 32))
-    variables = model.init(jax.random.key(0), images)
+    variables = jax.jit(model.init)(jax.random.key(0), images)
     params[kernels] = variables["params"]
     loss = lambda p: sum(jnp.sum(jnp.square(o.astype(jnp.float32))) for o in jax.tree.leaves(
         model.apply({**variables, "params": p}, images)))
-    outputs[kernels] = model.apply(variables, images)
-    grads[kernels] = jax.grad(loss)(variables["params"])
+    outputs[kernels] = jax.jit(model.apply)(variables, images)
+    grads[kernels] = jax.jit(jax.grad(loss))(variables["params"])
   # The same parameter names, shapes and initial values: checkpoints are interchangeable.
   jax.tree.map(np.testing.assert_array_equal, params["cpu"], params["xla"])
   # Values: sums of the same products in another order (bf16 keeps 8 mantissa bits).

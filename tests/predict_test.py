@@ -10,7 +10,6 @@ from PIL import Image
 from kp_jax import exported, predict
 from kp_jax.data import faces, transforms
 
-from train_test import trained  # noqa: F401  (the shared trained run)
 
 
 def test_the_exported_model_runner_crops_as_the_pipeline_and_maps_back():
@@ -31,7 +30,7 @@ def test_the_exported_model_runner_crops_as_the_pipeline_and_maps_back():
     np.testing.assert_allclose(exported.fit_matrix(hw, (24, 32)), want.numpy(), atol=1e-5)
 
 
-def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
+def test_predict_command_on_png_files(trained, tmp_path):
   _, workdir, _ = trained
   paths = []
   for i, (height, width) in enumerate([(32, 32), (80, 60)]):
@@ -59,7 +58,7 @@ def test_predict_command_on_png_files(trained, tmp_path):  # noqa: F811
     assert os.path.getsize(os.path.join(out, f"{stem}_keypoints.png")) > 1000
 
 
-def test_predict_names_an_unreadable_image(trained, tmp_path):  # noqa: F811
+def test_predict_names_an_unreadable_image(trained, tmp_path):
   _, workdir, _ = trained
   bad = tmp_path / "broken.png"
   bad.write_bytes(b"not a png")

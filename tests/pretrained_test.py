@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from flax import traverse_util
 from kp_jax import pretrained, steps
 from kp_jax.models import create_model, resnet_shape
-from train_test import trained  # noqa: F401  (the shared trained run)
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -157,7 +156,7 @@ def test_a_state_dict_for_another_architecture_is_refused(tmp_path):
     pretrained.load(path, variables)
 
 
-def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained):  # noqa: F811
+def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained):
   config, workdir, _ = trained
   source = pretrained.workdir_variables(workdir)
   for num_keypoints in (15, 5):  # the same keypoints, or 5 others

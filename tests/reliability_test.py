@@ -6,6 +6,7 @@ interrupted run is resumed with the same command, and must end with exactly the 
 an uninterrupted run.
 """
 
+import copy
 import errno
 import json
 import os
@@ -15,12 +16,14 @@ import subprocess
 import sys
 import time
 
+import filelock
 import jax
 import numpy as np
 import pytest
 
 from kp_jax import checkpoint, predict, train
 from kp_jax.data import pipeline
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 40
@@ -84,12 +87,19 @@ def final_params(workdir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory):
-  """The workdir of an uninterrupted run (not to be changed: copy it)."""
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  result = run(workdir, data_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir
+def uninterrupted(data_dir, tmp_path_factory, worker_id):
+  """The workdir of an uninterrupted run (not to be changed: copy it), made once for all the
+  xdist workers of a test run (the synthetic data is the same in each worker's data_dir)."""
+  if worker_id == "master":  # no xdist
+    shared = tmp_path_factory.mktemp("uninterrupted")
+  else:  # the folder the workers' temporary folders share, one per test run
+    shared = tmp_path_factory.getbasetemp().parent
+  workdir = shared / "uninterrupted_run"
+  with filelock.FileLock(f"{workdir}.lock"):
+    if not (workdir / "summary.json").exists():
+      result = run(str(workdir), data_dir)
+      assert result.returncode == 0, result.stderr[-3000:]
+  return str(workdir)
 
 
 @pytest.fixture(scope="module")
@@ -307,14 +317,13 @@ def test_a_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(con
      r"keypoint_names: checkpoint \['left_eye_center', 'right_eye_center', "
      r"'left_eye_inner_corner'"),
 ])
-def test_a_workdir_of_an_incompatible_config_stops_before_training(config, tmp_path, change,
-                                                                    message):
-  workdir = str(tmp_path / "run")
-  config.num_train_steps = 10
-  train.train_and_evaluate(config, workdir)
+def test_a_workdir_of_an_incompatible_config_stops_before_training(trained, change, message):
+  config, workdir, _ = trained  # a finished 20-step run, left as it is
+  config = copy.deepcopy(config)
   change(config)
-  config.num_train_steps = 20
-  with pytest.raises(ValueError, match=rf"{workdir}/checkpoints holds a checkpoint \(step 10\) "
+  config.num_train_steps = 30
+  with pytest.raises(ValueError, match=rf"{workdir}/checkpoints holds a checkpoint \(step 20\) "
                                        rf"of an incompatible run: {message}"):
     train.train_and_evaluate(config, workdir)
-  assert checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 2, 1).all_steps() == [10]
+  manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 2, 1)
+  assert manager.all_steps() == [10, 20]  # nothing written

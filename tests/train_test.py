@@ -36,15 +36,6 @@ def final_params(config, workdir):
   return step, restored["params"], meta
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-  """One uninterrupted tiny run, shared by the tests that read its outputs."""
-  config = tiny_config(data_dir)
-  workdir = str(tmp_path_factory.mktemp("run"))
-  summary = train.train_and_evaluate(config, workdir)
-  return config, workdir, summary
-
-
 def test_jit_and_pmap_match_a_single_device_run(config):
   state, source = initial_state(config)
   batches = list(itertools.islice(
