@@ -139,7 +139,8 @@ def test_kill_9_during_a_checkpoint_save_resumes_from_the_previous_one(data_dir,
   assert_same(final_params(workdir), reference)
 
 
-def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, reference, tmp_path):
+def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, tmp_path):
+  # The real signal to the train.py process; the next test resumes from such a stop.
   workdir = str(tmp_path / "run")
   stopped = start_and_signal(workdir, data_dir, 13, signal.SIGTERM)
   assert stopped.returncode == 0, stopped.stderr[-3000:]
@@ -147,12 +148,10 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, reference, t
   step = max(saved)
   assert 13 <= step < STEPS  # where the signal landed (the next test pins the step)
   assert f"Preempted (SIGTERM): saved a checkpoint at step {step}" in stopped.stderr
-  result = run(workdir, data_dir)
-  assert f"Resuming from the checkpoint at step {step}" in result.stderr
-  assert_same(final_params(workdir), reference)
 
 
-def test_sigterm_mid_interval_saves_exactly_that_step(config, tmp_path, monkeypatch):
+def test_sigterm_mid_interval_saves_exactly_that_step_and_resumes_from_it(config, trained,
+                                                                          tmp_path, monkeypatch):
   batches = pipeline.train_iterator
 
   def signalling(*args, start_step, **kwargs):
@@ -168,6 +167,11 @@ def test_sigterm_mid_interval_saves_exactly_that_step(config, tmp_path, monkeypa
   manager = checkpoint.create_manager(os.path.join(workdir, "checkpoints"), 2, 1)
   assert manager.all_steps() == [10, 13]
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+  monkeypatch.setattr(pipeline, "train_iterator", batches)
+  assert train.train_and_evaluate(config, workdir)["steps"] == 20  # from step 13
+  # The same parameters as the uninterrupted run of the same config in this process.
+  resumed = predict.load_run(workdir, step=20).state.params
+  assert_same(resumed, predict.load_run(trained[1], step=20).state.params)
 
 
 def test_checkpoints_are_written_in_the_background_and_waited_for_at_the_end(
@@ -278,6 +282,9 @@ def fill(path):
       assert e.errno == errno.ENOSPC
 
 
+# Orbax's background save thread reports the failure, then leaves a callback for its closed
+# asyncio loop, which pytest reports as an unraisable exception: not kp-jax's, and harmless.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(config, tmp_path,
                                                                              monkeypatch):
   disk = tmp_path / "small_disk"
