@@ -30,6 +30,15 @@ from kp_jax import evaluation, train  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 
+# Tests that start several processes run first: started last, one would keep its worker busy
+# after the others have finished.
+MULTI_PROCESS_MODULES = ("distributed_test.py", "reliability_test.py", "benchmarks_test.py")
+
+
+def pytest_collection_modifyitems(items):
+  items.sort(key=lambda item: item.path.name not in MULTI_PROCESS_MODULES)  # stable
+
+
 def pytest_sessionfinish(session, exitstatus):
   if OWNS_CACHE:
     shutil.rmtree(os.environ["KP_JAX_TEST_XLA_CACHE"], ignore_errors=True)

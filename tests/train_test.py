@@ -2,6 +2,7 @@ import functools
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -188,10 +189,11 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tm
   assert meta.keypoint_names[0] == "left_eye_center"
 
 
-def test_the_baseline_is_computed_once_and_stored_with_the_run(config, tmp_path, monkeypatch):
+def test_the_baseline_is_computed_once_and_stored_with_the_run(config, trained, tmp_path,
+                                                               monkeypatch):
+  _, trained_workdir, first = trained
   workdir = str(tmp_path / "run")
-  config.num_train_steps = 10
-  first = train.train_and_evaluate(config, workdir)
+  shutil.copytree(trained_workdir, workdir)
   _, _, meta = final_params(config, workdir)
   want = pipeline.training_mean_shape(config.data, pipeline.get_source(config.data))
   np.testing.assert_array_equal(np.array(meta.mean_shape, np.float32), want)
@@ -199,7 +201,7 @@ def test_the_baseline_is_computed_once_and_stored_with_the_run(config, tmp_path,
   def no_pass(*args):
     raise AssertionError("a pass over the training split")
   monkeypatch.setattr(pipeline, "training_mean_shape", no_pass)  # resume and evaluate reuse it
-  config.num_train_steps = 20
+  config.num_train_steps = 25
   second = train.train_and_evaluate(config, workdir)
   assert second["nme_baseline"] == pytest.approx(first["nme_baseline"], rel=1e-6)
   summary = evaluation.evaluate_run(workdir, "validation")
