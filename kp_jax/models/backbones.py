@@ -159,13 +159,16 @@ def _pad(dilation: int):
   return ((dilation, dilation), (dilation, dilation))
 
 
-class BasicBlock(nn.Module):
-  features: int
+class _Block(nn.Module):
+  """The fields of a residual block (a block's parameters are named after its subclass)."""
+  features: int  # of the 3x3 convs (a Bottleneck outputs 4x as many)
   strides: int = 1
   dilation: int = 1
   norm: type = nn.BatchNorm
   dtype: jnp.dtype = jnp.float32
 
+
+class BasicBlock(_Block):
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
@@ -177,13 +180,7 @@ class BasicBlock(nn.Module):
     return _residual(x, y, self.strides, self.norm, conv)
 
 
-class Bottleneck(nn.Module):
-  features: int  # of the 3x3 conv; the block outputs 4x as many
-  strides: int = 1
-  dilation: int = 1
-  norm: type = nn.BatchNorm
-  dtype: jnp.dtype = jnp.float32
-
+class Bottleneck(_Block):
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
