@@ -1,5 +1,6 @@
 """A multi-process run: 2 processes over 127.0.0.1 (jax.distributed, gloo CPU collectives), each
-with 2 simulated devices, against one process with 4 devices on the same config and data."""
+with 2 simulated devices, against one process with 4 devices on the same config and data; then
+its checkpoint restored in both processes again, and in one."""
 
 import json
 import os
@@ -22,11 +23,28 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+# train.py's own start-up (flags, jax.distributed), then the training loop twice in the same
+# processes: the run, then the same command again, which restores the step-20 checkpoint
+# across both processes and only re-evaluates (without starting the processes again).
+LAUNCHER = """
+import runpy, sys
+from absl import app, flags
+command = runpy.run_path("train.py")  # its flags and initialize_distributed, without its main
+
+def main(argv):
+  command["initialize_distributed"]()
+  for _ in range(2):  # the second call finds the first's last checkpoint
+    command["train"].train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+app.run(main, argv=["train.py", *sys.argv[1:]])
+"""
+
+
 def launch_two_processes(workdir, data_dir) -> list[str]:
   port = free_port()
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   processes = [subprocess.Popen(
-      [sys.executable, "train.py", "--config=configs/tiny.py", f"--workdir={workdir}",
+      [sys.executable, "-c", LAUNCHER, "--config=configs/tiny.py", f"--workdir={workdir}",
        f"--config.data.data_dir={data_dir}", "--config.data.input_shards=2",
        "--config.log_every_steps=1", f"--coordinator_address=127.0.0.1:{port}",
        "--num_processes=2", f"--process_id={i}"],
@@ -73,8 +91,9 @@ def test_two_processes_train_save_and_restore_like_one_process(data_dir, tmp_pat
   one = train.train_and_evaluate(config, one_workdir)  # 1 process, 4 devices (jit)
   assert jax.device_count() == 4
 
-  logs = launch_two_processes(two_workdir, data_dir)
+  logs = launch_two_processes(two_workdir, data_dir)  # the run, then the same run again
   assert "jit on 4 devices" in logs[0]
+  assert all("Resuming from the checkpoint at step 20" in log for log in logs)
   one_steps, two_steps = train_metrics(one_workdir), train_metrics(two_workdir)
   assert [m["step"] for m in one_steps] == [m["step"] for m in two_steps] == list(range(1, 21))
   for key in ("loss", "l2_grads", "l2_params"):
@@ -91,10 +110,6 @@ def test_two_processes_train_save_and_restore_like_one_process(data_dir, tmp_pat
     two = json.load(f)
   assert two["num_examples"] == one["num_examples"] == 21
   assert two["nme"] == pytest.approx(one["nme"], rel=TRAJECTORY_RTOL)
-
-  # Run again: both processes restore the step-20 checkpoint and only re-evaluate.
-  logs = launch_two_processes(two_workdir, data_dir)
-  assert all("Resuming from the checkpoint at step 20" in log for log in logs)
 
   # Restored in this process on its 4 devices (saved from 2 processes of 2 devices): the same
   # parameters, so the same metrics up to the order of the evaluation's sums.
