@@ -1,14 +1,17 @@
 """Faults tried and survived: kill -9 between checkpoints and in the middle of a checkpoint save,
 SIGTERM, truncated checkpoints, a planted NaN batch, a workdir of an incompatible config.
 
-The runs are train.py subprocesses on configs/tiny.py (40 steps, a checkpoint every 10); each
-interrupted run is resumed with the same command, and must end with exactly the parameters of
-an uninterrupted run.
+The faults that need a process boundary (kill -9, a real SIGTERM) hit train.py subprocesses on
+configs/tiny.py (20 steps, a checkpoint every 10) in this test process's environment (4
+simulated devices, the same compiler settings), so they compile the same program as this
+process: each interrupted run is resumed here, by the training loop, and must end with exactly
+the parameters of the session's uninterrupted run of the same config (conftest's `trained`).
 """
 
 import copy
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -16,7 +19,6 @@ import subprocess
 import sys
 import time
 
-import filelock
 import jax
 import numpy as np
 import pytest
@@ -26,7 +28,7 @@ from kp_jax.data import pipeline
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 40
+STEPS = 20  # configs/tiny.py's; checkpoints at 10 and 20
 
 # Runs train.py, optionally SIGKILLing itself when Orbax finalises the state of the checkpoint
 # at step KILL_AT_SAVE (after its files are written, before the step directory is committed).
@@ -48,14 +50,12 @@ runpy.run_path(os.path.join(%r, "train.py"), run_name="__main__")
 
 def command(workdir, data_dir, *overrides):
   return [sys.executable, "-c", LAUNCHER, "--config=" + os.path.join(ROOT, "configs/tiny.py"),
-          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
-          "--config.eval_every_steps=20", *overrides]
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", *overrides]
 
 
 def environment(**extra):
-  # conftest's environment: fast compiles, the run's compilation cache
-  return {**os.environ, "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": "", **extra}
+  # conftest's: 4 simulated devices, fast compiles, the run's compilation cache
+  return {**os.environ, "CUDA_VISIBLE_DEVICES": "", **extra}
 
 
 def run(workdir, data_dir, *overrides, **env):
@@ -71,9 +71,10 @@ def logged_step(workdir) -> int:
     return max((json.loads(line)["step"] for line in f if line.strip()), default=0)
 
 
-def start_and_signal(workdir, data_dir, at_step: int, signum) -> subprocess.CompletedProcess:
+def start_and_signal(workdir, data_dir, at_step: int, signum,
+                     *overrides) -> subprocess.CompletedProcess:
   """Starts a run and sends `signum` once its metrics log reaches `at_step`."""
-  process = subprocess.Popen(command(workdir, data_dir), stdout=subprocess.PIPE,
+  process = subprocess.Popen(command(workdir, data_dir, *overrides), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=environment())
   while process.poll() is None and logged_step(workdir) < at_step:
     time.sleep(0.05)
@@ -86,67 +87,54 @@ def final_params(workdir):
   return predict.load_run(workdir, step=STEPS).state.params
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory, worker_id):
-  """The workdir of an uninterrupted run (not to be changed: copy it), made once for all the
-  xdist workers of a test run (the synthetic data is the same in each worker's data_dir)."""
-  if worker_id == "master":  # no xdist
-    shared = tmp_path_factory.mktemp("uninterrupted")
-  else:  # the folder the workers' temporary folders share, one per test run
-    shared = tmp_path_factory.getbasetemp().parent
-  workdir = shared / "uninterrupted_run"
-  with filelock.FileLock(f"{workdir}.lock"):
-    if not (workdir / "summary.json").exists():
-      result = run(str(workdir), data_dir)
-      assert result.returncode == 0, result.stderr[-3000:]
-  return str(workdir)
-
-
-@pytest.fixture(scope="module")
-def reference(uninterrupted):
-  """Parameters of an uninterrupted run."""
-  return final_params(uninterrupted)
+def resume(config, workdir, caplog) -> str:
+  """Runs `config` in `workdir` in this process (resuming); returns what it logged."""
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    assert train.train_and_evaluate(copy.deepcopy(config), workdir)["steps"] == STEPS
+  return caplog.text
 
 
 def assert_same(params, reference):
   jax.tree.map(np.testing.assert_array_equal, params, reference)
 
 
-def test_kill_9_between_checkpoints_resumes_to_the_same_parameters(data_dir, reference, tmp_path):
+def test_kill_9_between_checkpoints_resumes_to_the_same_parameters(trained, tmp_path, caplog):
+  config, reference, _ = trained
   workdir = str(tmp_path / "run")
-  killed = start_and_signal(workdir, data_dir, 25, signal.SIGKILL)  # between checkpoints:
-  assert killed.returncode == -signal.SIGKILL  # the steps since the last one are redone
-  # Saves run in the background: the step-20 save may not have been committed by step 25.
+  killed = start_and_signal(workdir, config.data.data_dir, 15, signal.SIGKILL)  # between
+  assert killed.returncode == -signal.SIGKILL  # checkpoints: the steps since the last are redone
+  # Saves run in the background: the step-10 save may not have been committed by step 15.
   committed = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
-  assert set(committed) <= {10, 20}
-  result = run(workdir, data_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert set(committed) <= {10}
+  logged = resume(config, workdir, caplog)
   if committed:
-    assert f"Resuming from the checkpoint at step {max(committed)}" in result.stderr
-  assert_same(final_params(workdir), reference)
+    assert "Resuming from the checkpoint at step 10" in logged
+  assert_same(final_params(workdir), final_params(reference))
 
 
-def test_kill_9_during_a_checkpoint_save_resumes_from_the_previous_one(data_dir, reference,
-                                                                          tmp_path):
+def test_kill_9_during_a_checkpoint_save_resumes_from_the_previous_one(trained, tmp_path,
+                                                                          caplog):
+  config, reference, _ = trained
   workdir = str(tmp_path / "run")
-  killed = run(workdir, data_dir, KILL_AT_SAVE="20")
+  killed = run(workdir, config.data.data_dir, KILL_AT_SAVE="20")
   assert killed.returncode == -signal.SIGKILL
   leftovers = os.listdir(os.path.join(workdir, "checkpoints"))
   assert "10" in leftovers and "20" not in leftovers  # step 20 never committed
-  result = run(workdir, data_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Resuming from the checkpoint at step 10" in result.stderr
-  assert_same(final_params(workdir), reference)
+  assert "Resuming from the checkpoint at step 10" in resume(config, workdir, caplog)
+  assert_same(final_params(workdir), final_params(reference))
 
 
 def test_sigterm_saves_the_current_step_and_exits_cleanly(data_dir, tmp_path):
   # The real signal to the train.py process; the next test resumes from such a stop.
   workdir = str(tmp_path / "run")
-  stopped = start_and_signal(workdir, data_dir, 13, signal.SIGTERM)
+  steps = 2 * STEPS  # so that the signal surely lands inside the training loop
+  stopped = start_and_signal(workdir, data_dir, 13, signal.SIGTERM,
+                             f"--config.num_train_steps={steps}")
   assert stopped.returncode == 0, stopped.stderr[-3000:]
   saved = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
   step = max(saved)
-  assert 13 <= step < STEPS  # where the signal landed (the next test pins the step)
+  assert 13 <= step < steps  # where the signal landed (the next test pins the step)
   assert f"Preempted (SIGTERM): saved a checkpoint at step {step}" in stopped.stderr
 
 
@@ -201,21 +189,23 @@ def test_checkpoints_are_written_in_the_background_and_waited_for_at_the_end(
                 if p.name.isdigit()) == [10, 20]
 
 
-def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(data_dir, uninterrupted,
-                                                                 reference, tmp_path):
+# Orbax abandons the failed read's other coroutines, which pytest reports as unraisable
+# exceptions: not kp-jax's, and harmless (the checkpoint is set aside and the previous read).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(trained, tmp_path, caplog):
+  config, reference, _ = trained
   workdir = str(tmp_path / "run")
-  shutil.copytree(uninterrupted, workdir)
+  shutil.copytree(reference, workdir)
   state_dir = os.path.join(workdir, "checkpoints", str(STEPS), "state")
   files = [os.path.join(d, f) for d, _, names in os.walk(state_dir) for f in names]
   largest = max(files, key=os.path.getsize)
   with open(largest, "r+b") as f:
     f.truncate(os.path.getsize(largest) // 2)
-  result = run(workdir, data_dir)  # the same command: it redoes steps 31-40
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f"Checkpoint {STEPS} in" in result.stderr and "cannot be read" in result.stderr
-  assert "Resuming from the checkpoint at step 30" in result.stderr
+  logged = resume(config, workdir, caplog)  # it redoes steps 11-20
+  assert f"Checkpoint {STEPS} in" in logged and "cannot be read" in logged
+  assert "Resuming from the checkpoint at step 10" in logged
   assert os.listdir(os.path.join(workdir, "checkpoints-unreadable"))  # set aside, not deleted
-  assert_same(final_params(workdir), reference)
+  assert_same(final_params(workdir), final_params(reference))
 
 
 def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_path,
