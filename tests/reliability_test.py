@@ -10,7 +10,6 @@ the parameters of the session's uninterrupted run of the same config (conftest's
 
 import copy
 import errno
-import gc
 import json
 import logging
 import os
@@ -190,10 +189,6 @@ def test_checkpoints_are_written_in_the_background_and_waited_for_at_the_end(
                 if p.name.isdigit()) == [10, 20]
 
 
-# Orbax abandons the failed read's other coroutines, which pytest reports as unraisable
-# exceptions when they are collected: not kp-jax's, and harmless (the checkpoint is set aside
-# and the previous one read). Collected before the test ends, so the filter applies.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(trained, tmp_path, caplog):
   config, reference, _ = trained
   workdir = str(tmp_path / "run")
@@ -208,7 +203,6 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(trained, tmp_p
   assert "Resuming from the checkpoint at step 10" in logged
   assert os.listdir(os.path.join(workdir, "checkpoints-unreadable"))  # set aside, not deleted
   assert_same(final_params(workdir), final_params(reference))
-  gc.collect()
 
 
 def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_path,
@@ -275,9 +269,6 @@ def fill(path):
       assert e.errno == errno.ENOSPC
 
 
-# Orbax's background save thread reports the failure, then leaves a callback for its closed
-# asyncio loop, which pytest reports as an unraisable exception: not kp-jax's, and harmless.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(config, tmp_path,
                                                                              monkeypatch):
   disk = tmp_path / "small_disk"
