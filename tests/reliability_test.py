@@ -104,12 +104,13 @@ def test_kill_9_between_checkpoints_resumes_to_the_same_parameters(trained, tmp_
   workdir = str(tmp_path / "run")
   killed = start_and_signal(workdir, config.data.data_dir, 15, signal.SIGKILL)  # between
   assert killed.returncode == -signal.SIGKILL  # checkpoints: the steps since the last are redone
-  # Saves run in the background: the step-10 save may not have been committed by step 15.
+  # Saves run in the background: the step-10 save may not have been committed by step 15 (and
+  # on a loaded machine the kill may land late, after step 20's).
   committed = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
-  assert set(committed) <= {10}
+  assert set(committed) <= {10, 20}
   logged = resume(config, workdir, caplog)
   if committed:
-    assert "Resuming from the checkpoint at step 10" in logged
+    assert f"Resuming from the checkpoint at step {max(committed)}" in logged
   assert_same(final_params(workdir), final_params(reference))
 
 
