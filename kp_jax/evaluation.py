@@ -21,7 +21,7 @@ from kp_jax.predict import load_run
 
 
 def evaluate_split(parallel: steps.Parallel, state, config, source, split: str, mean_shape,
-             on_predictions: Callable | None = None) -> tuple[dict, dict]:
+                   on_predictions: Callable | None = None) -> tuple[dict, dict]:
   """(model and baseline metrics, per-keypoint metrics of both) over a whole split; every
   example counted exactly once. `on_predictions(pred [B, K, 2], likelihood [B, K], batch)`,
   single-process only, sees each batch's predictions (in model input pixels) with the batch,

@@ -228,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
-    manager.wait_until_finished()  # the last checkpoint, before anything reads it
+    manager.wait_until_finished()  # a failed last save stops the run before its summary
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
       eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,

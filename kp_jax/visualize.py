@@ -90,11 +90,11 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   height, width = images.shape[1:3]
   scale = max(1, round(GRID_TILE / max(height, width)))
   gap, title = 4, 24
+  step_x, step_y = width * scale + gap, height * scale + gap  # a tile and its gap
   font = ImageFont.load_default(size=12)
   legend_width = 40 + max(len(name) for name in spec.names) * 8
-  grid_height = title + max(rows * (height * scale + gap), len(spec.names) * (font.size + 4))
-  grid = Image.new("RGB", (columns * (width * scale + gap) + legend_width, grid_height),
-                   (32, 32, 32))
+  grid_height = title + max(rows * step_y, len(spec.names) * (font.size + 4))
+  grid = Image.new("RGB", (columns * step_x + legend_width, grid_height), (32, 32, 32))
   to_tile = lambda p: (np.asarray(p, np.float64) + 0.5) * scale - 0.5  # pixel centres
   for i in range(count):
     image = (denormalize(images[i], config.data) * 255).round().astype(np.uint8)
@@ -103,12 +103,11 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
                       to_tile(pred[i]), likelihood[i], spec.names, spec.skeleton_indices(),
                       config.likelihood_cutoff, to_tile(true[i]), visible[i], legend=False)
     row, column = divmod(i, columns)
-    grid.paste(Image.fromarray(tile), (column * (width * scale + gap),
-                                       title + row * (height * scale + gap)))
+    grid.paste(Image.fromarray(tile), (column * step_x, title + row * step_y))
   pen = ImageDraw.Draw(grid)
   pen.text((4, 4), "validation: predicted (circles, opacity = likelihood), true (crosses)",
            font=font, fill=WHITE)
   _legend(pen, spec.names, keypoint_colors(len(spec.names)), [True] * len(spec.names), font,
-          origin=(columns * (width * scale + gap) + 4, title))
+          origin=(columns * step_x + 4, title))
   with epath.Path(path).open("wb") as f:  # any file system, as the rest of the workdir
     grid.save(f, format="png")

@@ -159,8 +159,7 @@ def test_sigterm_mid_interval_saves_exactly_that_step_and_resumes_from_it(config
   monkeypatch.setattr(pipeline, "train_iterator", batches)
   assert train.train_and_evaluate(config, workdir)["steps"] == 20  # from step 13
   # The same parameters as the uninterrupted run of the same config in this process.
-  resumed = predict.load_run(workdir, step=20).state.params
-  assert_same(resumed, predict.load_run(trained[1], step=20).state.params)
+  assert_same(final_params(workdir), final_params(trained[1]))
 
 
 def test_checkpoints_are_written_in_the_background_and_waited_for_at_the_end(
