@@ -16,7 +16,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
-from kp_jax import train
+from kp_jax import train, two_stage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and pictures go; a run in a "
@@ -60,7 +60,8 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   initialize_distributed()
   logging.info("Config:\n%s", FLAGS.config)
-  summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  run = two_stage if "two_stage" in FLAGS.config else train  # find, then refine: two runs
+  summary = run.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if "preempted_at_step" in summary:
     logging.warning("Stopped at step %d on SIGTERM, checkpoint saved.",
                     summary["preempted_at_step"])

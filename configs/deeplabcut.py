@@ -9,6 +9,8 @@ its worked example and results). Copy it, point `data.project` at your project a
   python -m kp_jax.predict --workdir workdirs/reaching video.mp4
 """
 
+import ml_collections
+
 from configs import default
 
 
@@ -52,4 +54,25 @@ def get_config():
   config.eval_every_steps = config.num_train_steps
   config.checkpoint_every_steps = 500
   config.likelihood_cutoff = 0.1  # predictions below this heatmap peak are marked missing
+
+  # Find, then refine (kp_jax/two_stage.py): a centre model finds the animal on a small frame,
+  # the keypoint model above sees a crop about it. Delete this section for one whole-frame model.
+  config.two_stage = two_stage = ml_collections.ConfigDict()
+  two_stage.crop_size = ()  # (height, width) in source pixels; (): the largest labelled extent
+  #                           (data.instances.margin added), rounded to crop_multiple
+  two_stage.crop_scale = 1.0  # keypoint-model input pixels per source pixel
+  two_stage.crop_multiple = 32  # the crop's input is a multiple of the backbone's stride
+  two_stage.centre_jitter_px = 0.0  # training crops' centre shift, source pixels; 0: three
+  #                                   times the centre model's mean error on the training frames
+  two_stage.min_centre_jitter_px = 8.0
+  two_stage.max_centre_jitter_fraction = 0.125  # of the crop's shorter side
+  two_stage.centre = centre = ml_collections.ConfigDict()  # stage 1, on the whole frame
+  centre.input_size = (192, 224)  # (height, width), multiples of 32: the frame fitted into it
+  centre.model = {
+      "backbone": {"name": "resnet", "stage_sizes": (1, 1, 1, 1), "block": "basic",
+                   "width": 16, "output_stride": 16, "small_stem": False},
+      "head": {"name": "centre", "stride": 4, "features": 32, "sigma": 2.0}}
+  centre.learning_rate = 2e-3
+  centre.num_train_steps = 600
+  centre.batch_size = 8
   return config

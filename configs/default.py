@@ -25,6 +25,16 @@ def get_config():
   data.input_size = ()  # (height, width) each example's box is cropped to; (): the source's
   #                       images as they are (they must all have one size)
   data.box_padding = 1.25  # crops take the box, fitted to input_size's aspect, times this
+  # Find, then refine (kp_jax/data/instances.py, kp_jax/two_stage.py): what the examples are.
+  data.instances = instances = ml_collections.ConfigDict()
+  instances.stage = ""  # "": the source's boxes; "centre": whole frames, the instance centre as
+  #                       the one keypoint (stage 1); "crop": crops about that centre (stage 2)
+  instances.centre = "keypoints"  # the centre of the labelled keypoints' extent, or "box": of
+  #                                 the source's box (COCO files with drawn boxes)
+  instances.anchor = ()  # keypoint names: the centre is the middle of their extent (one name:
+  #                       that keypoint, SLEAP's anchor_part); (): all keypoints
+  instances.margin = 0.2  # an instance's size is its keypoints' extent times 1 + margin
+  instances.crop_size = ()  # stage 2: (height, width) of the crop in source pixels
   # Source "tfds": a TFDS landmark set with an adapter in kp_jax/data/tfds_landmarks.py.
   data.tfds_name = ""  # celeb_a, aflw2k3d or the300w_lp
   data.tfds_splits = {"train": "train", "validation": "validation"}  # pipeline -> TFDS splits

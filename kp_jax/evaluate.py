@@ -18,13 +18,21 @@ Writes into --output_dir (default WORKDIR/eval/SPLIT):
 import tensorflow as tf
 from absl import app, flags
 
+from kp_jax import two_stage
 from kp_jax.evaluation import evaluate_run, format_table
+from kp_jax.predict import is_find_refine
 
 
 def main(argv):
   del argv
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   args = flags.FLAGS
+  if is_find_refine(args.workdir):  # both stages end to end, beside each alone
+    if args.step is not None:
+      raise app.UsageError("--step: a two-stage workdir is evaluated at each stage's best "
+                           "checkpoint.")
+    print(two_stage.format_table(two_stage.evaluate(args.workdir, args.split, args.output_dir)))
+    return
   print(format_table(evaluate_run(args.workdir, args.split, args.output_dir, args.step,
                                   args.likelihood_cutoff)))
 

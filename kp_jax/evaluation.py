@@ -59,7 +59,8 @@ def headline_metrics(values: dict) -> dict:
   return {**{k: v for k, v in values.items() if not k.startswith("baseline_")},
           "nme_baseline": values["baseline_nme"],
           "nme_ratio_to_baseline": (values["nme"] / values["baseline_nme"]
-                                    if values["nme"] is not None else None),
+                                    if values["nme"] is not None and values["baseline_nme"]
+                                    else None),  # a perfect baseline (identical crops): none
           "error_image_px_baseline": values["baseline_error_image_px"]}
 
 

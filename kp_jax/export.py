@@ -18,6 +18,9 @@ The CPU kernels of kp_jax/models/kernels.py export as they are (their custom gra
 part in inference). The batch is any size (`--batch dynamic`, the default for stablehlo and
 savedmodel) or fixed; onnx and tflite need a fixed one (default 1): jax2onnx 0.17 cannot index
 with a symbolic batch and TFLite's converter rejects gathers of dynamic shape.
+A two-stage workdir (kp_jax.two_stage) exports both stages as one program: it takes whole
+frames of one size (`--frame_size HxW`) and returns the best instance's keypoints in the
+frames' pixels, so the runner's fit is the identity on frames of that size.
 Beside the model, `<model>.json` holds what a runner needs: keypoint names, skeleton, input
 shape, batch, likelihood cutoff and how images were fitted.
 """
@@ -32,8 +35,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 from etils import epath
 
-from kp_jax import steps
-from kp_jax.predict import load_run
+from kp_jax import find_refine, steps
+from kp_jax.predict import FindRefinePredictor, is_find_refine, load_run
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 FIXED_BATCH_ONLY = ("onnx", "tflite")
@@ -47,6 +50,17 @@ def serving_function(run):
   def serve(pixels):
     return steps.predict(run.model.apply, variables, (pixels / 255.0 - mean) / std,
                          head=run.head, flip_permutation=run.flip_permutation)
+  return serve
+
+
+def find_refine_serving_function(predictor: FindRefinePredictor):
+  """float32 frames [N, H, W, C] in [0, 255] -> (keypoints [N, K, 2] in the frames' pixels,
+  likelihoods [N, K]) of the best instance: both stages, crops and all, as one program."""
+  variables = jax.tree.map(np.asarray, predictor.variables)
+
+  def serve(pixels):
+    result = find_refine.predict_frames(predictor.stages, *variables, pixels / 255.0)
+    return result["keypoints"][:, 0], result["likelihood"][:, 0]
   return serve
 
 
@@ -87,27 +101,39 @@ WRITERS = {"stablehlo": _stablehlo, "savedmodel": _savedmodel, "onnx": _onnx, "t
 
 
 def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = None,
-           step: int | None = None) -> str:
-  """Writes `workdir`'s model (default: the best checkpoint) in `fmt`; returns its path."""
+           step: int | None = None, frame_hw=None) -> str:
+  """Writes `workdir`'s model (default: the best checkpoint) in `fmt`; returns its path. A
+  two-stage workdir exports both stages as one program of whole frames of `frame_hw`."""
   if fmt not in FORMATS:
     raise ValueError(f"--format={fmt!r}: choose one of {sorted(FORMATS)}.")
   if batch is None and fmt in FIXED_BATCH_ONLY:
     batch = 1
   if batch is not None and batch < 1:
     raise ValueError(f"--batch={batch}: a positive size, or 'dynamic'.")
-  run = load_run(workdir, step)
   out = str(out or epath.Path(workdir) / "export" / ("model" + FORMATS[fmt]))
   epath.Path(out).parent.mkdir(parents=True, exist_ok=True)
-  WRITERS[fmt](serving_function(run), (batch, *run.image_shape), out)
-  data = run.config.data
+  if is_find_refine(workdir):
+    if step is not None or not frame_hw:
+      raise ValueError("A two-stage workdir exports each stage's best checkpoint, as one "
+                       "program of whole frames of one size: leave --step out and set "
+                       "--frame_size=HxW (your video's frame size).")
+    run = FindRefinePredictor(workdir)
+    serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
+    padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
+  else:
+    run = load_run(workdir, step)
+    serve, input_shape, outputs = serving_function(run), run.image_shape, \
+        "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"
+    data = run.config.data
+    # How kp_jax.predict fits a whole image: models trained on crops see box padding.
+    padding = data.box_padding if data.input_size else 1.0
+  WRITERS[fmt](serve, (batch, *input_shape), out)
   meta = {"format": fmt, "workdir": workdir, "step": run.step, "batch": batch,
-          "input_shape": list(run.image_shape), "keypoint_names": list(run.keypoint_names),
+          "input_shape": list(input_shape), "keypoint_names": list(run.keypoint_names),
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
-          # How kp_jax.predict fits a whole image: models trained on crops see box padding.
-          "whole_image_padding": data.box_padding if data.input_size else 1.0,
-          "input": "float32 [N, H, W, C] pixel values in [0, 255]",
-          "outputs": "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"}
+          "whole_image_padding": padding,
+          "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs}
   epath.Path(out.rstrip("/") + ".json").write_text(json.dumps(meta, indent=2))
   logging.info("Wrote %s (%s, batch %s) and its .json", out, fmt, batch or "dynamic")
   return out
@@ -117,7 +143,8 @@ def main(argv):
   del argv
   args = flags.FLAGS
   batch = None if args.batch in ("", "dynamic") else int(args.batch)
-  print(export(args.workdir, args.format, batch, args.out, args.step))
+  frame_hw = tuple(int(v) for v in args.frame_size.split("x")) if args.frame_size else None
+  print(export(args.workdir, args.format, batch, args.out, args.step, frame_hw))
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -127,4 +154,6 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                       "and savedmodel; onnx and tflite default to 1).")
   flags.DEFINE_string("out", None, "Default: WORKDIR/export/model.<format's extension>.")
   flags.DEFINE_integer("step", None, "Checkpoint step; default: the best.")
+  flags.DEFINE_string("frame_size", None, "HxW of the frames a two-stage (find, then refine) "
+                      "model is exported for.")
   app.run(main)

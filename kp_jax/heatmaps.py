@@ -75,18 +75,19 @@ def gaussian_blur(maps, sigma: float):
   return blurred * peak(maps) / jnp.maximum(peak(blurred), 1e-12)
 
 
-def decode_dark(maps, stride: int, blur_sigma: float = 0.0):
-  """DARK (Zhang et al. 2020): one Newton step on the log-heatmap from the argmax.
+def decode_dark(maps, stride: int, blur_sigma: float = 0.0, peak=None):
+  """DARK (Zhang et al. 2020): one Newton step on the log-heatmap from the argmax (or from
+  `peak`, integer map pixels [B, K, 2], one per map).
 
   The log of a Gaussian is quadratic, so the step lands on its exact centre. The expansion
   point is kept one pixel inside the map so that its neighbours exist; for a Gaussian the step
   is exact from there too, which keeps points near the border sub-pixel accurate. Where the
-  log-map is not concave the argmax is kept; the step is limited to one map pixel.
+  log-map is not concave the peak is kept; the step is limited to one map pixel.
   """
   if blur_sigma > 0:
     maps = gaussian_blur(maps, blur_sigma)
   h, w = maps.shape[1:3]
-  peak = _argmax_2d(maps)
+  peak = _argmax_2d(maps) if peak is None else peak
   centre = jnp.clip(peak, 1, jnp.array([w - 2, h - 2]))
   log = jnp.log(jnp.maximum(maps, 1e-10))
   at = lambda dx, dy: _at(log, centre + jnp.array([dx, dy]))
@@ -123,6 +124,18 @@ def peak_mass(logits):
   window = jax.lax.reduce_window(probs.reshape(b, h, w, k), 0.0, jax.lax.add, (1, 3, 3, 1),
                                  (1, 1, 1, 1), "SAME")
   return _at(window, _argmax_2d(logits))
+
+
+def top_peaks(maps, k: int):
+  """The `k` highest local maxima of single-channel maps [B, h, w, 1] (a 3x3 max-pool keeps
+  a pixel only where it is its neighbourhood's maximum, CenterNet's peak suppression):
+  (integer map pixels [B, k, 2] (x, y), values [B, k]). Static shapes: when a map has fewer
+  than k peaks the rest are other pixels, with the value -inf."""
+  b, h, w, _ = maps.shape
+  pooled = jax.lax.reduce_window(maps, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1),
+                                 "SAME")
+  values, index = jax.lax.top_k(jnp.where(maps == pooled, maps, -jnp.inf).reshape(b, h * w), k)
+  return jnp.stack([index % w, index // w], axis=-1).astype(jnp.int32), values
 
 
 DECODERS = {"argmax": decode_argmax, "quarter_offset": decode_quarter_offset, "dark": decode_dark}

@@ -32,7 +32,7 @@ from absl import app, flags
 from etils import epath
 from PIL import Image
 
-from kp_jax import checkpoint, steps, visualize
+from kp_jax import checkpoint, find_refine, steps, visualize
 from kp_jax.exported import to_source_pixels
 from kp_jax.data import transforms
 from kp_jax.models import create_model
@@ -63,12 +63,21 @@ class Run:
   mean_shape: np.ndarray | None  # the baseline (checkpoint.RunMeta); None in older runs
 
 
-def load_run(workdir: str, step: int | None = None) -> Run:
-  """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME)."""
+def load_config(workdir: str) -> ml_collections.ConfigDict:
   config_path = epath.Path(workdir) / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  return ml_collections.ConfigDict(json.loads(config_path.read_text()))
+
+
+def is_find_refine(workdir: str) -> bool:
+  """Whether `workdir` is a two-stage run (kp_jax.two_stage): centre/ and keypoints/ runs."""
+  return (epath.Path(workdir) / "two_stage.json").exists()
+
+
+def load_run(workdir: str, step: int | None = None) -> Run:
+  """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME)."""
+  config = load_config(workdir)
   manager = checkpoint.create_manager(epath.Path(workdir) / "checkpoints", 1, 1)
   if step is None:  # the best by validation NME; a run never evaluated: the latest
     step = manager.best_step() or manager.latest_step()
@@ -86,15 +95,32 @@ def load_run(workdir: str, step: int | None = None) -> Run:
              None if meta.mean_shape is None else np.array(meta.mean_shape, np.float32))
 
 
-class Predictor:
+class _Drawing:
+  """What both predictors share: reading an image file, and drawing on a frame."""
+
+  def _describe(self, run: Run, likelihood_cutoff: float | None):
+    self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
+    self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
+                   else likelihood_cutoff)
+
+  def __call__(self, path: str, box=None):
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K], the image)."""
+    image = load_image(path, self.image_shape[-1])
+    points, likelihood = self.on_images(image[None], self.crop_matrix(image.shape[:2], box))
+    return points[0], likelihood[0], image
+
+  def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
+    return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,
+                                self.cutoff)
+
+
+class Predictor(_Drawing):
   """The best checkpoint of `workdir`, ready to run on images."""
 
   def __init__(self, workdir: str, likelihood_cutoff: float | None = None):
     run = load_run(workdir)
     self.config, self.step = run.config, run.step
-    self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
-    self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
-                   else likelihood_cutoff)
+    self._describe(run, likelihood_cutoff)
     self._predict = jax.jit(functools.partial(
         steps.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
     self._variables = steps.eval_variables(run.state)
@@ -125,15 +151,48 @@ class Predictor:
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood
 
-  def __call__(self, path: str, box=None):
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K], the image)."""
-    image = load_image(path, self.image_shape[-1])
-    points, likelihood = self.on_images(image[None], self.crop_matrix(image.shape[:2], box))
-    return points[0], likelihood[0], image
 
-  def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
-    return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,
-                                self.cutoff)
+class FindRefinePredictor(_Drawing):
+  """The best checkpoints of a two-stage workdir's centre and keypoint models, composed into
+  one compiled function of whole frames (kp_jax.find_refine)."""
+
+  def __init__(self, workdir: str, likelihood_cutoff: float | None = None):
+    centre = load_run(str(epath.Path(workdir) / "centre"))
+    keypoints = load_run(str(epath.Path(workdir) / "keypoints"))
+    data = keypoints.config.data
+    self.config = keypoints.config
+    self.step = {"centre": centre.step, "keypoints": keypoints.step}
+    self._describe(keypoints, likelihood_cutoff)
+    self.crop_size = tuple(data.instances.crop_size)
+    self.stages = find_refine.Stages(
+        centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
+        keypoints.head, tuple(keypoints.image_shape[:2]),
+        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]), data.image_mean,
+        data.image_std, flip_permutation=keypoints.flip_permutation)
+    self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
+    self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))
+
+  def on_frames(self, images) -> dict:
+    """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
+    return jax.device_get(self._predict(*self.variables, images))
+
+  def crop_matrix(self, image_hw, box=None):
+    del image_hw
+    if box is not None:
+      raise ValueError("--box: a two-stage model finds the instance itself; leave --box out.")
+    return None
+
+  def on_images(self, images, matrix=None) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of the best instance."""
+    del matrix  # the centre model places the crops
+    result = self.on_frames(images)
+    return result["keypoints"][:, 0], result["likelihood"][:, 0]
+
+
+def open_predictor(workdir: str, likelihood_cutoff: float | None = None):
+  """The predictor of a one- or two-stage workdir."""
+  kind = FindRefinePredictor if is_find_refine(workdir) else Predictor
+  return kind(workdir, likelihood_cutoff)
 
 
 def _as_uint8_rgb(image) -> np.ndarray:
@@ -149,7 +208,7 @@ def _keypoint_values(points, likelihood, cutoff: float) -> list:
 
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
                   likelihood_cutoff: float | None = None) -> dict:
-  predictor = Predictor(workdir, likelihood_cutoff)
+  predictor = open_predictor(workdir, likelihood_cutoff)
   output_dir = epath.Path(output_dir or epath.Path(workdir) / "predictions")
   output_dir.mkdir(parents=True, exist_ok=True)
   results = {}
@@ -235,7 +294,7 @@ def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"
   epath.Path(path).write_text(text.getvalue())
 
 
-def predict_video(predictor: Predictor, path: str, output_dir: str, batch_size: int = 8,
+def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str, batch_size: int = 8,
                   box=None) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
   docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"}."""
@@ -292,7 +351,7 @@ def main(argv):
                                    args.likelihood_cutoff), indent=2))
   videos = [p for p in argv[1:] if is_video(p)]
   if videos:
-    predictor = Predictor(args.workdir, args.likelihood_cutoff)
+    predictor = open_predictor(args.workdir, args.likelihood_cutoff)
     epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
       result = predict_video(predictor, path, output_dir, box=box)

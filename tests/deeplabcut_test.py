@@ -107,6 +107,34 @@ def test_explicit_test_frames_and_fraction(data_dir, project):
     pipeline.get_source(dlc_config(data_dir, root, test_frames=("nope.png",)).data)
 
 
+def test_lightning_pose_layout(data_dir, tmp_path):
+  """Lightning Pose: one CollectedData.csv at the root naming labeled-data/<frame>, no
+  config.yaml; the body parts come from the CSV's header, frames without labels are left out."""
+  dlc, root = str(tmp_path / "dlc"), str(tmp_path / "lp")
+  os.makedirs(dlc)
+  truth = write_project(dlc, frames_per_video=(6, 0))
+  os.makedirs(os.path.join(root, "labeled-data"))
+  with open(os.path.join(dlc, "labeled-data", "vid1", "CollectedData_Me.csv")) as f:
+    rows = list(csv.reader(f))
+  for row in rows[3:]:
+    name = os.path.basename(row[0])
+    os.rename(os.path.join(dlc, row[0]), os.path.join(root, "labeled-data", name))
+    row[0] = f"labeled-data/{name}"
+  Image.fromarray(dot_frame([], [])).save(os.path.join(root, "labeled-data", "unlabelled.png"))
+  with open(os.path.join(root, "CollectedData.csv"), "w", newline="") as f:
+    csv.writer(f).writerows(rows)
+  source = pipeline.get_source(dlc_config(data_dir, root, train_fraction=0.5).data)
+  assert source.spec.names == tuple(BODYPARTS) and source.spec.skeleton == ()
+  assert source.split_sizes == {"train": 3, "test": 3, "validation": 3}
+  for example in source.load("test", 0, 1).as_numpy_iterator():
+    frame = f"labeled-data/vid1/img{int(example['image_id']):03d}.png"
+    points, visible = truth[frame]
+    np.testing.assert_allclose(example["keypoints"][visible], points[visible], atol=1e-4)
+  os.remove(os.path.join(root, "CollectedData.csv"))
+  with pytest.raises(FileNotFoundError, match=r"or a Lightning Pose one \(CollectedData.csv"):
+    pipeline.get_source(dlc_config(data_dir, root).data)
+
+
 @pytest.mark.parametrize("break_it, message", [
     (lambda root: os.remove(os.path.join(root, "config.yaml")),
      r"config.yaml not found: config.data.project must be a DeepLabCut project"),

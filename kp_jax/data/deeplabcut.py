@@ -2,6 +2,11 @@
 
   config.data.source = "deeplabcut"; config.data.project = "/path/to/MyProject-Me-2024-01-01"
 
+Lightning Pose projects read the same way: their layout is DeepLabCut's label table as one
+`CollectedData.csv` at the project's root (frames named `labeled-data/img001.png`), without
+a `config.yaml`; the body parts are the CSV's, with no skeleton, and the split takes
+`data.train_fraction` (default 0.95, as DeepLabCut's).
+
 The project's `bodyparts` are the keypoints and its `skeleton` the lines drawn between them;
 flip pairs come from left/right names (or `config.data.flip_pairs`). Every labelled frame of
 every video folder is one example on the whole frame (no boxes: crop with `data.input_size`).
@@ -37,11 +42,32 @@ from kp_jax.data.source import Source
 HEADER_ROWS = ("scorer", "bodyparts", "coords")
 
 
+def label_files(project: str) -> list[str]:
+  """The project's label CSVs: DeepLabCut's per-video ones, else Lightning Pose's at the
+  project's root."""
+  return (sorted(glob.glob(os.path.join(project, "labeled-data", "*", "CollectedData_*.csv")))
+          or sorted(glob.glob(os.path.join(project, "CollectedData*.csv"))))
+
+
+def header_bodyparts(path: str) -> list[str]:
+  """The body parts a label CSV's header names, in column order."""
+  with open(path, newline="") as f:
+    rows = csv.reader(f)
+    _, parts_row, coords_row = next(rows, []), next(rows, []), next(rows, [])
+  return list(dict.fromkeys(p for p, c in zip(parts_row, coords_row) if c in ("x", "y")))
+
+
 def read_project_config(project: str) -> dict:
+  """config.yaml; for Lightning Pose's layout (no config.yaml, `CollectedData.csv` at the
+  root), the body parts of that CSV's header."""
   path = os.path.join(project, "config.yaml")
   if not os.path.exists(path):
+    lightning_pose = glob.glob(os.path.join(project, "CollectedData*.csv"))
+    if lightning_pose:
+      return {"bodyparts": header_bodyparts(sorted(lightning_pose)[0])}
     raise FileNotFoundError(f"{path} not found: config.data.project must be a DeepLabCut "
-                            "project folder (the one holding config.yaml and labeled-data/).")
+                            "project folder (the one holding config.yaml and labeled-data/), "
+                            "or a Lightning Pose one (CollectedData.csv and labeled-data/).")
   try:
     with open(path) as f:
       project_config = yaml.safe_load(f)
@@ -140,8 +166,7 @@ def source(data_config) -> Source:
     raise ValueError("config.data.project: set it to the DeepLabCut project folder.")
   project_config = read_project_config(project)
   bodyparts = [str(p) for p in project_config["bodyparts"]]
-  config_path = os.path.join(project, "config.yaml")
-  csvs = sorted(glob.glob(os.path.join(project, "labeled-data", "*", "CollectedData_*.csv")))
+  csvs = label_files(project)
   if not csvs:
     h5 = glob.glob(os.path.join(project, "labeled-data", "*", "CollectedData_*.h5"))
     raise FileNotFoundError(
@@ -149,6 +174,9 @@ def source(data_config) -> Source:
         + (" (only .h5 ones: write each as CSV beside it, e.g. "
            "pandas.read_hdf('CollectedData_X.h5').to_csv('CollectedData_X.csv'))"
            if h5 else "") + ".")
+  config_path = os.path.join(project, "config.yaml")
+  if not os.path.exists(config_path):  # Lightning Pose: the label file says it all
+    config_path = csvs[0]
   labels = [(frame, kp, vis, f"{path}: line {line}")
             for path in csvs for frame, kp, vis, line in read_labels(path, bodyparts)]
   labels.sort(key=lambda label: label[0])

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kp_jax.data import coco, csv_keypoints, deeplabcut, synthetic, tfds_landmarks, transforms
+from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, synthetic, tfds_landmarks,
+                         transforms)
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
@@ -34,12 +35,14 @@ SOURCES = {
 
 
 def get_source(data_config) -> Source:
-  """The configured source, restricted to the keypoint subset `data.keypoints` names (the one
-  place the subset is resolved: everything downstream sees only the source's `spec`)."""
+  """The configured source, restricted to the keypoint subset `data.keypoints` names and seen
+  as its stage of find-then-refine `data.instances` asks for (the one place both are resolved:
+  everything downstream sees only the source's `spec`)."""
   if data_config.source not in SOURCES:
     raise ValueError(f"config.data.source={data_config.source!r} is not a known source; "
                      f"choose one of {sorted(SOURCES)}.")
-  return keypoint_subset(SOURCES[data_config.source](data_config), data_config.keypoints)
+  source = keypoint_subset(SOURCES[data_config.source](data_config), data_config.keypoints)
+  return instances.for_stage(source, data_config.get("instances"))  # absent in older runs
 
 
 def keypoint_subset(source: Source, names) -> Source:
@@ -79,11 +82,15 @@ def _compose(*ops):
   return apply
 
 
-def _keep(*keys):
-  return lambda example: {k: example[k] for k in keys}
-
-
 TRAIN_KEYS = ("image", "keypoints", "visible", "norm")
+OPTIONAL_KEYS = ("size",)  # the instance (width, height) of the centre model's examples
+
+
+def _keep(*keys):
+  return lambda example: {k: example[k] for k in keys + OPTIONAL_KEYS
+                          if k in keys or k in example}
+
+
 EVAL_KEYS = TRAIN_KEYS + ("matrix", "image_id", "box")
 
 
@@ -261,7 +268,8 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
 
 def device_batch(batch: dict) -> dict:
   """The keys the compiled evaluation step uses (the rest identify the source examples)."""
-  return {k: batch[k] for k in (*TRAIN_KEYS, "matrix", "box", "mask")}
+  return {k: batch[k] for k in (*TRAIN_KEYS, *OPTIONAL_KEYS, "matrix", "box", "mask")
+          if k in batch}
 
 
 def training_mean_shape(data_config, source: Source) -> np.ndarray:

@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from kp_jax.data import keypoints as kp
 from kp_jax.data.faces import render_example
@@ -63,7 +64,11 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split):
     config = self.builder_config
     count = getattr(config, f"num_{split}")
+    tenth = max(1, count // 10)
     for index in range(count):
+      if index % tenth == 0:  # first use only: TFDS itself says "Unknown size", then nothing
+        logging.info("Generating the synthetic faces (once, into %s): %s %d / %d.",
+                     self.data_dir, split, index, count)
       rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
       yield index, render_example(rng, config.image_size)
 

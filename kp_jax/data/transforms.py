@@ -130,9 +130,10 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False):
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
                     tf.range(len(flip_permutation), dtype=tf.int32))
     points, visible = tf.gather(points, perm), tf.gather(visible, perm)
-  norm = example["norm"] * tf.sqrt(tf.abs(tf.linalg.det(matrix[:2, :2])))
+  scale = tf.sqrt(tf.abs(tf.linalg.det(matrix[:2, :2])))
+  lengths = {k: example[k] * scale for k in ("norm", "size") if k in example}
   return {**example, "image": tf.cast(warped, image.dtype), "keypoints": points,
-          "visible": visible, "norm": norm, "matrix": matrix}
+          "visible": visible, **lengths, "matrix": matrix}
 
 
 def warp_to_input(output_hw):

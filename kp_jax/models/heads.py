@@ -8,6 +8,7 @@ likelihood per keypoint in [0, 1] (`likelihood`), and has a loss of the outputs 
   heatmap     upsampling to a map per keypoint at `stride`; MSE to Gaussian targets; decoded by
               argmax with quarter-offset or DARK sub-pixel refinement
   integral    the same maps, read by soft-argmax and trained on coordinates (DSNT-style)
+  centre      instance centres and sizes (CenterNet), the first stage of find-then-refine
 """
 
 import dataclasses
@@ -207,4 +208,62 @@ class Integral(_Maps, _CoordinateLoss):
     return heatmaps.peak_mass(outputs["maps"])
 
 
-HEADS = {"regression": Regression, "heatmap": Heatmap, "integral": Integral}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Centre(Heatmap):
+  """Instance centres, as CenterNet's "objects as points": a heatmap of centres (one map per
+  kind of instance; the centre model's examples carry the centre as their one keypoint), plus
+  each instance's (width, height) regressed at its centre's map pixel as log(size / stride),
+  trained by L1 on the log of the example's `size` (scale-free: a 10% error costs the same on a
+  mouse and on a horse). Unlabelled centres train towards an empty map (a frame without the
+  instance has no peak), so the peak is the instance's score.
+  """
+  # The heatmap MSE averages over every map pixel (~1e-2 at the start), the log-size L1 over
+  # instances (~1): this weight keeps the size from drowning the centres.
+  size_weight: float = 1e-3
+  unlabelled_as_absent: bool = True
+
+  def module(self, dtype, axis_name, cpu_kernels: bool = True):
+    return MapLayers(self.num_keypoints + 2, self.stride, self.features, self.convs,
+                     self.upsample, dtype, axis_name, cpu_kernels)
+
+  def _centre_maps(self, outputs):
+    return {"maps": outputs["maps"][..., :self.num_keypoints]}
+
+  def sizes_at(self, outputs, points):
+    """The (width, height) [B, N, 2] in input pixels regressed at the map pixels nearest to
+    `points` [B, N, 2] (input pixels)."""
+    return jnp.exp(self._log_sizes_at(outputs, points)) * self.stride
+
+  def _log_sizes_at(self, outputs, points):
+    maps = outputs["maps"]
+    h, w = maps.shape[1:3]
+    xy = jnp.clip(jnp.round(heatmaps.to_map(points, self.stride)).astype(jnp.int32), 0,
+                  jnp.array([w - 1, h - 1]))
+    rows = jnp.arange(maps.shape[0])[:, None]
+    return maps[rows, xy[..., 1], xy[..., 0], self.num_keypoints:]
+
+  def compute_loss(self, outputs, batch):
+    centre_loss = super().compute_loss(self._centre_maps(outputs), batch)
+    log_size = self._log_sizes_at(outputs, batch["keypoints"][:, :1])[:, 0]
+    error = log_size - jnp.log(jnp.maximum(batch["size"], 1.0) / self.stride)
+    size_loss = jnp.mean(jnp.abs(error).sum(-1) * batch["visible"][:, 0])
+    return centre_loss + self.size_weight * size_loss
+
+  def likelihood(self, outputs):
+    return super().likelihood(self._centre_maps(outputs))
+
+  def decode(self, outputs):
+    return super().decode(self._centre_maps(outputs))
+
+  def detect(self, outputs, max_instances: int):
+    """Up to `max_instances` instances of the first kind per image, best first: (centres
+    [B, M, 2] and sizes [B, M, 2] in input pixels, scores [B, M] in [0, 1]). Fixed shapes, so
+    it compiles into the step; the first instance is `decode`'s."""
+    maps = outputs["maps"][..., :1]
+    peaks, scores = heatmaps.top_peaks(maps, max_instances)
+    tiled = jnp.broadcast_to(maps, (*maps.shape[:3], max_instances))  # one map per peak
+    centres = heatmaps.decode_dark(tiled, self.stride, self.blur_sigma, peak=peaks)
+    return centres, self.sizes_at(outputs, centres), jnp.clip(scores, 0.0, 1.0)  # no peak: 0
+
+
+HEADS = {"regression": Regression, "heatmap": Heatmap, "integral": Integral, "centre": Centre}

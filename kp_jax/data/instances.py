@@ -1,0 +1,172 @@
+"""Where each labelled instance is, for the two stages of find-then-refine.
+
+An instance's centre is the centre of its labelled keypoints' bounding box, or of a chosen
+few of them (`anchor`: one is SLEAP's `anchor_part`, a stable body part such as the thorax;
+several leave out a rarely labelled, far-off one), or the centre of the source's own box (`data.instances.centre = "box"`, for COCO files whose boxes were drawn). Its
+size is that bounding box's width and height times `1 + margin` (the source's box as it is).
+
+  data.instances.stage = "centre"  the whole frame; the example's one "keypoint" is the instance
+                                   centre and its `size` [2] the instance's (width, height):
+                                   what the centre model learns (stage 1).
+  data.instances.stage = "crop"    a fixed-size crop (`crop_size`, source pixels) about the same
+                                   centre: what the keypoint model sees (stage 2).
+
+Both stages compute the centre with `instance_centre`, so the crop that stage 2 trains on is
+the crop that stage 1's prediction places. Pure tf ops on raw examples (source pixels), so the
+augmentation that follows moves the centre like any keypoint and scales the size.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from kp_jax.data.keypoints import KeypointSpec
+from kp_jax.data.source import Source, whole_image_box
+
+CENTRE_FROM = ("keypoints", "box")
+CENTRE_SPEC = KeypointSpec(("centre",), normaliser="instance size sqrt(w * h)")
+
+
+def _extent(keypoints, labelled):
+  """(low [2], high [2], any labelled) of the labelled keypoints."""
+  big = tf.float32.max
+  low = tf.reduce_min(tf.where(labelled[:, None], keypoints, big), 0)
+  high = tf.reduce_max(tf.where(labelled[:, None], keypoints, -big), 0)
+  return low, high, tf.reduce_any(labelled)
+
+
+def instance_centre(keypoints, visible, box, anchor, margin: float,
+                    centre_from: str = "keypoints"):
+  """(centre [2], size [2], found []) of one instance, source pixels.
+
+  The centre is the middle of the labelled `anchor` keypoints' extent (indices; None: all
+  keypoints), so one anchor is that keypoint; the size is every labelled keypoint's extent
+  times 1 + margin. The extent counts pixels (+1): a single point is 1 x 1. `found` is 0 when
+  no anchor keypoint is labelled; then the centre is the box's.
+  """
+  box = tf.cast(box, tf.float32)
+  box_centre = box[:2] + box[2:] / 2 - 0.5
+  if centre_from == "box":
+    return box_centre, box[2:], tf.ones([])
+  labelled = visible > 0
+  low, high, any_labelled = _extent(keypoints, labelled)
+  size = tf.where(any_labelled, high - low + 1, box[2:]) * (1 + margin)
+  if anchor is not None:
+    low, high, any_labelled = _extent(tf.gather(keypoints, anchor), tf.gather(labelled, anchor))
+  centre = tf.where(any_labelled, (low + high) / 2, box_centre)
+  return centre, size, tf.cast(any_labelled, tf.float32)
+
+
+def crop_reach(keypoints, visible, centre, margin: float):
+  """The (width, height) of the smallest crop about `centre` holding every labelled keypoint
+  (pixels counted, +1), times 1 + margin."""
+  labelled = visible > 0
+  offset = tf.where(labelled[:, None], tf.abs(keypoints - centre), 0.0)
+  return (2 * tf.reduce_max(offset, 0) + 1) * (1 + margin)
+
+
+@dataclasses.dataclass(frozen=True)
+class Instances:
+  """`config.data.instances`, resolved against a source's keypoints."""
+  stage: str  # "", "centre" or "crop"
+  anchor: tuple[int, ...] | None  # the keypoints whose extent's middle is the centre; all
+  margin: float
+  centre_from: str
+  crop_size: tuple[float, float] | None  # (height, width) in source pixels
+
+  def centre(self, example):
+    return instance_centre(example["keypoints"], example["visible"], example["box"],
+                           self.anchor, self.margin, self.centre_from)
+
+
+def resolve(instances_config, spec: KeypointSpec) -> Instances:
+  """`config.data.instances` checked against `spec`, raising errors naming the key."""
+  stage = instances_config.stage
+  if stage not in ("", "centre", "crop"):
+    raise ValueError(f"config.data.instances.stage={stage!r}: choose '' (the source's boxes), "
+                     "'centre' (the centre model's whole frames) or 'crop' (crops about each "
+                     "instance's centre).")
+  anchor = instances_config.anchor
+  anchor = (anchor,) if isinstance(anchor, str) else tuple(anchor)
+  unknown = [name for name in anchor if name not in spec.names]
+  if unknown:
+    raise ValueError(f"config.data.instances.anchor={instances_config.anchor!r}: {unknown} are "
+                     f"not keypoints of {spec.names}.")
+  if instances_config.centre not in CENTRE_FROM:
+    raise ValueError(f"config.data.instances.centre={instances_config.centre!r}: choose one of "
+                     f"{CENTRE_FROM}.")
+  crop_size = tuple(float(v) for v in instances_config.crop_size) or None
+  if stage == "crop" and (crop_size is None or len(crop_size) != 2 or min(crop_size) <= 0):
+    raise ValueError(f"config.data.instances.crop_size={instances_config.crop_size}: crops need "
+                     "a positive (height, width) in source pixels (kp_jax.two_stage derives it "
+                     "from the labels).")
+  return Instances(stage, tuple(spec.index(name) for name in anchor) or None,
+                   float(instances_config.margin), instances_config.centre, crop_size)
+
+
+def crop_box(centre, crop_size):
+  """The box (x, y, w, h, COCO convention) of a crop of (height, width) about `centre`."""
+  size = tf.constant(crop_size[::-1], tf.float32)
+  return tf.concat([centre + 0.5 - size / 2, size], 0)
+
+
+def centre_source(source: Source, instances: Instances) -> Source:
+  """Stage 1's examples: whole frames whose one keypoint is the instance centre, with `size`."""
+  def to_centre(example):
+    centre, size, found = instances.centre(example)
+    # The instance size is its NME normaliser.
+    return {"image": example["image"], "keypoints": centre[None], "visible": found[None],
+            "norm": tf.sqrt(size[0] * size[1]), "size": size,
+            "box": whole_image_box(example["image"]), "image_id": example["image_id"]}
+  load = source.load
+  # The whole-image box needs the image, so the labels-only view is not available.
+  return dataclasses.replace(
+      source, name=f"{source.name} (instance centres)", spec=CENTRE_SPEC, ground_truth={},
+      annotations=None,
+      load=lambda split, index, count: load(split, index, count).map(
+          to_centre, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def crop_source(source: Source, instances: Instances) -> Source:
+  """Stage 2's examples: the source's, each boxed by a `crop_size` crop about its centre."""
+  def to_crop(example):
+    centre, _, _ = instances.centre(example)
+    return {**example, "box": crop_box(centre, instances.crop_size)}
+  load, annotations = source.load, source.annotations
+  return dataclasses.replace(
+      source, ground_truth={},  # the file's own boxes are not the crops
+      load=lambda split, index, count: load(split, index, count).map(
+          to_crop, num_parallel_calls=tf.data.AUTOTUNE),
+      annotations=None if annotations is None else (
+          lambda split: annotations(split).map(to_crop)))
+
+
+def for_stage(source: Source, instances_config) -> Source:
+  """`source` as the configured stage sees it (unchanged for ordinary runs)."""
+  if instances_config is None:  # a run from before the two stages
+    return source
+  instances = resolve(instances_config, source.spec)
+  if instances.stage == "centre":
+    return centre_source(source, instances)
+  if instances.stage == "crop":
+    return crop_source(source, instances)
+  return source
+
+
+def largest_crop(source: Source, instances_config, split: str = "train") -> np.ndarray:
+  """The (height, width) in source pixels of the smallest crop about each instance's centre
+  that holds all its labelled keypoints with the margin, the largest over `split`; from the
+  labels alone where the source holds them apart from the images."""
+  instances = resolve(instances_config, source.spec)
+  labels = (source.load(split, 0, 1) if source.annotations is None
+            else source.annotations(split))
+
+  def reach(example):
+    return crop_reach(example["keypoints"], example["visible"], instances.centre(example)[0],
+                      instances.margin)
+  sizes = labels.map(reach, num_parallel_calls=tf.data.AUTOTUNE)
+  largest = np.zeros(2)
+  for batch in sizes.batch(4096).as_numpy_iterator():
+    largest = np.maximum(largest, batch.max(0))
+  return largest[::-1]  # (width, height) -> (height, width)

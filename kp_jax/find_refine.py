@@ -1,0 +1,118 @@
+"""Find, then refine, as one pure JAX function: frame -> centres -> crops -> keypoints.
+
+A centre model (heads.Centre) sees the whole frame fitted into its small input and finds up
+to `max_instances` instance centres; a keypoint model sees a fixed-size crop about each centre
+at (near) the frame's own resolution. Both warps are gathers written in JAX, so the whole
+composition compiles (and exports) as one program, with static shapes: every frame yields
+`max_instances` instances, each with its score. No TensorFlow here.
+
+Geometry as everywhere in kp-jax: 3x3 matrices take source pixels to model-input pixels, pixel
+centres at integers.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kp_jax import steps
+
+
+def centred_matrix(centre, scale, output_hw):
+  """[..., 3, 3] matrices scaling by `scale` about `centre` [..., 2] (source pixels) onto the
+  middle of an `output_hw` input: `transforms.box_matrix` of a box centred there."""
+  centre = jnp.asarray(centre, jnp.float32)
+  scale = jnp.broadcast_to(jnp.asarray(scale, jnp.float32), centre.shape[:-1])
+  out_centre = (jnp.array([output_hw[1], output_hw[0]], jnp.float32) - 1) / 2
+  shift = out_centre - scale[..., None] * centre
+  zero, one = jnp.zeros_like(scale), jnp.ones_like(scale)
+  return jnp.stack([jnp.stack([scale, zero, shift[..., 0]], -1),
+                    jnp.stack([zero, scale, shift[..., 1]], -1),
+                    jnp.stack([zero, zero, one], -1)], -2)
+
+
+def fit_scale(image_hw, output_hw) -> float:
+  """The scale fitting a whole (h, w) image into `output_hw` (aspect kept, no padding)."""
+  return min(output_hw[0] / image_hw[0], output_hw[1] / image_hw[1])
+
+
+def apply_matrix(matrix, points):
+  """Points [..., N, 2] through matrices [..., 3, 3]."""
+  return points @ jnp.swapaxes(matrix[..., :2, :2], -1, -2) + matrix[..., None, :2, 2]
+
+
+def warp(image, matrix, output_hw):
+  """The [H, W, C] image seen through `matrix` (source -> output pixels): bilinear, zero
+  outside, as the pipeline's warp (transforms.resample). A gather, so it runs and exports on
+  any backend."""
+  h, w = image.shape[:2]
+  ys, xs = jnp.meshgrid(jnp.arange(output_hw[0], dtype=jnp.float32),
+                        jnp.arange(output_hw[1], dtype=jnp.float32), indexing="ij")
+  inverse = jnp.linalg.inv(matrix)
+  x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+  y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+  x0, y0 = jnp.floor(x), jnp.floor(y)
+  out = 0.0
+  for dx in (0, 1):
+    for dy in (0, 1):
+      xi, yi = x0 + dx, y0 + dy
+      weight = (1 - jnp.abs(x - xi)) * (1 - jnp.abs(y - yi))
+      inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+      pixel = image[jnp.clip(yi, 0, h - 1).astype(jnp.int32),
+                    jnp.clip(xi, 0, w - 1).astype(jnp.int32)]
+      out = out + jnp.where(inside, weight, 0.0)[..., None] * pixel
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Stages:
+  """What the composition needs of the two trained models (no parameters: those are passed to
+  `predict_frames`, so one compiled program serves any checkpoint of the same shapes)."""
+  centre_apply: Callable
+  centre_head: Any  # heads.Centre
+  centre_hw: tuple[int, int]
+  keypoint_apply: Callable
+  keypoint_head: Any
+  crop_hw: tuple[int, int]  # the keypoint model's input
+  crop_scale: float  # keypoint-model input pixels per source pixel
+  image_mean: float
+  image_std: float
+  max_instances: int = 1
+  flip_permutation: Any = None  # test-time flip of the keypoint model
+
+
+def predict_frames(stages: Stages, centre_variables, keypoint_variables, frames) -> dict:
+  """Every instance of float frames [B, H, W, C] in [0, 1], in the frames' pixels:
+  `centres` [B, M, 2], `sizes` [B, M, 2], `scores` [B, M], `keypoints` [B, M, K, 2],
+  `likelihood` [B, M, K], `matrices` [B, M, 3, 3] (the crops), M = max_instances."""
+  normalize = lambda x: (x - stages.image_mean) / stages.image_std
+  b, h, w = frames.shape[:3]
+  scale = fit_scale((h, w), stages.centre_hw)
+  frame_centre = jnp.array([(w - 1) / 2, (h - 1) / 2], jnp.float32)
+  to_centre_input = centred_matrix(frame_centre, scale, stages.centre_hw)
+  small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, stages.centre_hw)
+  outputs = stages.centre_apply(centre_variables, normalize(small))
+  centres, sizes, scores = stages.centre_head.detect(outputs, stages.max_instances)
+  centres = apply_matrix(jnp.linalg.inv(to_centre_input), centres)
+  sizes = sizes / scale
+
+  to_crop = centred_matrix(centres, stages.crop_scale, stages.crop_hw)  # [B, M, 3, 3]
+  m = stages.max_instances
+  crops = jax.vmap(warp, (None, 0, None))  # one frame, its M crops
+  crops = jax.vmap(crops, (0, 0, None))(frames, to_crop, stages.crop_hw)
+  crops = crops.reshape(b * m, *stages.crop_hw, frames.shape[-1])
+  points, likelihood = steps.predict(stages.keypoint_apply, keypoint_variables, normalize(crops),
+                                     head=stages.keypoint_head,
+                                     flip_permutation=stages.flip_permutation)
+  points = points.reshape(b, m, *points.shape[1:])
+  return {"centres": centres, "sizes": sizes, "scores": scores,
+          "keypoints": apply_matrix(jnp.linalg.inv(to_crop), points),
+          "likelihood": likelihood.reshape(b, m, -1), "matrices": to_crop}
+
+
+def crop_scale(crop_size, input_hw) -> float:
+  """The keypoint model's input pixels per source pixel, for crops of `crop_size` (h, w)
+  fitted into `input_hw` as `transforms.box_matrix` fits them."""
+  return float(np.min(np.asarray(input_hw, np.float64) / np.asarray(crop_size, np.float64)))

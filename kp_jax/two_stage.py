@@ -1,0 +1,249 @@
+"""Find, then refine: one run that trains a centre model and a centred-instance keypoint model.
+
+A config with a `two_stage` section (configs/deeplabcut.py) is two ordinary runs under one
+workdir, each trained, checkpointed and resumed by kp_jax.train like any other:
+
+  WORKDIR/centre/     stage 1: whole frames fitted into `two_stage.centre.input_size`, the
+                      instance centre as the one keypoint, a heads.Centre model
+  WORKDIR/keypoints/  stage 2: `crop_size` crops about each labelled instance's centre, at
+                      `two_stage.crop_scale` input pixels per source pixel
+  WORKDIR/two_stage.json  what stage 2 was derived with: the crop size from the labels, the
+                      centre jitter from stage 1's measured error (reused when the run resumes)
+  WORKDIR/summary.json    the end-to-end evaluation (`evaluate`) on the validation split
+
+Stage 2's crops are jittered by up to `centre_jitter_px` source pixels (0: three times the centre
+model's mean error on the training frames, at least `min_centre_jitter_px` and at most
+`max_centre_jitter_fraction` of the crop), so it learns to work wherever stage 1 puts the crop.
+"""
+
+import copy
+import json
+import math
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+
+from kp_jax import evaluation, find_refine, train
+from kp_jax.data import instances, pipeline
+from kp_jax.predict import FindRefinePredictor, load_config
+
+
+def _plain(config) -> ml_collections.ConfigDict:
+  """An unlocked copy of `config` without its two_stage section."""
+  values = copy.deepcopy(config.to_dict())
+  values.pop("two_stage", None)
+  return ml_collections.ConfigDict(values)
+
+
+def centre_config(config) -> ml_collections.ConfigDict:
+  """Stage 1's config: the keypoint config's data and optimiser, the centre section's model,
+  input size and budget."""
+  section, out = config.two_stage.centre, _plain(config)
+  out.name = f"{config.name}/centre"
+  out.data.instances.stage = "centre"
+  out.data.input_size = tuple(section.input_size)
+  out.data.box_padding = 1.0  # the whole frame
+  out.data.augment.flip_probability = 0.0  # one centre: nothing to swap
+  out.data.augment.half_body_probability = 0.0
+  out.model = ml_collections.ConfigDict(section.model.to_dict())
+  out.optimizer.learning_rate = section.learning_rate
+  out.flip_test = False
+  out.likelihood_cutoff = 0.0
+  for key in ("num_train_steps", "batch_size"):
+    out[key] = section[key]
+  out.eval_batch_size = section.batch_size
+  out.eval_every_steps = out.checkpoint_every_steps = out.num_train_steps
+  out.optimizer.warmup_steps = min(out.optimizer.warmup_steps, out.num_train_steps // 10)
+  return out
+
+
+def keypoint_config(config, derived: dict) -> ml_collections.ConfigDict:
+  """Stage 2's config: `config` on crops of `derived["crop_size"]` about each instance centre,
+  jittered by `derived["centre_jitter_px"]`."""
+  out = _plain(config)
+  out.name = f"{config.name}/keypoints"
+  out.data.instances.stage = "crop"
+  out.data.instances.crop_size = tuple(derived["crop_size"])
+  out.data.input_size = tuple(derived["input_size"])
+  out.data.box_padding = 1.0  # the crop already holds the margin
+  jitter_input_px = derived["centre_jitter_px"] * derived["crop_scale"]
+  out.data.augment.max_shift = jitter_input_px / min(out.data.input_size)
+  return out
+
+
+def derive_crops(config, centre_error_px: float) -> dict:
+  """Stage 2's crop (from the labels unless `two_stage.crop_size` is set) and centre jitter."""
+  section = config.two_stage
+  scale, multiple = section.crop_scale, section.crop_multiple
+  if section.crop_size:
+    crop = np.array(section.crop_size, np.float64)
+  else:  # the largest instance, with margin
+    source = pipeline.get_source(_plain(config).data)  # the source's own view (stage "")
+    crop = instances.largest_crop(source, config.data.instances)
+  input_size = tuple(int(multiple * math.ceil(n * scale / multiple)) for n in crop)
+  if section.crop_size:  # as set: fitted into the rounded input
+    scale = find_refine.crop_scale(crop, input_size)
+  else:  # grown to fill the rounded input at exactly crop_scale
+    crop = np.array(input_size) / scale
+  jitter = section.centre_jitter_px or float(np.clip(
+      3 * centre_error_px, section.min_centre_jitter_px,
+      section.max_centre_jitter_fraction * crop.min()))
+  return {"crop_size": [float(v) for v in crop], "input_size": list(input_size),
+          "crop_scale": float(scale), "centre_error_train_px": centre_error_px,
+          "centre_jitter_px": float(jitter)}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains both stages into `workdir` (each resuming where it stopped), then evaluates the
+  two end to end on the validation split; returns the summary (also summary.json)."""
+  start = time.time()
+  root = epath.Path(workdir)
+  root.mkdir(parents=True, exist_ok=True)
+  centre_summary = train.train_and_evaluate(centre_config(config), str(root / "centre"))
+  if "preempted_at_step" in centre_summary:
+    return centre_summary
+  record = root / "two_stage.json"
+  if record.exists():  # resuming: stage 2 keeps the crops it started with
+    derived = json.loads(record.read_text())
+  else:
+    centre_train = evaluation.evaluate_run(str(root / "centre"), "train")
+    derived = derive_crops(config, centre_train["error_image_px"])
+    if jax.process_index() == 0:
+      record.write_text(json.dumps(derived, indent=2))
+      (root / "config.json").write_text(config.to_json_best_effort(indent=2))
+  logging.info("Stage 2 crops: %s", derived)
+  keypoint_summary = train.train_and_evaluate(keypoint_config(config, derived),
+                                              str(root / "keypoints"))
+  if "preempted_at_step" in keypoint_summary:
+    return keypoint_summary
+  result = evaluate(workdir, "validation", write=jax.process_index() == 0)
+  summary = {"config": config.name, "split": "validation",
+             **{k: v for k, v in result.items() if k != "per_keypoint"},
+             "wall_seconds": time.time() - start,
+             "centre_run": centre_summary, "keypoint_run": keypoint_summary}
+  if jax.process_index() == 0:
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+  logging.info("Summary: %s", json.dumps({k: v for k, v in summary.items()
+                                           if not k.endswith("_run")}))
+  return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def _frames_of(source, split: str, batch_size: int):
+  """Batches of (uint8 frames [B, H, W, C], examples) of one frame size, in split order."""
+  batch = []
+  for example in source.load(split, 0, 1).as_numpy_iterator():
+    if batch and (len(batch) == batch_size or
+                  batch[0]["image"].shape != example["image"].shape):
+      yield np.stack([e["image"] for e in batch]), batch
+      batch = []
+    batch.append(example)
+  if batch:
+    yield np.stack([e["image"] for e in batch]), batch
+
+
+def _mean_over(values, mask) -> float | None:
+  return float(values[mask].mean()) if mask.any() else None
+
+
+def evaluate(workdir: str, split: str, output_dir: str | None = None,
+             write: bool = True) -> dict:
+  """Both stages on `split`'s raw frames, in source pixels: stage 1 alone (centre error,
+  instances found: every labelled anchor keypoint inside the crop it places), end to end (keypoint
+  error per keypoint, PCK at 5 and 10 px), beside the keypoint model on crops placed by the true
+  labels and the mean-shape baseline (`_training_mean`)."""
+  config = load_config(workdir)
+  predictor = FindRefinePredictor(workdir)
+  data = _plain(config).data
+  source = pipeline.get_source(data)
+  names = source.spec.names
+  resolved = instances.resolve(config.data.instances, source.spec)
+  # Found: the crop holds the keypoints that place it (a far, rarely labelled one may not fit).
+  anchor = list(resolved.anchor or range(source.spec.num_keypoints))
+  mean_shape = _training_mean(source, predictor.stages.centre_hw)
+  errors, baseline, labelled, centre_errors, found, centre_labelled = [], [], [], [], [], []
+  for frames, examples in _frames_of(source, split, config.eval_batch_size):
+    images = frames.astype(np.float32) / 255.0
+    result = predictor.on_frames(images)
+    to_frame = np.linalg.inv(whole_frame_matrix(frames.shape[1:3], predictor.stages.centre_hw))
+    for i, example in enumerate(examples):
+      visible = example["visible"] > 0
+      errors.append(np.linalg.norm(result["keypoints"][i, 0] - example["keypoints"], axis=-1))
+      baseline.append(np.linalg.norm(mean_shape @ to_frame[:2, :2].T + to_frame[:2, 2]
+                                     - example["keypoints"], axis=-1))
+      labelled.append(visible)
+      centre, _, has_centre = (np.asarray(t) for t in resolved.centre(example))
+      centre_labelled.append(bool(has_centre))
+      centre_errors.append(float(np.linalg.norm(result["centres"][i, 0] - centre)))
+      inside = np.abs(example["keypoints"] - result["centres"][i, 0]) <= (
+          np.array(predictor.crop_size[::-1]) / 2)
+      found.append(bool(np.all((inside.all(-1) | ~visible)[anchor])))
+  errors, baseline, labelled = np.array(errors), np.array(baseline), np.array(labelled)
+  centre_labelled = np.array(centre_labelled)
+  true_crops = evaluation.evaluate_run(str(epath.Path(workdir) / "keypoints"), split)
+  per_keypoint = {
+      name: {"error_px": _mean_over(errors[:, k], labelled[:, k]),
+             "error_px_true_crops": true_crops["per_keypoint"][name]["error_image_px"],
+             "baseline_error_px": _mean_over(baseline[:, k], labelled[:, k]),
+             "num_labelled": int(labelled[:, k].sum())}
+      for k, name in enumerate(names)}
+  summary = {
+      "workdir": workdir, "split": split, "num_frames": len(errors),
+      "error_px": _mean_over(errors, labelled),
+      "error_px_true_crops": true_crops["error_image_px"],
+      "baseline_error_px": _mean_over(baseline, labelled),
+      "pck@5px": _mean_over(errors <= 5, labelled),
+      "pck@10px": _mean_over(errors <= 10, labelled),
+      "centre_error_px": _mean_over(np.array(centre_errors), centre_labelled),
+      "instances_found": float(np.mean(found)), "instances_missed": int(len(found) - sum(found)),
+      "crop_size": list(predictor.crop_size), "per_keypoint": per_keypoint}
+  if write:
+    output_dir = epath.Path(output_dir or epath.Path(workdir) / "eval" / split)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+  return summary
+
+
+def whole_frame_matrix(image_hw, input_hw) -> np.ndarray:
+  """The matrix fitting a whole frame into `input_hw` (as the centre model sees it)."""
+  centre = ((image_hw[1] - 1) / 2, (image_hw[0] - 1) / 2)
+  return np.asarray(find_refine.centred_matrix(centre, find_refine.fit_scale(image_hw, input_hw),
+                                               input_hw), np.float64)
+
+
+def _training_mean(source, input_hw) -> np.ndarray:
+  """The mean-shape baseline: each keypoint's mean labelled position [K, 2] over the training
+  frames, each frame fitted whole into `input_hw` (so frames of other sizes or zooms average
+  where they sit in the frame, as a whole-frame model's baseline)."""
+  total, count = 0.0, 0.0
+  for example in source.load("train", 0, 1).as_numpy_iterator():
+    matrix = whole_frame_matrix(example["image"].shape[:2], input_hw)
+    points = example["keypoints"] @ matrix[:2, :2].T + matrix[:2, 2]
+    total = total + points * example["visible"][:, None]
+    count = count + example["visible"]
+  return total / np.maximum(count, 1)[:, None]
+
+
+def format_table(summary: dict) -> str:
+  cell = lambda value, spec: "-" if value is None else format(value, spec)
+  lines = [f"find-then-refine, {summary['split']} ({summary['num_frames']} frames), source "
+           f"pixels; crops {summary['crop_size']}",
+           f"  stage 1: centre error {cell(summary['centre_error_px'], '.2f')} px, instances "
+           f"found {summary['instances_found']:.3f} ({summary['instances_missed']} missed)",
+           f"  end to end: {cell(summary['error_px'], '.2f')} px, PCK@5px "
+           f"{cell(summary['pck@5px'], '.3f')}, PCK@10px {cell(summary['pck@10px'], '.3f')}; "
+           f"crops from the labels: {cell(summary['error_px_true_crops'], '.2f')} px; "
+           f"baseline {cell(summary['baseline_error_px'], '.2f')} px",
+           f"  {'keypoint':<20} {'end to end':>10} {'true crops':>10} {'baseline':>9} "
+           f"{'labelled':>8}"]
+  lines += [f"  {name:<20} {cell(m['error_px'], '>10.2f')} "
+            f"{cell(m['error_px_true_crops'], '>10.2f')} {cell(m['baseline_error_px'], '>9.2f')}"
+            f" {m['num_labelled']:>8}" for name, m in summary["per_keypoint"].items()]
+  return "\n".join(lines)
