@@ -120,16 +120,18 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
     run = FindRefinePredictor(workdir)
     serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
     padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
+    names = run.names
   else:
     run = load_run(workdir, step)
     serve, input_shape, outputs = serving_function(run), run.image_shape, \
         "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"
+    names = run.keypoint_names
     data = run.config.data
     # How kp_jax.predict fits a whole image: models trained on crops see box padding.
     padding = data.box_padding if data.input_size else 1.0
   WRITERS[fmt](serve, (batch, *input_shape), out)
   meta = {"format": fmt, "workdir": workdir, "step": run.step, "batch": batch,
-          "input_shape": list(input_shape), "keypoint_names": list(run.keypoint_names),
+          "input_shape": list(input_shape), "keypoint_names": list(names),
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
           "whole_image_padding": padding,

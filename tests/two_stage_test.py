@@ -76,7 +76,7 @@ def two_stage_config(data_dir, root):
   centre.input_size = (32, 32)
   centre.model = {"backbone": dict(config.model.backbone),
                   "head": {"name": "centre", "stride": 4, "features": 8, "sigma": 1.0}}
-  config.two_stage.crop_multiple = 8
+  config.two_stage.crop_multiple, config.two_stage.crop_scale = 8, 1.0
   config.num_train_steps, config.batch_size, config.eval_batch_size = 4, 8, 4
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
   centre.num_train_steps, centre.batch_size = 4, 8
