@@ -1,5 +1,6 @@
 """Shared test setup: 4 simulated CPU devices, fast compiles, a tiny synthetic dataset."""
 
+import csv
 import os
 import shutil
 import tempfile
@@ -65,6 +66,17 @@ def file_source_config(data_dir: str, source: str, **data):
   for key, value in data.items():
     config.data[key] = value
   return config
+
+
+def write_deeplabcut_labels(path, bodyparts, rows, index_columns: int = 1):
+  """A DeepLabCut CollectedData CSV: the scorer / bodyparts / coords header rows (after
+  `index_columns` index columns), then `rows` (index cells, then x, y per body part)."""
+  pad = [""] * (index_columns - 1)
+  header = [["scorer"] + pad + ["Me"] * 2 * len(bodyparts),
+            ["bodyparts"] + pad + [b for b in bodyparts for _ in "xy"],
+            ["coords"] + pad + ["x", "y"] * len(bodyparts)]
+  with open(path, "w", newline="") as f:
+    csv.writer(f).writerows(header + rows)
 
 
 def ground_truth_rows(config, source, split, noise=0.0):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import file_source_config
+from conftest import file_source_config, write_deeplabcut_labels
 from kp_jax import evaluation, predict, train
 from kp_jax.data import deeplabcut, pipeline
 
@@ -41,9 +41,7 @@ def write_project(root, frames_per_video=(6, 4), config_extra="") -> dict:
     folder = os.path.join(root, "labeled-data", video)
     os.makedirs(folder)
     index_columns = 1 if video == "vid1" else 3
-    rows = [["scorer"] + [""] * (index_columns - 1) + ["Me"] * 8,
-            ["bodyparts"] + [""] * (index_columns - 1) + [b for b in BODYPARTS for _ in "xy"],
-            ["coords"] + [""] * (index_columns - 1) + ["x", "y"] * 4]
+    rows = []
     for i in range(count):
       name = f"img{i:03d}.png"
       points = rng.uniform(4, [FRAME_HW[1] - 5, FRAME_HW[0] - 5], (4, 2)).round(2)
@@ -53,8 +51,8 @@ def write_project(root, frames_per_video=(6, 4), config_extra="") -> dict:
       index = [frame] if index_columns == 1 else ["labeled-data", video, name]
       rows.append(index + [f"{v}" if visible[k] else "" for k in range(4) for v in points[k]])
       truth[frame] = (points, visible)
-    with open(os.path.join(folder, "CollectedData_Me.csv"), "w", newline="") as f:
-      csv.writer(f).writerows(rows)
+    write_deeplabcut_labels(os.path.join(folder, "CollectedData_Me.csv"), BODYPARTS, rows,
+                            index_columns)
   return truth
 
 

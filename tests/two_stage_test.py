@@ -2,7 +2,6 @@
 crop geometry against the pipeline's, a centre model that finds a planted object, and a
 two-stage run on a DeepLabCut project written here (train, resume, predict, evaluate)."""
 
-import csv
 import json
 import math
 import os
@@ -15,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
-from conftest import file_source_config
+from conftest import file_source_config, write_deeplabcut_labels
 from kp_jax import export, exported, find_refine, heatmaps, predict, train, two_stage
 from kp_jax.data import instances, pipeline, transforms
 from kp_jax.models import heads
@@ -45,9 +44,7 @@ def write_project(root, num_frames: int = 20) -> dict:
             + "TrainingFraction:\n- 0.8\n")
   folder = os.path.join(root, "labeled-data", "vid1")
   os.makedirs(folder)
-  rows = [["scorer"] + ["Me"] * 6, ["bodyparts"] + [b for b in BODYPARTS for _ in "xy"],
-          ["coords"] + ["x", "y"] * 3]
-  truth = {}
+  rows, truth = [], {}
   for i in range(num_frames):
     centre = rng.uniform([12, 12], [FRAME_HW[1] - 13, FRAME_HW[0] - 13]).round()
     name = f"img{i:03d}.png"
@@ -55,8 +52,7 @@ def write_project(root, num_frames: int = 20) -> dict:
     points = centre + OFFSETS
     rows.append([f"labeled-data/vid1/{name}"] + [f"{v}" for p in points for v in p])
     truth[f"labeled-data/vid1/{name}"] = points
-  with open(os.path.join(folder, "CollectedData_Me.csv"), "w", newline="") as f:
-    csv.writer(f).writerows(rows)
+  write_deeplabcut_labels(os.path.join(folder, "CollectedData_Me.csv"), BODYPARTS, rows)
   return truth
 
 
