@@ -29,6 +29,7 @@ from etils import epath
 
 from kp_jax import evaluation, find_refine, train
 from kp_jax.data import instances, pipeline
+from kp_jax.exported import fit_matrix
 from kp_jax.predict import FindRefinePredictor, load_config
 
 
@@ -94,7 +95,24 @@ def derive_crops(config, centre_error_px: float) -> dict:
       section.max_centre_jitter_fraction * crop.min()))
   return {"crop_size": [float(v) for v in crop], "input_size": list(input_size),
           "crop_scale": float(scale), "centre_error_train_px": centre_error_px,
-          "centre_jitter_px": float(jitter)}
+          "centre_jitter_px": float(jitter), "instances": _instances_record(config)}
+
+
+def _instances_record(config) -> dict:
+  """What places an instance's centre: the stages' one definition, as JSON reads it back."""
+  fields = config.data.instances
+  return json.loads(json.dumps({key: fields[key] for key in ("centre", "anchor", "margin")}))
+
+
+def _check_same_instances(derived: dict, config, record):
+  """A resumed two-stage run must place centres as its stages were trained to."""
+  saved, now = derived["instances"], _instances_record(config)
+  differences = [f"data.instances.{key}: run {saved[key]!r}, config {now[key]!r}"
+                 for key in saved if saved[key] != now[key]]
+  if differences:
+    raise ValueError(f"{record}: this run's stages were trained with other instance centres ("
+                     + "; ".join(differences) + "). Set them as the run had them, or use "
+                     "another --workdir.")
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -103,13 +121,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   start = time.time()
   root = epath.Path(workdir)
   root.mkdir(parents=True, exist_ok=True)
+  record = root / "two_stage.json"
+  derived = json.loads(record.read_text()) if record.exists() else None
+  if derived is not None:  # resuming: stage 2 keeps the crops it started with
+    _check_same_instances(derived, config, record)
   centre_summary = train.train_and_evaluate(centre_config(config), str(root / "centre"))
   if "preempted_at_step" in centre_summary:
     return centre_summary
-  record = root / "two_stage.json"
-  if record.exists():  # resuming: stage 2 keeps the crops it started with
-    derived = json.loads(record.read_text())
-  else:
+  if derived is None:
     centre_train = evaluation.evaluate_run(str(root / "centre"), "train")
     derived = derive_crops(config, centre_train["error_image_px"])
     if jax.process_index() == 0:
@@ -172,7 +191,7 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
   for frames, examples in _frames_of(source, split, config.eval_batch_size):
     images = frames.astype(np.float32) / 255.0
     result = predictor.on_frames(images)
-    to_frame = np.linalg.inv(whole_frame_matrix(frames.shape[1:3], predictor.stages.centre_hw))
+    to_frame = np.linalg.inv(fit_matrix(frames.shape[1:3], predictor.stages.centre_hw))
     for i, example in enumerate(examples):
       visible = example["visible"] > 0
       errors.append(np.linalg.norm(result["keypoints"][i, 0] - example["keypoints"], axis=-1))
@@ -211,20 +230,13 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
   return summary
 
 
-def whole_frame_matrix(image_hw, input_hw) -> np.ndarray:
-  """The matrix fitting a whole frame into `input_hw` (as the centre model sees it)."""
-  centre = ((image_hw[1] - 1) / 2, (image_hw[0] - 1) / 2)
-  return np.asarray(find_refine.centred_matrix(centre, find_refine.fit_scale(image_hw, input_hw),
-                                               input_hw), np.float64)
-
-
 def _training_mean(source, input_hw) -> np.ndarray:
   """The mean-shape baseline: each keypoint's mean labelled position [K, 2] over the training
   frames, each frame fitted whole into `input_hw` (so frames of other sizes or zooms average
   where they sit in the frame, as a whole-frame model's baseline)."""
   total, count = 0.0, 0.0
   for example in source.load("train", 0, 1).as_numpy_iterator():
-    matrix = whole_frame_matrix(example["image"].shape[:2], input_hw)
+    matrix = fit_matrix(example["image"].shape[:2], input_hw)
     points = example["keypoints"] @ matrix[:2, :2].T + matrix[:2, 2]
     total = total + points * example["visible"][:, None]
     count = count + example["visible"]

@@ -244,6 +244,12 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   assert again["centre_run"]["steps"] == again["keypoint_run"]["steps"] == 4
   assert again["error_px"] == pytest.approx(summary["error_px"], rel=1e-6)
 
+  # Resuming with other instance centres than the stages were trained with is refused.
+  moved = two_stage_config(data_dir, root)
+  moved.data.instances.anchor = ("snout",)
+  with pytest.raises(ValueError, match=r"data.instances.anchor: run \[\], config \['snout'\]"):
+    two_stage.train_and_evaluate(moved, workdir)
+
   # predict on the held-out frames' files: one instance per frame, in the frames' pixels,
   # the same as the composed function on the decoded frames.
   predictor = predict.open_predictor(workdir, likelihood_cutoff=0.0)
