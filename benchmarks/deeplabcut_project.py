@@ -12,8 +12,8 @@ stage 1's centre error and instances found, and the keypoint model on crops plac
 labels. `--compare` evaluates another workdir of the same project beside it (one row per body
 part each). With --video it writes video predictions (CSV, JSON, overlay MP4) of the project's
 frames (resized to --video_size if given) and prints the frames/s of a second, compiled pass,
-for --compare's workdir too, in the same process. Everything after `--` goes to train.py. The numbers of docs/deeplabcut.md
-come from this script.
+for --compare's workdir too, in the same process. Everything after `--` goes to train.py. The
+numbers of docs/deeplabcut.md come from this script.
 """
 
 import argparse
@@ -64,16 +64,7 @@ def report(workdir: str) -> None:
   from kp_jax import evaluation, predict, two_stage  # noqa: PLC0415 (one TF start-up)
 
   if predict.is_find_refine(workdir):
-    result = two_stage.evaluate(workdir, "test")
-    print(two_stage.format_table(result))
-    print("| body part | end to end px | crops from labels px | baseline px | labelled |")
-    print("| --- | --- | --- | --- | --- |")
-    cell = lambda v: "-" if v is None else f"{v:.2f}"
-    for name, m in result["per_keypoint"].items():
-      print(f"| {name} | {cell(m['error_px'])} | {cell(m['error_px_true_crops'])} | "
-            f"{cell(m['baseline_error_px'])} | {m['num_labelled']} |")
-    print(f"| all | {cell(result['error_px'])} | {cell(result['error_px_true_crops'])} | "
-          f"{cell(result['baseline_error_px'])} | |")
+    print(two_stage.format_table(two_stage.evaluate(workdir, "test")))
     return
   result = evaluation.evaluate_run(workdir, "test")
   print(f"test frames: {result['num_examples']}; mean error {result['error_image_px']:.2f} px "

@@ -294,8 +294,8 @@ def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"
   epath.Path(path).write_text(text.getvalue())
 
 
-def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str, batch_size: int = 8,
-                  box=None) -> dict:
+def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str,
+                  batch_size: int = 8, box=None) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
   docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"}."""
   fps, frames = read_video(path)

@@ -253,9 +253,10 @@ def format_table(summary: dict) -> str:
            f"{cell(summary['pck@5px'], '.3f')}, PCK@10px {cell(summary['pck@10px'], '.3f')}; "
            f"crops from the labels: {cell(summary['error_px_true_crops'], '.2f')} px; "
            f"baseline {cell(summary['baseline_error_px'], '.2f')} px",
-           f"  {'keypoint':<20} {'end to end':>10} {'true crops':>10} {'baseline':>9} "
-           f"{'labelled':>8}"]
-  lines += [f"  {name:<20} {cell(m['error_px'], '>10.2f')} "
-            f"{cell(m['error_px_true_crops'], '>10.2f')} {cell(m['baseline_error_px'], '>9.2f')}"
-            f" {m['num_labelled']:>8}" for name, m in summary["per_keypoint"].items()]
+           "| body part | end to end px | crops from labels px | baseline px | labelled |",
+           "| --- | --- | --- | --- | --- |"]
+  rows = [*summary["per_keypoint"].items(), ("all", {**summary, "num_labelled": ""})]
+  lines += [f"| {name} | {cell(m['error_px'], '.2f')} | {cell(m['error_px_true_crops'], '.2f')} "
+            f"| {cell(m['baseline_error_px'], '.2f')} | {m['num_labelled']} |"
+            for name, m in rows]
   return "\n".join(lines)

@@ -294,4 +294,6 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
       np.linalg.norm(composed["centres"][:, 0] - centres, axis=-1).mean(), rel=1e-4)
   assert 0 <= result["instances_found"] <= 1
   assert math.isfinite(result["error_px_true_crops"])
-  assert "end to end" in two_stage.format_table(result)
+  table = two_stage.format_table(result)
+  assert "end to end" in table and f"| all | {result['error_px']:.2f} |" in table
+  assert f"| snout | {result['per_keypoint']['snout']['error_px']:.2f} |" in table

@@ -40,13 +40,14 @@ from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
 HEADER_ROWS = ("scorer", "bodyparts", "coords")
+LIGHTNING_POSE_LABELS = "CollectedData*.csv"  # at the project's root, beside labeled-data/
 
 
 def label_files(project: str) -> list[str]:
   """The project's label CSVs: DeepLabCut's per-video ones, else Lightning Pose's at the
   project's root."""
   return (sorted(glob.glob(os.path.join(project, "labeled-data", "*", "CollectedData_*.csv")))
-          or sorted(glob.glob(os.path.join(project, "CollectedData*.csv"))))
+          or sorted(glob.glob(os.path.join(project, LIGHTNING_POSE_LABELS))))
 
 
 def header_bodyparts(path: str) -> list[str]:
@@ -62,9 +63,9 @@ def read_project_config(project: str) -> dict:
   root), the body parts of that CSV's header."""
   path = os.path.join(project, "config.yaml")
   if not os.path.exists(path):
-    lightning_pose = glob.glob(os.path.join(project, "CollectedData*.csv"))
+    lightning_pose = sorted(glob.glob(os.path.join(project, LIGHTNING_POSE_LABELS)))
     if lightning_pose:
-      return {"bodyparts": header_bodyparts(sorted(lightning_pose)[0])}
+      return {"bodyparts": header_bodyparts(lightning_pose[0])}
     raise FileNotFoundError(f"{path} not found: config.data.project must be a DeepLabCut "
                             "project folder (the one holding config.yaml and labeled-data/), "
                             "or a Lightning Pose one (CollectedData.csv and labeled-data/).")

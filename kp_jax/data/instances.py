@@ -2,8 +2,9 @@
 
 An instance's centre is the centre of its labelled keypoints' bounding box, or of a chosen
 few of them (`anchor`: one is SLEAP's `anchor_part`, a stable body part such as the thorax;
-several leave out a rarely labelled, far-off one), or the centre of the source's own box (`data.instances.centre = "box"`, for COCO files whose boxes were drawn). Its
-size is that bounding box's width and height times `1 + margin` (the source's box as it is).
+several leave out a rarely labelled, far-off one), or the centre of the source's own box
+(`data.instances.centre = "box"`, for COCO files whose boxes were drawn). Its size is that
+bounding box's width and height times `1 + margin` (the source's box as it is).
 
   data.instances.stage = "centre"  the whole frame; the example's one "keypoint" is the instance
                                    centre and its `size` [2] the instance's (width, height):
