@@ -17,6 +17,7 @@ def get_config():
   #                                   tfds, coco, csv or deeplabcut
   data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
   data.image_size = 96  # synthetic images are image_size x image_size x 1
+  data.scene_faces = 0  # 0: one face an image; n: scenes of 1 to n faces (configs/scenes.py)
   data.num_train = 10_000  # synthetic split sizes (each size set is prepared once)
   data.num_validation = 1_000
   data.num_test = 1_000
@@ -35,6 +36,8 @@ def get_config():
   #                       that keypoint, SLEAP's anchor_part); (): all keypoints
   instances.margin = 0.2  # an instance's size is its keypoints' extent times 1 + margin
   instances.crop_size = ()  # stage 2: (height, width) of the crop in source pixels
+  instances.max_instances = 0  # stage 1: instance slots per image; 0: the most any training
+  #                              image holds (kp_jax.two_stage counts them)
   # Source "tfds": a TFDS landmark set with an adapter in kp_jax/data/tfds_landmarks.py.
   data.tfds_name = ""  # celeb_a, aflw2k3d or the300w_lp
   data.tfds_splits = {"train": "train", "validation": "validation"}  # pipeline -> TFDS splits

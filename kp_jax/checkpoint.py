@@ -37,6 +37,9 @@ class RunMeta:
   # The baseline: the training split's mean keypoints [K, 2] in model-input pixels, computed
   # once (a pass over the training split) and reused on resume and by evaluation.
   mean_shape: tuple[tuple[float, float], ...] | None = None
+  # Per-keypoint OKS sigmas, for comparing poses after training (OKS-NMS, tracks); None in
+  # older runs (then KeypointSpec's default).
+  oks_sigmas: tuple[float, ...] | None = None
 
   @classmethod
   def of_run(cls, config, source_name: str, spec, image_shape) -> "RunMeta":
@@ -44,7 +47,8 @@ class RunMeta:
                tuple(int(i) for i in spec.flip_permutation()),
                spec.skeleton_indices(), tuple(image_shape),
                {k: v for k, v in config.model.to_dict().items()
-                if k not in STATE_NEUTRAL_MODEL_KEYS})
+                if k not in STATE_NEUTRAL_MODEL_KEYS},
+               oks_sigmas=tuple(float(s) for s in spec.oks_sigmas()))
 
   def to_json(self) -> dict:
     """As JSON reads it back (tuples as lists), so records compare equal to saved ones."""
@@ -57,7 +61,8 @@ class RunMeta:
                tuple(tuple(pair) for pair in record.get("skeleton", ())),
                tuple(record["image_shape"]), record.get("model", {}),
                None if record.get("mean_shape") is None
-               else tuple(tuple(point) for point in record["mean_shape"]))
+               else tuple(tuple(point) for point in record["mean_shape"]),
+               None if record.get("oks_sigmas") is None else tuple(record["oks_sigmas"]))
 
   def check_compatible(self, saved: "RunMeta", directory, step: int):
     """Raises when the checkpoint `saved` at `step` is of another model or other keypoints."""

@@ -147,8 +147,9 @@ def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
               axis_name: str | None = None):
   """(metric sums of the model and of the mean-shape baseline, per-keypoint sums, and the
   (predictions, likelihoods)) on a (masked) batch carrying its crop `matrix`."""
-  pred, likelihood = predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
-                             flip_permutation=flip_permutation)
+  pred, likelihood = head.match_labels(
+      *predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
+               flip_permutation=flip_permutation), batch["keypoints"])
   baseline = jnp.broadcast_to(mean_shape, pred.shape)
   real = batch["mask"][:, None, None] > 0  # padding rows have no crop matrix to invert
   to_image = jnp.linalg.inv(jnp.where(real, batch["matrix"], jnp.eye(3)))

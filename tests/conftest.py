@@ -68,13 +68,19 @@ def file_source_config(data_dir: str, source: str, **data):
   return config
 
 
-def write_deeplabcut_labels(path, bodyparts, rows, index_columns: int = 1):
+def write_deeplabcut_labels(path, bodyparts, rows, index_columns: int = 1, individuals=None):
   """A DeepLabCut CollectedData CSV: the scorer / bodyparts / coords header rows (after
-  `index_columns` index columns), then `rows` (index cells, then x, y per body part)."""
+  `index_columns` index columns), then `rows` (index cells, then x, y per body part). With
+  `individuals`, the multi-animal layout: an individuals row after scorer, and x, y per body
+  part of each individual in turn."""
   pad = [""] * (index_columns - 1)
-  header = [["scorer"] + pad + ["Me"] * 2 * len(bodyparts),
-            ["bodyparts"] + pad + [b for b in bodyparts for _ in "xy"],
-            ["coords"] + pad + ["x", "y"] * len(bodyparts)]
+  groups = individuals or [None]
+  header = [["scorer"] + pad + ["Me"] * 2 * len(bodyparts) * len(groups),
+            ["bodyparts"] + pad + [b for b in bodyparts for _ in "xy"] * len(groups),
+            ["coords"] + pad + ["x", "y"] * len(bodyparts) * len(groups)]
+  if individuals:
+    header.insert(1, ["individuals"] + pad + [i for i in individuals
+                                              for _ in range(2 * len(bodyparts))])
   with open(path, "w", newline="") as f:
     csv.writer(f).writerows(header + rows)
 

@@ -142,7 +142,8 @@ def test_lightning_pose_layout(data_dir, tmp_path):
      r"bodyparts \['tail'\] of config.yaml have no x / y columns"),
     (lambda root: _replace(os.path.join(root, "labeled-data", "vid2", "CollectedData_Me.csv"),
                            "bodyparts", "individuals", count=1),
-     r"vid2/CollectedData_Me.csv is a multi-animal CSV"),
+     r"vid2/CollectedData_Me.csv: expected DeepLabCut's header rows \('scorer', "
+     r"'individuals', 'bodyparts', 'coords'\)"),
     (lambda root: _replace(os.path.join(root, "labeled-data", "vid1", "CollectedData_Me.csv"),
                            "coords", "coordinates", count=1),
      r"vid1/CollectedData_Me.csv: expected DeepLabCut's header rows"),

@@ -12,10 +12,16 @@ flip pairs come from left/right names (or `config.data.flip_pairs`). Every label
 every video folder is one example on the whole frame (no boxes: crop with `data.input_size`).
 An empty cell is an unlabelled body part (invisible).
 
-The CSV layout is DeepLabCut's (single animal): three header rows `scorer` / `bodyparts` /
-`coords`, then one row per frame. The frame is named by the first column
-(`labeled-data/video/img001.png`, DeepLabCut 2.0-2.2), or by three index columns
-(`labeled-data`, `video`, `img001.png`, DeepLabCut 2.3 and later), relative to the project.
+The CSV layout is DeepLabCut's: three header rows `scorer` / `bodyparts` / `coords`, then one
+row per frame. The frame is named by the first column (`labeled-data/video/img001.png`,
+DeepLabCut 2.0-2.2), or by three index columns (`labeled-data`, `video`, `img001.png`,
+DeepLabCut 2.3 and later), relative to the project.
+
+Multi-animal projects (`multianimalproject: true`): the keypoints are the
+`multianimalbodyparts`, and the CSV has a fourth header row, `individuals`, after `scorer`;
+each individual labelled in a frame is one instance of that frame (the source's `images` view
+holds them together, for the centre model of kp_jax/two_stage.py). `uniquebodyparts` (the
+individual `single`: landmarks of the arena, not of an animal) are not read.
 
 Train/test split, deterministic: the frames sorted by path, or `data.test_frames` when given
 (paths as in the CSV, or file names); otherwise a fraction `1 - data.train_fraction` (default:
@@ -34,6 +40,7 @@ import os
 
 import numpy as np
 import yaml
+from absl import logging
 
 from kp_jax.data import files
 from kp_jax.data.keypoints import KeypointSpec
@@ -74,11 +81,18 @@ def read_project_config(project: str) -> dict:
       project_config = yaml.safe_load(f)
   except yaml.YAMLError as e:
     raise ValueError(f"{path} is not valid YAML: {e}") from None
-  bodyparts = (project_config or {}).get("bodyparts")
+  project_config = project_config or {}
+  if project_config.get("multianimalproject") or project_config.get("multianimalbodyparts"):
+    bodyparts = project_config.get("multianimalbodyparts")
+    if not isinstance(bodyparts, list) or not bodyparts:
+      raise ValueError(f"{path} is a multi-animal project without a 'multianimalbodyparts' "
+                       "list.")
+    if project_config.get("uniquebodyparts"):
+      logging.warning("%s: uniquebodyparts %s are not read (kp-jax's instances are the "
+                      "individuals).", path, project_config["uniquebodyparts"])
+    return {**project_config, "bodyparts": bodyparts}
+  bodyparts = project_config.get("bodyparts")
   if not isinstance(bodyparts, list) or not bodyparts:
-    if (project_config or {}).get("multianimalbodyparts"):
-      raise ValueError(f"{path} is a multi-animal project (multianimalbodyparts); kp-jax reads "
-                       "single-animal projects: export one animal's labels, or convert to COCO.")
     raise ValueError(f"{path} has no 'bodyparts' list.")
   return project_config
 
@@ -92,45 +106,59 @@ def _skeleton(project_config: dict, names, path: str) -> tuple:
   return tuple(pairs)
 
 
+UNIQUE_INDIVIDUAL = "single"  # multi-animal CSVs: the individual of the uniquebodyparts
+
+
 def read_labels(path: str, bodyparts: list[str]):
-  """[(frame path relative to the project, keypoints [K, 2], visible [K], line)] of one
-  CollectedData CSV, with the keypoints in the project's bodypart order."""
+  """[(frame path relative to the project, individual, keypoints [K, 2], visible [K], line)]
+  of one CollectedData CSV, with the keypoints in the project's bodypart order; the individual
+  is None in single-animal CSVs, and multi-animal ones give an entry for each individual
+  labelled in a frame."""
   with open(path, newline="") as f:
     rows = list(csv.reader(f))
-  if len(rows) < 3 or tuple(r[0] if r else "" for r in rows[:3]) != HEADER_ROWS:
-    if len(rows) >= 4 and rows[1] and rows[1][0] == "individuals":
-      raise ValueError(f"{path} is a multi-animal CSV (an 'individuals' header row); kp-jax "
-                       "reads single-animal projects.")
-    raise ValueError(f"{path}: expected DeepLabCut's header rows {HEADER_ROWS} in the first "
+  first_cells = tuple(r[0] if r else "" for r in rows[:4])
+  multi = first_cells[:2] == ("scorer", "individuals")
+  header = ("scorer", "individuals", *HEADER_ROWS[1:]) if multi else HEADER_ROWS
+  if len(rows) < len(header) or first_cells[:len(header)] != header:
+    raise ValueError(f"{path}: expected DeepLabCut's header rows {header} in the first "
                      "column.")
-  parts_row, coords_row = rows[1], rows[2]
+  individuals_row = rows[1] if multi else None
+  parts_row, coords_row = rows[len(header) - 2], rows[len(header) - 1]
   first = next((i for i, c in enumerate(coords_row) if c in ("x", "y")), None)
   if first is None:
     raise ValueError(f"{path}: the coords row has no x / y columns.")
-  columns = {}
+  columns = collections.defaultdict(dict)  # individual -> (part, coord) -> column
   for i in range(first, len(coords_row)):
-    columns[(parts_row[i], coords_row[i])] = i
-  missing = [p for p in bodyparts if (p, "x") not in columns or (p, "y") not in columns]
-  if missing:
-    raise ValueError(f"{path}: bodyparts {missing} of config.yaml have no x / y columns; "
-                     f"the file has {sorted({p for p, _ in columns})}.")
+    individual = individuals_row[i] if multi else None
+    columns[individual][(parts_row[i], coords_row[i])] = i
+  columns.pop(UNIQUE_INDIVIDUAL if multi else "", None)
+  for individual, table in columns.items():
+    missing = [p for p in bodyparts if (p, "x") not in table or (p, "y") not in table]
+    if missing:
+      raise ValueError(f"{path}: bodyparts {missing} of config.yaml have no x / y columns"
+                       f"{f' for individual {individual}' if multi else ''}; the file has "
+                       f"{sorted({p for p, _ in table})}.")
   labels = []
-  for line, row in enumerate(rows[3:], start=4):
+  for line, row in enumerate(rows[len(header):], start=len(header) + 1):
     if not any(cell.strip() for cell in row):
       continue
     if len(row) != len(coords_row):
       raise ValueError(f"{path}: line {line} has {len(row)} fields, the header "
                        f"{len(coords_row)}.")
     frame = "/".join(c.strip() for c in row[:first] if c.strip())
-    try:
-      values = np.array([[float(row[columns[p, c]]) if row[columns[p, c]].strip() else np.nan
-                          for c in ("x", "y")] for p in bodyparts])
-    except ValueError as e:
-      raise ValueError(f"{path}: line {line} ({frame}): bad coordinate: {e}") from None
-    if np.any(np.isnan(values[:, 0]) != np.isnan(values[:, 1])):
-      raise ValueError(f"{path}: line {line} ({frame}): a body part has only one coordinate.")
-    visible = (~np.isnan(values[:, 0])).astype(np.float32)
-    labels.append((frame, np.nan_to_num(values), visible, line))
+    for individual, table in columns.items():
+      try:
+        values = np.array([[float(row[table[p, c]]) if row[table[p, c]].strip() else np.nan
+                            for c in ("x", "y")] for p in bodyparts])
+      except ValueError as e:
+        raise ValueError(f"{path}: line {line} ({frame}): bad coordinate: {e}") from None
+      if np.any(np.isnan(values[:, 0]) != np.isnan(values[:, 1])):
+        raise ValueError(f"{path}: line {line} ({frame}): a body part has only one "
+                         "coordinate.")
+      visible = (~np.isnan(values[:, 0])).astype(np.float32)
+      if multi and not visible.any():
+        continue  # this individual is not in the frame
+      labels.append((frame, individual, np.nan_to_num(values), visible, line))
   return labels
 
 
@@ -178,13 +206,14 @@ def source(data_config) -> Source:
   config_path = os.path.join(project, "config.yaml")
   if not os.path.exists(config_path):  # Lightning Pose: the label file says it all
     config_path = csvs[0]
-  labels = [(frame, kp, vis, f"{path}: line {line}")
-            for path in csvs for frame, kp, vis, line in read_labels(path, bodyparts)]
-  labels.sort(key=lambda label: label[0])
-  frames = [label[0] for label in labels]
-  duplicates = sorted(f for f, n in collections.Counter(frames).items() if n > 1)
+  labels = [(frame, individual, kp, vis, f"{path}: line {line}") for path in csvs
+            for frame, individual, kp, vis, line in read_labels(path, bodyparts)]
+  labels.sort(key=lambda label: label[0])  # stable: a frame's individuals keep their order
+  duplicates = sorted({f"{frame}{'' if who is None else f' ({who})'}" for (frame, who), n in
+                       collections.Counter(label[:2] for label in labels).items() if n > 1})
   if duplicates:
     raise ValueError(f"{project}: frames labelled twice: {duplicates[:5]}.")
+  frames = sorted({label[0] for label in labels})
 
   train_fraction = data_config.train_fraction or float(
       (project_config.get("TrainingFraction") or [0.95])[0])
@@ -201,7 +230,10 @@ def source(data_config) -> Source:
   bad = files.BadRecords(data_config.bad_records, config_path)
   outside = files.OutsideKeypoints(data_config.outside_keypoints, config_path)
   splits = {"train": files.Records.empty(), "test": files.Records.empty()}
-  for image_id, ((frame, keypoints, visible, record), is_test) in enumerate(zip(labels, test)):
+  image_ids = {frame: i for i, frame in enumerate(frames)}
+  is_test = dict(zip(frames, test))
+  for frame, _, keypoints, visible, record in labels:
+    image_id = image_ids[frame]
     image_path = os.path.join(project, frame)
     try:
       width, height = images.size(image_path)
@@ -214,8 +246,8 @@ def source(data_config) -> Source:
     if labels is None:
       continue
     visible, norm = labels
-    splits["test" if is_test else "train"].append(image_path, keypoints, visible, norm, box,
-                                                  image_id)
+    splits["test" if is_test[frame] else "train"].append(image_path, keypoints, visible, norm,
+                                                         box, image_id)
   bad.log_summary()
   outside.log_summary()
   splits["validation"] = splits["test"]

@@ -154,6 +154,43 @@ def _occluder_sdf(rng, size, target, scale):
   return lambda px, py: _capsule_sdf(px, py, *(centre - d), *(centre + d), b * 0.6)
 
 
+def _draw_placed(canvas, rng, parts, canonical, scale, rotation, shift):
+  """Paints a sampled face with random shades, its canonical point FACE_CENTRE at pixel `shift`,
+  `scale` pixels per canonical unit; returns (keypoints [15, 2] in pixels, a function telling
+  which pixel points [N, 2] the face's outline covers)."""
+  yy, xx = np.mgrid[0:canvas.shape[0], 0:canvas.shape[1]].astype(np.float64)
+  to_canonical = lambda points: (points - shift) @ rotation / scale + FACE_CENTRE
+  canon = to_canonical(np.stack([xx, yy], axis=-1))  # every pixel centre: the inverse placement
+  skin = rng.uniform(0.3, 0.85)
+  shades = dict(skin=skin, sclera=min(skin + rng.uniform(0.15, 0.4), 1.0),
+                iris=rng.uniform(0.0, 0.25), brow=skin * rng.uniform(0.1, 0.5),
+                nose=skin * rng.uniform(0.8, 0.95), nostril=skin * rng.uniform(0.1, 0.4),
+                lips=skin * rng.uniform(0.4, 0.75), mouth_line=skin * rng.uniform(0.0, 0.3))
+  _draw_face(canvas, canon[..., 0], canon[..., 1], scale, parts, canonical, shades)
+
+  def covers(points):
+    c = to_canonical(points)
+    return _ellipse_sdf(c[:, 0], c[:, 1], *parts["face"]) < 0
+  return scale * (canonical - FACE_CENTRE) @ rotation.T + shift, covers
+
+
+def _rotation(angle):
+  return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
+def _inside(keypoints, height, width):
+  return ((keypoints >= -0.5) & (keypoints <= np.array([width, height]) - 0.5)).all(axis=1)
+
+
+def _photograph(canvas, rng, size):
+  """Contrast, brightness, blur and noise, then uint8 [h, w, 1]."""
+  contrast, brightness = rng.uniform(0.5, 1.3), rng.uniform(-0.2, 0.2)
+  canvas = contrast * (canvas - 0.5) + 0.5 + brightness
+  canvas = scipy.ndimage.gaussian_filter(canvas, sigma=rng.uniform(0.0, 1.2) * size / 96)
+  canvas += rng.normal(0.0, rng.uniform(0.0, 0.05), size=canvas.shape)
+  return np.round(np.clip(canvas, 0.0, 1.0) * 255).astype(np.uint8)[..., None]
+
+
 def render_example(rng: np.random.Generator, size: int, clean: bool = False) -> dict:
   """One example of the common form, with a uint8 [size, size, 1] image.
 
@@ -163,38 +200,79 @@ def render_example(rng: np.random.Generator, size: int, clean: bool = False) -> 
   parts, canonical = _sample_face(rng)
   angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
   scale = BASE_INTEROCULAR * size * rng.uniform(*SCALE_RANGE)
-  rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
   shift = np.full(2, (size - 1) / 2) + rng.uniform(-MAX_SHIFT, MAX_SHIFT, size=2) * size
-  place = lambda p: scale * (p - FACE_CENTRE) @ rotation.T + shift
-  keypoints = place(canonical)
 
   canvas = np.zeros((size, size))
   if not clean:
     _draw_clutter(canvas, rng, size)
-  # Canonical coordinates of every pixel centre: the inverse of `place`.
-  yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-  pixels = np.stack([xx, yy], axis=-1)
-  canon = (pixels - shift) @ rotation / scale + FACE_CENTRE
-  skin = rng.uniform(0.3, 0.85)
-  shades = dict(skin=skin, sclera=min(skin + rng.uniform(0.15, 0.4), 1.0),
-                iris=rng.uniform(0.0, 0.25), brow=skin * rng.uniform(0.1, 0.5),
-                nose=skin * rng.uniform(0.8, 0.95), nostril=skin * rng.uniform(0.1, 0.4),
-                lips=skin * rng.uniform(0.4, 0.75), mouth_line=skin * rng.uniform(0.0, 0.3))
-  _draw_face(canvas, canon[..., 0], canon[..., 1], scale, parts, canonical, shades)
+  keypoints, _ = _draw_placed(canvas, rng, parts, canonical, scale, _rotation(angle), shift)
 
-  visible = np.all((keypoints >= -0.5) & (keypoints <= size - 0.5), axis=1)
+  visible = _inside(keypoints, size, size)
   if not clean and rng.uniform() < OCCLUSION_PROBABILITY:
     target = keypoints[rng.integers(len(keypoints))]
     sdf = _occluder_sdf(rng, size, target, scale)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     _paint(canvas, _coverage(sdf(xx, yy)), rng.uniform(0.0, 1.0))
     visible &= sdf(keypoints[:, 0], keypoints[:, 1]) > 0.0
 
-  if not clean:
-    contrast, brightness = rng.uniform(0.5, 1.3), rng.uniform(-0.2, 0.2)
-    canvas = contrast * (canvas - 0.5) + 0.5 + brightness
-    canvas = scipy.ndimage.gaussian_filter(canvas, sigma=rng.uniform(0.0, 1.2) * size / 96)
-    canvas += rng.normal(0.0, rng.uniform(0.0, 0.05), size=canvas.shape)
-  image = np.round(np.clip(canvas, 0.0, 1.0) * 255).astype(np.uint8)[..., None]
+  if clean:
+    image = np.round(np.clip(canvas, 0.0, 1.0) * 255).astype(np.uint8)[..., None]
+  else:
+    image = _photograph(canvas, rng, size)
   return dict(image=image, keypoints=keypoints.astype(np.float32),
               visible=visible.astype(np.float32),
               norm=np.float32(np.linalg.norm(keypoints[0] - keypoints[1])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenes of several faces.
+
+# Inter-ocular distance as a fraction of the scene's side: faces of 5-14% of the picture.
+SCENE_INTEROCULAR = (0.05, 0.14)
+# Face centres lie at least this fraction of the side inside the border: faces near it are cut.
+SCENE_BORDER = 0.02
+# Centres at least this many (summed) face scales apart: faces overlap, a few keypoints are
+# hidden, no face is.
+SCENE_MIN_SEPARATION = 0.8
+
+
+def _face_box(keypoints, height, width):
+  """The (x, y, w, h) of a face: its keypoints' extent grown by half on each side (the outline
+  reaches past the brows and the mouth), within the image."""
+  low, high = keypoints.min(0), keypoints.max(0)
+  grow = (high - low) / 2
+  low = np.maximum(low - grow, -0.5)
+  high = np.minimum(high + grow, np.array([width, height]) - 0.5)
+  return np.concatenate([low + 0.5, high - low]).astype(np.float32)
+
+
+def render_scene(rng: np.random.Generator, size: int, max_faces: int) -> dict:
+  """A [size, size, 1] picture of 1 to `max_faces` faces at different sizes, some overlapping
+  (a later face hides the keypoints of earlier ones under its outline) or cut by the border:
+  `keypoints` [N, 15, 2], `visible` [N, 15], `boxes` [N, 4] (x, y, w, h), `norm` [N]."""
+  count = int(rng.integers(1, max_faces + 1))
+  canvas = np.zeros((size, size))
+  _draw_clutter(canvas, rng, size)
+  faces, scales, centres = [], [], []
+  for _ in range(count):
+    parts, canonical = _sample_face(rng)
+    angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    scale = size * rng.uniform(*SCENE_INTEROCULAR)  # pixels per inter-ocular distance
+    for _ in range(20):  # a free place, else the last one drawn
+      shift = rng.uniform(SCENE_BORDER, 1 - SCENE_BORDER, size=2) * size
+      if all(np.linalg.norm(shift - c) > SCENE_MIN_SEPARATION * (scale + s)
+             for c, s in zip(centres, scales)):
+        break
+    keypoints, covers = _draw_placed(canvas, rng, parts, canonical, scale, _rotation(angle),
+                                     shift)
+    for earlier in faces:  # this face now hides what lies under it
+      earlier["visible"] &= ~covers(earlier["keypoints"])
+    faces.append({"keypoints": keypoints, "visible": _inside(keypoints, size, size)})
+    scales.append(scale)
+    centres.append(shift)
+  image = _photograph(canvas, rng, size)
+  keypoints = np.stack([f["keypoints"] for f in faces]).astype(np.float32)
+  return dict(image=image, keypoints=keypoints,
+              visible=np.stack([f["visible"] for f in faces]).astype(np.float32),
+              boxes=np.stack([_face_box(k, size, size) for k in keypoints]),
+              norm=np.linalg.norm(keypoints[:, 0] - keypoints[:, 1], axis=-1).astype(np.float32))

@@ -15,7 +15,7 @@ from absl import logging
 from PIL import Image
 
 from kp_jax.data.keypoints import KeypointSpec, flip_pairs_from_names
-from kp_jax.data.source import Source, process_shard
+from kp_jax.data.source import Images, Source, process_shard
 
 BAD_RECORD_POLICIES = ("error", "skip")
 
@@ -271,6 +271,39 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
 
   in_memory = splits["train"].in_memory
   image_hw = splits["train"].images[0].shape[:2] if in_memory else None
+  several = any(len(set(r.image_id)) < len(r) for r in splits.values())
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=load,
-                ground_truth=ground_truth or {}, annotations=annotations)
+                ground_truth=ground_truth or {}, annotations=annotations,
+                images=_images_view(splits, read) if several else None)
+
+
+def _images_view(splits: dict[str, Records], read) -> Images:
+  """The records grouped by image (`image_id`), each image with all its instances."""
+  grouped = {}
+  for split, records in splits.items():
+    order = collections.defaultdict(list)  # image id -> its records, in order
+    for index, image_id in enumerate(records.image_id):
+      order[image_id].append(index)
+    grouped[split] = list(order.values())
+
+  def load(split, process_index, process_count):
+    records, groups = splits[split], grouped[split]
+    start, end = process_shard(len(groups), process_index, process_count)
+    flat = [i for group in groups[start:end] for i in group]
+    arrays = records.arrays(0, len(records))
+    labels = {k: tf.constant(v[flat]) for k, v in arrays.items()
+              if k in ("keypoints", "visible", "norm", "box")}
+    firsts = [group[0] for group in groups[start:end]]
+    bounds = np.cumsum([0] + [len(group) for group in groups[start:end]])
+    per_image = {**{k: arrays[k][firsts] for k in ("image", "path", "image_id") if k in arrays},
+                 "first": bounds[:-1], "end": bounds[1:]}
+
+    def gather(image):
+      rows = tf.range(image.pop("first"), image.pop("end"))
+      return {**image, **{k: tf.gather(v, rows) for k, v in labels.items()}}
+    return tf.data.Dataset.from_tensor_slices(per_image).map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE).map(read,
+                                                         num_parallel_calls=tf.data.AUTOTUNE)
+
+  return Images({split: len(groups) for split, groups in grouped.items()}, load)

@@ -6,11 +6,12 @@ several leave out a rarely labelled, far-off one), or the centre of the source's
 (`data.instances.centre = "box"`, for COCO files whose boxes were drawn). Its size is that
 bounding box's width and height times `1 + margin` (the source's box as it is).
 
-  data.instances.stage = "centre"  the whole frame; the example's one "keypoint" is the instance
-                                   centre and its `size` [2] the instance's (width, height):
+  data.instances.stage = "centre"  the whole frame; the example's "keypoints" [M, 2] are the
+                                   centres of its instances (M = `max_instances`, the unused
+                                   ones invisible) and its `size` [M, 2] their (width, height):
                                    what the centre model learns (stage 1).
-  data.instances.stage = "crop"    a fixed-size crop (`crop_size`, source pixels) about the same
-                                   centre: what the keypoint model sees (stage 2).
+  data.instances.stage = "crop"    a fixed-size crop (`crop_size`, source pixels) about each
+                                   instance's centre: what the keypoint model sees (stage 2).
 
 Both stages compute the centre with `instance_centre`, so the crop that stage 2 trains on is
 the crop that stage 1's prediction places. Pure tf ops on raw examples (source pixels), so the
@@ -23,23 +24,30 @@ import numpy as np
 import tensorflow as tf
 
 from kp_jax.data.keypoints import KeypointSpec
-from kp_jax.data.source import Source, whole_image_box
+from kp_jax.data.source import Source, one_instance_images, whole_image_box
 
 CENTRE_FROM = ("keypoints", "box")
-CENTRE_SPEC = KeypointSpec(("centre",), normaliser="instance size sqrt(w * h)")
+
+
+def centre_spec(max_instances: int) -> KeypointSpec:
+  """The centre model's "keypoints": one slot per instance, interchangeable (no flip pairs)."""
+  names = (("centre",) if max_instances == 1
+           else tuple(f"centre_{i}" for i in range(max_instances)))
+  return KeypointSpec(names, normaliser="instance size sqrt(w * h)")
 
 
 def _extent(keypoints, labelled):
-  """(low [2], high [2], any labelled) of the labelled keypoints."""
+  """(low [..., 2], high [..., 2], any labelled [...]) of the labelled keypoints [..., K, 2]."""
   big = tf.float32.max
-  low = tf.reduce_min(tf.where(labelled[:, None], keypoints, big), 0)
-  high = tf.reduce_max(tf.where(labelled[:, None], keypoints, -big), 0)
-  return low, high, tf.reduce_any(labelled)
+  low = tf.reduce_min(tf.where(labelled[..., None], keypoints, big), -2)
+  high = tf.reduce_max(tf.where(labelled[..., None], keypoints, -big), -2)
+  return low, high, tf.reduce_any(labelled, -1)
 
 
 def instance_centre(keypoints, visible, box, anchor, margin: float,
                     centre_from: str = "keypoints"):
-  """(centre [2], size [2], found []) of one instance, source pixels.
+  """(centre [..., 2], size [..., 2], found [...]) of instances (`keypoints` [..., K, 2],
+  `visible` [..., K], `box` [..., 4]), source pixels.
 
   The centre is the middle of the labelled `anchor` keypoints' extent (indices; None: all
   keypoints), so one anchor is that keypoint; the size is every labelled keypoint's extent
@@ -47,15 +55,16 @@ def instance_centre(keypoints, visible, box, anchor, margin: float,
   no anchor keypoint is labelled; then the centre is the box's.
   """
   box = tf.cast(box, tf.float32)
-  box_centre = box[:2] + box[2:] / 2 - 0.5
+  box_centre = box[..., :2] + box[..., 2:] / 2 - 0.5
   if centre_from == "box":
-    return box_centre, box[2:], tf.ones([])
+    return box_centre, box[..., 2:], tf.ones(tf.shape(box)[:-1])
   labelled = visible > 0
   low, high, any_labelled = _extent(keypoints, labelled)
-  size = tf.where(any_labelled, high - low + 1, box[2:]) * (1 + margin)
+  size = tf.where(any_labelled[..., None], high - low + 1, box[..., 2:]) * (1 + margin)
   if anchor is not None:
-    low, high, any_labelled = _extent(tf.gather(keypoints, anchor), tf.gather(labelled, anchor))
-  centre = tf.where(any_labelled, (low + high) / 2, box_centre)
+    low, high, any_labelled = _extent(tf.gather(keypoints, anchor, axis=-2),
+                                      tf.gather(labelled, anchor, axis=-1))
+  centre = tf.where(any_labelled[..., None], (low + high) / 2, box_centre)
   return centre, size, tf.cast(any_labelled, tf.float32)
 
 
@@ -75,6 +84,7 @@ class Instances:
   margin: float
   centre_from: str
   crop_size: tuple[float, float] | None  # (height, width) in source pixels
+  max_instances: int  # the centre model's instance slots per image
 
   def centre(self, example):
     return instance_centre(example["keypoints"], example["visible"], example["box"],
@@ -97,13 +107,18 @@ def resolve(instances_config, spec: KeypointSpec) -> Instances:
   if instances_config.centre not in CENTRE_FROM:
     raise ValueError(f"config.data.instances.centre={instances_config.centre!r}: choose one of "
                      f"{CENTRE_FROM}.")
+  max_instances = instances_config.get("max_instances", 1)  # absent in older runs: one
+  if stage == "centre" and max_instances < 1:
+    raise ValueError(f"config.data.instances.max_instances={max_instances}: set the most "
+                     "instances an image holds (kp_jax.two_stage derives it from the labels).")
   crop_size = tuple(float(v) for v in instances_config.crop_size) or None
   if stage == "crop" and (crop_size is None or len(crop_size) != 2 or min(crop_size) <= 0):
     raise ValueError(f"config.data.instances.crop_size={instances_config.crop_size}: crops need "
                      "a positive (height, width) in source pixels (kp_jax.two_stage derives it "
                      "from the labels).")
   return Instances(stage, tuple(spec.index(name) for name in anchor) or None,
-                   float(instances_config.margin), instances_config.centre, crop_size)
+                   float(instances_config.margin), instances_config.centre, crop_size,
+                   max_instances)
 
 
 def crop_box(centre, crop_size):
@@ -113,20 +128,34 @@ def crop_box(centre, crop_size):
 
 
 def centre_source(source: Source, instances: Instances) -> Source:
-  """Stage 1's examples: whole frames whose one keypoint is the instance centre, with `size`."""
-  def to_centre(example):
-    centre, size, found = instances.centre(example)
-    # The instance size is its NME normaliser.
-    return {"image": example["image"], "keypoints": centre[None], "visible": found[None],
-            "norm": tf.sqrt(size[0] * size[1]), "size": size,
-            "box": whole_image_box(example["image"]), "image_id": example["image_id"]}
-  load = source.load
+  """Stage 1's examples: whole images whose keypoints are their instances' centres, with their
+  `size`, in `max_instances` slots (the unused ones invisible)."""
+  slots = instances.max_instances
+
+  def to_centres(image):
+    centre, size, found = instances.centre(image)
+    count = tf.shape(centre)[0]
+    check = tf.debugging.assert_less_equal(count, slots, message=(
+        f"{source.name}: an image holds more instances than config.data.instances."
+        f"max_instances={slots}; raise it"))
+    with tf.control_dependencies([check]):
+      count = tf.identity(count)
+    pad = lambda x: tf.pad(x, [[0, slots - count]] + [[0, 0]] * (len(x.shape) - 1))
+    centre, size, found = pad(centre), pad(size), pad(found)
+    # Each instance's size is its NME normaliser; the example's is their mean.
+    sizes = tf.sqrt(size[:, 0] * size[:, 1])
+    norm = tf.reduce_sum(sizes * found) / tf.maximum(tf.reduce_sum(found), 1.0)
+    return {"image": image["image"], "keypoints": tf.ensure_shape(centre, [slots, 2]),
+            "visible": tf.ensure_shape(found, [slots]), "norm": norm,
+            "size": tf.ensure_shape(size, [slots, 2]),
+            "box": whole_image_box(image["image"]), "image_id": image["image_id"]}
+  images = one_instance_images(source)
   # The whole-image box needs the image, so the labels-only view is not available.
   return dataclasses.replace(
-      source, name=f"{source.name} (instance centres)", spec=CENTRE_SPEC, ground_truth={},
-      annotations=None,
-      load=lambda split, index, count: load(split, index, count).map(
-          to_centre, num_parallel_calls=tf.data.AUTOTUNE))
+      source, name=f"{source.name} (instance centres)", spec=centre_spec(slots),
+      split_sizes=images.split_sizes, ground_truth={}, annotations=None, images=None,
+      load=lambda split, index, count: images.load(split, index, count).map(
+          to_centres, num_parallel_calls=tf.data.AUTOTUNE))
 
 
 def crop_source(source: Source, instances: Instances) -> Source:
@@ -136,7 +165,7 @@ def crop_source(source: Source, instances: Instances) -> Source:
     return {**example, "box": crop_box(centre, instances.crop_size)}
   load, annotations = source.load, source.annotations
   return dataclasses.replace(
-      source, ground_truth={},  # the file's own boxes are not the crops
+      source, ground_truth={}, images=None,  # the file's own boxes are not the crops
       load=lambda split, index, count: load(split, index, count).map(
           to_crop, num_parallel_calls=tf.data.AUTOTUNE),
       annotations=None if annotations is None else (
@@ -171,3 +200,12 @@ def largest_crop(source: Source, instances_config, split: str = "train") -> np.n
   for batch in sizes.batch(4096).as_numpy_iterator():
     largest = np.maximum(largest, batch.max(0))
   return largest[::-1]  # (width, height) -> (height, width)
+
+
+def most_instances(source: Source, split: str = "train") -> int:
+  """The most labelled instances one image of `split` holds (1 where each example is one)."""
+  if source.images is None:
+    return 1
+  counts = source.images.load(split, 0, 1).map(lambda image: tf.shape(image["visible"])[0],
+                                               num_parallel_calls=tf.data.AUTOTUNE)
+  return int(counts.reduce(tf.constant(1), tf.maximum))

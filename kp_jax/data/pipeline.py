@@ -55,13 +55,14 @@ def keypoint_subset(source: Source, names) -> Source:
   except ValueError as e:
     raise ValueError(f"config.data.keypoints: {e}") from None
   select = transforms.select_keypoints([source.spec.index(n) for n in names])
-  load, annotations = source.load, source.annotations
+  selected = lambda load: lambda split, index, count: load(split, index, count).map(
+      select, num_parallel_calls=tf.data.AUTOTUNE)
+  annotations, images = source.annotations, source.images
   return dataclasses.replace(
-      source, spec=spec, ground_truth={},
-      load=lambda split, index, count: load(split, index, count).map(
-          select, num_parallel_calls=tf.data.AUTOTUNE),
+      source, spec=spec, ground_truth={}, load=selected(source.load),
       annotations=None if annotations is None else (
-          lambda split: annotations(split).map(select)))
+          lambda split: annotations(split).map(select)),
+      images=None if images is None else dataclasses.replace(images, load=selected(images.load)))
 
 
 def input_shape(data_config, source: Source) -> tuple[int, int, int]:

@@ -31,6 +31,8 @@ class Source:
     annotations: `split -> tf.data.Dataset` of the whole split's `keypoints`, `visible` and
       `box` as `load` gives them, without reading an image, for sources that hold their
       labels apart from the images (files); None where only `load` can tell.
+    images: for sources whose images hold several instances, the image-level view (`load`
+      gives one example per instance); None: `load`'s examples are the images.
   """
   name: str
   spec: KeypointSpec
@@ -41,6 +43,33 @@ class Source:
   ground_truth: dict[str, Callable[[], tuple[dict, int]]] = dataclasses.field(
       default_factory=dict)
   annotations: Callable[[str], tf.data.Dataset] | None = None
+  images: "Images | None" = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """Every labelled instance of an image together: what a model that finds instances learns.
+
+  Attributes:
+    split_sizes: number of images in each split.
+    load: `(split, process_index, process_count) -> tf.data.Dataset` of this process's share
+      of the split's images: uint8 `image` [h, w, C], float32 `keypoints` [N, K, 2],
+      `visible` [N, K], `box` [N, 4] and `norm` [N] (each instance's, as `Source.load` gives
+      them), int64 `image_id` []; N varies from image to image.
+  """
+  split_sizes: dict[str, int]
+  load: Callable[[str, int, int], tf.data.Dataset]
+
+
+def one_instance_images(source: Source) -> Images:
+  """The image-level view of a source whose every example is an image with one instance."""
+  if source.images is not None:
+    return source.images
+  def as_image(example):
+    return {**example, **{k: example[k][None] for k in ("keypoints", "visible", "box", "norm")}}
+  load = source.load
+  return Images(source.split_sizes, lambda split, index, count: load(split, index, count).map(
+      as_image, num_parallel_calls=tf.data.AUTOTUNE))
 
 
 def whole_image_box(image):

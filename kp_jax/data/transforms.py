@@ -15,12 +15,13 @@ import tensorflow as tf
 
 
 def select_keypoints(indices):
-  """Keeps the keypoints at `indices` (a keypoint subset, in the subset's order)."""
+  """Keeps the keypoints at `indices` (a keypoint subset, in the subset's order), of one
+  instance (`keypoints` [K, 2]) or of several ([N, K, 2])."""
   indices = tf.constant(indices, tf.int32)
 
   def op(example):
-    return {**example, "keypoints": tf.gather(example["keypoints"], indices),
-            "visible": tf.gather(example["visible"], indices)}
+    return {**example, "keypoints": tf.gather(example["keypoints"], indices, axis=-2),
+            "visible": tf.gather(example["visible"], indices, axis=-1)}
   return op
 
 

@@ -101,6 +101,12 @@ class _Validated:
   def __post_init__(self):
     pass
 
+  def match_labels(self, pred, likelihood, keypoints):
+    """The predictions [B, K, 2] (and likelihoods [B, K]) in the order of the labelled
+    `keypoints` [B, K, 2], for the metrics: the k-th output is the k-th keypoint."""
+    del keypoints
+    return pred, likelihood
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _CoordinateLoss(_Validated):
@@ -210,24 +216,24 @@ class Integral(_Maps, _CoordinateLoss):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Centre(Heatmap):
-  """Instance centres, as CenterNet's "objects as points": a heatmap of centres (one map per
-  kind of instance; the centre model's examples carry the centre as their one keypoint), plus
-  each instance's (width, height) regressed at its centre's map pixel as log(size / stride),
-  trained by L1 on the log of the example's `size` (scale-free: a 10% error costs the same on a
-  mouse and on a horse). Unlabelled centres train towards an empty map (a frame without the
-  instance has no peak), so the peak is the instance's score.
+  """Instance centres, as CenterNet's "objects as points": one heatmap of every instance's
+  centre, plus each instance's (width, height) regressed at its centre's map pixel as
+  log(size / stride), trained by L1 on the log of the example's `size` (scale-free: a 10% error
+  costs the same on a mouse and on a horse). The centre model's examples carry up to
+  `num_keypoints` instance centres as their keypoints (interchangeable slots, the unused ones
+  invisible); the map's target is the maximum of their Gaussians, empty where there is no
+  instance, so a peak's height is its instance's score.
+
+  `decode` and `likelihood` give the `num_keypoints` best peaks (`detect`); the evaluation
+  pairs each labelled centre with its nearest peak (`match_labels`).
   """
   # The heatmap MSE averages over every map pixel (~1e-2 at the start), the log-size L1 over
   # instances (~1): this weight keeps the size from drowning the centres.
   size_weight: float = 1e-3
-  unlabelled_as_absent: bool = True
 
   def module(self, dtype, axis_name, cpu_kernels: bool = True):
-    return MapLayers(self.num_keypoints + 2, self.stride, self.features, self.convs,
-                     self.upsample, dtype, axis_name, cpu_kernels)
-
-  def _centre_maps(self, outputs):
-    return {"maps": outputs["maps"][..., :self.num_keypoints]}
+    return MapLayers(1 + 2, self.stride, self.features, self.convs, self.upsample, dtype,
+                     axis_name, cpu_kernels)
 
   def sizes_at(self, outputs, points):
     """The (width, height) [B, N, 2] in input pixels regressed at the map pixels nearest to
@@ -240,25 +246,38 @@ class Centre(Heatmap):
     xy = jnp.clip(jnp.round(heatmaps.to_map(points, self.stride)).astype(jnp.int32), 0,
                   jnp.array([w - 1, h - 1]))
     rows = jnp.arange(maps.shape[0])[:, None]
-    return maps[rows, xy[..., 1], xy[..., 0], self.num_keypoints:]
+    return maps[rows, xy[..., 1], xy[..., 0], 1:]
 
   def compute_loss(self, outputs, batch):
-    centre_loss = super().compute_loss(self._centre_maps(outputs), batch)
-    log_size = self._log_sizes_at(outputs, batch["keypoints"][:, :1])[:, 0]
-    error = log_size - jnp.log(jnp.maximum(batch["size"], 1.0) / self.stride)
-    size_loss = jnp.mean(jnp.abs(error).sum(-1) * batch["visible"][:, 0])
+    maps, visible = outputs["maps"][..., :1], batch["visible"]
+    targets = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride,
+                                     self.sigma)
+    target = jnp.max(targets * visible[:, None, None, :], -1, keepdims=True)
+    centre_loss = losses.heatmap_mse(maps, target, jnp.ones_like(visible[:, :1]))
+    error = (self._log_sizes_at(outputs, batch["keypoints"])
+             - jnp.log(jnp.maximum(batch["size"], 1.0) / self.stride))
+    size_loss = jnp.mean(jnp.sum(jnp.abs(error).sum(-1) * visible, -1))
     return centre_loss + self.size_weight * size_loss
 
   def likelihood(self, outputs):
-    return super().likelihood(self._centre_maps(outputs))
+    return self.detect(outputs, self.num_keypoints)[2]
 
   def decode(self, outputs):
-    return super().decode(self._centre_maps(outputs))
+    return self.detect(outputs, self.num_keypoints)[0]
+
+  def match_labels(self, pred, likelihood, keypoints):
+    """Each labelled centre's nearest predicted one (and its score): the slots are
+    interchangeable, so the error of a centre is that of the closest detection."""
+    distance = jnp.linalg.norm(keypoints[:, :, None] - pred[:, None], axis=-1)  # [B, M, M]
+    nearest = jnp.argmin(distance, -1)
+    take = lambda x: jnp.take_along_axis(x, nearest.reshape(*nearest.shape, *[1] * (x.ndim - 2)),
+                                         1)
+    return take(pred), take(likelihood)
 
   def detect(self, outputs, max_instances: int):
-    """Up to `max_instances` instances of the first kind per image, best first: (centres
-    [B, M, 2] and sizes [B, M, 2] in input pixels, scores [B, M] in [0, 1]). Fixed shapes, so
-    it compiles into the step; the first instance is `decode`'s."""
+    """Up to `max_instances` instances per image, best first: (centres [B, M, 2] and sizes
+    [B, M, 2] in input pixels, scores [B, M] in [0, 1]). Fixed shapes, so it compiles into the
+    step; the first instance is the map's maximum."""
     maps = outputs["maps"][..., :1]
     peaks, scores = heatmaps.top_peaks(maps, max_instances)
     tiled = jnp.broadcast_to(maps, (*maps.shape[:3], max_instances))  # one map per peak
