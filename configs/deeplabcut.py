@@ -64,7 +64,13 @@ def get_config():
 
   # Find, then refine (kp_jax/two_stage.py): stage 1 finds the animal on a small frame, the
   # keypoint model above sees a crop about it.
-  config.two_stage = two_stage = ml_collections.ConfigDict()
+  config.two_stage = find_then_refine()
+  return config
+
+
+def find_then_refine() -> ml_collections.ConfigDict:
+  """The `two_stage` section (kp_jax/two_stage.py), as a DeepLabCut project wants it."""
+  two_stage = ml_collections.ConfigDict()
   two_stage.crop_size = ()  # (height, width) in source pixels; (): the smallest crop about the
   #                           centre holding every labelled keypoint of every training frame,
   #                           with data.instances.margin, rounded to crop_multiple
@@ -74,6 +80,13 @@ def get_config():
   #                                   times the centre model's mean error on the training frames
   two_stage.min_centre_jitter_px = 8.0
   two_stage.max_centre_jitter_fraction = 0.125  # of the crop's shorter side
+  # Several instances per image (data.instances.max_instances > 1): which candidates are
+  # instances, and how they are followed through a video (kp_jax/poses.py; MMPose's rules).
+  two_stage.score_threshold = 0.3  # centre peak x mean keypoint likelihood above the next
+  two_stage.keypoint_threshold = 0.2  # likelihoods counted in scores and OKS
+  two_stage.nms_threshold = 0.9  # OKS above which the lower-scored of two poses is a duplicate
+  two_stage.track_min_iou = 0.3  # an instance continues the track its box overlaps most, above this
+  two_stage.track_max_age = 30  # frames a lost track waits for its instance before it ends
   two_stage.centre = centre = ml_collections.ConfigDict()  # stage 1, on the whole frame
   centre.input_size = (192, 224)  # (height, width), multiples of 32: the frame fitted into it
   centre.model = {
@@ -83,4 +96,4 @@ def get_config():
   centre.learning_rate = 2e-3
   centre.num_train_steps = 600
   centre.batch_size = 8
-  return config
+  return two_stage

@@ -46,7 +46,10 @@ def results(image_ids, keypoints, scores, category_id: int) -> list[dict]:
 
 
 def keypoint_ap(ground_truth: dict, predictions: list[dict], sigmas, category_id: int) -> dict:
-  """COCO keypoint AP/AR ({name: value} for STATS) of `predictions` against `ground_truth`."""
+  """COCO keypoint AP/AR ({name: value} for STATS) of `predictions` against `ground_truth`
+  (0 for each where there are no predictions, which pycocotools cannot load)."""
+  if not predictions:
+    return dict.fromkeys(STATS, 0.0)
   coco = COCO()
   coco.dataset = {"info": {}, **copy.deepcopy(ground_truth)}  # pycocotools 2.0.10 wants "info"
   with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress

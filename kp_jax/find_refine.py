@@ -83,33 +83,47 @@ class Stages:
   flip_permutation: Any = None  # test-time flip of the keypoint model
 
 
-def predict_frames(stages: Stages, centre_variables, keypoint_variables, frames) -> dict:
-  """Every instance of float frames [B, H, W, C] in [0, 1], in the frames' pixels:
-  `centres` [B, M, 2], `sizes` [B, M, 2], `scores` [B, M], `keypoints` [B, M, K, 2],
-  `likelihood` [B, M, K], `matrices` [B, M, 3, 3] (the crops), M = max_instances."""
-  normalize = lambda x: (x - stages.image_mean) / stages.image_std
-  b, h, w = frames.shape[:3]
+def _normalize(stages: Stages, images):
+  return (images - stages.image_mean) / stages.image_std
+
+
+def find(stages: Stages, centre_variables, frames) -> dict:
+  """Stage 1 on float frames [B, H, W, C] in [0, 1]: the `max_instances` best instance
+  `centres` [B, M, 2], `sizes` [B, M, 2] (the frames' pixels) and `scores` [B, M]."""
+  h, w = frames.shape[1:3]
   scale = fit_scale((h, w), stages.centre_hw)
   frame_centre = jnp.array([(w - 1) / 2, (h - 1) / 2], jnp.float32)
   to_centre_input = centred_matrix(frame_centre, scale, stages.centre_hw)
   small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, stages.centre_hw)
-  outputs = stages.centre_apply(centre_variables, normalize(small))
+  outputs = stages.centre_apply(centre_variables, _normalize(stages, small))
   centres, sizes, scores = stages.centre_head.detect(outputs, stages.max_instances)
-  centres = apply_matrix(jnp.linalg.inv(to_centre_input), centres)
-  sizes = sizes / scale
+  return {"centres": apply_matrix(jnp.linalg.inv(to_centre_input), centres),
+          "sizes": sizes / scale, "scores": scores}
 
-  to_crop = centred_matrix(centres, stages.crop_scale, stages.crop_hw)  # [B, M, 3, 3]
-  m = stages.max_instances
-  crops = jax.vmap(warp, (None, 0, None))  # one frame, its M crops
+
+def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
+  """Stage 2 on float frames [B, H, W, C] about `centres` [B, N, 2] (any N: stage 1's, the
+  labels' or a detector's): `keypoints` [B, N, K, 2] in the frames' pixels, `likelihood`
+  [B, N, K] and the crops' `matrices` [B, N, 3, 3]. All B * N crops run as one batch."""
+  b, n = centres.shape[:2]
+  to_crop = centred_matrix(centres, stages.crop_scale, stages.crop_hw)  # [B, N, 3, 3]
+  crops = jax.vmap(warp, (None, 0, None))  # one frame, its N crops
   crops = jax.vmap(crops, (0, 0, None))(frames, to_crop, stages.crop_hw)
-  crops = crops.reshape(b * m, *stages.crop_hw, frames.shape[-1])
-  points, likelihood = steps.predict(stages.keypoint_apply, keypoint_variables, normalize(crops),
-                                     head=stages.keypoint_head,
+  crops = crops.reshape(b * n, *stages.crop_hw, frames.shape[-1])
+  points, likelihood = steps.predict(stages.keypoint_apply, keypoint_variables,
+                                     _normalize(stages, crops), head=stages.keypoint_head,
                                      flip_permutation=stages.flip_permutation)
-  points = points.reshape(b, m, *points.shape[1:])
-  return {"centres": centres, "sizes": sizes, "scores": scores,
-          "keypoints": apply_matrix(jnp.linalg.inv(to_crop), points),
-          "likelihood": likelihood.reshape(b, m, -1), "matrices": to_crop}
+  points = points.reshape(b, n, *points.shape[1:])
+  return {"keypoints": apply_matrix(jnp.linalg.inv(to_crop), points),
+          "likelihood": likelihood.reshape(b, n, -1), "matrices": to_crop}
+
+
+def predict_frames(stages: Stages, centre_variables, keypoint_variables, frames) -> dict:
+  """Every instance of float frames [B, H, W, C] in [0, 1], in the frames' pixels: `find`'s
+  `centres`, `sizes`, `scores` [B, M] and `refine`'s `keypoints` [B, M, K, 2], `likelihood`
+  [B, M, K], `matrices` [B, M, 3, 3], M = max_instances."""
+  found = find(stages, centre_variables, frames)
+  return {**found, **refine(stages, keypoint_variables, frames, found["centres"])}
 
 
 def crop_scale(crop_size, input_hw) -> float:

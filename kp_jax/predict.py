@@ -10,6 +10,17 @@ Into --output_dir (default WORKDIR/predictions), in each image's own pixels:
           header rows, then x, y, likelihood per body part and frame), `<name>_keypoints.json`
           ({"keypoints": names, "fps", "frames": [[[x, y, likelihood], ...], ...]}) and the
           overlay video `<name>_labeled.mp4`.
+A two-stage model of several instances per image (data.instances.max_instances > 1) finds every
+instance scoring at least --score_threshold (default the run's two_stage.score_threshold),
+duplicates removed by OKS-NMS (kp_jax.poses):
+  images  `keypoints.json` maps each image to a list of instances, best first:
+          [{"score": s, "keypoints": {name: [x, y, likelihood]}}, ...]; each drawn in its colour
+          with its number;
+  videos  instances followed from frame to frame (track ids by box overlap,
+          kp_jax.poses.track): the CSV in
+          DeepLabCut's multi-animal layout (an `individuals` header row, one individual per
+          track), the JSON's frames lists of {"track", "score", "keypoints"}, and the overlay
+          with each track in its colour.
 Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the run's
 `config.likelihood_cutoff`) are written as missing (null / empty) and not drawn.
 """
@@ -32,9 +43,10 @@ from absl import app, flags
 from etils import epath
 from PIL import Image
 
-from kp_jax import checkpoint, find_refine, steps, visualize
+from kp_jax import checkpoint, find_refine, poses, steps, visualize
 from kp_jax.exported import to_source_pixels
 from kp_jax.data import transforms
+from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
 from kp_jax.models import create_model
 
 
@@ -61,6 +73,7 @@ class Run:
   image_shape: tuple[int, int, int]
   flip_permutation: np.ndarray | None  # for test-time flip, when the config asks for it
   mean_shape: np.ndarray | None  # the baseline (checkpoint.RunMeta); None in older runs
+  oks_sigmas: np.ndarray  # per keypoint, for comparing poses
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -92,7 +105,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   flip = np.array(meta.flip_permutation) if config.flip_test else None
   return Run(config, step, template.replace(**restored), model, head, meta.keypoint_names,
              meta.skeleton, meta.image_shape, flip,
-             None if meta.mean_shape is None else np.array(meta.mean_shape, np.float32))
+             None if meta.mean_shape is None else np.array(meta.mean_shape, np.float32),
+             np.array(meta.oks_sigmas or [DEFAULT_OKS_SIGMA] * len(meta.keypoint_names)))
 
 
 class _Drawing:
@@ -156,7 +170,8 @@ class FindRefinePredictor(_Drawing):
   """The best checkpoints of a two-stage workdir's centre and keypoint models, composed into
   one compiled function of whole frames (kp_jax.find_refine)."""
 
-  def __init__(self, workdir: str, likelihood_cutoff: float | None = None):
+  def __init__(self, workdir: str, likelihood_cutoff: float | None = None,
+               score_threshold: float | None = None):
     centre = load_run(str(epath.Path(workdir) / "centre"))
     keypoints = load_run(str(epath.Path(workdir) / "keypoints"))
     data = keypoints.config.data
@@ -164,17 +179,50 @@ class FindRefinePredictor(_Drawing):
     self.step = {"centre": centre.step, "keypoints": keypoints.step}
     self._describe(keypoints, likelihood_cutoff)
     self.crop_size = tuple(data.instances.crop_size)
+    self.max_instances = int(centre.config.data.instances.get("max_instances", 1))
+    section = load_config(workdir).two_stage  # how candidates become instances
+    self.selection = poses.Selection(
+        section.score_threshold if score_threshold is None else score_threshold,
+        section.nms_threshold, section.keypoint_threshold,
+        tuple(float(s) for s in keypoints.oks_sigmas))
+    self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
     self.stages = find_refine.Stages(
         centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
         keypoints.head, tuple(keypoints.image_shape[:2]),
         find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]), data.image_mean,
-        data.image_std, flip_permutation=keypoints.flip_permutation)
+        data.image_std, self.max_instances, flip_permutation=keypoints.flip_permutation)
     self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
+    self._refine = jax.jit(functools.partial(find_refine.refine, self.stages))
     self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))
+
+  @property
+  def multi_instance(self) -> bool:
+    return self.max_instances > 1
 
   def on_frames(self, images) -> dict:
     """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
     return jax.device_get(self._predict(*self.variables, images))
+
+  def at_centres(self, images, centres) -> dict:
+    """`find_refine.refine` about given centres [B, N, 2] (the labels', a detector's)."""
+    return jax.device_get(self._refine(self.variables[1], images, centres))
+
+  def instances(self, result: dict, scores=None, selection=None) -> list[list[dict]]:
+    """Each frame's instances, best first ({"score", "keypoints" [K, 2], "likelihood" [K],
+    "box" [4]: the centre model's, x0, y0, x1, y1}): the candidates of `result` (`on_frames`;
+    detection scores `scores` [B, N], default the centre model's) scoring at least the
+    threshold, OKS duplicates removed (`selection`, default the run's)."""
+    scores = result["scores"] if scores is None else scores
+    selection = selection or self.selection
+    boxes = np.concatenate([result["centres"] - result["sizes"] / 2,
+                            result["centres"] + result["sizes"] / 2], -1)
+    frames = []
+    for points, likelihood, detection, box in zip(result["keypoints"], result["likelihood"],
+                                                  scores, boxes):
+      kept, instance_scores = poses.select(selection, points, likelihood, detection)
+      frames.append([{"score": float(instance_scores[i]), "keypoints": points[i],
+                      "likelihood": likelihood[i], "box": box[i]} for i in kept])
+    return frames
 
   def crop_matrix(self, image_hw, box=None):
     del image_hw
@@ -189,10 +237,12 @@ class FindRefinePredictor(_Drawing):
     return result["keypoints"][:, 0], result["likelihood"][:, 0]
 
 
-def open_predictor(workdir: str, likelihood_cutoff: float | None = None):
+def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
+                   score_threshold: float | None = None):
   """The predictor of a one- or two-stage workdir."""
-  kind = FindRefinePredictor if is_find_refine(workdir) else Predictor
-  return kind(workdir, likelihood_cutoff)
+  if is_find_refine(workdir):
+    return FindRefinePredictor(workdir, likelihood_cutoff, score_threshold)
+  return Predictor(workdir, likelihood_cutoff)
 
 
 def _as_uint8_rgb(image) -> np.ndarray:
@@ -206,20 +256,41 @@ def _keypoint_values(points, likelihood, cutoff: float) -> list:
           for (x, y), p in zip(points, likelihood)]
 
 
+def _instance_record(predictor, instance: dict, **extra) -> dict:
+  return {**extra, "score": instance["score"], "keypoints": dict(zip(
+      predictor.names, _keypoint_values(instance["keypoints"], instance["likelihood"],
+                                        predictor.cutoff)))}
+
+
+def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
+  return visualize.draw_instances(
+      frame, [(i, x["keypoints"], x["likelihood"]) for i, x in zip(ids, instances)],
+      predictor.skeleton, predictor.cutoff)
+
+
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
-                  likelihood_cutoff: float | None = None) -> dict:
-  predictor = open_predictor(workdir, likelihood_cutoff)
+                  likelihood_cutoff: float | None = None,
+                  score_threshold: float | None = None) -> dict:
+  predictor = open_predictor(workdir, likelihood_cutoff, score_threshold)
+  multi = getattr(predictor, "multi_instance", False)
   output_dir = epath.Path(output_dir or epath.Path(workdir) / "predictions")
   output_dir.mkdir(parents=True, exist_ok=True)
   results = {}
   for path in paths:
-    points, likelihood, image = predictor(path, box)
-    results[path] = dict(zip(predictor.names, _keypoint_values(points, likelihood,
-                                                               predictor.cutoff)))
+    if multi:
+      image = load_image(path, predictor.image_shape[-1])
+      instances = predictor.instances(predictor.on_frames(image[None]))[0]
+      results[path] = [_instance_record(predictor, x) for x in instances]
+      overlay = _draw_instances(predictor, _as_uint8_rgb(image), instances,
+                                range(1, len(instances) + 1))
+    else:
+      points, likelihood, image = predictor(path, box)
+      results[path] = dict(zip(predictor.names, _keypoint_values(points, likelihood,
+                                                                 predictor.cutoff)))
+      overlay = predictor.overlay(_as_uint8_rgb(image), points, likelihood)
     stem = os.path.splitext(os.path.basename(path))[0]
     with (output_dir / f"{stem}_keypoints.png").open("wb") as f:
-      Image.fromarray(predictor.overlay(_as_uint8_rgb(image), points, likelihood)).save(
-          f, format="PNG")
+      Image.fromarray(overlay).save(f, format="PNG")
   (output_dir / "keypoints.json").write_text(json.dumps(results, indent=2))
   return results
 
@@ -280,18 +351,71 @@ class VideoWriter:
     self.container.close()
 
 
-def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"):
-  """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords, then one row per frame
-  (its index, then x, y, likelihood per body part; x and y empty when missing)."""
+def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax",
+                         individuals=None):
+  """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords (multi-animal: scorer /
+  individuals / bodyparts / coords, `individuals` naming each group of body parts), then one
+  row per frame (its index, then x, y, likelihood per body part, of each individual in turn;
+  x and y empty when missing)."""
+  groups = individuals or [None]
   text = io.StringIO(newline="")
   writer = csv.writer(text)
-  writer.writerow(["scorer"] + [scorer] * 3 * len(names))
-  writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)])
-  writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names))
+  writer.writerow(["scorer"] + [scorer] * 3 * len(names) * len(groups))
+  if individuals:
+    writer.writerow(["individuals"] + [i for i in individuals for _ in range(3 * len(names))])
+  writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)] * len(groups))
+  writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names) * len(groups))
   for index, values in enumerate(frames_values):
     writer.writerow([index] + ["" if v is None else f"{v:.4f}" for triple in values
                                for v in triple])
   epath.Path(path).write_text(text.getvalue())
+
+
+class _SingleVideo:
+  """One instance per frame: the frame's keypoints, DeepLabCut's single-animal CSV."""
+
+  def __init__(self, predictor):
+    self.predictor, self.values = predictor, []
+
+  def add(self, frames, images, matrix):
+    predictor = self.predictor
+    points, likelihood = predictor.on_images(images, matrix)
+    for frame, p, l in zip(frames, points, likelihood):
+      self.values.append(_keypoint_values(p, l, predictor.cutoff))
+      yield predictor.overlay(frame, p, l)
+
+  def write(self, out: dict, header: dict):
+    write_deeplabcut_csv(out["csv"], self.predictor.names, self.values)
+    epath.Path(out["json"]).write_text(json.dumps({**header, "frames": self.values}))
+
+
+class _TrackedVideo:
+  """Every instance of every frame, followed by its track id (kp_jax.poses.track)."""
+
+  def __init__(self, predictor):
+    self.predictor, self.frames, self.tracks = predictor, [], poses.Tracks()
+
+  def add(self, frames, images, matrix):
+    del matrix
+    predictor = self.predictor
+    for frame, instances in zip(frames, predictor.instances(predictor.on_frames(images))):
+      self.tracks, ids = poses.track(self.tracks, len(self.frames),
+                                     [x["box"] for x in instances], **predictor.tracking)
+      self.frames.append([_instance_record(predictor, x, track=i)
+                          for i, x in zip(ids, instances)])
+      yield _draw_instances(predictor, frame, instances, ids)
+
+  def write(self, out: dict, header: dict):
+    names = self.predictor.names
+    ids = sorted({x["track"] for frame in self.frames for x in frame})
+    missing = [[None, None, None]] * len(names)
+    rows = []
+    for frame in self.frames:
+      by_track = {x["track"]: [x["keypoints"][n] for n in names] for x in frame}
+      rows.append([v for i in ids for v in by_track.get(i, missing)])
+    write_deeplabcut_csv(out["csv"], names, rows, individuals=[f"track{i}" for i in ids])
+    epath.Path(out["json"]).write_text(json.dumps({**header, "tracks": ids,
+                                                   "frames": self.frames}))
 
 
 def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str,
@@ -302,7 +426,9 @@ def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, outpu
   stem = os.path.splitext(os.path.basename(path))[0]
   out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in
          (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
-  values, matrix, batch = [], None, []
+  video = (_TrackedVideo if getattr(predictor, "multi_instance", False) else _SingleVideo)(
+      predictor)
+  matrix, batch, count = None, [], 0
   start = time.perf_counter()
   # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
   with tempfile.TemporaryDirectory() as local:
@@ -313,16 +439,15 @@ def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, outpu
       images = np.stack(batch).astype(np.float32) / 255.0
       if predictor.image_shape[-1] == 1:
         images = images.mean(-1, keepdims=True)
-      points, likelihood = predictor.on_images(images, matrix)
-      for frame, p, l in zip(batch, points, likelihood):
-        values.append(_keypoint_values(p, l, predictor.cutoff))
-        writer.write(predictor.overlay(frame, p, l))
+      for overlay in video.add(batch, images, matrix):
+        writer.write(overlay)
       batch.clear()
 
     for frame in frames:
       if matrix is None:
         matrix = predictor.crop_matrix(frame.shape[:2], box)
       batch.append(frame)
+      count += 1
       if len(batch) == batch_size:
         flush()
     if batch:
@@ -330,13 +455,11 @@ def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, outpu
     writer.close()
     epath.Path(local_video).copy(out["video"], overwrite=True)
   seconds = time.perf_counter() - start
-  if not values:
+  if not count:
     raise ValueError(f"{path} has no video frames.")
-  write_deeplabcut_csv(out["csv"], predictor.names, values)
-  epath.Path(out["json"]).write_text(json.dumps(
-      {"video": path, "keypoints": list(predictor.names), "fps": fps,
-       "likelihood_cutoff": predictor.cutoff, "frames": values}))
-  return {**out, "frames": len(values), "fps": fps, "frames_per_second": len(values) / seconds}
+  video.write(out, {"video": path, "keypoints": list(predictor.names), "fps": fps,
+                    "likelihood_cutoff": predictor.cutoff})
+  return {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
 
 
 def main(argv):
@@ -348,10 +471,10 @@ def main(argv):
   output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")
   if images:
     print(json.dumps(predict_files(args.workdir, images, output_dir, box,
-                                   args.likelihood_cutoff), indent=2))
+                                   args.likelihood_cutoff, args.score_threshold), indent=2))
   videos = [p for p in argv[1:] if is_video(p)]
   if videos:
-    predictor = open_predictor(args.workdir, args.likelihood_cutoff)
+    predictor = open_predictor(args.workdir, args.likelihood_cutoff, args.score_threshold)
     epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
       result = predict_video(predictor, path, output_dir, box=box)
@@ -367,4 +490,7 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                     "default: the whole image.")
   flags.DEFINE_float("likelihood_cutoff", None, "Keypoints under this likelihood are written "
                      "as missing and not drawn; default: the run's config.likelihood_cutoff.")
+  flags.DEFINE_float("score_threshold", None, "Several-instance two-stage models: instances "
+                     "scoring under it are dropped; default: the run's "
+                     "two_stage.score_threshold.")
   app.run(main)

@@ -69,6 +69,10 @@ class WaitClock:
     finally:
       self.seconds += time.perf_counter() - start
 
+  def close(self):
+    """Ends the stream: its tf.data threads, shuffle buffer and cache go now."""
+    self.iterator.close()
+
 
 def _check_finite(history: list, values: dict, first_step: int, last_checkpoint,
                   parallel: steps.Parallel):
@@ -174,6 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_iter = WaitClock(pipeline.train_iterator(
         config, source, start_step=start_step, local_devices=jax.local_device_count(),
         process_index=jax.process_index(), process_count=jax.process_count()))
+    stack.callback(train_iter.close)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                              writer=log.writer, every_steps=config.log_every_steps)
     num_steps = config.num_train_steps
@@ -228,6 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
+    train_iter.close()
     manager.wait_until_finished()  # a failed last save stops the run before its summary
 
     if eval_results is None:  # resumed a finished run: evaluate what is there

@@ -17,6 +17,7 @@ model's mean error on the training frames, at least `min_centre_jitter_px` and a
 """
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -27,7 +28,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from kp_jax import evaluation, find_refine, train
+from kp_jax import coco_eval, evaluation, find_refine, poses, train
 from kp_jax.data import instances, pipeline
 from kp_jax.exported import fit_matrix
 from kp_jax.predict import FindRefinePredictor, load_config
@@ -40,15 +41,16 @@ def _plain(config) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(values)
 
 
-def centre_config(config) -> ml_collections.ConfigDict:
+def centre_config(config, max_instances: int = 1) -> ml_collections.ConfigDict:
   """Stage 1's config: the keypoint config's data and optimiser, the centre section's model,
-  input size and budget."""
+  input size and budget, `max_instances` instance slots per image."""
   section, out = config.two_stage.centre, _plain(config)
   out.name = f"{config.name}/centre"
   out.data.instances.stage = "centre"
+  out.data.instances.max_instances = max_instances
   out.data.input_size = tuple(section.input_size)
   out.data.box_padding = 1.0  # the whole frame
-  out.data.augment.flip_probability = 0.0  # one centre: nothing to swap
+  out.data.augment.flip_probability = 0.0  # centres: nothing to swap
   out.data.augment.half_body_probability = 0.0
   out.model = ml_collections.ConfigDict(section.model.to_dict())
   out.optimizer.learning_rate = section.learning_rate
@@ -125,7 +127,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   derived = json.loads(record.read_text()) if record.exists() else None
   if derived is not None:  # resuming: stage 2 keeps the crops it started with
     _check_same_instances(derived, config, record)
-  centre_summary = train.train_and_evaluate(centre_config(config), str(root / "centre"))
+  max_instances = (config.data.instances.get("max_instances", 0) or
+                   instances.most_instances(pipeline.get_source(_plain(config).data)))
+  centre_summary = train.train_and_evaluate(centre_config(config, max_instances),
+                                            str(root / "centre"))
   if "preempted_at_step" in centre_summary:
     return centre_summary
   if derived is None:
@@ -155,10 +160,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 # Evaluation.
 
 
-def _frames_of(source, split: str, batch_size: int):
-  """Batches of (uint8 frames [B, H, W, C], examples) of one frame size, in split order."""
+def _frames_of(examples, batch_size: int):
+  """Batches of (uint8 frames [B, H, W, C], examples) of one frame size, in order, from a
+  dataset of examples (one per frame)."""
   batch = []
-  for example in source.load(split, 0, 1).as_numpy_iterator():
+  for example in examples.as_numpy_iterator():
     if batch and (len(batch) == batch_size or
                   batch[0]["image"].shape != example["image"].shape):
       yield np.stack([e["image"] for e in batch]), batch
@@ -180,15 +186,26 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
   labels and the mean-shape baseline (`_training_mean`)."""
   config = load_config(workdir)
   predictor = FindRefinePredictor(workdir)
-  data = _plain(config).data
-  source = pipeline.get_source(data)
+  source = pipeline.get_source(_plain(config).data)
+  several = source.images is not None
+  summary = (_evaluate_instances if several else _evaluate_single)(
+      workdir, split, config, predictor, source)
+  if write:
+    output_dir = epath.Path(output_dir or epath.Path(workdir) / "eval" / split)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+  return summary
+
+
+def _evaluate_single(workdir: str, split: str, config, predictor, source) -> dict:
+  """`evaluate` where each frame holds one instance."""
   names = source.spec.names
   resolved = instances.resolve(config.data.instances, source.spec)
   # Found: the crop holds the keypoints that place it (a far, rarely labelled one may not fit).
   anchor = list(resolved.anchor or range(source.spec.num_keypoints))
   mean_shape = _training_mean(source, predictor.stages.centre_hw)
   errors, baseline, labelled, centre_errors, found, centre_labelled = [], [], [], [], [], []
-  for frames, examples in _frames_of(source, split, config.eval_batch_size):
+  for frames, examples in _frames_of(source.load(split, 0, 1), config.eval_batch_size):
     images = frames.astype(np.float32) / 255.0
     result = predictor.on_frames(images)
     to_frame = np.linalg.inv(fit_matrix(frames.shape[1:3], predictor.stages.centre_hw))
@@ -223,11 +240,69 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
       "centre_error_px": _mean_over(np.array(centre_errors), centre_labelled),
       "instances_found": float(np.mean(found)), "instances_missed": int(len(found) - sum(found)),
       "crop_size": list(predictor.crop_size), "per_keypoint": per_keypoint}
-  if write:
-    output_dir = epath.Path(output_dir or epath.Path(workdir) / "eval" / split)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
   return summary
+
+
+def _evaluate_instances(workdir: str, split: str, config, predictor, source) -> dict:
+  """`evaluate` where an image holds several instances: COCO keypoint AP of the instances
+  found end to end (every candidate after OKS-NMS, ranked by score) beside the keypoint model
+  on crops about the labelled centres (the "ground-truth boxes" rows of top-down tables); at
+  the score threshold, the labelled instances found, missed and duplicated and the false
+  positives (matched as COCO matches, OKS >= 0.5); the pixel error of the found ones."""
+  del workdir
+  spec = source.spec
+  sigmas = spec.oks_sigmas()
+  resolved = instances.resolve(config.data.instances, spec)
+  every_candidate = dataclasses.replace(predictor.selection, score_threshold=0.0)
+  truth, found_results, true_results, errors, visible = [], [], [], [], []
+  counts = {"labelled": 0, "found": 0, "missed": 0, "duplicates": 0, "false_positives": 0}
+  as_array = lambda xs, key, shape: np.array([x[key] for x in xs]).reshape(len(xs), *shape)
+  k = spec.num_keypoints
+  for frames, images in _frames_of(source.images.load(split, 0, 1), config.eval_batch_size):
+    floats = frames.astype(np.float32) / 255.0
+    result = predictor.on_frames(floats)
+    chosen = predictor.instances(result)
+    candidates = predictor.instances(result, selection=every_candidate)
+    centres = [np.asarray(resolved.centre(image)[0]) for image in images]
+    most = max(len(c) for c in centres)
+    true = predictor.at_centres(floats, np.stack(
+        [np.pad(c, ((0, most - len(c)), (0, 0))) for c in centres]).astype(np.float32))
+    for i, image in enumerate(images):
+      image_id, n = int(image["image_id"]), len(image["keypoints"])
+      truth += [(image_id, *labels) for labels in zip(image["box"], image["keypoints"],
+                                                      image["visible"])]
+      true_scores = poses.instance_scores(np.ones(n), true["likelihood"][i, :n],
+                                          predictor.selection.keypoint_threshold)
+      true_results += coco_eval.results([image_id] * n, true["keypoints"][i, :n], true_scores, 1)
+      found_results += coco_eval.results(
+          [image_id] * len(candidates[i]), as_array(candidates[i], "keypoints", (k, 2)),
+          [x["score"] for x in candidates[i]], 1)
+      points = as_array(chosen[i], "keypoints", (k, 2))
+      match = poses.match_labels(points, [x["score"] for x in chosen[i]], image["keypoints"],
+                                 image["visible"], image["box"][:, 2] * image["box"][:, 3],
+                                 sigmas)
+      counts["labelled"] += int((image["visible"].sum(-1) > 0).sum())
+      counts["found"] += len(match["pairs"])
+      for key in ("missed", "duplicates", "false_positives"):
+        counts[key] += match[key]
+      for p, g in match["pairs"]:
+        errors.append(np.linalg.norm(points[p] - image["keypoints"][g], axis=-1))
+        visible.append(image["visible"][g] > 0)
+  ids, boxes, keypoints, labelled = (np.array(column) for column in zip(*truth))
+  ground_truth = coco_eval.ground_truth_from_examples(ids, boxes, keypoints, labelled,
+                                                      spec.names)
+  ap = coco_eval.keypoint_ap(ground_truth, found_results, sigmas, 1)
+  ap_true = coco_eval.keypoint_ap(ground_truth, true_results, sigmas, 1)
+  errors, visible = np.array(errors).reshape(-1, k), np.array(visible).reshape(-1, k)
+  return {"split": split, "num_images": len(set(ids.tolist())), "coco_AP": ap["AP"],
+          "coco_AP_true_centres": ap_true["AP"],
+          "ap_ratio_to_true_centres": ap["AP"] / ap_true["AP"] if ap_true["AP"] > 0 else None,
+          **{f"coco_{key}": value for key, value in ap.items() if key != "AP"},
+          "score_threshold": predictor.selection.score_threshold, "instances": counts,
+          "instances_found": counts["found"] / max(counts["labelled"], 1),
+          "error_px_found": _mean_over(errors, visible), "crop_size": list(predictor.crop_size),
+          "per_keypoint": {name: {"error_px_found": _mean_over(errors[:, j], visible[:, j])}
+                           for j, name in enumerate(spec.names)}}
 
 
 def _training_mean(source, input_hw) -> np.ndarray:
@@ -245,6 +320,21 @@ def _training_mean(source, input_hw) -> np.ndarray:
 
 def format_table(summary: dict) -> str:
   cell = lambda value, spec: "-" if value is None else format(value, spec)
+  if "coco_AP_true_centres" in summary:  # several instances per image
+    counts = summary["instances"]
+    lines = [f"find-then-refine, every instance, {summary['split']} ({summary['num_images']} "
+             f"images), source pixels; crops {summary['crop_size']}",
+             f"  COCO AP {summary['coco_AP']:.3f} end to end, {summary['coco_AP_true_centres']:.3f}"
+             f" on crops about the labelled centres (ratio "
+             f"{cell(summary['ap_ratio_to_true_centres'], '.3f')})",
+             f"  at score >= {summary['score_threshold']}: {counts['found']} of "
+             f"{counts['labelled']} instances found, {counts['missed']} missed, "
+             f"{counts['duplicates']} duplicated, {counts['false_positives']} false positives; "
+             f"found ones' error {cell(summary['error_px_found'], '.2f')} px",
+             "| keypoint | error of found instances px |", "| --- | --- |"]
+    lines += [f"| {name} | {cell(m['error_px_found'], '.2f')} |"
+              for name, m in summary["per_keypoint"].items()]
+    return "\n".join(lines)
   lines = [f"find-then-refine, {summary['split']} ({summary['num_frames']} frames), source "
            f"pixels; crops {summary['crop_size']}",
            f"  stage 1: centre error {cell(summary['centre_error_px'], '.2f')} px, instances "

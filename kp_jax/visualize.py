@@ -111,3 +111,30 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
           origin=(columns * step_x + 4, title))
   with epath.Path(path).open("wb") as f:  # any file system, as the rest of the workdir
     grid.save(f, format="png")
+
+
+def draw_instances(image, instances, skeleton, cutoff: float = 0.0) -> np.ndarray:
+  """An RGB uint8 frame [h, w, 3] with several instances drawn, each in its own colour (by its
+  id, so a track keeps its colour) with its id beside it: `instances` are (id, keypoints
+  [K, 2], likelihoods [K]); keypoints under `cutoff` are hidden."""
+  height, width = image.shape[:2]
+  radius = max(3, round(min(height, width) / 100))
+  canvas = Image.fromarray(image).convert("RGBA")
+  layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+  pen = ImageDraw.Draw(layer)
+  font = ImageFont.load_default(size=max(10, 3 * radius))
+  for instance_id, points, likelihood in instances:
+    colour = tuple(int(c) for c in TAB10[(int(instance_id) - 1) % len(TAB10)])
+    keep = shown(np.asarray(likelihood, np.float64), cutoff)
+    for i, j in skeleton:
+      if keep[i] and keep[j]:
+        pen.line([tuple(points[i]), tuple(points[j])], fill=(*colour, 200),
+                 width=max(1, radius // 2))
+    for (x, y) in np.asarray(points)[keep]:
+      pen.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(*colour, 230),
+                  outline=(*WHITE, 230))
+    if keep.any():
+      x, y = np.asarray(points)[keep].min(0)
+      pen.text((x - 2 * radius, y - 4 * radius), str(instance_id), fill=(*colour, 255),
+               font=font, stroke_width=1, stroke_fill=(0, 0, 0, 255))
+  return np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
