@@ -68,6 +68,8 @@ def get_config():
   data.norm_keypoints = ()  # two keypoint names whose distance is the NME normaliser
   #                           (e.g. the outer eye corners); (): the box size sqrt(w * h)
   data.min_keypoints = 1  # instances with fewer labelled keypoints are left out
+  data.detections = ""  # COCO: a detections file (COCO results format) whose boxes `evaluate`
+  #                      crops instead of the annotated ones (kp_jax/evaluate.py)
   data.bad_records = "error"  # "error": stop at the first bad record; "skip": skip and count
   data.verify_images = True  # decode every image once before training, naming broken files
   data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std

@@ -13,6 +13,11 @@ Writes into --output_dir (default WORKDIR/eval/SPLIT):
                      likelihood cutoff, COCO keypoint AP/AR (pycocotools, OKS with the
                      keypoints' sigmas), and a per-keypoint breakdown
   keypoint_results.json  the predictions in the COCO results format, in source image pixels
+
+With --detections FILE (or `config.data.detections`), a COCO-format run crops the boxes of a
+person-detections file instead of the annotated ones and scores them as MMPose does (box score
+x mean keypoint likelihood above 0.2, OKS-NMS at 0.9): the protocol of published COCO tables
+(docs/datasets.md says which table compares with which mode).
 """
 
 import tensorflow as tf
@@ -34,7 +39,7 @@ def main(argv):
     print(two_stage.format_table(two_stage.evaluate(args.workdir, args.split, args.output_dir)))
     return
   print(format_table(evaluate_run(args.workdir, args.split, args.output_dir, args.step,
-                                  args.likelihood_cutoff)))
+                                  args.likelihood_cutoff, args.detections)))
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -45,4 +50,7 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
   flags.DEFINE_float("likelihood_cutoff", None, "Also report the error of the keypoints at or "
                      "above this likelihood and their share; default: the run's "
                      "config.likelihood_cutoff.")
+  flags.DEFINE_string("detections", None, "COCO-format runs: a detections file (COCO's "
+                      "results format) whose boxes are cropped instead of the split's own, "
+                      "scored as MMPose does; default: the run's config.data.detections.")
   app.run(main)

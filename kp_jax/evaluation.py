@@ -14,8 +14,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from kp_jax import coco_eval, metrics, steps
-from kp_jax.data import pipeline
+from kp_jax import coco_eval, metrics, poses, steps
+from kp_jax.data import coco, pipeline
 from kp_jax.exported import to_source_pixels
 from kp_jax.predict import load_run
 
@@ -87,8 +87,17 @@ def cutoff_metrics(rows: dict, cutoff: float) -> dict:
           "error_image_px_kept": float(error[kept].mean()) if kept.any() else None}
 
 
-def coco_metrics(source, split: str, rows: dict) -> tuple[dict, list]:
-  """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`)."""
+# MMPose's top-down evaluation with detected boxes (its CocoMetric defaults): an instance
+# scores its box's score times the mean likelihood of its keypoints above this ...
+KEYPOINT_SCORE_THRESHOLD = 0.2
+# ... and of two poses of an image whose OKS exceeds this, the lower-scored is dropped.
+OKS_NMS_THRESHOLD = 0.9
+
+
+def coco_metrics(source, split: str, rows: dict, box_scores=None) -> tuple[dict, list]:
+  """(COCO AP/AR, the predictions in the COCO results format) of `rows` (`stack_rows`). With
+  `box_scores` (detected boxes, one a row), MMPose's protocol: box score x mean likelihood
+  above KEYPOINT_SCORE_THRESHOLD, then OKS-NMS per image."""
   spec = source.spec
   pred = to_source_pixels(rows["pred"], rows["matrix"])
   if split in source.ground_truth:
@@ -98,20 +107,34 @@ def coco_metrics(source, split: str, rows: dict) -> tuple[dict, list]:
     ground_truth = coco_eval.ground_truth_from_examples(
         rows["image_id"], rows["box"], to_source_pixels(rows["keypoints"], rows["matrix"]),
         rows["visible"], spec.names, category_id)
-  # An instance scores its keypoints' mean likelihood (MMPose's rule for heatmap heads); the
-  # regression head has none, so every instance scores 1 and COCO AP ranks them by order.
-  predictions = coco_eval.results(rows["image_id"], pred, rows["likelihood"].mean(-1),
-                                  category_id)
+  if box_scores is None:
+    # An instance scores its keypoints' mean likelihood (MMPose's rule for heatmap heads with
+    # ground-truth boxes); the regression head has none, so every instance scores 1.
+    scores, kept = rows["likelihood"].mean(-1), np.arange(len(pred))
+  else:
+    scores = poses.instance_scores(box_scores, rows["likelihood"], KEYPOINT_SCORE_THRESHOLD)
+    kept = np.concatenate([
+        np.flatnonzero(same)[poses.oks_nms(pred[same], rows["likelihood"][same], scores[same],
+                                           spec.oks_sigmas(), OKS_NMS_THRESHOLD)]
+        for same in (rows["image_id"] == i for i in np.unique(rows["image_id"]))])
+  predictions = coco_eval.results(rows["image_id"][kept], pred[kept], scores[kept], category_id)
   return coco_eval.keypoint_ap(ground_truth, predictions, spec.oks_sigmas(), category_id), \
       predictions
 
 
 def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
-                 step: int | None = None, likelihood_cutoff: float | None = None) -> dict:
-  """Evaluates `workdir`'s checkpoint (default: the best) on `split`; returns metrics.json."""
+                 step: int | None = None, likelihood_cutoff: float | None = None,
+                 detections: str | None = None) -> dict:
+  """Evaluates `workdir`'s checkpoint (default: the best) on `split`; returns metrics.json.
+  `detections` (default the run's `data.detections`): a COCO results file of boxes to crop
+  instead of the split's own (MMPose's protocol with detected boxes; COCO AP only)."""
   run = load_run(workdir, step)
   config = run.config
   source = pipeline.get_source(config.data)
+  detections = detections or config.data.get("detections", "")
+  box_scores = None
+  if detections:
+    source, box_scores = coco.with_detections(source, split, detections, config.data)
   spec = source.spec
   if spec.names != run.keypoint_names:
     raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
@@ -124,11 +147,11 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
       parallel, parallel.put_state(run.state), config, source, split, mean_shape,
       on_predictions=lambda *outputs: collected.append(outputs))
   rows = stack_rows(collected)
-  ap, predictions = coco_metrics(source, split, rows)
+  ap, predictions = coco_metrics(source, split, rows, box_scores)
   if likelihood_cutoff is None:
     likelihood_cutoff = config.get("likelihood_cutoff", 0.0)
   summary = {"workdir": workdir, "step": run.step, "split": split, "source": source.name,
-             "normaliser": spec.normaliser,
+             "boxes": detections or "the split's own", "normaliser": spec.normaliser,
              **headline_metrics(values),
              **cutoff_metrics(rows, likelihood_cutoff),
              **{f"coco_{k}": v for k, v in ap.items()}, "per_keypoint": per_keypoint}

@@ -180,12 +180,14 @@ class FindRefinePredictor(_Drawing):
     self._describe(keypoints, likelihood_cutoff)
     self.crop_size = tuple(data.instances.crop_size)
     self.max_instances = int(centre.config.data.instances.get("max_instances", 1))
-    section = load_config(workdir).two_stage  # how candidates become instances
-    self.selection = poses.Selection(
-        section.score_threshold if score_threshold is None else score_threshold,
-        section.nms_threshold, section.keypoint_threshold,
-        tuple(float(s) for s in keypoints.oks_sigmas))
-    self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
+    self.selection, self.tracking = None, None
+    if self.multi_instance:  # how candidates become instances, and instances tracks
+      section = load_config(workdir).two_stage
+      self.selection = poses.Selection(
+          section.score_threshold if score_threshold is None else score_threshold,
+          section.nms_threshold, section.keypoint_threshold,
+          tuple(float(s) for s in keypoints.oks_sigmas))
+      self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
     self.stages = find_refine.Stages(
         centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
         keypoints.head, tuple(keypoints.image_shape[:2]),
@@ -271,9 +273,16 @@ def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
                   likelihood_cutoff: float | None = None,
                   score_threshold: float | None = None) -> dict:
-  predictor = open_predictor(workdir, likelihood_cutoff, score_threshold)
+  """`workdir`'s best checkpoint on image files (`predict_images`)."""
+  return predict_images(open_predictor(workdir, likelihood_cutoff, score_threshold), paths,
+                        output_dir or str(epath.Path(workdir) / "predictions"), box)
+
+
+def predict_images(predictor, paths, output_dir: str, box=None) -> dict:
+  """Keypoints of each image file: writes `keypoints.json` and an overlay per image into
+  `output_dir` (module docstring); returns what the JSON holds."""
   multi = getattr(predictor, "multi_instance", False)
-  output_dir = epath.Path(output_dir or epath.Path(workdir) / "predictions")
+  output_dir = epath.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   results = {}
   for path in paths:

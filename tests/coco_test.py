@@ -1,7 +1,10 @@
+import collections
 import copy
 import dataclasses
 import json
 import os
+import shutil
+import types
 
 import numpy as np
 import pytest
@@ -11,8 +14,8 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import file_source_config, ground_truth_rows
 from kp_jax import coco_eval, evaluation, exported, train
-from kp_jax.data import example_coco, pipeline
-from kp_jax.data.keypoints import COCO_PERSON, FACE15, flip_pairs_from_names
+from kp_jax.data import example_coco, instances, pipeline
+from kp_jax.data.keypoints import COCO_PERSON, FACE15, KeypointSpec, flip_pairs_from_names
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +252,124 @@ def test_evaluate_command_on_a_trained_coco_run(data_dir, dataset, tmp_path):
   reference.summarize()
   assert summary["coco_AP"] == pytest.approx(reference.stats[0], abs=1e-12)
   assert "left_eye_center" in evaluation.format_table(summary)
+
+
+def test_detected_boxes_are_scored_and_deduplicated_as_mmpose_does():
+  # One image, two people; three detections: each person's and, between them in score, a
+  # second box on the first whose pose is 0.3 px off (a duplicate).
+  names = ("a", "b", "c")
+  person_a = np.array([[10.0, 10.0], [30.0, 10.0], [20.0, 40.0]])
+  person_b = person_a + 100
+  truth = coco_eval.ground_truth_from_examples(
+      [7, 7], np.array([[5.0, 5.0, 30.0, 40.0], [105.0, 105.0, 30.0, 40.0]]),
+      np.stack([person_a, person_b]), np.ones((2, 3)), names)
+  source = types.SimpleNamespace(spec=KeypointSpec(names), ground_truth={
+      "validation": lambda: (truth, 1)})
+  rows = {"pred": np.stack([person_a, person_a + 0.3, person_b]),
+          "likelihood": np.array([[0.9, 0.9, 0.1], [0.9, 0.9, 0.9], [0.5, 0.5, 0.5]]),
+          "matrix": np.broadcast_to(np.eye(3), (3, 3, 3)), "image_id": np.array([7, 7, 7])}
+  ap, predictions = evaluation.coco_metrics(source, "validation", rows,
+                                            box_scores=np.array([0.9, 0.8, 0.7]))
+  # Scores: 0.9 x mean(0.9, 0.9) (0.1 is under 0.2); the duplicate 0.8 x 0.9 = 0.72 is gone
+  # (OKS ~1 > 0.9 with the first); 0.7 x 0.5.
+  np.testing.assert_allclose([p["score"] for p in predictions], [0.81, 0.35])
+  assert ap["AP"] == pytest.approx(1.0)
+  # Without the NMS the duplicate is a false positive ranked second: precision 1 up to recall
+  # 0.5, then 2/3; COCO's 101-point AP = (51 * 1 + 50 * 2/3) / 101.
+  kept_all = coco_eval.results([7, 7, 7], rows["pred"], [0.81, 0.72, 0.35], 1)
+  raw = coco_eval.keypoint_ap(truth, kept_all, KeypointSpec(names).oks_sigmas(), 1)
+  assert raw["AP"] == pytest.approx((51 + 50 * 2 / 3) / 101, abs=1e-9)
+
+
+def test_evaluate_with_a_detections_file(data_dir, dataset, tmp_path):
+  _, files = dataset
+  config = coco_config(data_dir, files)
+  config.num_train_steps = 4
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  truth = json.load(open(files["validation"]))
+  detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                 "score": 0.9} for a in truth["annotations"]]
+  detections.append({"image_id": truth["images"][0]["id"], "category_id": 99,
+                     "bbox": [0, 0, 10, 10], "score": 1.0})  # another category: left out
+  path = str(tmp_path / "detections.json")
+  json.dump(detections, open(path, "w"))
+  summary = evaluation.evaluate_run(workdir, "validation", str(tmp_path / "eval"),
+                                    detections=path)
+  assert summary["boxes"] == path and summary["num_examples"] == len(truth["annotations"])
+  assert summary["num_labelled_keypoints"] == 0  # detected boxes carry no labels
+  assert 0.0 <= summary["coco_AP"] <= 1.0
+  # The written results are the NMS survivors, scored box score x mean likelihood.
+  predictions = json.load(open(tmp_path / "eval" / "metrics.json"))
+  assert predictions["coco_AP"] == summary["coco_AP"]
+  json.dump([{**detections[0], "image_id": 12345}], open(path, "w"))
+  with pytest.raises(ValueError, match=r"detection #0: image_id 12345 is not an image of"):
+    evaluation.evaluate_run(workdir, "validation", str(tmp_path / "eval"), detections=path)
+
+
+def test_annotations_folder_layout_needs_no_image_dirs(data_dir, dataset, tmp_path):
+  # PoseTrack's and several MMPose datasets' layout: root/annotations/*.json, file_name
+  # relative to root.
+  out, files = dataset
+  root = tmp_path / "dataset"
+  (root / "annotations").mkdir(parents=True)
+  moved = {}
+  for split, path in files.items():
+    data = json.load(open(path))
+    for image in data["images"]:
+      image["file_name"] = f"frames/{split}/{image['file_name']}"
+      target = root / image["file_name"]
+      target.parent.mkdir(parents=True, exist_ok=True)
+      shutil.copy(os.path.join(out, "images", os.path.basename(image["file_name"])), target)
+    moved[split] = str(root / "annotations" / f"{split}.json")
+    json.dump(data, open(moved[split], "w"))
+  source = pipeline.get_source(coco_config(data_dir, moved).data)
+  assert source.split_sizes["validation"] == len(json.load(open(files["validation"]))
+                                                 ["annotations"])
+  next(source.load("validation", 0, 1).as_numpy_iterator())  # the image reads
+
+
+def test_images_with_several_people_are_grouped_for_the_centre_model(data_dir, dataset):
+  _, files = dataset
+  source = pipeline.get_source(coco_config(data_dir, files).data)
+  truth = json.load(open(files["train"]))
+  per_image = collections.Counter(a["image_id"] for a in truth["annotations"])
+  assert max(per_image.values()) > 1  # the example scenes hold several faces
+  images = list(source.images.load("train", 0, 1).as_numpy_iterator())
+  assert source.images.split_sizes["train"] == len(images) == len(per_image)
+  for image in images:
+    want = [a for a in truth["annotations"] if a["image_id"] == image["image_id"]]
+    assert len(image["keypoints"]) == len(want)
+    np.testing.assert_allclose(image["box"], [a["bbox"] for a in want], atol=1e-4)
+  assert instances.most_instances(source) == max(per_image.values())
+
+
+def test_crowds_and_unlabelled_people_are_regions_the_centre_model_ignores(data_dir, dataset):
+  out, files = dataset
+  data = json.load(open(files["train"]))
+  image_id = data["annotations"][0]["image_id"]
+  crowd = {"id": 9001, "image_id": image_id, "category_id": data["annotations"][0]["category_id"],
+           "bbox": [1, 2, 10, 20], "iscrowd": 1, "keypoints": [0] * 45, "num_keypoints": 0}
+  unlabelled = {**crowd, "id": 9002, "bbox": [30, 3, 8, 9], "iscrowd": 0}
+  data["annotations"] += [crowd, unlabelled]
+  path = os.path.join(out, "train_with_crowds.json")  # beside the images it names
+  json.dump(data, open(path, "w"))
+  source = pipeline.get_source(coco_config(data_dir, {**files, "train": path}).data)
+  labelled = sum(a["image_id"] == image_id for a in data["annotations"]) - 2
+  assert source.split_sizes["train"] == len(data["annotations"]) - 2  # trained on: not these
+  image = next(x for x in source.images.load("train", 0, 1).as_numpy_iterator()
+               if x["image_id"] == image_id)
+  np.testing.assert_array_equal(image["ignore"], [0] * labelled + [1, 1])
+  np.testing.assert_allclose(image["box"][-2:], [[1, 2, 10, 20], [30, 3, 8, 9]])
+  config = coco_config(data_dir, {**files, "train": path})
+  config.data.input_size = ()  # the centre model sees whole images
+  config.data.instances.stage = "centre"
+  config.data.instances.max_instances = instances.most_instances(source)
+  centres = pipeline.get_source(config.data)
+  example = next(x for x in centres.load("train", 0, 1).as_numpy_iterator()
+                 if x["image_id"] == image_id)
+  slots = slice(labelled, labelled + 2)
+  np.testing.assert_array_equal(example["ignore"][slots], [1, 1])
+  np.testing.assert_array_equal(example["visible"][slots], [0, 0])
+  np.testing.assert_allclose(example["keypoints"][slots], [[5.5, 11.5], [33.5, 7.0]])

@@ -196,6 +196,15 @@ def test_centre_head_finds_every_planted_instance():
   assert float(scores[0, 2]) == 0.0  # no third peak
   batch = {"keypoints": points, "visible": visible, "size": size}
   assert float(head.compute_loss(outputs, batch)) == pytest.approx(0.0, abs=1e-8)
+  # A region marked `ignore` (a COCO crowd) is neither instance nor background: a peak there
+  # costs nothing, while the same peak elsewhere does.
+  region = {**batch, "keypoints": points.at[0, 2].set(jnp.array([40.0, 8.0])),
+            "size": size.at[0, 2].set(jnp.array([24.0, 24.0])),
+            "ignore": jnp.array([[0.0, 0.0, 1.0]])}
+  blob = heatmaps.gaussian_maps(jnp.array([[[40.0, 8.0]]]), (8, 12), 4, 0.5)
+  with_blob = {"maps": outputs["maps"].at[..., :1].add(blob)}
+  assert float(head.compute_loss(with_blob, region)) == pytest.approx(0.0, abs=1e-8)
+  assert float(head.compute_loss(with_blob, {**region, "ignore": jnp.zeros((1, 3))})) > 1e-4
   # The evaluation pairs each labelled centre with its nearest peak, whatever their order.
   swapped = points[:, jnp.array([1, 0, 2])]
   matched, score = head.match_labels(head.decode(outputs), head.likelihood(outputs), swapped)

@@ -11,6 +11,7 @@ decision taken is logged and has a config field; docs/datasets.md has the table.
 """
 
 import collections
+import dataclasses
 import functools
 import json
 import os
@@ -213,7 +214,10 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
   outside = files.OutsideKeypoints(data_config.outside_keypoints, path)
   records, k = files.Records.empty(), spec.num_keypoints
   for index, ann in enumerate(data["annotations"]):
-    if ann.get("category_id") != category["id"] or ann.get("iscrowd", 0):
+    if ann.get("category_id") != category["id"]:
+      continue
+    if ann.get("iscrowd", 0):
+      _ignore(records, ann, data_config)
       continue
     record = f"annotation {ann.get('id', f'#{index}')}"
     missing = [key for key in ("image_id", "keypoints") if key not in ann]
@@ -227,7 +231,8 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
       continue
     keypoints, visible = values[:, :2], (values[:, 2] > 0).astype(np.float32)
     if visible.sum() < data_config.min_keypoints:
-      continue  # too few labels to learn from (COCO has many such instances)
+      _ignore(records, ann, data_config)  # too few labels to learn from (COCO has many)
+      continue
     try:
       box = instance_box(ann, data_config.center_scale_unit)
     except ValueError as e:
@@ -253,6 +258,14 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
   bad.log_summary()
   outside.log_summary()
   return spec, records
+
+
+def _ignore(records: files.Records, ann: dict, data_config):
+  """Records an annotation left out of training as a region the centre model ignores."""
+  try:
+    records.ignored.append((ann["image_id"], instance_box(ann, data_config.center_scale_unit)))
+  except (KeyError, ValueError):
+    pass  # no usable box: nothing to ignore
 
 
 def ground_truth(path: str, data_config) -> tuple[dict, int]:
@@ -299,3 +312,57 @@ def source(data_config) -> Source:
       name, spec, splits, data_config.channels,
       ground_truth={split: functools.partial(ground_truth, path, data_config)
                     for split, path in data_config.files.items()})
+
+
+def with_detections(source: Source, split: str, path: str, data_config) -> tuple[Source, np.ndarray]:
+  """(`source` with `split`'s examples replaced by the boxes of a detections file, their
+  scores): MMPose's top-down protocol with detected boxes (`data.detections`). The file is in
+  COCO's results format ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}], as
+  `COCO_val2017_detections_AP_H_56_person.json`); the boxes of the split's category are kept,
+  their images named by the split's annotation file. The examples carry no labels: the split's
+  own ground truth scores their predictions."""
+  annotation_file = data_config.files.get(split)
+  if not annotation_file:
+    raise ValueError(f"config.data.detections: split {split!r} has no COCO annotation file in "
+                     "config.data.files to name the detections' images.")
+  try:
+    with open(path) as f:
+      detections = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"config.data.detections={path!r}: cannot read it: {e}") from None
+  if not isinstance(detections, list):
+    raise ValueError(f"{path}: a detections file is a list of {{image_id, category_id, bbox, "
+                     "score}} (COCO's results format).")
+  data = read_json(annotation_file)
+  category = find_category(data, annotation_file, data_config.category)
+  file_names = {image["id"]: image["file_name"] for image in data["images"]}
+  image_dir = files.image_folder(data_config, split, annotation_file)
+  k = source.spec.num_keypoints
+  records, scores, paths = files.Records.empty(), [], {}
+  for index, detection in enumerate(detections):
+    if detection.get("category_id") != category["id"]:
+      continue
+    where = f"{path}: detection #{index}"
+    if detection.get("image_id") not in file_names:
+      raise ValueError(f"{where}: image_id {detection.get('image_id')} is not an image of "
+                       f"{annotation_file}.")
+    try:
+      box = instance_box(detection, data_config.center_scale_unit)
+      score = float(detection["score"])
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(f"{where}: {e}") from None
+    image_id = detection["image_id"]
+    if image_id not in paths:
+      paths[image_id] = files.find_image(image_dir, file_names[image_id])
+    records.append(paths[image_id], np.zeros((k, 2)), np.zeros(k), np.sqrt(box[2] * box[3]),
+                   box, image_id)
+    scores.append(score)
+  if not records.images:
+    raise ValueError(f"{path}: no detections of category {category.get('name')!r} "
+                     f"(id {category['id']}).")
+  boxes = files.records_source(source.name, source.spec, {split: records}, source.channels)
+  load = source.load
+  return dataclasses.replace(
+      source, split_sizes={**source.split_sizes, split: len(records)},
+      load=lambda s, index, count: (boxes.load if s == split else load)(s, index, count),
+      annotations=None, images=None), np.array(scores, np.float64)

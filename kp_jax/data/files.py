@@ -138,6 +138,9 @@ class Records:
   norm: list
   box: list
   image_id: list
+  # (image id, box) of the regions not trained on as instances (COCO's crowds and unlabelled
+  # people): the centre model learns neither an instance nor background there.
+  ignored: list = dataclasses.field(default_factory=list)
 
   @classmethod
   def empty(cls):
@@ -197,8 +200,12 @@ def checked_labels(bad: BadRecords, outside: OutsideKeypoints, record: str, keyp
 
 def image_folder(data_config, split: str, annotation_file: str) -> str:
   """Where a split's image file names are relative to: `data.image_dirs[split]`, else the
-  annotation file's folder."""
-  return data_config.image_dirs.get(split) or os.path.dirname(annotation_file)
+  annotation file's folder - or, when that folder is named `annotations`, the dataset root
+  above it (COCO's, PoseTrack's and several MMPose datasets' layout)."""
+  folder = os.path.dirname(os.path.abspath(annotation_file))
+  if os.path.basename(folder) == "annotations":
+    folder = os.path.dirname(folder)
+  return data_config.image_dirs.get(split) or folder
 
 
 def read_splits(data_config, kind: str, read_split):
@@ -269,9 +276,9 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
     records = splits[split]
     return tf.data.Dataset.from_tensor_slices(records.arrays(0, len(records), images=False))
 
-  in_memory = splits["train"].in_memory
-  image_hw = splits["train"].images[0].shape[:2] if in_memory else None
-  several = any(len(set(r.image_id)) < len(r) for r in splits.values())
+  first = splits.get("train") or next(iter(splits.values()))
+  image_hw = first.images[0].shape[:2] if first.in_memory else None
+  several = any(len(set(r.image_id)) < len(r) or r.ignored for r in splits.values())
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=load,
                 ground_truth=ground_truth or {}, annotations=annotations,
@@ -290,14 +297,27 @@ def _images_view(splits: dict[str, Records], read) -> Images:
   def load(split, process_index, process_count):
     records, groups = splits[split], grouped[split]
     start, end = process_shard(len(groups), process_index, process_count)
-    flat = [i for group in groups[start:end] for i in group]
     arrays = records.arrays(0, len(records))
-    labels = {k: tf.constant(v[flat]) for k, v in arrays.items()
-              if k in ("keypoints", "visible", "norm", "box")}
+    arrays["ignore"] = np.zeros(len(records), np.float32)
+    regions = collections.defaultdict(list)
+    for image_id, box in records.ignored:
+      regions[image_id].append(box)
+    labels, bounds = collections.defaultdict(list), [0]
+    for group in groups[start:end]:  # each image's instances, then its ignored regions
+      boxes = np.array(regions[records.image_id[group[0]]], np.float32).reshape(-1, 4)
+      for key in ("keypoints", "visible", "norm", "box", "ignore"):
+        labels[key].append(arrays[key][group])
+      k = arrays["keypoints"].shape[1]
+      labels["keypoints"].append(np.zeros((len(boxes), k, 2), np.float32))
+      labels["visible"].append(np.zeros((len(boxes), k), np.float32))
+      labels["norm"].append(np.sqrt(boxes[:, 2] * boxes[:, 3]))
+      labels["box"].append(boxes)
+      labels["ignore"].append(np.ones(len(boxes), np.float32))
+      bounds.append(bounds[-1] + len(group) + len(boxes))
+    labels = {k: tf.constant(np.concatenate(v)) for k, v in labels.items()}
     firsts = [group[0] for group in groups[start:end]]
-    bounds = np.cumsum([0] + [len(group) for group in groups[start:end]])
     per_image = {**{k: arrays[k][firsts] for k in ("image", "path", "image_id") if k in arrays},
-                 "first": bounds[:-1], "end": bounds[1:]}
+                 "first": np.array(bounds[:-1]), "end": np.array(bounds[1:])}
 
     def gather(image):
       rows = tf.range(image.pop("first"), image.pop("end"))

@@ -8,8 +8,10 @@ bounding box's width and height times `1 + margin` (the source's box as it is).
 
   data.instances.stage = "centre"  the whole frame; the example's "keypoints" [M, 2] are the
                                    centres of its instances (M = `max_instances`, the unused
-                                   ones invisible) and its `size` [M, 2] their (width, height):
-                                   what the centre model learns (stage 1).
+                                   ones invisible), its `size` [M, 2] their (width, height)
+                                   and `ignore` [M] marks regions (centre, size) that are
+                                   neither (COCO's crowds): what the centre model learns
+                                   (stage 1).
   data.instances.stage = "crop"    a fixed-size crop (`crop_size`, source pixels) about each
                                    instance's centre: what the keypoint model sees (stage 2).
 
@@ -141,13 +143,16 @@ def centre_source(source: Source, instances: Instances) -> Source:
     with tf.control_dependencies([check]):
       count = tf.identity(count)
     pad = lambda x: tf.pad(x, [[0, slots - count]] + [[0, 0]] * (len(x.shape) - 1))
-    centre, size, found = pad(centre), pad(size), pad(found)
+    ignore = image.get("ignore", tf.zeros([count]))
+    found = found * (1 - ignore)
+    centre, size, found, ignore = pad(centre), pad(size), pad(found), pad(ignore)
     # Each instance's size is its NME normaliser; the example's is their mean.
     sizes = tf.sqrt(size[:, 0] * size[:, 1])
     norm = tf.reduce_sum(sizes * found) / tf.maximum(tf.reduce_sum(found), 1.0)
     return {"image": image["image"], "keypoints": tf.ensure_shape(centre, [slots, 2]),
             "visible": tf.ensure_shape(found, [slots]), "norm": norm,
             "size": tf.ensure_shape(size, [slots, 2]),
+            "ignore": tf.ensure_shape(ignore, [slots]),
             "box": whole_image_box(image["image"]), "image_id": image["image_id"]}
   images = one_instance_images(source)
   # The whole-image box needs the image, so the labels-only view is not available.

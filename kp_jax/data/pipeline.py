@@ -84,7 +84,8 @@ def _compose(*ops):
 
 
 TRAIN_KEYS = ("image", "keypoints", "visible", "norm")
-OPTIONAL_KEYS = ("size",)  # the instance (width, height) of the centre model's examples
+# The centre model's examples: each instance's (width, height), and the regions to ignore.
+OPTIONAL_KEYS = ("size", "ignore")
 
 
 def _keep(*keys):

@@ -55,7 +55,9 @@ class Images:
     load: `(split, process_index, process_count) -> tf.data.Dataset` of this process's share
       of the split's images: uint8 `image` [h, w, C], float32 `keypoints` [N, K, 2],
       `visible` [N, K], `box` [N, 4] and `norm` [N] (each instance's, as `Source.load` gives
-      them), int64 `image_id` []; N varies from image to image.
+      them), int64 `image_id` []; N varies from image to image. Optionally `ignore` [N]: 1
+      for a region that is neither an instance nor background (COCO's crowds and unlabelled
+      people, boxes without keypoints).
   """
   split_sizes: dict[str, int]
   load: Callable[[str, int, int], tf.data.Dataset]

@@ -222,7 +222,8 @@ class Centre(Heatmap):
   costs the same on a mouse and on a horse). The centre model's examples carry up to
   `num_keypoints` instance centres as their keypoints (interchangeable slots, the unused ones
   invisible); the map's target is the maximum of their Gaussians, empty where there is no
-  instance, so a peak's height is its instance's score.
+  instance, so a peak's height is its instance's score. Slots marked `ignore` are regions
+  (centre, size) left out of the loss: COCO's crowds, people without labelled keypoints.
 
   `decode` and `likelihood` give the `num_keypoints` best peaks (`detect`); the evaluation
   pairs each labelled centre with its nearest peak (`match_labels`).
@@ -253,11 +254,29 @@ class Centre(Heatmap):
     targets = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride,
                                      self.sigma)
     target = jnp.max(targets * visible[:, None, None, :], -1, keepdims=True)
-    centre_loss = losses.heatmap_mse(maps, target, jnp.ones_like(visible[:, :1]))
+    weight = 1.0
+    if "ignore" in batch:
+      weight = 1.0 - self._inside(batch["keypoints"], batch["size"], batch["ignore"],
+                                  maps.shape[1:3])
+    centre_loss = losses.heatmap_mse(maps * weight, target * weight,
+                                     jnp.ones_like(visible[:, :1]))
     error = (self._log_sizes_at(outputs, batch["keypoints"])
              - jnp.log(jnp.maximum(batch["size"], 1.0) / self.stride))
     size_loss = jnp.mean(jnp.sum(jnp.abs(error).sum(-1) * visible, -1))
     return centre_loss + self.size_weight * size_loss
+
+  def _inside(self, centres, sizes, regions, map_hw):
+    """[B, h, w, 1]: 1 at the map pixels inside any marked region (a box of `sizes` [B, M, 2]
+    about `centres` [B, M, 2], input pixels, where `regions` [B, M] is 1)."""
+    ys = heatmaps.from_map(jnp.arange(map_hw[0], dtype=jnp.float32), self.stride)
+    xs = heatmaps.from_map(jnp.arange(map_hw[1], dtype=jnp.float32), self.stride)
+    half = sizes / 2
+    inside_x = jnp.abs(xs[None, None, :, None] - centres[:, None, None, :, 0]) <= half[
+        :, None, None, :, 0]
+    inside_y = jnp.abs(ys[None, :, None, None] - centres[:, None, None, :, 1]) <= half[
+        :, None, None, :, 1]
+    marked = (inside_x & inside_y & (regions[:, None, None, :] > 0)).astype(jnp.float32)
+    return jnp.max(marked, -1, keepdims=True)
 
   def likelihood(self, outputs):
     return self.detect(outputs, self.num_keypoints)[2]
