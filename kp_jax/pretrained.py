@@ -4,7 +4,10 @@
   run evaluated with (the EMA where it kept one) and its BatchNorm statistics;
 - a torchvision ResNet `state_dict` saved with `torch.save` (a `.pth` file, for example the
   ImageNet weights `resnet50-0676ba61.pth` copied from a machine with internet), converted to
-  kp-jax's ResNet (`config.model.backbone`: name "resnet", `resnet_shape(depth)`, width 64).
+  kp-jax's ResNet (`config.model.backbone`: name "resnet", `resnet_shape(depth)`, width 64);
+- an MMPose SimpleBaseline checkpoint (`td-hm_res50_8xb64-210e_coco-256x192-*.pth`: ResNet
+  backbone + heatmap head), converted key by key to the ResNet with the heatmap head
+  (`configs/coco_person.py`'s model).
 
 Every array of the new model whose name and shape match the source's is taken; the rest keep
 their fresh initialisation (a head for other keypoints, say) and the log lists them. A first
@@ -57,9 +60,31 @@ def _batch_norm(state: dict, prefix: str, params: dict, stats: dict, name: tuple
   stats[name + ("var",)] = state[f"{prefix}.running_var"]
 
 
+class _Read(dict):
+  """A state_dict that records which keys were read, so a conversion can name the ones it
+  left out."""
+
+  def __init__(self, *args):
+    super().__init__(*args)
+    self.read = set()
+
+  def __getitem__(self, key):
+    self.read.add(key)
+    return super().__getitem__(key)
+
+  def check_all_read(self, path: str, allowed=lambda key: False):
+    unread = sorted(k for k in self if k not in self.read and not allowed(k)
+                    and not k.endswith("num_batches_tracked"))
+    if unread:
+      raise ValueError(f"{path}: {len(unread)} arrays have no place in kp-jax's model: "
+                       f"{unread[:8]}{' ...' if len(unread) > 8 else ''}.")
+
+
 def torchvision_resnet_variables(state: dict, path: str = "state_dict") -> dict:
   """{"params", "batch_stats"} of kp-jax's ResNet backbone (under "backbone") from a
-  torchvision ResNet state_dict (the classifier `fc` is dropped)."""
+  torchvision ResNet state_dict (the classifier `fc` is dropped; any other array left over is
+  an error)."""
+  state = _Read(state)
   if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
     raise ValueError(f"{path} is not a torchvision ResNet state_dict (no conv1 / layer1 "
                      f"weights; keys start {sorted(state)[:4]}).")
@@ -84,7 +109,57 @@ def torchvision_resnet_variables(state: dict, path: str = "state_dict") -> dict:
         _batch_norm(state, f"{prefix}.downsample.1", params, stats,
                     block + (f"BatchNorm_{convs}",))
       index, j = index + 1, j + 1
+  state.check_all_read(path, allowed=lambda key: key.startswith("fc."))
   return {"params": params, "batch_stats": stats}
+
+
+# ---------------------------------------------------------------------------------------------
+# MMPose checkpoints.
+
+MMPOSE_HEADS = ("head.", "keypoint_head.")  # MMPose 1.x, 0.x
+
+
+def _deconv(weight):  # torch ConvTranspose2d [in, out, h, w] -> Flax ConvTranspose HWIO
+  # torch's transposed convolution correlates with the flipped kernel; Flax's does not.
+  return np.transpose(weight[:, :, ::-1, ::-1], (2, 3, 0, 1))
+
+
+def is_mmpose(state: dict) -> bool:
+  return any(k.startswith("backbone.") for k in state) and any(
+      k.startswith(MMPOSE_HEADS) for k in state)
+
+
+def mmpose_simplebaseline_variables(state: dict, path: str = "state_dict") -> dict:
+  """{"params", "batch_stats"} of kp-jax's ResNet with the heatmap head from an MMPose
+  SimpleBaseline checkpoint (`TopdownPoseEstimator`: a ResNet backbone and a `HeatmapHead` of
+  4x4 stride-2 deconvolutions, each with BatchNorm and ReLU, then a 1x1 conv), key by key:
+
+    backbone.<torchvision key>              backbone/... (`torchvision_resnet_variables`)
+    head.deconv_layers.{3i}.weight          head/ConvTranspose_i/kernel (kernel flipped)
+    head.deconv_layers.{3i+1}.<BatchNorm>   head/BatchNorm_i
+    head.final_layer.weight / bias          head/Conv_0/kernel / bias
+
+  (`keypoint_head.` for MMPose 0.x). An array with no place in the model is an error."""
+  prefix = next(p for p in MMPOSE_HEADS if any(k.startswith(p) for k in state))
+  unknown = sorted(k for k in state if not k.startswith(("backbone.", prefix)))
+  if unknown:
+    raise ValueError(f"{path}: {len(unknown)} arrays have no place in kp-jax's model: "
+                     f"{unknown[:8]}.")
+  variables = torchvision_resnet_variables(
+      {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")},
+      path)
+  params, stats = variables["params"], variables["batch_stats"]
+  head = _Read({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+  i = 0
+  while f"deconv_layers.{3 * i}.weight" in head:
+    params[("head", f"ConvTranspose_{i}", "kernel")] = _deconv(
+        head[f"deconv_layers.{3 * i}.weight"])
+    _batch_norm(head, f"deconv_layers.{3 * i + 1}", params, stats, ("head", f"BatchNorm_{i}"))
+    i += 1
+  params[("head", "Conv_0", "kernel")] = _conv(head["final_layer.weight"])
+  params[("head", "Conv_0", "bias")] = head["final_layer.bias"]
+  head.check_all_read(path)
+  return variables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +229,9 @@ def load(init_from: str, variables: dict) -> dict:
   if epath.Path(init_from).is_dir():
     source = workdir_variables(init_from)
   elif epath.Path(init_from).is_file():
-    source = torchvision_resnet_variables(_torch_state_dict(init_from), init_from)
+    state = _torch_state_dict(init_from)
+    convert = mmpose_simplebaseline_variables if is_mmpose(state) else torchvision_resnet_variables
+    source = convert(state, init_from)
   else:
     raise FileNotFoundError(f"config.model.init_from={init_from!r} is neither a workdir nor a "
                             "file.")

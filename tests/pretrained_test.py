@@ -181,3 +181,71 @@ def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained
   restarted = steps.with_variables(state, loaded)
   assert int(restarted.step) == 0
   jax.tree.map(np.testing.assert_array_equal, restarted.ema_params, restarted.params)
+
+
+# MMPose's SimpleBaseline: a ResNet backbone and its HeatmapHead (mmpose/models/heads/
+# heatmap_heads/heatmap_head.py): three [ConvTranspose2d 4x4 stride 2 padding 1, no bias ->
+# BatchNorm2d -> ReLU], then a 1x1 conv, under the state_dict keys its checkpoints use.
+class HeatmapHead(nn.Module):
+  def __init__(self, channels, num_keypoints, features=256):
+    super().__init__()
+    layers = []
+    for i in range(3):
+      layers += [nn.ConvTranspose2d(channels if i == 0 else features, features, 4, 2, 1,
+                                    bias=False), nn.BatchNorm2d(features), nn.ReLU()]
+    self.deconv_layers = nn.Sequential(*layers)
+    self.final_layer = nn.Conv2d(features, num_keypoints, 1)
+
+  def forward(self, x):
+    return self.final_layer(self.deconv_layers(x))
+
+
+class SimpleBaseline(nn.Module):
+  def __init__(self, num_keypoints, head_name="head"):
+    super().__init__()
+    self.backbone = torch_resnet(50)
+    self.backbone.fc = nn.Identity()  # MMPose's ResNet has no classifier
+    setattr(self, head_name, HeatmapHead(2048, num_keypoints))
+    self.head_name = head_name
+
+  def forward(self, x):
+    return getattr(self, self.head_name)(self.backbone.features(x))
+
+
+def simplebaseline_config() -> dict:
+  return {"dtype": "float32",
+          "backbone": {"name": "resnet", "width": 64, "output_stride": 32, **resnet_shape(50)},
+          "head": {"name": "heatmap", "stride": 4, "features": 256}}
+
+
+def test_simplebaseline_has_mmposes_parameter_count():
+  # MMPose's td-hm_res50 on COCO: 23,508,032 (ResNet-50 without its classifier) + 3 deconvs
+  # (2048 and 2 x 256 inputs, 256 outputs, 4x4: 10,485,760) + their BatchNorms (1,536) + the
+  # 1x1 conv to 17 maps (4,369) = 33,999,697.
+  model, _ = create_model(simplebaseline_config(), 17, (256, 192))
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 256, 192, 3)))
+  assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes["params"])) == 33_999_697
+
+
+@pytest.mark.parametrize("head_name", ["head", "keypoint_head"])  # MMPose 1.x, 0.x
+def test_mmpose_simplebaseline_converts_to_the_same_heatmaps(head_name, tmp_path):
+  torch.manual_seed(5)
+  reference = randomised(SimpleBaseline(17, head_name), 5)
+  # MMPose saves {"meta": ..., "state_dict": ...}; the classifier stand-in has no weights.
+  path = str(tmp_path / "td-hm_res50.pth")
+  state = {k: v for k, v in reference.state_dict().items()}
+  torch.save({"meta": {"mmpose_version": "1.3.2"}, "state_dict": state}, path)
+
+  model, _ = create_model(simplebaseline_config(), 17, (64, 96))
+  images = np.random.default_rng(1).normal(size=(2, 64, 96, 3)).astype(np.float32)
+  loaded = pretrained.load(path, zero_variables(model, images))
+  got = model.apply(loaded, images)["maps"]
+  with torch.no_grad():
+    want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  assert got.shape == (2, 16, 24, 17)
+  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+  # Every array must find its place: one more is named, not skipped.
+  torch.save({**state, f"{head_name}.extra_layer.weight": torch.zeros(3)}, path)
+  with pytest.raises(ValueError, match=rf"no place in kp-jax's model: \['extra_layer.weight'\]"):
+    pretrained.load(path, zero_variables(model, images))
