@@ -121,7 +121,10 @@ def get_config():
   opt.name = "rmsprop"  # "rmsprop", "adam" or "adamw"
   opt.learning_rate = 6e-3  # peak of the warmup + cosine schedule
   opt.warmup_steps = 100
+  opt.schedule = "cosine"  # after the warmup: "cosine", or "step" (MMPose's MultiStepLR)
   opt.final_lr_fraction = 0.01  # the cosine ends at learning_rate * this
+  opt.step_boundaries = (170 / 210, 200 / 210)  # "step": fractions of num_train_steps where
+  opt.step_factor = 0.1  # the learning rate is multiplied by this (MMPose's 210-epoch COCO)
   opt.rmsprop_decay = 0.9
   opt.eps = 1e-7
   opt.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping

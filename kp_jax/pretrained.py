@@ -7,13 +7,16 @@
   kp-jax's ResNet (`config.model.backbone`: name "resnet", `resnet_shape(depth)`, width 64);
 - an MMPose SimpleBaseline checkpoint (`td-hm_res50_8xb64-210e_coco-256x192-*.pth`: ResNet
   backbone + heatmap head), converted key by key to the ResNet with the heatmap head
-  (`configs/coco_person.py`'s model).
+  (`configs/coco_person.py`'s model), or an MMPose HRNet one (`td-hm_hrnet-w32_...pth`) to
+  kp_jax.models.HRNet with the heatmap head (`configs/coco_hrnet_w32.py`).
 
 Every array of the new model whose name and shape match the source's is taken; the rest keep
 their fresh initialisation (a head for other keypoints, say) and the log lists them. A first
 convolution for another number of input channels is converted: RGB -> gray sums the kernel
 over its colours (the same response to a gray image), gray -> RGB spreads it evenly.
 """
+
+import re
 
 import jax
 import numpy as np
@@ -124,6 +127,72 @@ def _deconv(weight):  # torch ConvTranspose2d [in, out, h, w] -> Flax ConvTransp
   return np.transpose(weight[:, :, ::-1, ::-1], (2, 3, 0, 1))
 
 
+# MMPose's HRNet keys (after "backbone.") -> kp_jax.models.hrnet's module path, and whether the
+# key's module is the conv ("conv") or its BatchNorm ("bn"). Longer patterns first.
+_HRNET_KEYS = (
+    (r"conv([12])", lambda m: (f"stem{int(m[1]) - 1}",), "conv"),
+    (r"bn([12])", lambda m: (f"stem{int(m[1]) - 1}",), "bn"),
+    (r"layer1\.(\d+)\.downsample\.([01])", lambda m: (f"stage1_block{m[1]}",), "proj"),
+    (r"layer1\.(\d+)\.(conv|bn)([123])", lambda m: (f"stage1_block{m[1]}",), "block"),
+    (r"transition(\d)\.(\d+)\.(?:0\.)?([01])",
+     lambda m: (f"transition{int(m[1]) + 1}", f"branch{m[2]}"), "seq"),
+    (r"stage(\d)\.(\d+)\.branches\.(\d+)\.(\d+)\.(conv|bn)([12])",
+     lambda m: (f"stage{m[1]}_module{m[2]}", f"branch{m[3]}_block{m[4]}"), "block"),
+    (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.(\d+)\.([01])",
+     lambda m: (f"stage{m[1]}_module{m[2]}", f"fuse{m[3]}_from{m[4]}_down{m[5]}"), "seq"),
+    (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.([01])",
+     lambda m: (f"stage{m[1]}_module{m[2]}", f"fuse{m[3]}_from{m[4]}"), "seq"),
+)
+
+
+def _hrnet_layer(key: str):
+  """(module path, "Conv_n" or "BatchNorm_n") of an MMPose HRNet key's module, or None."""
+  for pattern, path, kind in _HRNET_KEYS:
+    m = re.fullmatch(pattern, key)
+    if m is None:
+      continue
+    if kind in ("conv", "bn"):  # the stem: one conv and one BatchNorm each
+      return path(m), "Conv_0" if kind == "conv" else "BatchNorm_0"
+    if kind == "proj":  # a Bottleneck's projection: its fourth conv and norm
+      return path(m), ("Conv_3", "BatchNorm_3")[int(m[2])]
+    if kind == "block":  # convN / bnN of a residual block
+      index = int(m.groups()[-1]) - 1
+      return path(m), f"Conv_{index}" if m.groups()[-2] == "conv" else f"BatchNorm_{index}"
+    return path(m), ("Conv_0", "BatchNorm_0")[int(m.groups()[-1])]  # Sequential(conv, bn)
+  return None
+
+
+def mmpose_hrnet_variables(state: dict, path: str = "state_dict") -> dict:
+  """{"params", "batch_stats"} of kp_jax.models.HRNet with the heatmap head (stride 4: one 1x1
+  conv) from an MMPose HRNet checkpoint (`td-hm_hrnet-w32_8xb64-210e_coco-256x192-*.pth`),
+  key by key through `_HRNET_KEYS`; an array with no place is an error naming it."""
+  prefix = next(p for p in MMPOSE_HEADS if any(k.startswith(p) for k in state))
+  params, stats, unplaced = {}, {}, []
+  for key, value in state.items():
+    if key.endswith("num_batches_tracked"):
+      continue
+    if key in (f"{prefix}final_layer.weight", f"{prefix}final_layer.bias"):
+      leaf = "kernel" if key.endswith("weight") else "bias"
+      params[("head", "Conv_0", leaf)] = _conv(value) if leaf == "kernel" else value
+      continue
+    module, _, leaf = key.removeprefix("backbone.").rpartition(".")
+    found = _hrnet_layer(module) if key.startswith("backbone.") else None
+    if found is None:
+      unplaced.append(key)
+      continue
+    name = ("backbone", *found[0], found[1])
+    if found[1].startswith("Conv"):
+      params[name + ("kernel",)] = _conv(value)
+    elif leaf in ("weight", "bias"):
+      params[name + ({"weight": "scale", "bias": "bias"}[leaf],)] = value
+    else:
+      stats[name + ({"running_mean": "mean", "running_var": "var"}[leaf],)] = value
+  if unplaced:
+    raise ValueError(f"{path}: {len(unplaced)} arrays have no place in kp-jax's model: "
+                     f"{unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}.")
+  return {"params": params, "batch_stats": stats}
+
+
 def is_mmpose(state: dict) -> bool:
   return any(k.startswith("backbone.") for k in state) and any(
       k.startswith(MMPOSE_HEADS) for k in state)
@@ -224,18 +293,39 @@ def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], li
   return merged, taken, fresh
 
 
+def file_variables(path: str) -> dict:
+  """{"params", "batch_stats"} (flattened) of a `.pth` file: an MMPose HRNet or SimpleBaseline
+  checkpoint, else a torchvision ResNet."""
+  state = _torch_state_dict(path)
+  if not is_mmpose(state):
+    return torchvision_resnet_variables(state, path)
+  if any(k.startswith("backbone.transition1.") for k in state):
+    return mmpose_hrnet_variables(state, path)
+  return mmpose_simplebaseline_variables(state, path)
+
+
 def load(init_from: str, variables: dict) -> dict:
   """`variables` ({"params", "batch_stats"}) initialised from `init_from` (module docstring)."""
   if epath.Path(init_from).is_dir():
     source = workdir_variables(init_from)
   elif epath.Path(init_from).is_file():
-    state = _torch_state_dict(init_from)
-    convert = mmpose_simplebaseline_variables if is_mmpose(state) else torchvision_resnet_variables
-    source = convert(state, init_from)
+    source = file_variables(init_from)
   else:
     raise FileNotFoundError(f"config.model.init_from={init_from!r} is neither a workdir nor a "
                             "file.")
   merged, taken, fresh = merge(variables, source, init_from)
+  unused = sorted(label for label in ("/".join((collection,) + path)
+                                      for collection in source for path in source[collection])
+                  if label not in taken)
+  missing = [label for label in fresh if "/backbone/" in label]
+  if (unused or missing) and not epath.Path(init_from).is_dir():
+    # A file's arrays and this model's backbone match one to one, or the file is of another
+    # architecture (another run's head for other keypoints may be left behind, a file's not).
+    raise ValueError(
+        f"config.model.init_from={init_from!r} is not this model's architecture: "
+        + (f"{len(unused)} of its arrays do not fit ({unused[:5]})" if unused else
+           f"it lacks {len(missing)} of the backbone's arrays ({missing[:5]})")
+        + "; set config.model to its architecture.")
   logging.info("init_from %s: took %d arrays; %d keep their fresh initialisation%s", init_from,
                len(taken), len(fresh), f": {fresh}" if fresh else "")
   return merged

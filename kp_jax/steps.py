@@ -50,6 +50,27 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
+SCHEDULES = ("cosine", "step")
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  """A linear warmup from 0, then a cosine to `final_lr_fraction` of the peak, or steps down
+  by `step_factor` at `step_boundaries` (fractions of the run; MMPose's MultiStepLR)."""
+  opt, total = config.optimizer, config.num_train_steps
+  name = opt.get("schedule", "cosine")
+  if name not in SCHEDULES:
+    raise ValueError(f"config.optimizer.schedule={name!r}: choose one of {SCHEDULES}.")
+  if name == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
+        decay_steps=total, end_value=opt.learning_rate * opt.final_lr_fraction)
+  warmup = optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
+  steps = optax.piecewise_constant_schedule(
+      opt.learning_rate, {round(f * total) - opt.warmup_steps: opt.step_factor
+                          for f in opt.step_boundaries})
+  return optax.join_schedules([warmup, steps], [opt.warmup_steps])
+
+
 def create_optimizer(config) -> optax.GradientTransformation:
   opt = config.optimizer
   if opt.name not in OPTIMIZERS:
@@ -60,9 +81,7 @@ def create_optimizer(config) -> optax.GradientTransformation:
                      f"[0, config.num_train_steps={config.num_train_steps}).")
   if not 0 <= opt.ema_decay < 1:
     raise ValueError(f"config.optimizer.ema_decay={opt.ema_decay} must be in [0, 1).")
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
-      decay_steps=config.num_train_steps, end_value=opt.learning_rate * opt.final_lr_fraction)
+  schedule = learning_rate_schedule(config)
   if opt.max_skipped_nonfinite < 0:
     raise ValueError(f"config.optimizer.max_skipped_nonfinite={opt.max_skipped_nonfinite} must "
                      "be >= 0.")

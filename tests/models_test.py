@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import default, seed
-from kp_jax.models import backbones, create_model, resnet_shape
+from kp_jax.models import HRNet, backbones, create_model, hrnet_shape, resnet_shape
 
 
 def init_shapes(module, input_shape):
@@ -106,6 +106,41 @@ def test_simple_baseline_resnet50_heatmap_parameter_count():
   outputs = jax.eval_shape(model.apply, init_shapes(model, (256, 192, 3)),
                            jnp.zeros((2, 256, 192, 3)))
   assert outputs["maps"].shape == (2, 64, 48, 17)  # stride 4
+
+
+@pytest.mark.parametrize("width, parameters", [
+    (32, 28_536_113),  # MMPose's count for td-hm_hrnet-w32 (17 keypoints)
+    (48, 63_595_745),  # MMPose lists 63.6M for td-hm_hrnet-w48
+])
+def test_hrnet_parameter_counts_match_mmpose(width, parameters):
+  # The heatmap head at HRNet's stride 4 is MMPose's: no deconvolution, a 1x1 conv to 17 maps
+  # (width * 17 + 17 parameters).
+  model, _ = create_model(model_config({"name": "hrnet", **hrnet_shape(width)},
+                                       {"name": "heatmap", "stride": 4}), 17, (256, 192))
+  assert num_params(model, (256, 192, 3)) == parameters
+  head = init_shapes(model, (256, 192, 3))["params"]["head"]
+  assert jax.tree.map(lambda s: s.shape, head) == {
+      "Conv_0": {"kernel": (1, 1, width, 17), "bias": (17,)}}
+
+
+def test_hrnet_keeps_every_resolution_and_fuses_them():
+  net = HRNet(width=4, modules_per_stage=(1, 1, 1), blocks=1)
+  variables = init_shapes(net, (64, 32, 3))
+  out = jax.eval_shape(net.apply, variables, jnp.zeros((2, 64, 32, 3)))
+  assert out.shape == (2, 16, 8, 4)  # stride 4, `width` channels
+  stage4 = variables["params"]["stage4_module0"]
+  # The last module fuses into the highest resolution alone: from branch 1 (1x1), and from
+  # nothing lower; stage 3's module fuses every branch into every other.
+  assert {k for k in stage4 if k.startswith("fuse")} == {"fuse0_from1", "fuse0_from2",
+                                                          "fuse0_from3"}
+  stage3 = variables["params"]["stage3_module0"]
+  assert {k for k in stage3 if k.startswith("fuse")} == {
+      "fuse0_from1", "fuse0_from2", "fuse1_from0_down0", "fuse1_from2", "fuse2_from0_down0",
+      "fuse2_from0_down1", "fuse2_from1_down0"}
+  assert stage3["fuse2_from0_down0"]["Conv_0"]["kernel"].shape == (3, 3, 4, 4)  # keeps width
+  assert stage3["fuse2_from0_down1"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)  # to 16
+  with pytest.raises(ValueError, match="MMPose's are W18, W32 and W48"):
+    hrnet_shape(40)
 
 
 @pytest.mark.parametrize("head", ["heatmap", "integral"])

@@ -218,15 +218,6 @@ def simplebaseline_config() -> dict:
           "head": {"name": "heatmap", "stride": 4, "features": 256}}
 
 
-def test_simplebaseline_has_mmposes_parameter_count():
-  # MMPose's td-hm_res50 on COCO: 23,508,032 (ResNet-50 without its classifier) + 3 deconvs
-  # (2048 and 2 x 256 inputs, 256 outputs, 4x4: 10,485,760) + their BatchNorms (1,536) + the
-  # 1x1 conv to 17 maps (4,369) = 33,999,697.
-  model, _ = create_model(simplebaseline_config(), 17, (256, 192))
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 256, 192, 3)))
-  assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes["params"])) == 33_999_697
-
-
 @pytest.mark.parametrize("head_name", ["head", "keypoint_head"])  # MMPose 1.x, 0.x
 def test_mmpose_simplebaseline_converts_to_the_same_heatmaps(head_name, tmp_path):
   torch.manual_seed(5)
@@ -249,3 +240,113 @@ def test_mmpose_simplebaseline_converts_to_the_same_heatmaps(head_name, tmp_path
   torch.save({**state, f"{head_name}.extra_layer.weight": torch.zeros(3)}, path)
   with pytest.raises(ValueError, match=rf"no place in kp-jax's model: \['extra_layer.weight'\]"):
     pretrained.load(path, zero_variables(model, images))
+
+
+# MMPose's HRNet (mmpose/models/backbones/hrnet.py), module for module, so its state_dict keys
+# are those of MMPose's checkpoints: conv1/bn1/conv2/bn2, layer1, transition{1,2,3},
+# stage{2,3,4}.<module>.branches / fuse_layers.
+def conv3x3(inputs, outputs, stride=1):
+  return nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+
+
+class TorchHRModule(nn.Module):
+  def __init__(self, widths, blocks, multiscale_output):
+    super().__init__()
+    self.branches = nn.ModuleList([nn.Sequential(*[BasicBlock(w, w) for _ in range(blocks)])
+                                   for w in widths])
+    self.fuse_layers = nn.ModuleList()
+    for i in range(len(widths) if multiscale_output else 1):
+      row = nn.ModuleList()
+      for j, width in enumerate(widths):
+        if j > i:
+          row.append(nn.Sequential(nn.Conv2d(width, widths[i], 1, bias=False),
+                                   nn.BatchNorm2d(widths[i]),
+                                   nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")))
+        elif j == i:
+          row.append(None)
+        else:
+          steps = []
+          for k in range(i - j):
+            last = k == i - j - 1
+            out = widths[i] if last else width
+            steps.append(nn.Sequential(conv3x3(width, out, 2), nn.BatchNorm2d(out),
+                                       *([] if last else [nn.ReLU()])))
+          row.append(nn.Sequential(*steps))
+      self.fuse_layers.append(row)
+
+  def forward(self, xs):
+    xs = [branch(x) for branch, x in zip(self.branches, xs)]
+    return [torch.relu(sum(x if layer is None else layer(x) for layer, x in zip(row, xs)))
+            for row in self.fuse_layers]
+
+
+class TorchHRNet(nn.Module):
+  def __init__(self, width, modules_per_stage, blocks, num_keypoints, head_name="head"):
+    super().__init__()
+    self.backbone = nn.Module()
+    b = self.backbone
+    b.conv1, b.bn1, b.conv2, b.bn2 = conv3x3(3, 64, 2), nn.BatchNorm2d(64), conv3x3(64, 64, 2), \
+        nn.BatchNorm2d(64)
+    projection = nn.Sequential(nn.Conv2d(64, 256, 1, bias=False), nn.BatchNorm2d(256))
+    b.layer1 = nn.Sequential(Bottleneck(64, 64, downsample=projection),
+                             *[Bottleneck(256, 64) for _ in range(blocks - 1)])
+    previous = [256]
+    for stage, modules in enumerate(modules_per_stage, start=2):
+      widths = [width * 2**i for i in range(stage)]
+      transition = nn.ModuleList()
+      for i, w in enumerate(widths):
+        if i < len(previous):
+          transition.append(None if previous[i] == w else nn.Sequential(
+              conv3x3(previous[i], w), nn.BatchNorm2d(w), nn.ReLU()))
+        else:
+          transition.append(nn.Sequential(nn.Sequential(
+              conv3x3(previous[-1], w, 2), nn.BatchNorm2d(w), nn.ReLU())))
+      setattr(b, f"transition{stage - 1}", transition)
+      last_stage = stage == 1 + len(modules_per_stage)
+      setattr(b, f"stage{stage}", nn.Sequential(*[
+          TorchHRModule(widths, blocks, not (last_stage and m == modules - 1))
+          for m in range(modules)]))
+      previous = widths
+    self.head_name = head_name
+    setattr(self, head_name, nn.Module())
+    getattr(self, head_name).final_layer = nn.Conv2d(width, num_keypoints, 1)
+    self.stages = len(modules_per_stage)
+
+  def forward(self, x):
+    b = self.backbone
+    x = torch.relu(b.bn2(b.conv2(torch.relu(b.bn1(b.conv1(x))))))
+    xs = [b.layer1(x)]
+    for stage in range(2, 2 + self.stages):
+      transition = getattr(b, f"transition{stage - 1}")
+      xs = [xs[i] if layer is None else layer(xs[min(i, len(xs) - 1)])
+            for i, layer in enumerate(transition)]
+      xs = getattr(b, f"stage{stage}")(xs)
+    return getattr(self, self.head_name).final_layer(xs[0])
+
+
+@pytest.mark.parametrize("head_name", ["head", "keypoint_head"])  # MMPose 1.x, 0.x
+def test_mmpose_hrnet_converts_to_the_same_heatmaps(head_name, tmp_path):
+  # HRNet-W32's layout (every stage, fusions into up to 4 branches) at width 8 and 2 blocks,
+  # so both forwards take seconds; the key table is the same at any width.
+  shape = {"width": 8, "modules_per_stage": (1, 2, 2), "blocks": 2}
+  torch.manual_seed(3)
+  reference = randomised(TorchHRNet(**shape, num_keypoints=5, head_name=head_name), 3)
+  path = str(tmp_path / "td-hm_hrnet.pth")
+  torch.save({"meta": {}, "state_dict": reference.state_dict()}, path)
+  config = {"dtype": "float32", "backbone": {"name": "hrnet", **shape},
+            "head": {"name": "heatmap", "stride": 4}}
+  model, _ = create_model(config, 5, (64, 96))
+  images = np.random.default_rng(2).normal(size=(2, 64, 96, 3)).astype(np.float32)
+  loaded = pretrained.load(path, zero_variables(model, images))
+  got = model.apply(loaded, images)["maps"]
+  with torch.no_grad():
+    want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  assert got.shape == (2, 16, 24, 5)
+  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+  # A file of another HRNet (a block more, or fewer, a branch) is refused, not half-loaded.
+  for blocks, message in ((3, r"of its arrays do not fit \(\['batch_stats/backbone/stage"),
+                          (1, r"it lacks \d+ of the backbone's arrays")):
+    other = TorchHRNet(**dict(shape, blocks=blocks), num_keypoints=5)
+    torch.save(other.state_dict(), path)
+    with pytest.raises(ValueError, match=message):
+      pretrained.load(path, zero_variables(model, images))

@@ -274,3 +274,16 @@ def test_parameter_ema_follows_its_decay(config):
   jax.tree.map(lambda e0, e1, p1: np.testing.assert_allclose(e1, 0.75 * e0 + 0.25 * p1,
                                                              rtol=1e-6, atol=1e-7),
                before, jax.device_get(after.ema_params), jax.device_get(after.params))
+
+
+def test_step_schedule_is_mmposes_multistep_after_a_linear_warmup(config):
+  config.num_train_steps, config.optimizer.learning_rate = 210, 5e-4
+  config.optimizer.warmup_steps, config.optimizer.schedule = 10, "step"
+  schedule = steps.learning_rate_schedule(config)
+  # Linear from 0 over the warmup, the peak until step 170, a tenth until 200, then a hundredth.
+  want = {0: 0.0, 5: 2.5e-4, 10: 5e-4, 169: 5e-4, 170: 5e-5, 199: 5e-5, 200: 5e-6, 209: 5e-6}
+  for step, rate in want.items():
+    assert float(schedule(step)) == pytest.approx(rate, rel=1e-6), step
+  config.optimizer.schedule = "linear"
+  with pytest.raises(ValueError, match=r"config.optimizer.schedule='linear'"):
+    steps.learning_rate_schedule(config)

@@ -9,9 +9,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kp_jax.models.backbones import BACKBONES, resnet_shape  # noqa: F401
+from kp_jax.models.backbones import VGG, ConvPool, ResNet, resnet_shape  # noqa: F401
+from kp_jax.models.hrnet import HRNet, hrnet_shape  # noqa: F401
 from kp_jax.models.heads import HEADS
 
+BACKBONES = {"conv_pool": ConvPool, "vgg": VGG, "resnet": ResNet, "hrnet": HRNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 KERNELS = ("auto", "xla", "cpu")
 

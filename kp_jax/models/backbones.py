@@ -259,4 +259,3 @@ def resnet_shape(depth: int) -> dict:
   return {"stage_sizes": stage_sizes, "block": block}
 
 
-BACKBONES = {"conv_pool": ConvPool, "vgg": VGG, "resnet": ResNet}
