@@ -303,11 +303,11 @@ def _images_view(splits: dict[str, Records], read) -> Images:
     for image_id, box in records.ignored:
       regions[image_id].append(box)
     labels, bounds = collections.defaultdict(list), [0]
+    k = arrays["keypoints"].shape[1]
     for group in groups[start:end]:  # each image's instances, then its ignored regions
       boxes = np.array(regions[records.image_id[group[0]]], np.float32).reshape(-1, 4)
       for key in ("keypoints", "visible", "norm", "box", "ignore"):
         labels[key].append(arrays[key][group])
-      k = arrays["keypoints"].shape[1]
       labels["keypoints"].append(np.zeros((len(boxes), k, 2), np.float32))
       labels["visible"].append(np.zeros((len(boxes), k), np.float32))
       labels["norm"].append(np.sqrt(boxes[:, 2] * boxes[:, 3]))
@@ -320,8 +320,9 @@ def _images_view(splits: dict[str, Records], read) -> Images:
                  "first": np.array(bounds[:-1]), "end": np.array(bounds[1:])}
 
     def gather(image):
-      rows = tf.range(image.pop("first"), image.pop("end"))
-      return {**image, **{k: tf.gather(v, rows) for k, v in labels.items()}}
+      rows = tf.range(image["first"], image["end"])
+      return {**{k: v for k, v in image.items() if k not in ("first", "end")},
+              **{k: tf.gather(v, rows) for k, v in labels.items()}}
     return tf.data.Dataset.from_tensor_slices(per_image).map(
         gather, num_parallel_calls=tf.data.AUTOTUNE).map(read,
                                                          num_parallel_calls=tf.data.AUTOTUNE)
