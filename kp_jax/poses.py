@@ -28,15 +28,20 @@ def areas(keypoints) -> np.ndarray:
   return extent[..., 0] * extent[..., 1]
 
 
+def _similarity(d2, area, sigmas):
+  """Each keypoint's similarity exp(-d^2 / (2 (2 sigma)^2 area)) [..., K], COCO's, from squared
+  distances [..., K] and areas broadcast against their leading axes."""
+  variances = (2 * np.asarray(sigmas, np.float64)) ** 2
+  return np.exp(-d2 / variances / (np.asarray(area, np.float64)[..., None] + np.spacing(1)) / 2)
+
+
 def oks(pose, likelihood, area, others, others_likelihood, others_area, sigmas,
         keypoint_threshold: float | None = None) -> np.ndarray:
   """Object keypoint similarity [N] of one pose [K, 2] (likelihoods [K], area) with `others`
-  [N, K, 2]: mean over keypoints of exp(-d^2 / (2 (2 sigma)^2 s)), s the mean of the two areas;
-  with a threshold, only over the keypoints both poses see above it (0 where there are none)."""
-  variances = (2 * np.asarray(sigmas, np.float64)) ** 2
-  d2 = ((others - pose) ** 2).sum(-1)
-  scale = (area + np.asarray(others_area, np.float64)) / 2 + np.spacing(1)
-  similarity = np.exp(-d2 / variances / scale[:, None] / 2)
+  [N, K, 2]: the mean over keypoints of their similarity at the mean of the two areas; with a
+  threshold, only over the keypoints both poses see above it (0 where there are none)."""
+  similarity = _similarity(((others - pose) ** 2).sum(-1),
+                           (area + np.asarray(others_area, np.float64)) / 2, sigmas)
   if keypoint_threshold is None:
     return similarity.mean(-1)
   both = (likelihood > keypoint_threshold) & (others_likelihood > keypoint_threshold)
@@ -145,11 +150,10 @@ def track(tracks: Tracks, frame: int, boxes, *, min_iou: float,
 def label_oks(keypoints, true_keypoints, true_visible, true_area, sigmas) -> np.ndarray:
   """COCO's OKS [N, G] of poses [N, K, 2] with labelled instances [G, K, 2]: over each
   label's visible keypoints, at its area (pycocotools' `computeOks`)."""
-  variances = (2 * np.asarray(sigmas, np.float64)) ** 2
   d2 = ((keypoints[:, None] - true_keypoints[None]) ** 2).sum(-1)  # [N, G, K]
-  e = d2 / variances / (np.asarray(true_area, np.float64)[None, :, None] + np.spacing(1)) / 2
+  similarity = _similarity(d2, np.asarray(true_area)[None], sigmas)
   visible = np.asarray(true_visible)[None] > 0
-  return np.where(visible, np.exp(-e), 0.0).sum(-1) / np.maximum(visible.sum(-1), 1)
+  return np.where(visible, similarity, 0.0).sum(-1) / np.maximum(visible.sum(-1), 1)
 
 
 def match_labels(keypoints, scores, true_keypoints, true_visible, true_area, sigmas,

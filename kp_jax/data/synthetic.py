@@ -7,6 +7,7 @@ offline benchmark of finding every instance.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -140,14 +141,16 @@ def _scene_source(faces, name: str, image_counts: dict, size: int) -> Source:
         {"keypoints": ex["keypoints"], "visible": ex["visible"], "box": ex["boxes"]})).filter(
             labelled)
 
-  count = lambda faces: int(faces.reduce(0, lambda n, _: n + 1))
+  @functools.cache  # one pass over a shard's labels, however often it is loaded
+  def count(split, process_index=0, process_count=1):
+    return int(labels(split, process_index, process_count).reduce(0, lambda n, _: n + 1))
 
   def load(split, process_index, process_count):
-    size = count(labels(split, process_index, process_count))  # the pipeline needs the count
+    size = count(split, process_index, process_count)  # the pipeline needs the count
     return load_images(split, process_index, process_count).flat_map(faces_of).apply(
         tf.data.experimental.assert_cardinality(size))
 
-  instance_counts = {split: count(labels(split)) for split in image_counts}
+  instance_counts = {split: count(split) for split in image_counts}
   return Source(name=name, spec=SPEC, split_sizes=instance_counts, channels=1,
                 image_hw=(size, size), load=load, annotations=labels,
                 images=Images(image_counts, load_images))
