@@ -68,6 +68,22 @@ def file_source_config(data_dir: str, source: str, **data):
   return config
 
 
+# A test "animal": three labelled dots about its centre (offsets in pixels), on a bright body.
+ANIMAL_OFFSETS = np.array([[0.0, -5.0], [-4.0, 3.0], [4.0, 3.0]])
+
+
+def animals_frame(frame_hw, centres) -> np.ndarray:
+  """A dark RGB frame with a bright 11x11 body about each centre and darker dots at its
+  keypoints (centre + ANIMAL_OFFSETS)."""
+  image = np.full((*frame_hw, 3), 20, np.uint8)
+  for centre in centres:
+    cx, cy = np.round(centre).astype(int)
+    image[cy - 5:cy + 6, cx - 5:cx + 6] = 200
+    for x, y in np.round(centre + ANIMAL_OFFSETS).astype(int):
+      image[y, x] = 90
+  return image
+
+
 def write_deeplabcut_labels(path, bodyparts, rows, index_columns: int = 1, individuals=None):
   """A DeepLabCut CollectedData CSV: the scorer / bodyparts / coords header rows (after
   `index_columns` index columns), then `rows` (index cells, then x, y per body part). With

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
-from conftest import file_source_config, tiny_config, write_deeplabcut_labels
+from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config, tiny_config,
+                      write_deeplabcut_labels)
 from kp_jax import heatmaps, predict, two_stage
 from kp_jax.data import faces, instances, pipeline
 from kp_jax.models import heads
@@ -21,19 +22,11 @@ from kp_jax.models import heads
 BODYPARTS = ["snout", "leftEar", "rightEar"]
 MICE = ["mouse1", "mouse2"]
 FRAME_HW = (64, 96)
-# A mouse: three labelled dots about its centre (offsets in pixels), on a bright body.
-OFFSETS = np.array([[0.0, -5.0], [-4.0, 3.0], [4.0, 3.0]])
+OFFSETS = ANIMAL_OFFSETS  # a mouse: conftest's test animal
 
 
 def mice_frame(centres) -> np.ndarray:
-  """A dark frame with a bright 11x11 body about each centre and darker dots at its keypoints."""
-  image = np.full((*FRAME_HW, 3), 20, np.uint8)
-  for centre in centres:
-    cx, cy = np.round(centre).astype(int)
-    image[cy - 5:cy + 6, cx - 5:cx + 6] = 200
-    for x, y in np.round(centre + OFFSETS).astype(int):
-      image[y, x] = 90
-  return image
+  return animals_frame(FRAME_HW, centres)
 
 
 def write_multi_animal_project(root, num_frames: int = 25) -> dict:

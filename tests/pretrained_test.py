@@ -212,6 +212,15 @@ class SimpleBaseline(nn.Module):
     return getattr(self, self.head_name)(self.backbone.features(x))
 
 
+def converted_and_torch_maps(path: str, model, reference, images):
+  """(kp-jax's heatmaps with the weights of the file at `path`, torch's `reference` forward),
+  both [B, h, w, K], for images [B, H, W, 3]."""
+  loaded = pretrained.load(path, zero_variables(model, images))
+  with torch.no_grad():
+    want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  return model.apply(loaded, images)["maps"], want.transpose(0, 2, 3, 1)
+
+
 def simplebaseline_config() -> dict:
   return {"dtype": "float32",
           "backbone": {"name": "resnet", "width": 64, "output_stride": 32, **resnet_shape(50)},
@@ -229,12 +238,9 @@ def test_mmpose_simplebaseline_converts_to_the_same_heatmaps(head_name, tmp_path
 
   model, _ = create_model(simplebaseline_config(), 17, (64, 96))
   images = np.random.default_rng(1).normal(size=(2, 64, 96, 3)).astype(np.float32)
-  loaded = pretrained.load(path, zero_variables(model, images))
-  got = model.apply(loaded, images)["maps"]
-  with torch.no_grad():
-    want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  got, want = converted_and_torch_maps(path, model, reference, images)
   assert got.shape == (2, 16, 24, 17)
-  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
   # Every array must find its place: one more is named, not skipped.
   torch.save({**state, f"{head_name}.extra_layer.weight": torch.zeros(3)}, path)
@@ -337,12 +343,9 @@ def test_mmpose_hrnet_converts_to_the_same_heatmaps(head_name, tmp_path):
             "head": {"name": "heatmap", "stride": 4}}
   model, _ = create_model(config, 5, (64, 96))
   images = np.random.default_rng(2).normal(size=(2, 64, 96, 3)).astype(np.float32)
-  loaded = pretrained.load(path, zero_variables(model, images))
-  got = model.apply(loaded, images)["maps"]
-  with torch.no_grad():
-    want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  got, want = converted_and_torch_maps(path, model, reference, images)
   assert got.shape == (2, 16, 24, 5)
-  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   # A file of another HRNet (a block more, or fewer, a branch) is refused, not half-loaded.
   for blocks, message in ((3, r"of its arrays do not fit \(\['batch_stats/backbone/stage"),
                           (1, r"it lacks \d+ of the backbone's arrays")):

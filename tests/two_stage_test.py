@@ -14,25 +14,19 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
-from conftest import file_source_config, write_deeplabcut_labels
+from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config,
+                      write_deeplabcut_labels)
 from kp_jax import export, exported, find_refine, heatmaps, predict, train, two_stage
 from kp_jax.data import instances, pipeline, transforms
 from kp_jax.models import heads
 
 BODYPARTS = ["snout", "leftEar", "rightEar"]
 FRAME_HW = (64, 80)
-# The animal: three labelled dots about its centre (offsets in pixels), on a bright body.
-OFFSETS = np.array([[0.0, -5.0], [-4.0, 3.0], [4.0, 3.0]])
+OFFSETS = ANIMAL_OFFSETS
 
 
 def animal_frame(centre) -> np.ndarray:
-  """A dark frame with a bright 11x11 body about `centre` and darker dots at the keypoints."""
-  image = np.full((*FRAME_HW, 3), 20, np.uint8)
-  cx, cy = np.round(centre).astype(int)
-  image[cy - 5:cy + 6, cx - 5:cx + 6] = 200
-  for x, y in np.round(centre + OFFSETS).astype(int):
-    image[y, x] = 90
-  return image
+  return animals_frame(FRAME_HW, [centre])
 
 
 def write_project(root, num_frames: int = 20) -> dict:
