@@ -7,6 +7,7 @@ train2017/, val2017/). A GPU job: at 256x192 this is 150k instances an epoch.
 """
 
 from configs import default
+from kp_jax.data.pixels import MMPOSE_NORMALISATION
 
 
 def get_config():
@@ -20,6 +21,7 @@ def get_config():
   data.input_size = (256, 192)
   data.verify_images = False  # 120k images: decoding each up front takes long
   data.cache = False
+  data.image_mean, data.image_std = MMPOSE_NORMALISATION  # MMPose's, so its checkpoints fit
   augment = data.augment
   augment.max_rotation_deg, augment.scale_range = 40.0, (0.7, 1.3)
   augment.half_body_probability = 0.3

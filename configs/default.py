@@ -26,6 +26,8 @@ def get_config():
   data.input_size = ()  # (height, width) each example's box is cropped to; (): the source's
   #                       images as they are (they must all have one size)
   data.box_padding = 1.25  # crops take the box, fitted to input_size's aspect, times this
+  data.udp = False  # crops onto the input's first and last pixel centres (UDP's affine; with
+  #                  model.head.udp, UDP's heatmap codec)
   # Find, then refine (kp_jax/data/instances.py, kp_jax/two_stage.py): what the examples are.
   data.instances = instances = ml_collections.ConfigDict()
   instances.stage = ""  # "": the source's boxes; "centre": whole frames, the instance centre as
@@ -72,8 +74,8 @@ def get_config():
   #                      crops instead of the annotated ones (kp_jax/evaluate.py)
   data.bad_records = "error"  # "error": stop at the first bad record; "skip": skip and count
   data.verify_images = True  # decode every image once before training, naming broken files
-  data.image_mean = 0.5  # inputs become (pixel / 255 - mean) / std
-  data.image_std = 0.25
+  data.image_mean = (0.5,)  # inputs become (pixel / 255 - mean) / std: one number for every
+  data.image_std = (0.25,)  # channel, or one per channel (MMPose's: pixels.MMPOSE_NORMALISATION)
   data.input_shards = 0  # training-split shards, read evenly by the processes; 0: one each.
   #                        Fix it to keep the data order when the number of processes changes.
   data.cache = True  # keep the decoded training split in memory
@@ -111,10 +113,12 @@ def get_config():
   head.stride = 8  # of the maps the soft-argmax reads: 12x12 at 96x96
   head.features = 32  # channels of each upsampling layer
   head.convs = 0  # extra 3x3 convs at map resolution
-  head.upsample = "deconv"  # "deconv" (4x4 transposed conv) or "resize" (nearest + 3x3 conv)
+  head.upsample = "deconv"  # "deconv" (4x4 transposed conv), "resize" (nearest + 3x3 conv) or
+  #                          "bilinear" (ViTPose's simple decoder: ReLU, one bilinear resize)
   head.loss = "l1"  # on errors in pixels: "l2", "l1", "smooth_l1" or "wing"
   model.init_from = ""  # start from another run's workdir (backbone kept; heads too when the
-  #                      keypoints match) or a torchvision ResNet state_dict (.pth); "": none
+  #                      keypoints match), a torchvision ResNet state_dict (.pth) or an MMPose
+  #                      SimpleBaseline / HRNet / ViTPose checkpoint (.pth); "": none
   config.flip_test = False  # evaluate on image and mirror, averaged (slower evaluation)
 
   config.optimizer = opt = ml_collections.ConfigDict()
@@ -128,7 +132,9 @@ def get_config():
   opt.rmsprop_decay = 0.9
   opt.eps = 1e-7
   opt.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
-  opt.weight_decay = 0.0  # on kernels only (not biases or norms); decoupled for adamw
+  opt.weight_decay = 0.0  # on kernels only (not biases, norms or pos_embed); decoupled for adamw
+  opt.layer_decay = 0.0  # ViT encoders: each layer's rate this times the one above (ViTPose's
+  #                       layer-wise decay, 0.75 for B); 0: off
   opt.ema_decay = 0.0  # evaluation uses an EMA of the parameters with this decay; 0: none
   opt.max_skipped_nonfinite = 0  # skip up to this many consecutive updates with NaN/Inf
   #                                gradients (counted as skipped_updates); 0: stop at the first
@@ -145,4 +151,6 @@ def get_config():
   config.keep_best_checkpoints = 1  # by validation NME
   config.parallel = "auto"  # "jit" (the batch sharded over a device mesh; "auto" picks it)
   #                           or "pmap" (kept, tested equal)
+  config.shard_state = False  # jit: parameters, optimizer state and EMA split over the devices
+  #                             (FSDP-style, along the batch's mesh axis) instead of copied
   return config

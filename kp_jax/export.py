@@ -36,6 +36,7 @@ from absl import app, flags, logging
 from etils import epath
 
 from kp_jax import find_refine, steps
+from kp_jax.data.pixels import normalisation
 from kp_jax.predict import FindRefinePredictor, is_find_refine, load_run
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
@@ -45,7 +46,7 @@ FIXED_BATCH_ONLY = ("onnx", "tflite")
 def serving_function(run):
   """float32 pixels [N, H, W, C] in [0, 255] -> (keypoints [N, K, 2], likelihoods [N, K])."""
   variables = jax.tree.map(np.asarray, steps.eval_variables(run.state))
-  mean, std = run.config.data.image_mean, run.config.data.image_std
+  mean, std = normalisation(run.config.data, run.image_shape[2])
 
   def serve(pixels):
     return steps.predict(run.model.apply, variables, (pixels / 255.0 - mean) / std,

@@ -77,8 +77,8 @@ class Stages:
   keypoint_head: Any
   crop_hw: tuple[int, int]  # the keypoint model's input
   crop_scale: float  # keypoint-model input pixels per source pixel
-  image_mean: float
-  image_std: float
+  image_mean: Any  # float32, one number or one per channel (pixels.normalisation)
+  image_std: Any
   max_instances: int = 1
   flip_permutation: Any = None  # test-time flip of the keypoint model
 

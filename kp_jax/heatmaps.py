@@ -3,6 +3,11 @@ soft-argmax). Pure JAX functions of maps [B, h, w, K] and points [B, K, 2] (x, y
 
 A map of stride s samples the image at pixel centres (j + 0.5) * s - 0.5, so image pixel x sits
 at map coordinate u = (x + 0.5) / s - 0.5 (pixel centres at integers, as everywhere in kp-jax).
+UDP (Huang et al., "The Devil is in the Details", CVPR 2020; MMPose's `UDPHeatmap`) aligns the
+first and last pixel centres instead: u = x (w - 1) / (W - 1) for an image W wide and a map w
+wide (`udp_to_map`); its targets are cut to a square of 3 sigma about the rounded point
+(`udp_gaussian_maps`). Every function here that takes a stride works on UDP's map coordinates
+with stride 1, where from_map and to_map are the identity.
 """
 
 import jax
@@ -26,6 +31,35 @@ def gaussian_maps(points_px, map_hw, stride: int, sigma: float):
   dx2 = (xs - u[:, None, None, :, 0]) ** 2  # [B, 1, w, K]
   dy2 = (ys - u[:, None, None, :, 1]) ** 2  # [B, h, 1, K]
   return jnp.exp(-(dx2 + dy2) / (2 * sigma**2))
+
+
+def _udp_scale(image_hw, map_hw):
+  """(map pixels per image pixel) in x and y under UDP's alignment."""
+  return jnp.array([(map_hw[1] - 1) / (image_hw[1] - 1), (map_hw[0] - 1) / (image_hw[0] - 1)],
+                   jnp.float32)
+
+
+def udp_to_map(points_px, image_hw, map_hw):
+  return points_px * _udp_scale(image_hw, map_hw)
+
+
+def udp_from_map(points_map, image_hw, map_hw):
+  return points_map / _udp_scale(image_hw, map_hw)
+
+
+def udp_gaussian_maps(points_px, image_hw, map_hw, sigma: float):
+  """MMPose's UDP targets (`generate_udp_gaussian_heatmaps`): Gaussians at the exact points
+  in UDP's map coordinates, zero outside the square of radius 3 sigma about each point's
+  nearest map pixel. [B, K, 2] -> [B, h, w, K]."""
+  u = udp_to_map(points_px, image_hw, map_hw)
+  maps = gaussian_maps(u, map_hw, 1, sigma)
+  nearest, radius = jnp.floor(u + 0.5), 3 * sigma
+  low, high = jnp.trunc(nearest - radius), jnp.trunc(nearest + radius + 1)  # [low, high)
+  ys = jnp.arange(map_hw[0], dtype=jnp.float32)[:, None, None]
+  xs = jnp.arange(map_hw[1], dtype=jnp.float32)[None, :, None]
+  inside_x = (xs >= low[:, None, None, :, 0]) & (xs < high[:, None, None, :, 0])
+  inside_y = (ys >= low[:, None, None, :, 1]) & (ys < high[:, None, None, :, 1])
+  return jnp.where(inside_x & inside_y, maps, 0.0)
 
 
 def _argmax_2d(maps):

@@ -45,7 +45,7 @@ from PIL import Image
 
 from kp_jax import checkpoint, find_refine, poses, steps, visualize
 from kp_jax.exported import to_source_pixels
-from kp_jax.data import transforms
+from kp_jax.data import pixels, transforms
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
 from kp_jax.models import create_model
 
@@ -150,18 +150,21 @@ class Predictor(_Drawing):
     whole image) cropped as in training."""
     if box is None:  # the whole image, fitted without padding unless the model saw crops
       box = (0.0, 0.0, image_hw[1], image_hw[0])
-    padding = self.config.data.box_padding if self.config.data.input_size else 1.0
-    return transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2],
-                                 padding).numpy().astype(np.float64)
+    data = self.config.data
+    padding = data.box_padding if data.input_size else 1.0
+    udp = bool(data.get("udp", False) and data.input_size)
+    return transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2], padding,
+                                 udp).numpy().astype(np.float64)
 
   def on_images(self, images, matrix) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
     [B, h, w, C] in [0, 1], all cropped by `matrix`."""
-    data, matrix32 = self.config.data, tf.constant(matrix, tf.float32)
+    matrix32 = tf.constant(matrix, tf.float32)
+    mean, std = pixels.normalisation(self.config.data, self.image_shape[2])
     # The training pipeline's own warp, so predictions see inputs made as in training.
     inputs = np.stack([(transforms.resample(tf.constant(image, tf.float32), matrix32,
-                                            self.image_shape[:2]).numpy() - data.image_mean)
-                       / data.image_std for image in images])
+                                            self.image_shape[:2]).numpy() - mean) / std
+                       for image in images])
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood
 
@@ -191,8 +194,9 @@ class FindRefinePredictor(_Drawing):
     self.stages = find_refine.Stages(
         centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
         keypoints.head, tuple(keypoints.image_shape[:2]),
-        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]), data.image_mean,
-        data.image_std, self.max_instances, flip_permutation=keypoints.flip_permutation)
+        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]),
+        *pixels.normalisation(data, keypoints.image_shape[2]), self.max_instances,
+        flip_permutation=keypoints.flip_permutation)
     self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
     self._refine = jax.jit(functools.partial(find_refine.refine, self.stages))
     self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))

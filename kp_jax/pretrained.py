@@ -7,8 +7,10 @@
   kp-jax's ResNet (`config.model.backbone`: name "resnet", `resnet_shape(depth)`, width 64);
 - an MMPose SimpleBaseline checkpoint (`td-hm_res50_8xb64-210e_coco-256x192-*.pth`: ResNet
   backbone + heatmap head), converted key by key to the ResNet with the heatmap head
-  (`configs/coco_person.py`'s model), or an MMPose HRNet one (`td-hm_hrnet-w32_...pth`) to
-  kp_jax.models.HRNet with the heatmap head (`configs/coco_hrnet_w32.py`).
+  (`configs/coco_person.py`'s model), an MMPose HRNet one (`td-hm_hrnet-w32_...pth`) to
+  kp_jax.models.HRNet with the heatmap head (`configs/coco_hrnet_w32.py`), or an MMPose
+  ViTPose one (`td-hm_ViTPose-base_...pth`, 1.x or 0.x) to kp_jax.models.ViT with the heatmap
+  head (`configs/coco_vitpose_b.py`).
 
 Every array of the new model whose name and shape match the source's is taken; the rest keep
 their fresh initialisation (a head for other keypoints, say) and the log lists them. A first
@@ -25,6 +27,7 @@ from etils import epath
 from flax import traverse_util
 
 from kp_jax import checkpoint
+from kp_jax.data import pixels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,11 +79,15 @@ class _Read(dict):
     return super().__getitem__(key)
 
   def check_all_read(self, path: str, allowed=lambda key: False):
-    unread = sorted(k for k in self if k not in self.read and not allowed(k)
-                    and not k.endswith("num_batches_tracked"))
-    if unread:
-      raise ValueError(f"{path}: {len(unread)} arrays have no place in kp-jax's model: "
-                       f"{unread[:8]}{' ...' if len(unread) > 8 else ''}.")
+    _refuse_unplaced(path, sorted(k for k in self if k not in self.read and not allowed(k)
+                                 and not k.endswith("num_batches_tracked")))
+
+
+def _refuse_unplaced(path: str, keys: list[str]):
+  """A conversion leaves no array of the file behind: name the ones it could not place."""
+  if keys:
+    raise ValueError(f"{path}: {len(keys)} arrays have no place in kp-jax's model: "
+                     f"{keys[:8]}{' ...' if len(keys) > 8 else ''}.")
 
 
 def torchvision_resnet_variables(state: dict, path: str = "state_dict") -> dict:
@@ -187,9 +194,7 @@ def mmpose_hrnet_variables(state: dict, path: str = "state_dict") -> dict:
       params[name + ({"weight": "scale", "bias": "bias"}[leaf],)] = value
     else:
       stats[name + ({"running_mean": "mean", "running_var": "var"}[leaf],)] = value
-  if unplaced:
-    raise ValueError(f"{path}: {len(unplaced)} arrays have no place in kp-jax's model: "
-                     f"{unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}.")
+  _refuse_unplaced(path, unplaced)
   return {"params": params, "batch_stats": stats}
 
 
@@ -210,14 +215,17 @@ def mmpose_simplebaseline_variables(state: dict, path: str = "state_dict") -> di
 
   (`keypoint_head.` for MMPose 0.x). An array with no place in the model is an error."""
   prefix = next(p for p in MMPOSE_HEADS if any(k.startswith(p) for k in state))
-  unknown = sorted(k for k in state if not k.startswith(("backbone.", prefix)))
-  if unknown:
-    raise ValueError(f"{path}: {len(unknown)} arrays have no place in kp-jax's model: "
-                     f"{unknown[:8]}.")
+  _refuse_unplaced(path, sorted(k for k in state if not k.startswith(("backbone.", prefix))))
   variables = torchvision_resnet_variables(
       {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")},
       path)
-  params, stats = variables["params"], variables["batch_stats"]
+  _heatmap_head(state, prefix, variables["params"], variables["batch_stats"], path)
+  return variables
+
+
+def _heatmap_head(state: dict, prefix: str, params: dict, stats: dict, path: str):
+  """MMPose's `HeatmapHead` (the arrays under `prefix`) into kp-jax's heatmap head: deconv
+  layers {3i} / {3i+1} -> ConvTranspose_i / BatchNorm_i, final_layer -> Conv_0."""
   head = _Read({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
   i = 0
   while f"deconv_layers.{3 * i}.weight" in head:
@@ -228,7 +236,58 @@ def mmpose_simplebaseline_variables(state: dict, path: str = "state_dict") -> di
   params[("head", "Conv_0", "kernel")] = _conv(head["final_layer.weight"])
   params[("head", "Conv_0", "bias")] = head["final_layer.bias"]
   head.check_all_read(path)
-  return variables
+
+
+# MMPose's ViTPose keys (after "backbone.") -> kp_jax.models.vit's module path: MMPose 1.x
+# (mmpretrain.VisionTransformer) and 0.x (MMPose's own ViT) names.
+_VIT_KEYS = (
+    (r"patch_embed\.(?:projection|proj)", lambda m: ("patch_embed",)),
+    (r"(?:layers|blocks)\.(\d+)\.(?:ln|norm)([12])", lambda m: (f"layer{m[1]}", f"ln{m[2]}")),
+    (r"(?:layers|blocks)\.(\d+)\.attn\.(qkv|proj)", lambda m: (f"layer{m[1]}", "attn", m[2])),
+    (r"layers\.(\d+)\.ffn\.layers\.0\.0|blocks\.(\d+)\.mlp\.fc1",
+     lambda m: (f"layer{m[1] or m[2]}", "fc1")),
+    (r"layers\.(\d+)\.ffn\.layers\.1|blocks\.(\d+)\.mlp\.fc2",
+     lambda m: (f"layer{m[1] or m[2]}", "fc2")),
+    (r"ln1|last_norm", lambda m: ("ln",)),
+)
+
+
+def _vit_leaf(value: np.ndarray, leaf: str):
+  """(Flax leaf name, array) of a torch Conv2d / Linear / LayerNorm weight or bias."""
+  if leaf == "bias":
+    return "bias", value
+  if value.ndim == 4:
+    return "kernel", _conv(value)
+  return ("kernel", value.T) if value.ndim == 2 else ("scale", value)
+
+
+def mmpose_vitpose_variables(state: dict, path: str = "state_dict") -> dict:
+  """{"params", "batch_stats"} of kp_jax.models.ViT with the heatmap head from an MMPose
+  ViTPose checkpoint (`td-hm_ViTPose-base_8xb64-210e_coco-256x192-*.pth`, classic or simple
+  decoder), key by key through `_VIT_KEYS`; an array with no place is an error naming it.
+  MMPose 0.x's position embedding has a class token's entry, which its ViT adds to every
+  patch's: it is folded in here."""
+  prefix = next(p for p in MMPOSE_HEADS if any(k.startswith(p) for k in state))
+  params, stats, unplaced = {}, {}, []
+  for key, value in state.items():
+    if key.startswith(prefix):
+      continue  # the head's: _heatmap_head
+    if key == "backbone.pos_embed":
+      if any(k.startswith("backbone.blocks.") for k in state):  # MMPose 0.x: a class token's
+        value = value[:, 1:] + value[:, :1]
+      params[("backbone", "pos_embed")] = value
+      continue
+    module, _, leaf = key.removeprefix("backbone.").rpartition(".")
+    found = next((to(m) for pattern, to in _VIT_KEYS
+                  if (m := re.fullmatch(pattern, module)) is not None), None)
+    if found is None or not key.startswith("backbone.") or leaf not in ("weight", "bias"):
+      unplaced.append(key)
+      continue
+    flax_leaf, array = _vit_leaf(value, leaf)
+    params[("backbone", *found, flax_leaf)] = array
+  _refuse_unplaced(path, unplaced)
+  _heatmap_head(state, prefix, params, stats, path)
+  return {"params": params, "batch_stats": stats}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,23 +352,40 @@ def merge(variables: dict, source: dict, name: str) -> tuple[dict, list[str], li
   return merged, taken, fresh
 
 
-def file_variables(path: str) -> dict:
-  """{"params", "batch_stats"} (flattened) of a `.pth` file: an MMPose HRNet or SimpleBaseline
-  checkpoint, else a torchvision ResNet."""
-  state = _torch_state_dict(path)
+def check_mmpose_normalisation(data_config, path: str):
+  """An MMPose network sees its own input statistics: the run must normalise as MMPose did."""
+  mean, std = pixels.normalisation(data_config, 3)  # MMPose's networks see RGB
+  want_mean, want_std = pixels.MMPOSE_NORMALISATION
+  if not (np.allclose(mean, want_mean) and np.allclose(std, want_std)):
+    raise ValueError(
+        f"config.model.init_from={path!r} is an MMPose checkpoint, trained on inputs "
+        f"normalised by MMPose's ImageNet statistics: set config.data.image_mean="
+        f"{want_mean} and config.data.image_std={want_std} "
+        f"(now {data_config.image_mean} and {data_config.image_std}).")
+
+
+def file_variables(state: dict, path: str) -> dict:
+  """{"params", "batch_stats"} (flattened) of a `.pth` file's state_dict: an MMPose HRNet,
+  ViTPose or SimpleBaseline checkpoint, else a torchvision ResNet."""
   if not is_mmpose(state):
     return torchvision_resnet_variables(state, path)
   if any(k.startswith("backbone.transition1.") for k in state):
     return mmpose_hrnet_variables(state, path)
+  if any(k.startswith(("backbone.layers.", "backbone.blocks.")) for k in state):
+    return mmpose_vitpose_variables(state, path)
   return mmpose_simplebaseline_variables(state, path)
 
 
-def load(init_from: str, variables: dict) -> dict:
-  """`variables` ({"params", "batch_stats"}) initialised from `init_from` (module docstring)."""
+def load(init_from: str, variables: dict, data_config=None) -> dict:
+  """`variables` ({"params", "batch_stats"}) initialised from `init_from` (module docstring);
+  with the run's `data_config`, an MMPose checkpoint's input normalisation is checked."""
   if epath.Path(init_from).is_dir():
     source = workdir_variables(init_from)
   elif epath.Path(init_from).is_file():
-    source = file_variables(init_from)
+    state = _torch_state_dict(init_from)
+    if data_config is not None and is_mmpose(state):
+      check_mmpose_normalisation(data_config, init_from)
+    source = file_variables(state, init_from)
   else:
     raise FileNotFoundError(f"config.model.init_from={init_from!r} is neither a workdir nor a "
                             "file.")

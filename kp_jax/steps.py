@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from flax import jax_utils
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from kp_jax import metrics
@@ -45,9 +46,49 @@ class TrainState(train_state.TrainState):
   ema_params: Any  # exponential moving average of `params`, which evaluation uses
 
 
+NO_WEIGHT_DECAY = ("pos_embed",)  # ViT's position embedding (MMPose's decay_mult=0)
+
+
 def decay_mask(params):
-  """Weight decay applies to kernels (ndim > 1), not to biases or norm scales and offsets."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """Weight decay applies to kernels (ndim > 1), not to biases, norm scales and offsets or a
+  position embedding."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: p.ndim > 1 and path[-1].key not in NO_WEIGHT_DECAY, params)
+
+
+def _encoder_layer(names) -> int | None:
+  """i for a parameter of ViT encoder layer i (path "backbone/layer{i}/..."), else None."""
+  if len(names) > 1 and names[0] == "backbone" and names[1].startswith("layer"):
+    index = names[1].removeprefix("layer")
+    return int(index) if index.isdigit() else None
+  return None
+
+
+def _layer_id(names, depth: int) -> int:
+  """A ViT parameter's depth for layer-wise decay, as MMPose's LayerDecayOptimWrapperConstructor
+  counts it: 0 for the patch and position embeddings, i + 1 for encoder layer i, depth + 1 for
+  the rest (the final norm, the head)."""
+  if names[:2] in (["backbone", "patch_embed"], ["backbone", "pos_embed"]):
+    return 0
+  layer = _encoder_layer(names)
+  return depth + 1 if layer is None else layer + 1
+
+
+def scale_by_layer_decay(rate: float) -> optax.GradientTransformation:
+  """Layer-wise learning-rate decay (BEiT, ViTPose): the updates of a parameter at depth `id`
+  (`_layer_id`) of a `depth`-layer encoder scaled by rate ** (depth + 1 - id), so the head
+  learns at the full rate and each layer below at `rate` times the one above."""
+
+  def scale(updates, params=None):
+    del params
+    names = lambda path: [k.key for k in path]
+    layers = {_encoder_layer(names(path))
+              for path, _ in jax.tree_util.tree_leaves_with_path(updates)} - {None}
+    depth = len(layers)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * rate ** (depth + 1 - _layer_id(names(path), depth)), updates)
+
+  return optax.stateless(scale)
 
 
 SCHEDULES = ("cosine", "step")
@@ -90,7 +131,13 @@ def create_optimizer(config) -> optax.GradientTransformation:
     steps.append(optax.clip_by_global_norm(opt.grad_clip_norm))
   if opt.weight_decay and opt.name != "adamw":  # L2 regularisation, coupled to the gradient
     steps.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
-  tx = optax.chain(*steps, OPTIMIZERS[opt.name](schedule, opt))
+  steps.append(OPTIMIZERS[opt.name](schedule, opt))
+  layer_decay = opt.get("layer_decay", 0.0)
+  if not 0 <= layer_decay <= 1:
+    raise ValueError(f"config.optimizer.layer_decay={layer_decay} must be in [0, 1] (0: off).")
+  if layer_decay:
+    steps.append(scale_by_layer_decay(layer_decay))
+  tx = optax.chain(*steps)
   if opt.max_skipped_nonfinite:  # skip updates with NaN/Inf gradients, counting them
     tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.max_skipped_nonfinite)
   return tx
@@ -122,12 +169,19 @@ def checkpointable(state: TrainState) -> dict:
 # Pure steps.
 
 
-def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None):
-  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params})."""
+def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None,
+               seed: int = 0):
+  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params}). Layers that
+  draw random numbers in training (drop path) get the "dropout" stream of `seed` and the
+  step (and the replica, under pmap)."""
+  rng = jax.random.fold_in(jax.random.key(seed), state.step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
   def loss_fn(params):
     outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                      batch["image"], train=True, mutable=["batch_stats"])
+                                      batch["image"], train=True, mutable=["batch_stats"],
+                                      rngs={"dropout": rng})
     return head.compute_loss(outputs, batch), updates.get("batch_stats", {})
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -216,12 +270,32 @@ def resolve_mode(mode: str) -> str:
   return mode
 
 
-def _replicate(sharding, value):
-  """A host value as a global array replicated over `sharding`'s devices, every process
-  placing its own copies (a plain device_put of a device-committed array would be a
-  cross-host transfer, which CPU collectives do not offer)."""
+def _place(sharding, value):
+  """A host value as a global array laid out by `sharding`, every process placing its own
+  pieces (a plain device_put of a device-committed array would be a cross-host transfer,
+  which CPU collectives do not offer)."""
   value = np.asarray(value)
   return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+MIN_SHARDED_SIZE = 2**12  # elements; smaller arrays (biases, norms) stay whole on every device
+
+
+def fsdp_spec(shape, num_devices: int) -> PartitionSpec:
+  """FSDP-style layout of one array of the state: its largest dimension that the devices
+  divide evenly split over the "data" axis (the batch's), else (or if small) replicated."""
+  if int(np.prod(shape, dtype=np.int64)) < MIN_SHARDED_SIZE:
+    return PartitionSpec()
+  fits = [d for d in np.argsort(shape)[::-1] if shape[d] % num_devices == 0]
+  if not fits:
+    return PartitionSpec()
+  return PartitionSpec(*[("data" if d == fits[0] else None) for d in range(len(shape))])
+
+
+def fsdp_shardings(mesh: Mesh, tree):
+  """The NamedSharding of every array of `tree` (arrays or shapes) under `fsdp_spec`."""
+  size = mesh.devices.size
+  return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), size)), tree)
 
 
 def one_in_flight(step: Callable) -> Callable:
@@ -245,12 +319,17 @@ def one_in_flight(step: Callable) -> Callable:
   return synchronous
 
 
-def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None) -> Parallel:
+def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None,
+                  seed: int = 0, shard_state: bool = False) -> Parallel:
   """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
-  name AXIS_NAME."""
-  train = functools.partial(train_step, head=head, ema_decay=ema_decay)
+  name AXIS_NAME. `shard_state` (jit only): the state split over the devices (`fsdp_spec`)
+  rather than copied to each; XLA gathers each layer's parameters where the step needs them
+  and reduce-scatters the gradients, so the step computes what the replicated one does."""
+  train = functools.partial(train_step, head=head, ema_decay=ema_decay, seed=seed)
   evaluate_batch = functools.partial(eval_step, head=head, flip_permutation=flip_permutation)
   if mode == "pmap":
+    if shard_state:
+      raise ValueError("config.shard_state=True needs config.parallel='jit' (or 'auto').")
     return Parallel(
         mode=mode,
         train_step=one_in_flight(jax.pmap(functools.partial(train, axis_name=AXIS_NAME),
@@ -272,11 +351,30 @@ def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=N
     return {k: jax.make_array_from_process_local_data(batch_sharding, v)
             for k, v in batch.items()}
 
+  if shard_state:
+    def sharded_train(state, batch):  # the new state keeps the state's layout
+      new_state, metrics = train(state, batch)
+      return jax.lax.with_sharding_constraint(new_state, fsdp_shardings(mesh, new_state)), \
+          jax.lax.with_sharding_constraint(metrics, replicated)
+
+    def put_state(state):
+      state = jax.device_get(state)
+      return jax.tree.map(_place, fsdp_shardings(mesh, state), state)
+
+    return Parallel(
+        mode=mode,
+        train_step=one_in_flight(jax.jit(sharded_train, donate_argnums=(0,))),
+        eval_step=one_in_flight(jax.jit(evaluate_batch, out_shardings=replicated)),
+        put_state=put_state,
+        get_state=lambda state: multihost_utils.process_allgather(state, tiled=True),
+        put_batch=put_batch,
+        first=lambda tree: tree,
+    )
   return Parallel(
       mode=mode,
       train_step=one_in_flight(jax.jit(train, out_shardings=replicated, donate_argnums=(0,))),
       eval_step=one_in_flight(jax.jit(evaluate_batch, out_shardings=replicated)),
-      put_state=lambda state: jax.tree.map(functools.partial(_replicate, replicated),
+      put_state=lambda state: jax.tree.map(functools.partial(_place, replicated),
                                            jax.device_get(state)),
       get_state=lambda state: jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state),
       put_batch=put_batch,

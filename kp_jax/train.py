@@ -127,6 +127,9 @@ def check_config(config):
   for key in ("batch_size", "eval_batch_size"):
     pipeline.check_batch_size(config[key], jax.process_count(), jax.local_device_count(), key)
   pipeline.input_shards(config.data, jax.process_index(), jax.process_count())
+  if config.data.get("udp") and not config.model.head.get("udp"):
+    raise ValueError("config.data.udp=True aligns the crops for UDP's heatmap codec: set "
+                     "config.model.head.udp=True too (MMPose's UDP is both).")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -143,7 +146,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              axis_name=steps.AXIS_NAME if mode == "pmap" else None)
   flip_permutation = np.array(spec.flip_permutation()) if config.flip_test else None
   parallel = steps.make_parallel(mode, head, ema_decay=config.optimizer.ema_decay,
-                                 flip_permutation=flip_permutation)
+                                 flip_permutation=flip_permutation, seed=config.seed,
+                                 shard_state=config.get("shard_state", False))
   logging.info("Data %s (%s), %d keypoints, images %s; %s on %d devices.", source.name,
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())
@@ -165,7 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
     elif config.model.get("init_from"):  # a new run starts from pretrained weights
       state = steps.with_variables(state, pretrained.load(
-          config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats}))
+          config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats},
+          config.data))
     start_step = int(state.step)
     if is_writer:
       (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))

@@ -8,6 +8,8 @@ import numpy as np
 from etils import epath
 from PIL import Image, ImageDraw, ImageFont
 
+from kp_jax.data import pixels
+
 # matplotlib's "tab10": distinct colours for up to 10 keypoints.
 TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
          (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
@@ -16,7 +18,8 @@ WHITE = (255, 255, 255)
 
 
 def denormalize(image, data_config):
-  return np.clip(image * data_config.image_std + data_config.image_mean, 0.0, 1.0)
+  mean, std = pixels.normalisation(data_config, image.shape[-1])
+  return np.clip(image * std + mean, 0.0, 1.0)
 
 
 def keypoint_colors(num_keypoints: int) -> np.ndarray:

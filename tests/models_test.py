@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import default, seed
-from kp_jax.models import HRNet, backbones, create_model, hrnet_shape, resnet_shape
+from kp_jax.models import (HRNet, VIT_SIZES, backbones, create_model, hrnet_shape, resnet_shape,
+                           vit_shape)
 
 
 def init_shapes(module, input_shape):
@@ -144,6 +145,45 @@ def test_hrnet_keeps_every_resolution_and_fuses_them():
   assert stage3["fuse2_from0_down1"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)  # to 16
   with pytest.raises(ValueError, match="MMPose's are W18, W32 and W48"):
     hrnet_shape(40)
+
+
+def vitpose_parameters(dim, depth, mlp_dim, tokens, keypoints, decoder):
+  """ViTPose's count by hand: the patch conv and position embedding, per layer two LayerNorms,
+  qkv, the projection and the two-layer MLP, the final LayerNorm; then the decoder."""
+  layer = 2 * 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + (
+      dim * mlp_dim + mlp_dim) + (mlp_dim * dim + dim)
+  backbone = 16 * 16 * 3 * dim + dim + tokens * dim + depth * layer + 2 * dim
+  if decoder == "classic":  # two 4x4 deconvs to 256 with BatchNorm, a 1x1 conv
+    head = 16 * dim * 256 + 2 * 256 + 16 * 256 * 256 + 2 * 256 + 256 * keypoints + keypoints
+  else:  # ReLU, bilinear x4, a 3x3 conv
+    head = 9 * dim * keypoints + keypoints
+  return backbone + head
+
+
+VITPOSE_HEADS = {"classic": {"name": "heatmap", "stride": 4, "features": 256},
+                 "simple": {"name": "heatmap", "stride": 4, "upsample": "bilinear",
+                            "final_kernel": 3}}
+
+
+@pytest.mark.parametrize("size", sorted(VIT_SIZES))
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_vitpose_parameter_counts(size, decoder):
+  # ViTPose-B classic at 256x192 (16x12 tokens), 17 keypoints: 89,993,745 (85,794,048 in the
+  # encoder; the paper's 86M).
+  shape = vit_shape(size)
+  model, _ = create_model(model_config({"name": "vit", **shape}, VITPOSE_HEADS[decoder]), 17,
+                          (256, 192))
+  count = num_params(model, (256, 192, 3))
+  assert count == vitpose_parameters(shape["dim"], shape["depth"], shape["mlp_dim"], 16 * 12,
+                                     17, decoder)
+  if size == "base":
+    assert count == {"classic": 89_993_745, "simple": 85_911_569}[decoder]
+    torch_reference = pytest.importorskip("kp_jax.torch_reference")
+    reference = torch_reference.ViTPose(shape, 17, (256, 192), decoder)
+    assert count == sum(p.numel() for p in reference.parameters())
+  outputs = jax.eval_shape(model.apply, init_shapes(model, (256, 192, 3)),
+                           jnp.zeros((2, 256, 192, 3)))
+  assert outputs["maps"].shape == (2, 64, 48, 17)
 
 
 @pytest.mark.parametrize("head", ["heatmap", "integral"])
@@ -284,3 +324,22 @@ def test_every_config_builds_its_models(name):
     centre = config.two_stage.centre
     model, _ = create_model(centre.model, 1, tuple(centre.input_size))
     assert init_shapes(model, (*centre.input_size, config.data.channels))["params"]
+
+
+def test_drop_path_drops_whole_examples_and_keeps_the_expectation():
+  from kp_jax.models import vit  # noqa: PLC0415
+  x = jnp.ones((4000, 3, 2))
+  out = np.asarray(vit.drop_path(x, 0.25, jax.random.key(0)))
+  per_example = out.reshape(4000, -1)
+  assert set(np.unique(per_example)) == {0.0, np.float32(1 / 0.75)}
+  assert np.all(per_example.min(1) == per_example.max(1))  # an example's branch goes whole
+  # 4,000 draws: the dropped share's standard deviation is 0.007; 0.03 is > 4 of them.
+  assert abs(np.mean(per_example[:, 0] == 0) - 0.25) < 0.03
+  # In training the layers draw from the "dropout" stream; in evaluation nothing is random.
+  net = vit.ViT(dim=16, depth=2, heads=2, mlp_dim=32, patch_size=8, drop_path_rate=0.5)
+  images = jnp.ones((8, 32, 32, 1))
+  variables = net.init(jax.random.key(0), images)
+  train = [net.apply(variables, images, train=True, rngs={"dropout": jax.random.key(k)})
+           for k in (1, 2)]
+  assert not np.allclose(train[0], train[1])
+  np.testing.assert_array_equal(net.apply(variables, images), net.apply(variables, images))

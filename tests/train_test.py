@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from conftest import NUM_DEVICES, relative_difference, tiny_config
@@ -218,12 +219,17 @@ def test_bad_config_values_name_the_key(config, tmp_path):
        r"devices \(4\)"),
       ("eval_batch_size", 0, r"config.eval_batch_size=0 must be a positive multiple"),
       ("optimizer.max_skipped_nonfinite", -1, r"config.optimizer.max_skipped_nonfinite=-1"),
+      ("optimizer.layer_decay", 1.5, r"config.optimizer.layer_decay=1.5 must be in \[0, 1\]"),
+      ("data.udp", True, r"config.data.udp=True .* set config.model.head.udp=True"),
+      ("data.image_mean", (0.4, 0.5, 0.6), r"config.data.image_mean=\(0.4, 0.5, 0.6\): give "
+       r"one number, or one per channel of the images \(1\)"),
   ]:
     bad = tiny_config(config.data.data_dir)
     bad.update_from_flattened_dict({key: value})
     with pytest.raises(ValueError, match=pattern):
       train.train_and_evaluate(bad, str(tmp_path / key))
-    if key in ("batch_size", "eval_batch_size", "optimizer.max_skipped_nonfinite"):
+    if key in ("batch_size", "eval_batch_size", "optimizer.max_skipped_nonfinite",
+               "optimizer.layer_decay", "data.udp"):
       assert not (tmp_path / key).exists()  # refused before any work
   bad = tiny_config(config.data.data_dir)
   bad.optimizer.name = "sgd"
@@ -232,6 +238,8 @@ def test_bad_config_values_name_the_key(config, tmp_path):
   bad.optimizer.name, bad.optimizer.warmup_steps = "rmsprop", 20
   with pytest.raises(ValueError, match=r"config.optimizer.warmup_steps=20"):
     steps.create_optimizer(bad)
+  with pytest.raises(ValueError, match=r"config.shard_state=True needs config.parallel='jit'"):
+    steps.make_parallel("pmap", None, shard_state=True)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -287,3 +295,72 @@ def test_step_schedule_is_mmposes_multistep_after_a_linear_warmup(config):
   config.optimizer.schedule = "linear"
   with pytest.raises(ValueError, match=r"config.optimizer.schedule='linear'"):
     steps.learning_rate_schedule(config)
+
+
+def parameter_bytes_per_device(params) -> dict:
+  per_device = {}
+  for leaf in jax.tree.leaves(params):
+    for shard in leaf.addressable_shards:
+      per_device[shard.device.id] = per_device.get(shard.device.id, 0) + shard.data.nbytes
+  return per_device
+
+
+def test_a_sharded_state_steps_as_the_replicated_one(config):
+  # FSDP-style over the 4 simulated devices: a small ViT with drop path, AdamW with weight
+  # decay, gradient clipping and layer-wise decay (ViTPose's recipe), 3 steps each way.
+  config.model.backbone = {"name": "vit", "dim": 64, "depth": 2, "heads": 4, "mlp_dim": 128,
+                           "patch_size": 8, "drop_path_rate": 0.3}
+  config.model.head = {"name": "heatmap", "stride": 4, "features": 16, "sigma": 1.0}
+  opt = config.optimizer
+  opt.name, opt.weight_decay, opt.grad_clip_norm, opt.layer_decay = "adamw", 0.1, 1.0, 0.75
+  state, source = initial_state(config)
+  model, head = model_and_head(config)
+  batches = list(itertools.islice(
+      pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 3))
+  results = {}
+  for shard in (False, True):
+    parallel = steps.make_parallel("jit", head, ema_decay=0.5, seed=1, shard_state=shard)
+    s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
+    for b in batches:
+      s, m = parallel.train_step(s, parallel.put_batch(b))
+      losses.append(float(m["loss"]))
+    results[shard] = (losses, parallel.get_state(steps.checkpointable(s)))
+    per_device = parameter_bytes_per_device(s.params)
+    total = sum(leaf.nbytes for leaf in jax.tree.leaves(s.params))
+    print(f"shard_state={shard}: parameter bytes per device {per_device} of {total}")
+    if not shard:
+      assert set(per_device.values()) == {total}
+      continue
+    # Each device holds a quarter of every large array (the layout survives the steps), and
+    # whole copies of the small ones only.
+    small = sum(leaf.nbytes for leaf in jax.tree.leaves(s.params)
+                if leaf.size < steps.MIN_SHARDED_SIZE)
+    for leaf in jax.tree.leaves((s.params, s.opt_state, s.ema_params)):
+      if leaf.size >= steps.MIN_SHARDED_SIZE:
+        assert leaf.addressable_shards[0].data.size == leaf.size // NUM_DEVICES, leaf.shape
+    assert set(per_device.values()) == {(total - small) // NUM_DEVICES + small}
+    assert (total - small) / total > 0.9  # most of the model is split
+  np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
+  for key in ("params", "ema_params", "opt_state"):
+    assert relative_difference(results[True][1][key], results[False][1][key]) < 1e-5, key
+  assert results[False][0][0] != results[False][0][-1]
+
+
+def test_layer_decay_scales_each_vit_layer_and_weight_decay_spares_embeddings():
+  one = np.ones(2, np.float32)
+  updates = {"backbone": {"patch_embed": {"kernel": one}, "pos_embed": one,
+                          "layer0": {"fc1": {"kernel": one}}, "layer1": {"ln1": {"scale": one}},
+                          "ln": {"scale": one}},
+             "head": {"Conv_0": {"kernel": one}}}
+  scaled, _ = steps.scale_by_layer_decay(0.5).update(updates, optax.EmptyState())
+  # MMPose's ids for a 2-layer encoder: embeddings 0, layer i i + 1, the rest 3; scale
+  # 0.5 ** (3 - id).
+  expected = {"backbone": {"patch_embed": {"kernel": 0.125}, "pos_embed": 0.125,
+                           "layer0": {"fc1": {"kernel": 0.25}}, "layer1": {"ln1": {"scale": 0.5}},
+                           "ln": {"scale": 1.0}},
+              "head": {"Conv_0": {"kernel": 1.0}}}
+  jax.tree.map(lambda got, want: np.testing.assert_array_equal(got, want * one), scaled, expected)
+  params = {"pos_embed": np.ones((1, 4, 2)), "Dense_0": {"kernel": np.ones((2, 2)),
+                                                         "bias": np.ones(2)}}
+  assert steps.decay_mask(params) == {"pos_embed": False,
+                                      "Dense_0": {"kernel": True, "bias": False}}

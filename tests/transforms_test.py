@@ -115,6 +115,33 @@ def test_box_crop_maps_the_padded_box_onto_the_input(box, output_hw):
   assert matrix[0, 0] == pytest.approx(out_w / (1.25 * max(w, h * out_w / out_h)), rel=1e-6)
 
 
+def mmpose_udp_warp_matrix(box, output_hw, padding):
+  """MMPose's top-down crop with use_udp (bbox_xywh2cs, _fix_aspect_ratio,
+  get_udp_warp_matrix at rotation 0), NumPy float64, in MMPose's coordinates."""
+  x, y, w, h = box
+  out_h, out_w = output_hw
+  center = np.array([x + w * 0.5, y + h * 0.5])
+  scale_w, scale_h = w * padding, h * padding
+  aspect = out_w / out_h
+  scale_w, scale_h = (scale_w, scale_w / aspect) if scale_w > scale_h * aspect else (
+      scale_h * aspect, scale_h)
+  sx, sy = (out_w - 1) / scale_w, (out_h - 1) / scale_h
+  input_size = center * 2
+  return np.array([[sx, 0.0, sx * (-0.5 * input_size[0] + 0.5 * scale_w)],
+                   [0.0, sy, sy * (-0.5 * input_size[1] + 0.5 * scale_h)], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("box, output_hw", [
+    ((40.0, 30.0, 60.0, 50.0), (256, 192)), ((52.0, 12.0, 30.0, 70.0), (64, 48))])
+def test_udp_box_crop_is_mmposes_udp_affine(box, output_hw):
+  matrix = transforms.box_matrix(tf.constant(box), output_hw, padding=1.25, udp=True).numpy()
+  # kp-jax's pixel centres are at integers, MMPose's coordinates half a pixel further: a point
+  # p here is p + 0.5 there.
+  to_mmpose = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+  np.testing.assert_allclose(matrix, mmpose_udp_warp_matrix(box, output_hw, 1.25) @ to_mmpose,
+                             rtol=1e-5, atol=1e-4)
+
+
 def test_crop_then_augmentation_moves_dots_exactly_as_the_pixels():
   # A 100x130 image (not square) with dots, cropped around them and rotated, scaled, shifted
   # and flipped by one warp: each dot must be found where its keypoint went.

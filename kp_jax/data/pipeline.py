@@ -104,25 +104,25 @@ def _select():
 def _start_geometry(data_config):
   """The crop to the object's box when `data.input_size` is set; otherwise the identity."""
   if data_config.input_size:
-    return transforms.crop_to_box(tuple(data_config.input_size), data_config.box_padding)
+    return transforms.crop_to_box(tuple(data_config.input_size), data_config.box_padding,
+                                  data_config.get("udp", False))
   return transforms.identity_matrix
 
 
-def _eval_ops(data_config, input_hw):
+def _eval_ops(data_config, input_hwc):
   ops = [_select(), transforms.to_float, _start_geometry(data_config)]
   if data_config.input_size:
-    ops.append(transforms.warp_to_input(input_hw))
-  ops += [transforms.normalize_image(data_config.image_mean, data_config.image_std),
-          _keep(*EVAL_KEYS)]
+    ops.append(transforms.warp_to_input(input_hwc[:2]))
+  ops += [transforms.normalize_image(data_config, input_hwc[2]), _keep(*EVAL_KEYS)]
   return _compose(*ops)
 
 
-def _augment_op(data_config, spec: KeypointSpec, input_hw):
+def _augment_op(data_config, spec: KeypointSpec, input_hwc):
   """(example, seed) -> augmented, normalised training example, from one stateless seed."""
   aug = data_config.augment
   affine = transforms.random_affine(
       spec.flip_permutation(), aug.max_rotation_deg, tuple(aug.scale_range), aug.max_shift,
-      aug.flip_probability, input_hw)
+      aug.flip_probability, input_hwc[:2])
   seeded = []  # (example, seed) ops around the affine warp, in order
   if aug.half_body_probability:
     upper = [spec.index(n) for n in aug.upper_body]
@@ -135,7 +135,7 @@ def _augment_op(data_config, spec: KeypointSpec, input_hw):
     seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:
     seeded.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
-  normalize = transforms.normalize_image(data_config.image_mean, data_config.image_std)
+  normalize = transforms.normalize_image(data_config, input_hwc[2])
 
   def op(example, seed):
     op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(seeded)))
@@ -213,7 +213,7 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   stream = epochs.flat_map(lambda epoch: examples.shuffle(
       min(data.shuffle_buffer, size), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
   stream = stream.enumerate(start=first_epoch * size).skip(start % size)
-  augment = _augment_op(data, source.spec, input_shape(data, source)[:2])
+  augment = _augment_op(data, source.spec, input_shape(data, source))
   stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
                       num_parallel_calls=tf.data.AUTOTUNE)
   return stream.batch(batch_size, drop_remainder=True)
@@ -251,7 +251,7 @@ def eval_iterator(config, source: Source, split: str, *, local_devices: int,
   local_batch = check_batch_size(config.eval_batch_size, process_count, local_devices,
                                   "eval_batch_size")
   num_batches = num_eval_batches(source, split, config.eval_batch_size)
-  ops = _eval_ops(config.data, input_shape(config.data, source)[:2])
+  ops = _eval_ops(config.data, input_shape(config.data, source))
   ds = source.load(split, process_index, process_count).map(
       ops, num_parallel_calls=tf.data.AUTOTUNE)
   batches = ds.batch(local_batch).prefetch(2).with_options(_options()).as_numpy_iterator()

@@ -13,6 +13,8 @@ import math
 
 import tensorflow as tf
 
+from kp_jax.data import pixels
+
 
 def select_keypoints(indices):
   """Keeps the keypoints at `indices` (a keypoint subset, in the subset's order), of one
@@ -30,8 +32,10 @@ def to_float(example):
   return {**example, "image": tf.cast(example["image"], tf.float32) / 255.0}
 
 
-def normalize_image(mean: float, std: float):
-  """float32 image in [0, 1] -> (image - mean) / std."""
+def normalize_image(data_config, channels: int):
+  """float32 image in [0, 1] -> (image - mean) / std (`pixels.normalisation`)."""
+  mean, std = pixels.normalisation(data_config, channels)
+
   def op(example):
     return {**example, "image": (example["image"] - mean) / std}
   return op
@@ -42,28 +46,34 @@ def identity_matrix(example):
   return {**example, "matrix": tf.eye(3)}
 
 
-def box_matrix(box, output_hw, padding):
+def box_matrix(box, output_hw, padding, udp: bool = False):
   """3x3 matrix fitting `box` into an image of `output_hw`.
 
   `box` is (x, y, w, h) as in COCO: (x, y) is the top-left corner of the box's first pixel, so in
   kp-jax's convention (pixel centres at integers) the box spans [x - 0.5, x + w - 0.5]. The box
   is widened or heightened to the output's aspect ratio about its centre, then scaled by
-  `padding` (1.25: a quarter of context), and mapped onto the whole output.
+  `padding` (1.25: a quarter of context), and mapped onto the whole output: its edges onto the
+  output's edges, or with `udp` onto the output's first and last pixel centres (MMPose's
+  `get_udp_warp_matrix`: (out_w - 1) / width output pixels per source pixel in x, and
+  (out_h - 1) / height in y, a hair apart).
   """
   box = tf.cast(box, tf.float32)
   out_h, out_w = float(output_hw[0]), float(output_hw[1])
   centre = box[:2] + box[2:] / 2 - 0.5
-  width = tf.maximum(box[2], box[3] * out_w / out_h) * padding
-  scale = out_w / tf.maximum(width, 1e-6)
-  tx = (out_w - 1) / 2 - scale * centre[0]
-  ty = (out_h - 1) / 2 - scale * centre[1]
-  return tf.stack([[scale, 0.0, tx], [0.0, scale, ty], [0.0, 0.0, 1.0]])
+  width = tf.maximum(tf.maximum(box[2], box[3] * out_w / out_h) * padding, 1e-6)
+  if udp:
+    scale_x, scale_y = (out_w - 1) / width, (out_h - 1) / (width * out_h / out_w)
+  else:
+    scale_x = scale_y = out_w / width
+  tx = (out_w - 1) / 2 - scale_x * centre[0]
+  ty = (out_h - 1) / 2 - scale_y * centre[1]
+  return tf.stack([[scale_x, 0.0, tx], [0.0, scale_y, ty], [0.0, 0.0, 1.0]])
 
 
-def crop_to_box(output_hw, padding: float):
+def crop_to_box(output_hw, padding: float, udp: bool = False):
   """Starts the geometry with the crop of the example's `box` to the model input."""
   def op(example):
-    return {**example, "matrix": box_matrix(example["box"], output_hw, padding)}
+    return {**example, "matrix": box_matrix(example["box"], output_hw, padding, udp)}
   return op
 
 

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 from kp_jax.models.backbones import VGG, ConvPool, ResNet, resnet_shape  # noqa: F401
 from kp_jax.models.hrnet import HRNet, hrnet_shape  # noqa: F401
 from kp_jax.models.heads import HEADS
+from kp_jax.models.vit import VIT_SIZES, ViT, vit_shape  # noqa: F401
 
-BACKBONES = {"conv_pool": ConvPool, "vgg": VGG, "resnet": ResNet, "hrnet": HRNet}
+BACKBONES = {"conv_pool": ConvPool, "vgg": VGG, "resnet": ResNet, "hrnet": HRNet, "vit": ViT}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 KERNELS = ("auto", "xla", "cpu")
 

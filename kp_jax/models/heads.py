@@ -23,7 +23,7 @@ from kp_jax import heatmaps, losses
 from kp_jax.models import backbones, kernels
 
 
-UPSAMPLING = ("deconv", "resize")
+UPSAMPLING = ("deconv", "resize", "bilinear")
 
 
 class RegressionLayers(nn.Module):
@@ -60,7 +60,9 @@ class MapLayers(nn.Module):
 
   Upsampling is a 4x4 transposed conv ("deconv", as SimpleBaseline), or nearest-neighbour
   resizing followed by a 3x3 conv ("resize"), which XLA runs faster on CPU: it has no
-  inserted zeros to multiply.
+  inserted zeros to multiply. "bilinear" is ViTPose's simple decoder: ReLU, one bilinear
+  resize to the maps' size (torch's align_corners=False), no layers, then the final conv of
+  `final_kernel` (3 there).
   """
   num_keypoints: int
   stride: int = 4
@@ -70,6 +72,7 @@ class MapLayers(nn.Module):
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None
   cpu_kernels: bool = True  # Deconv2x; False: nn.ConvTranspose (the same parameters)
+  final_kernel: int = 1
 
   @nn.compact
   def __call__(self, x, image_hw, train: bool = False):
@@ -79,7 +82,11 @@ class MapLayers(nn.Module):
                        f"{x.shape[1:3]} of images {image_hw}: set the backbone's output "
                        "stride to the head's stride times a power of two.")
     norm = backbones.batch_norm(train, self.dtype, self.axis_name)
-    for i in range(int(num_up)):
+    if self.upsample == "bilinear":
+      b, h, w, c = x.shape
+      factor = 2 ** int(num_up)
+      x = jax.image.resize(nn.relu(x), (b, h * factor, w * factor, c), "bilinear")
+    for i in range(0 if self.upsample == "bilinear" else int(num_up)):
       if self.upsample == "deconv":
         deconv = Deconv2x if self.cpu_kernels else nn.ConvTranspose
         x = deconv(self.features, (4, 4), strides=(2, 2), use_bias=False, dtype=self.dtype,
@@ -91,7 +98,7 @@ class MapLayers(nn.Module):
       x = nn.relu(norm()(x))
     for _ in range(self.convs):
       x = nn.relu(norm()(nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype)(x)))
-    maps = nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype)(x)
+    maps = nn.Conv(self.num_keypoints, (self.final_kernel,) * 2, dtype=self.dtype)(x)
     return {"maps": maps.astype(jnp.float32)}
 
 
@@ -156,7 +163,8 @@ class _Maps(_Validated):
   stride: int = 4
   features: int = 128
   convs: int = 0
-  upsample: str = "deconv"  # "deconv" or "resize"
+  upsample: str = "deconv"  # "deconv", "resize" or "bilinear"
+  final_kernel: int = 1  # of the conv to one map per keypoint
 
   def __post_init__(self):
     if self.upsample not in UPSAMPLING:
@@ -165,7 +173,7 @@ class _Maps(_Validated):
 
   def module(self, dtype, axis_name, cpu_kernels: bool = True):
     return MapLayers(self.num_keypoints, self.stride, self.features, self.convs,
-                     self.upsample, dtype, axis_name, cpu_kernels)
+                     self.upsample, dtype, axis_name, cpu_kernels, self.final_kernel)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -173,6 +181,9 @@ class Heatmap(_Maps):
   sigma: float = 2.0  # of the Gaussian targets, in map pixels
   decoder: str = "dark"  # a key of kp_jax.heatmaps.DECODERS
   blur_sigma: float = 0.0  # DARK's modulation blur before decoding, in map pixels; 0: none
+  # UDP's codec (MMPose's UDPHeatmap, heatmaps.udp_to_map): map and input aligned at their
+  # first and last pixel centres, targets cut at 3 sigma; with config.data.udp's crop.
+  udp: bool = False
   # False: an unlabelled keypoint's map is left out of the loss (COCO: v = 0 means "not
   # labelled", it may be there). True: it is trained towards an empty map, as DeepLabCut does
   # (its annotators leave out body parts that are not visible), so the map's peak - the
@@ -186,7 +197,12 @@ class Heatmap(_Maps):
 
   def compute_loss(self, outputs, batch):
     maps = outputs["maps"]
-    target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride, self.sigma)
+    if self.udp:
+      target = heatmaps.udp_gaussian_maps(batch["keypoints"], self.image_hw, maps.shape[1:3],
+                                          self.sigma)
+    else:
+      target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride,
+                                      self.sigma)
     if not self.unlabelled_as_absent:
       return losses.heatmap_mse(maps, target, batch["visible"])
     visible = batch["visible"]
@@ -198,9 +214,13 @@ class Heatmap(_Maps):
     return jnp.clip(jnp.max(outputs["maps"], axis=(1, 2)), 0.0, 1.0)
 
   def decode(self, outputs):
+    maps = outputs["maps"]
+    stride = 1 if self.udp else self.stride  # UDP: decoded in its map coordinates
     if self.decoder == "dark":
-      return heatmaps.decode_dark(outputs["maps"], self.stride, self.blur_sigma)
-    return heatmaps.DECODERS[self.decoder](outputs["maps"], self.stride)
+      points = heatmaps.decode_dark(maps, stride, self.blur_sigma)
+    else:
+      points = heatmaps.DECODERS[self.decoder](maps, stride)
+    return heatmaps.udp_from_map(points, self.image_hw, maps.shape[1:3]) if self.udp else points
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,109 @@
+"""ViTPose's encoder (Xu et al., "ViTPose", NeurIPS 2022): a plain Vision Transformer, as MMPose
+builds it (`mmpretrain.VisionTransformer` with `with_cls_token=False`, `out_type="featmap"`,
+`patch_cfg=dict(padding=2)`):
+
+  patches   a 16x16 stride-16 conv with 2 pixels of zero padding (256x192 -> 16x12 tokens)
+            plus a learnt position embedding per token
+  layers    `depth` pre-norm blocks: x + attention(LayerNorm(x)), x + MLP(LayerNorm(x)) (GELU,
+            4x wide), each branch dropped per example with the layer's drop-path rate (0 at the
+            first layer, rising linearly to `drop_path_rate` at the last)
+  output    LayerNorm, back to a [B, h, w, dim] feature map at stride 16
+
+Attention is one `jax.nn.dot_product_attention` call (no masks: every shape static, so it
+jits and shards as one program). Names follow MMPose's keys (`layer{i}/ln1`, `attn/qkv`, ...)
+so its checkpoints map onto it array for array. A head of stride 4 on top (`heads.Heatmap`
+with two deconvolutions: ViTPose's "classic" decoder; or `upsample="bilinear"` with a 3x3
+final conv: its "simple" one) completes the model.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# ViTPose's sizes (its paper's Table 1; MMPose's `arch` of the ViTPose configs).
+VIT_SIZES = {
+    "small": {"dim": 384, "depth": 12, "heads": 12, "mlp_dim": 1536},
+    "base": {"dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},
+    "large": {"dim": 1024, "depth": 24, "heads": 16, "mlp_dim": 4096},
+    "huge": {"dim": 1280, "depth": 32, "heads": 16, "mlp_dim": 5120},
+}
+LAYER_NORM_EPSILON = 1e-6  # mmpretrain's
+
+
+def vit_shape(size: str) -> dict:
+  if size not in VIT_SIZES:
+    raise ValueError(f"ViT size {size!r}: choose one of {sorted(VIT_SIZES)}.")
+  return dict(VIT_SIZES[size])
+
+
+def drop_path(x, rate: float, rng):
+  """Each example's branch `x` [B, ...] zeroed with probability `rate`, else scaled by
+  1 / (1 - rate) (stochastic depth), so its expectation is unchanged."""
+  keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+class Attention(nn.Module):
+  heads: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, n, dim = x.shape
+    qkv = nn.Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
+    q, k, v = jnp.split(qkv.reshape(b, n, 3, self.heads, dim // self.heads), 3, axis=2)
+    out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    return nn.Dense(dim, dtype=self.dtype, name="proj")(out.reshape(b, n, dim))
+
+
+class EncoderLayer(nn.Module):
+  heads: int
+  mlp_dim: int
+  drop_path_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  def _dropped(self, x, train: bool):
+    if not train or self.drop_path_rate == 0:
+      return x
+    return drop_path(x, self.drop_path_rate, self.make_rng("dropout"))
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    norm = lambda name: nn.LayerNorm(LAYER_NORM_EPSILON, dtype=self.dtype, name=name)
+    x = x + self._dropped(Attention(self.heads, self.dtype, name="attn")(norm("ln1")(x)), train)
+    y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(norm("ln2")(x))
+    y = nn.Dense(x.shape[-1], dtype=self.dtype, name="fc2")(nn.gelu(y, approximate=False))
+    return x + self._dropped(y, train)
+
+
+class ViT(nn.Module):
+  dim: int = 768
+  depth: int = 12
+  heads: int = 12
+  mlp_dim: int = 3072
+  patch_size: int = 16
+  patch_padding: int = 2
+  drop_path_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None  # unused: no BatchNorm
+  cpu_kernels: bool = True  # unused: plain XLA layers
+
+  @property
+  def stride(self):  # input pixels per output pixel
+    return self.patch_size
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    p = self.patch_padding
+    x = nn.Conv(self.dim, (self.patch_size,) * 2, self.patch_size, ((p, p), (p, p)),
+                dtype=self.dtype, name="patch_embed")(x)
+    b, h, w, _ = x.shape
+    x = x.reshape(b, h * w, self.dim)
+    x = x + self.param("pos_embed", nn.initializers.truncated_normal(0.02),
+                       (1, h * w, self.dim)).astype(self.dtype)
+    for i, rate in enumerate(np.linspace(0.0, self.drop_path_rate, self.depth)):
+      x = EncoderLayer(self.heads, self.mlp_dim, float(rate), self.dtype,
+                       name=f"layer{i}")(x, train)
+    x = nn.LayerNorm(LAYER_NORM_EPSILON, dtype=self.dtype, name="ln")(x)
+    return x.reshape(b, h, w, self.dim)
