@@ -1,6 +1,7 @@
 """Training throughput on an accelerator: images/s, step time and MFU of kp-jax's train step.
 
-  python benchmarks/accelerator.py [--configs seed default resnet18_heatmap coco_person]
+  python benchmarks/accelerator.py [--configs seed default resnet18_heatmap coco_person
+      coco_hrnet_w32 coco_vitpose_b]
       [--dtypes float32 bfloat16] [--batch_size N] [--steps 20] [--platform gpu|tpu|cpu]
       [--json results.json]
 
@@ -15,8 +16,9 @@ steps after two warm-up steps), the compiled step's FLOPs per device (XLA's cost
 and MFU = FLOPs / step time / the device's dense peak (PEAK_TFLOPS; `--peak_tflops`
 otherwise; none on CPU). float32 rows use the TF32 peak on NVIDIA GPUs, since XLA's default
 precision computes float32 convolutions in TF32 there. Where torch with CUDA is importable,
-a PyTorch row follows for the same network (torchvision for the ResNets), channels-last, with
-TF32 or bf16 autocast.
+a PyTorch row follows for the same network (torchvision for resnet18_heatmap;
+kp_jax/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B),
+channels-last, with TF32 or bf16 autocast.
 """
 
 import argparse
@@ -46,7 +48,8 @@ PEAK_TFLOPS = (
     ("TPU v4", {"bfloat16": 275.0, "float32": 275.0}),
 )
 # Global batches that keep a large accelerator busy; on CPU the config's own batch size.
-ACCELERATOR_BATCH = {"seed": 1024, "default": 512, "resnet18_heatmap": 256, "coco_person": 256}
+ACCELERATOR_BATCH = {"seed": 1024, "default": 512, "resnet18_heatmap": 256, "coco_person": 256,
+                     "coco_hrnet_w32": 256, "coco_vitpose_b": 256}
 
 
 def peak_tflops(dtype: str, override: float | None) -> float | None:
@@ -98,15 +101,22 @@ def torch_network(name: str, config, keypoints: int, channels: int):
   from torch import nn  # noqa: PLC0415
 
   import peers  # noqa: PLC0415 -- benchmarks/, beside this script
+  from kp_jax import torch_reference  # noqa: PLC0415
+  from kp_jax.models import hrnet_shape, vit_shape  # noqa: PLC0415
   if name == "default":
     return peers.torch_default(torch, nn, keypoints)
   if name == "seed":
     return peers.torch_seed(nn, config.data.image_size, keypoints)
-  depth = {"resnet18_heatmap": 18, "coco_person": 50}.get(name)
-  if depth is None:
+  if name == "coco_person":
+    return torch_reference.SimpleBaseline(keypoints)
+  if name == "coco_hrnet_w32":
+    return torch_reference.HRNet(**hrnet_shape(32), num_keypoints=keypoints)
+  if name == "coco_vitpose_b":
+    return torch_reference.ViTPose(vit_shape("base"), keypoints, tuple(config.data.input_size))
+  if name != "resnet18_heatmap":
     return None
   import torchvision  # noqa: PLC0415
-  trunk = getattr(torchvision.models, f"resnet{depth}")()
+  trunk = torchvision.models.resnet18()
   trunk.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
   layers = [*list(trunk.children())[:-2]]
   features = trunk.fc.in_features
@@ -178,7 +188,8 @@ def print_table(rows, device: str):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--configs", nargs="+",
-                      default=["seed", "default", "resnet18_heatmap", "coco_person"])
+                      default=["seed", "default", "resnet18_heatmap", "coco_person",
+                               "coco_hrnet_w32", "coco_vitpose_b"])
   parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
   parser.add_argument("--batch_size", type=int, help="global; default: see ACCELERATOR_BATCH")
   parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")

@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from kp_jax import predict  # noqa: E402
-from kp_jax.data import faces  # noqa: E402
+from kp_jax.data import faces, pixels  # noqa: E402
 from kp_jax.data.keypoints import FACE15  # noqa: E402
 
 SEED = 20261124  # distinct from the generator's (seed, split, index) streams
@@ -24,11 +24,11 @@ SEED = 20261124  # distinct from the generator's (seed, split, index) streams
 def main(workdir: str, num_images: int = 500):
   predictor = predict.Predictor(workdir)
   size = predictor.image_shape[0]
-  data = predictor.config.data
+  mean, std = pixels.normalisation(predictor.config.data, predictor.image_shape[2])
   examples = [faces.render_example(np.random.default_rng([SEED, i]), size, clean=True)
               for i in range(num_images)]
   stack = lambda key: np.stack([e[key] for e in examples])
-  inputs = (stack("image").astype(np.float32) / 255 - data.image_mean) / data.image_std
+  inputs = (stack("image").astype(np.float32) / 255 - mean) / std
   points = np.concatenate([predictor.on_inputs(inputs[i:i + 250])[0]
                            for i in range(0, num_images, 250)])
   columns = [FACE15.index(name) for name in predictor.names]  # the run's keypoint subset

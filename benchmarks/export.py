@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from kp_jax import export, exported, predict, train  # noqa: E402
+from kp_jax.data import pixels  # noqa: E402
 
 RUNTIMES = {"stablehlo": "jax (deserialized)", "savedmodel": "TensorFlow", "onnx": "onnxruntime",
             "tflite": "LiteRT interpreter"}
@@ -62,11 +63,11 @@ def main():
   workdir = args.workdir or short_run(args.config or "configs/default.py",
                                       os.path.join(scratch, "run"))
   predictor = predict.Predictor(workdir)
-  data = predictor.config.data
+  mean, std = pixels.normalisation(predictor.config.data, predictor.image_shape[2])
   rng = np.random.default_rng(0)
   pixels = {n: rng.uniform(0, 255, (n, *predictor.image_shape)).astype(np.float32)
             for n in (1, 32)}
-  jitted = lambda x: predictor.on_inputs((x / 255.0 - data.image_mean) / data.image_std)
+  jitted = lambda x: predictor.on_inputs((x / 255.0 - mean) / std)
   reference = jitted(pixels[32])[0]
   rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, pixels[1], args.calls),
            median_seconds(jitted, pixels[32], max(3, args.calls // 4)), 0.0)]

@@ -3,10 +3,11 @@ accuracy too.
 
   python benchmarks/models.py configs/zoo/*.py            # params, FLOPs, img/s (seconds)
   python benchmarks/models.py --train configs/zoo/*.py    # also trains each (minutes each)
+  python benchmarks/models.py --batch_size=2 configs/coco_hrnet_w32.py  # GPU recipes on a CPU
 
 Prints a Markdown table: parameters, forward FLOPs per image (XLA's cost analysis of the
-compiled forward pass), and training images/s (jit train steps at the config's batch size on
-random data, after a warm-up step). With --train, each config is trained with train.py into
+compiled forward pass), and training images/s (jit train steps at the config's batch size, or
+--batch_size, on random data, after a warm-up step). With --train, each config is trained with train.py into
 workdirs/zoo/<config name> (resuming if already there) and the table adds its validation
 NME, PCK@0.05, failure rate (NME > 0.1) and the images/s of the real run.
 """
@@ -26,7 +27,7 @@ from kp_jax import steps
 from kp_jax.models import create_model
 
 
-def measure(config, num_steps: int = 10):
+def measure(config, num_steps: int = 10, batch_size: int | None = None):
   shape = input_shape(config.data)
   k = keypoint_count(config.data)
   model, head = create_model(config.model, k, shape[:2])
@@ -36,7 +37,7 @@ def measure(config, num_steps: int = 10):
       steps.eval_variables(state), np.zeros((1, *shape), np.float32)).compile()
   flops = forward.cost_analysis()["flops"]
   rng = np.random.default_rng(0)
-  b = config.batch_size
+  b = batch_size or config.batch_size
   batch = {"image": rng.normal(size=(b, *shape)).astype(np.float32),
            "keypoints": rng.uniform(0, min(shape[:2]) - 1, size=(b, k, 2)).astype(np.float32),
            "visible": np.ones((b, k), np.float32)}
@@ -60,7 +61,8 @@ def train_summary(path, name):
 
 def main(args):
   train_too = "--train" in args
-  paths = [a for a in args if a != "--train"]
+  batch_size = next((int(a.split("=")[1]) for a in args if a.startswith("--batch_size=")), None)
+  paths = [a for a in args if not a.startswith("--")]
   columns = ["config", "params", "MFLOPs/img", "img/s (random data)"]
   if train_too:
     columns += ["val NME", "PCK@0.05", "failure@0.1", "img/s (run)", "run wall s"]
@@ -68,7 +70,7 @@ def main(args):
   print("|" + "---|" * len(columns))
   for path in paths:
     config = load_config(path)
-    params, flops, speed = measure(config)
+    params, flops, speed = measure(config, batch_size=batch_size)
     row = [f"`{path}`", f"{params:,d}", f"{flops / 1e6:.1f}", f"{speed:.0f}"]
     if train_too:
       s = train_summary(path, config.name)

@@ -3,7 +3,7 @@
   .venv/bin/pip install -r benchmarks/requirements.txt
   .venv/bin/python benchmarks/peers.py [--models seed default] [--steps 40] [--rounds 3]
 
-Two networks, each with the same batch of random data in every framework:
+Networks, each with the same batch of random data in every framework:
 - `seed`: the seed article's CNN (conv 32 3x3 -> max-pool 2 -> conv 64 3x3 -> max-pool 2 ->
   dense 64 -> dense 30 -> sigmoid, 'VALID' convolutions, ReLU) on 96x96x1 inputs, 15
   keypoints, batch 128, RMSprop (lr 1e-3, decay 0.9, eps 1e-7), mean squared error; in kp-jax,
@@ -12,6 +12,13 @@ Two networks, each with the same batch of random data in every framework:
   basic block per stage, two 4x4 deconvs to 12x12 maps, soft-argmax, L1 on pixels; BatchNorm
   in training mode), batch 64, RMSprop; in kp-jax and PyTorch. Each framework reports its
   parameter count, printed side by side, so a port that differs from kp-jax's shows.
+- `hrnet_w32`, `vitpose_b`: configs/coco_hrnet_w32.py's and configs/coco_vitpose_b.py's
+  networks (HRNet-W32; ViT-B with the classic decoder, drop path off in both frameworks) on
+  256x192x3 inputs, 17 keypoints, batch 8, each with its config's optimiser (Adam; AdamW with
+  layer-wise decay and gradient clipping), heatmap MSE; in kp-jax and PyTorch
+  (kp_jax/torch_reference.py: MMPose's modules, whose parameter counts must equal kp-jax's).
+  kp-jax makes its Gaussian targets inside the step, PyTorch gets them made (as MMPose's data
+  workers make them).
 `kp-jax-xla` is kp-jax with `config.model.kernels = "xla"`: the plain Flax/XLA layers that
 GPUs and TPUs run, here on the CPU, so the table shows what kp-jax's CPU forms buy.
 `--frameworks` runs a subset.
@@ -30,18 +37,28 @@ import time
 import numpy as np
 
 SIZE, KEYPOINTS, LR = 96, 15, 1e-3
-MODELS = {  # name -> (kp-jax config, batch, frameworks)
-    "seed": ("seed_96", 128, ("kp-jax", "kp-jax-xla", "keras", "keras-jit", "pytorch")),
-    "default": ("default", 64, ("kp-jax", "kp-jax-xla", "pytorch")),
+MODELS = {  # name -> (kp-jax config, batch, input (h, w, c), keypoints, frameworks)
+    "seed": ("seed_96", 128, (SIZE, SIZE, 1), KEYPOINTS,
+             ("kp-jax", "kp-jax-xla", "keras", "keras-jit", "pytorch")),
+    "default": ("default", 64, (SIZE, SIZE, 1), KEYPOINTS, ("kp-jax", "kp-jax-xla", "pytorch")),
+    "hrnet_w32": ("coco_hrnet_w32", 8, (256, 192, 3), 17, ("kp-jax", "pytorch")),
+    "vitpose_b": ("coco_vitpose_b", 8, (256, 192, 3), 17, ("kp-jax", "pytorch")),
 }
 
 
-def random_batch(batch: int):
-  """Images in [0, 1] and targets in [0, 1) (sigmoid outputs; times SIZE for pixels)."""
+def random_batch(model_name: str):
+  """Images in [0, 1] and targets in [0, 1) (sigmoid outputs; times the size for pixels)."""
+  _, batch, shape, keypoints, _ = MODELS[model_name]
   rng = np.random.default_rng(0)
-  images = rng.uniform(0, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
-  targets = rng.uniform(0, 1, (batch, 2 * KEYPOINTS)).astype(np.float32)
+  images = rng.uniform(0, 1, (batch, *shape)).astype(np.float32)
+  targets = rng.uniform(0, 1, (batch, 2 * keypoints)).astype(np.float32)
   return images, targets
+
+
+def points_px(model_name: str, targets):
+  """Targets as keypoints [B, K, 2] in input pixels."""
+  _, _, (height, width, _), keypoints, _ = MODELS[model_name]
+  return targets.reshape(len(targets), keypoints, 2) * np.array([width, height], np.float32)
 
 
 def time_rounds(run_steps, batch: int, steps: int, rounds: int) -> float:
@@ -63,17 +80,18 @@ def kp_jax(model_name, steps, rounds, kernels="auto"):
   from kp_jax import steps as kp_steps  # `steps` is the step count here
   from kp_jax.models import create_model
 
-  config_name, batch_size, _ = MODELS[model_name]
+  config_name, batch_size, shape, keypoints, _ = MODELS[model_name]
   config = importlib.import_module(f"configs.{config_name}").get_config()
   config.model.kernels = kernels
-  model, head = create_model(config.model, KEYPOINTS, (SIZE, SIZE))
-  state = kp_steps.create_train_state(config, model, (SIZE, SIZE, 1), jax.random.key(0))
+  if config.model.backbone.name == "vit":
+    config.model.backbone.drop_path_rate = 0.0  # as the PyTorch port
+  model, head = create_model(config.model, keypoints, shape[:2])
+  state = kp_steps.create_train_state(config, model, shape, jax.random.key(0))
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   parallel = kp_steps.make_parallel("jit", head)
-  images, targets = random_batch(batch_size)
-  batch = {"image": images,
-           "keypoints": targets.reshape(batch_size, KEYPOINTS, 2) * SIZE,
-           "visible": np.ones((batch_size, KEYPOINTS), np.float32),
+  images, targets = random_batch(model_name)
+  batch = {"image": images, "keypoints": points_px(model_name, targets),
+           "visible": np.ones((batch_size, keypoints), np.float32),
            "norm": np.ones((batch_size,), np.float32)}
   batch = parallel.put_batch(batch)
   holder = {"state": parallel.put_state(state)}
@@ -98,7 +116,7 @@ def keras(model_name, steps, rounds, jit_compile=False):
   model.compile(optimizer=k.optimizers.RMSprop(LR, rho=0.9, epsilon=1e-7), loss="mse",
                 jit_compile=jit_compile)
   batch_size = MODELS[model_name][1]
-  images, targets = random_batch(batch_size)
+  images, targets = random_batch(model_name)
   data = tf.data.Dataset.from_tensors((images, targets)).repeat().prefetch(2)
   run_steps = lambda n: model.fit(data, steps_per_epoch=n, epochs=1, verbose=0)
   return (time_rounds(run_steps, batch_size, steps, rounds),
@@ -150,27 +168,75 @@ def torch_default(torch, nn, keypoints=KEYPOINTS):
       *up(128), *up(32), nn.Conv2d(32, keypoints, 1), SoftArgmax())
 
 
+def gaussian_targets(points, map_hw, stride: int, sigma: float = 2.0):
+  """kp_jax.heatmaps.gaussian_maps in NumPy, channels first: [B, K, 2] -> [B, K, h, w]."""
+  u = (points + 0.5) / stride - 0.5
+  ys, xs = np.arange(map_hw[0])[:, None], np.arange(map_hw[1])[None, :]
+  return np.exp(-((xs - u[..., 0, None, None]) ** 2 + (ys - u[..., 1, None, None]) ** 2)
+                / (2 * sigma**2)).astype(np.float32)
+
+
+def torch_vitpose_optimizer(torch, model, depth: int):
+  """configs/coco_vitpose_b.py's optimiser in PyTorch: AdamW 5e-4, weight decay 0.1 off
+  biases, norms and the position embedding, layer-wise decay 0.75 (MMPose's ids)."""
+  groups = {}
+  for name, p in model.named_parameters():
+    if name.startswith(("backbone.patch_embed", "backbone.pos_embed")):
+      layer = 0
+    elif name.startswith("backbone.layers."):
+      layer = int(name.split(".")[2]) + 1
+    else:
+      layer = depth + 1
+    decay = 0.0 if p.ndim == 1 or name.endswith("pos_embed") else 0.1
+    groups.setdefault((layer, decay), []).append(p)
+  return torch.optim.AdamW([{"params": ps, "lr": 5e-4 * 0.75 ** (depth + 1 - layer),
+                             "weight_decay": decay} for (layer, decay), ps in groups.items()])
+
+
+def torch_pose_model(torch, model_name):
+  """(network, optimiser, clip norm) of the MMPose models, from kp_jax.torch_reference."""
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from kp_jax import torch_reference  # noqa: PLC0415
+  from kp_jax.models import hrnet_shape, vit_shape  # noqa: PLC0415
+  if model_name == "hrnet_w32":
+    model = torch_reference.HRNet(**hrnet_shape(32), num_keypoints=17)
+    return model, torch.optim.Adam(model.parameters(), lr=5e-4), None
+  shape = vit_shape("base")
+  model = torch_reference.ViTPose(shape, 17, (256, 192))
+  return model, torch_vitpose_optimizer(torch, model, shape["depth"]), 1.0
+
+
 def pytorch(model_name, steps, rounds):
   import torch
   from torch import nn
   torch.set_num_threads(os.cpu_count())
   batch_size = MODELS[model_name][1]
-  images, targets = random_batch(batch_size)
+  images, targets = random_batch(model_name)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NCHW, PyTorch's layout
+  clip = None
   if model_name == "seed":
     model, y = torch_seed(nn), torch.from_numpy(targets)
     loss_fn = nn.functional.mse_loss
-  else:  # kp-jax's L1: |error| summed over x and y, averaged over keypoints
-    model, y = torch_default(torch, nn), torch.from_numpy(targets).reshape(-1, KEYPOINTS, 2) * SIZE
+  elif model_name == "default":  # kp-jax's L1: |error| summed over x and y, mean over keypoints
+    model, y = torch_default(torch, nn), torch.from_numpy(points_px(model_name, targets))
     loss_fn = lambda pred, y: (pred - y).abs().sum(-1).mean()
+  else:  # heatmap MSE against Gaussian targets at stride 4
+    model, optimizer, clip = torch_pose_model(torch, model_name)
+    height, width, _ = MODELS[model_name][2]
+    y = torch.from_numpy(gaussian_targets(points_px(model_name, targets),
+                                          (height // 4, width // 4), 4))
+    loss_fn = nn.functional.mse_loss
+  if model_name in ("seed", "default"):
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=0.9, eps=1e-7)
   model.train()
-  optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=0.9, eps=1e-7)
 
   def run_steps(n):
     for _ in range(n):
       optimizer.zero_grad()
       loss = loss_fn(model(x), y)
       loss.backward()
+      if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
       optimizer.step()
   params = sum(p.numel() for p in model.parameters())
   return time_rounds(run_steps, batch_size, steps, rounds), f"torch {torch.__version__}", params
@@ -185,7 +251,7 @@ RUNNERS = {"kp-jax": kp_jax, "keras": keras, "pytorch": pytorch,
 def run_model(model_name, args):
   """Each framework's {images_per_sec, version, params}, each from its own process."""
   results = {}
-  for framework in (f for f in MODELS[model_name][2] if f in args.frameworks):
+  for framework in (f for f in MODELS[model_name][-1] if f in args.frameworks):
     out = subprocess.run([sys.executable, __file__, "--only", framework, "--models", model_name,
                           "--steps", str(args.steps), "--rounds", str(args.rounds)],
                          capture_output=True, text=True)
@@ -197,15 +263,15 @@ def run_model(model_name, args):
 
 
 def print_table(model_name, results):
-  config_name, batch_size, _ = MODELS[model_name]
-  print(f"\n{model_name} (configs/{config_name}.py's network), {SIZE}x{SIZE}x1, batch "
-        f"{batch_size}, RMSprop; {os.cpu_count()} CPU cores\n")
+  config_name, batch_size, shape, _, _ = MODELS[model_name]
+  print(f"\n{model_name} (configs/{config_name}.py's network), {'x'.join(map(str, shape))}, "
+        f"batch {batch_size}; {os.cpu_count()} CPU cores\n")
   print("| framework | version | params | images/s | kp-jax / this |")
   print("|---|---|---|---|---|")
   ours = results.get("kp-jax", {}).get("images_per_sec")
   for framework, r in results.items():
     ratio = f"{ours / r['images_per_sec']:.2f}" if ours else "-"
-    print(f"| {framework} | {r['version']} | {r['params']:,} | {r['images_per_sec']:.0f} | "
+    print(f"| {framework} | {r['version']} | {r['params']:,} | {r['images_per_sec']:.3g} | "
           f"{ratio} |")
   peers = [r["images_per_sec"] for f, r in results.items() if not f.startswith("kp-jax")]
   if ours and peers:
@@ -221,9 +287,9 @@ def main():
   parser.add_argument("--only", choices=sorted(RUNNERS),
                       help="run one framework on the first of --models, print JSON")
   args = parser.parse_args()
-  if args.only and args.only not in MODELS[args.models[0]][2]:
+  if args.only and args.only not in MODELS[args.models[0]][-1]:
     parser.error(f"--only {args.only}: no {args.only} port of {args.models[0]!r}; "
-                 f"choose one of {MODELS[args.models[0]][2]}.")
+                 f"choose one of {MODELS[args.models[0]][-1]}.")
   if args.only:
     images_per_sec, version, params = RUNNERS[args.only](args.models[0], args.steps, args.rounds)
     print(json.dumps({"framework": args.only, "images_per_sec": images_per_sec,
