@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # kp_jax, configs
+
 SIZE, KEYPOINTS, LR = 96, 15, 1e-3
 MODELS = {  # name -> (kp-jax config, batch, input (h, w, c), keypoints, frameworks)
     "seed": ("seed_96", 128, (SIZE, SIZE, 1), KEYPOINTS,
@@ -76,7 +78,6 @@ def kp_jax(model_name, steps, rounds, kernels="auto"):
   import importlib
 
   import jax
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from kp_jax import steps as kp_steps  # `steps` is the step count here
   from kp_jax.models import create_model
 
@@ -168,14 +169,6 @@ def torch_default(torch, nn, keypoints=KEYPOINTS):
       *up(128), *up(32), nn.Conv2d(32, keypoints, 1), SoftArgmax())
 
 
-def gaussian_targets(points, map_hw, stride: int, sigma: float = 2.0):
-  """kp_jax.heatmaps.gaussian_maps in NumPy, channels first: [B, K, 2] -> [B, K, h, w]."""
-  u = (points + 0.5) / stride - 0.5
-  ys, xs = np.arange(map_hw[0])[:, None], np.arange(map_hw[1])[None, :]
-  return np.exp(-((xs - u[..., 0, None, None]) ** 2 + (ys - u[..., 1, None, None]) ** 2)
-                / (2 * sigma**2)).astype(np.float32)
-
-
 def torch_vitpose_optimizer(torch, model, depth: int):
   """configs/coco_vitpose_b.py's optimiser in PyTorch: AdamW 5e-4, weight decay 0.1 off
   biases, norms and the position embedding, layer-wise decay 0.75 (MMPose's ids)."""
@@ -195,7 +188,6 @@ def torch_vitpose_optimizer(torch, model, depth: int):
 
 def torch_pose_model(torch, model_name):
   """(network, optimiser, clip norm) of the MMPose models, from kp_jax.torch_reference."""
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from kp_jax import torch_reference  # noqa: PLC0415
   from kp_jax.models import hrnet_shape, vit_shape  # noqa: PLC0415
   if model_name == "hrnet_w32":
@@ -222,9 +214,11 @@ def pytorch(model_name, steps, rounds):
     loss_fn = lambda pred, y: (pred - y).abs().sum(-1).mean()
   else:  # heatmap MSE against Gaussian targets at stride 4
     model, optimizer, clip = torch_pose_model(torch, model_name)
+    from kp_jax import heatmaps  # noqa: PLC0415 -- kp-jax's own targets, made once
     height, width, _ = MODELS[model_name][2]
-    y = torch.from_numpy(gaussian_targets(points_px(model_name, targets),
-                                          (height // 4, width // 4), 4))
+    maps = heatmaps.gaussian_maps(points_px(model_name, targets), (height // 4, width // 4), 4,
+                                  2.0)
+    y = torch.from_numpy(np.asarray(maps).transpose(0, 3, 1, 2).copy())
     loss_fn = nn.functional.mse_loss
   if model_name in ("seed", "default"):
     optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=0.9, eps=1e-7)
