@@ -16,7 +16,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
-from kp_jax import train, two_stage
+from kp_jax import compilation_cache, train, two_stage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and pictures go; a run in a "
@@ -59,6 +59,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   initialize_distributed()
+  compilation_cache.enable(FLAGS.config.get("compilation_cache_dir"))
   logging.info("Config:\n%s", FLAGS.config)
   run = two_stage if "two_stage" in FLAGS.config else train  # find, then refine: two runs
   summary = run.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -1,42 +1,60 @@
-"""Training throughput on an accelerator: images/s, step time and MFU of kp-jax's train step.
+"""Training throughput on an accelerator: kp-jax's train step beside PyTorch's, eager and
+under torch.compile, with compile seconds and MFU from a backend-independent count.
 
-  python benchmarks/accelerator.py [--configs seed default resnet18_heatmap coco_person
-      coco_hrnet_w32 coco_vitpose_b]
-      [--dtypes float32 bfloat16] [--batch_size N] [--steps 20] [--platform gpu|tpu|cpu]
-      [--json results.json]
+  python benchmarks/accelerator.py [--configs coco_vitpose_b coco_hrnet_w32 coco_person
+      resnet18_heatmap default seed] [--dtypes bfloat16 float32]
+      [--frameworks kp-jax pytorch pytorch-compile] [--batch_size N] [--steps 20]
+      [--budget_s S] [--row_timeout_s S] [--json rows.jsonl] [--log FILE]
+      [--compilation_cache_dir DIR] [--platform gpu|tpu|cpu]
 
-Needs only jax (with its accelerator plugin), flax, optax and ml_collections: no TensorFlow
-and no data. The batches are random and made on the devices, split over every local device
-as training splits them; the step is kp-jax's own (`steps.make_parallel("jit")`: forward,
-loss, gradients, optimiser update). A config is a name in configs/ or a path; any config
-works (`--keypoints` where its source does not say how many keypoints it has).
+Needs only jax (with its accelerator plugin), flax, optax and ml_collections, and torch for
+the PyTorch rows: no TensorFlow and no data. A config is a name in configs/ or a path, with
+optional overrides after a colon (`coco_vitpose_b:model.backbone.attention=xla`).
 
-Reported per network and dtype: images/s and milliseconds per step (the mean of `--steps`
-steps after two warm-up steps), the compiled step's FLOPs per device (XLA's cost analysis)
-and MFU = FLOPs / step time / the device's dense peak (PEAK_TFLOPS; `--peak_tflops`
-otherwise; none on CPU). float32 rows use the TF32 peak on NVIDIA GPUs, since XLA's default
-precision computes float32 convolutions in TF32 there. Where torch with CUDA is importable,
-a PyTorch row follows for the same network (torchvision for resnet18_heatmap;
-kp_jax/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B),
-channels-last, with TF32 or bf16 autocast.
+Rows. Each (config, dtype, framework) runs in its own process with a time limit, one after
+another, each with the whole accelerator: a crash or a time-out becomes a row that says so,
+and the next row starts. Rows print as they finish; `--json` appends each as a JSON line.
+`--budget_s` stops starting rows in time: a row's limit is cut to what is left of the budget,
+and no row starts with less than `MIN_ROW_SECONDS` left.
+
+- kp-jax: its own train step (`steps.make_parallel("jit")`: forward, loss with Gaussian
+  targets made in the step, gradients, the config's optimiser), on random batches made on the
+  devices and split over them. JAX's persistent compilation cache is on
+  (kp_jax/compilation_cache.py), so a second run of the same rows compiles from it.
+- pytorch / pytorch-compile: the same network (torchvision's ResNet-18 for resnet18_heatmap;
+  kp_jax/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
+  benchmarks/peers.py's ports of the seed CNN and configs/default.py), the same batch, dtype
+  (bf16 autocast), loss shape (heatmap MSE against Gaussian targets, or the coordinate loss)
+  and optimiser family (fused Adam/AdamW, RMSprop; clipping where the config clips),
+  channels-last, cuDNN autotuning on; eager, and the network under `torch.compile`.
+
+Reported: images/s and ms per step (the mean of `--steps` steps after warm-up steps),
+`compile_seconds` (the first step's wall time less one step: tracing, compiling, autotuning;
+torch.compile's compile for pytorch-compile, cuDNN's autotuning for eager), and the
+multiply-adds per image counted from the program (kp_jax/flops.py, on the CPU, the same on
+every backend): `forward_gmacs_per_image` and `train_gmacs_per_image` (one training step;
+about three forwards). MFU = 2 FLOPs per multiply-add x train_gmacs_per_image x images/s /
+the device's dense peak (PEAK_TFLOPS; `--peak_tflops` otherwise). float32 rows use the TF32
+peak on NVIDIA GPUs, where XLA and PyTorch compute float32 matrix products in TF32 by default.
 """
 
 import argparse
+import ast
 import functools
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # config_shapes, peers
 
-from config_shapes import config_name, input_shape, keypoint_count, load_config
-from kp_jax import steps
-from kp_jax.models import create_model
+from config_shapes import config_name, input_shape, keypoint_count, load_config  # noqa: E402
 
-# Dense peak TFLOP/s per device (bf16, and the rate float32 convolutions run at by default),
-# matched against `device_kind` in order.
+# Dense peak TFLOP/s per device (bf16, and the rate float32 matrix products run at by default),
+# matched against the device's name in order.
 PEAK_TFLOPS = (
     ("H200", {"bfloat16": 989.4, "float32": 494.7}),
     ("H100", {"bfloat16": 989.4, "float32": 494.7}),
@@ -50,17 +68,81 @@ PEAK_TFLOPS = (
 # Global batches that keep a large accelerator busy; on CPU the config's own batch size.
 ACCELERATOR_BATCH = {"seed": 1024, "default": 512, "resnet18_heatmap": 256, "coco_person": 256,
                      "coco_hrnet_w32": 256, "coco_vitpose_b": 256}
+FRAMEWORKS = ("kp-jax", "pytorch", "pytorch-compile")
+MIN_ROW_SECONDS = 20
+WARMUP_STEPS = 3
+ROW_PREFIX = "ROW "  # a row process's result line on stdout
 
 
-def peak_tflops(dtype: str, override: float | None) -> float | None:
+def peak_tflops(device: str, dtype: str, override: float | None) -> float | None:
   if override:
     return override
-  kind = jax.devices()[0].device_kind
-  return next((peaks[dtype] for name, peaks in PEAK_TFLOPS if name in kind), None)
+  return next((peaks[dtype] for name, peaks in PEAK_TFLOPS if name in device), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs: "name[:key=value,key=value]".
+
+
+def parse_value(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare string
+
+
+def config_of(spec: str):
+  """The config of `spec` ("name" or "name:key=value,..."), with its overrides applied."""
+  name, _, overrides = spec.partition(":")
+  config = load_config(name)
+  for item in filter(None, overrides.split(",")):
+    key, _, value = item.partition("=")
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = parse_value(value)
+  return config
+
+
+def short_name(spec: str) -> str:
+  return config_name(spec.partition(":")[0])
+
+
+def row_batch(spec: str, config, override: int | None, on_cpu: bool) -> int:
+  short = short_name(spec)
+  if override:
+    return override
+  return config.batch_size if on_cpu else ACCELERATOR_BATCH.get(short, 4 * config.batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# One row, in its own process.
+
+
+def time_steps(step, num_steps: int, synchronize) -> dict:
+  """Compile seconds (the first call less one step) and seconds per step of `step()`."""
+  start = time.perf_counter()
+  step()
+  synchronize()
+  first = time.perf_counter() - start
+  for _ in range(WARMUP_STEPS - 1):
+    step()
+  synchronize()
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    step()
+  synchronize()
+  seconds = (time.perf_counter() - start) / num_steps
+  return {"seconds": seconds, "compile_seconds": max(first - seconds, 0.0)}
 
 
 def random_batch(batch_size: int, shape, keypoints: int):
   """A training batch made on the devices, split over them along the batch axis."""
+  import jax  # noqa: PLC0415 -- row processes only
+  import jax.numpy as jnp  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: PLC0415
   sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
 
   @functools.partial(jax.jit, out_shardings=sharding)
@@ -74,25 +156,29 @@ def random_batch(batch_size: int, shape, keypoints: int):
   return make(jax.random.key(0))
 
 
-def time_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: int) -> dict:
+def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: int,
+               cache_dir: str | None) -> dict:
+  import jax  # noqa: PLC0415
+
+  from kp_jax import compilation_cache, steps  # noqa: PLC0415
+  from kp_jax.models import create_model  # noqa: PLC0415
+  compilation_cache.enable(cache_dir)
   config.model.dtype = dtype
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
-  parallel = steps.make_parallel("jit", head)
-  state = parallel.put_state(
-      steps.create_train_state(config, model, shape, jax.random.key(0)))
+  parallel = steps.make_parallel("jit", head, ema_decay=config.optimizer.ema_decay,
+                                 seed=config.seed)
+  holder = {"state": parallel.put_state(
+      steps.create_train_state(config, model, shape, jax.random.key(0)))}
   batch = random_batch(batch_size, shape, keypoints)
-  cost = parallel.train_step.lower(state, batch).compile().cost_analysis()
-  flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
-  for _ in range(2):  # compilation, allocation
-    state, _ = parallel.train_step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    state, _ = parallel.train_step(state, batch)
-  jax.block_until_ready(state)
-  seconds = (time.perf_counter() - start) / num_steps
-  return {"seconds": seconds, "flops": flops}
+
+  def step():
+    holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
+
+  timing = time_steps(step, num_steps, lambda: jax.block_until_ready(holder))
+  return {**timing, "version": f"jax {jax.__version__}",
+          "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
+                    f"({jax.default_backend()})"}
 
 
 def torch_network(name: str, config, keypoints: int, channels: int):
@@ -127,107 +213,249 @@ def torch_network(name: str, config, keypoints: int, channels: int):
   return nn.Sequential(*layers, nn.Conv2d(256, keypoints, 1))
 
 
-def time_pytorch(name, config, dtype, batch_size, keypoints, num_steps) -> dict | None:
-  try:
-    import torch  # noqa: PLC0415
-  except ImportError:
-    return None
-  if not torch.cuda.is_available():
-    return None
+def torch_optimizer(torch, network, optimizer_config, fused: bool):
+  """The config's optimiser family at PyTorch's fastest (fused Adam/AdamW on CUDA, foreach
+  RMSprop)."""
+  params, o = network.parameters(), optimizer_config
+  if o.name == "rmsprop":
+    return torch.optim.RMSprop(params, lr=o.learning_rate, alpha=o.rmsprop_decay, eps=o.eps,
+                               foreach=True)
+  if o.name == "adamw":
+    return torch.optim.AdamW(params, lr=o.learning_rate, eps=o.eps,
+                             weight_decay=o.weight_decay, fused=fused)
+  return torch.optim.Adam(params, lr=o.learning_rate, eps=o.eps, fused=fused)
+
+
+def torch_loss(torch, config, keypoints: int, batch_size: int, shape, device: str):
+  """(loss(outputs), made once) of the config's head, on random keypoints: heatmap MSE against
+  kp-jax's own Gaussian targets, or the coordinate loss in pixels."""
+  import numpy as np  # noqa: PLC0415
+
+  from kp_jax import heatmaps  # noqa: PLC0415
+  height, width, _ = shape
+  rng = np.random.default_rng(0)
+  points = rng.uniform(0, 1, (batch_size, keypoints, 2)).astype(np.float32) * [width, height]
+  head = config.model.head
+  if head.name == "heatmap":
+    stride = head.stride
+    maps = heatmaps.gaussian_maps(points, (height // stride, width // stride), stride,
+                                  head.sigma)
+    target = torch.from_numpy(np.asarray(maps).transpose(0, 3, 1, 2).copy()).to(device)
+    return lambda out: (out.float() - target).square().mean()
+  target = torch.from_numpy(points).to(device)
+  if head.name == "regression":  # sigmoid coordinates -> pixels, squared error
+    size = torch.tensor([width, height], device=device)
+    return lambda out: ((out.float().reshape(batch_size, keypoints, 2) * size - 0.5 - target)
+                        .square().sum(-1).mean())
+  return lambda out: (out.float() - target).abs().sum(-1).mean()  # integral: L1 in pixels
+
+
+def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled) -> dict:
+  import torch  # noqa: PLC0415
   shape = input_shape(config.data)
-  try:
-    network = torch_network(name, config, keypoints, shape[2])
-  except ImportError:  # torchvision missing
-    return None
+  network = torch_network(name, config, keypoints, shape[2])
   if network is None:
-    return None
+    return {"status": f"skipped: no PyTorch port of {name}"}
+  cuda = torch.cuda.is_available()
+  device = "cuda" if cuda else "cpu"  # the CPU for tests
+  loss_fn = torch_loss(torch, config, keypoints, batch_size, shape, device)
   torch.backends.cudnn.benchmark = True
   torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-  network = network.cuda().to(memory_format=torch.channels_last).train()
-  optimizer = torch.optim.RMSprop(network.parameters(), lr=1e-3)
-  x = torch.rand(batch_size, shape[2], shape[0], shape[1], device="cuda").to(
+  network = network.to(device, memory_format=torch.channels_last).train()
+  optimizer = torch_optimizer(torch, network, config.optimizer, fused=cuda)
+  forward = torch.compile(network) if compiled else network
+  clip = config.optimizer.grad_clip_norm
+  x = torch.rand(batch_size, shape[2], shape[0], shape[1], device=device).to(
       memory_format=torch.channels_last)
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-      out = network(x)
-    out.float().square().mean().backward()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+      out = forward(x)
+    loss_fn(out).backward()
+    if clip:
+      torch.nn.utils.clip_grad_norm_(network.parameters(), clip, foreach=True)
     optimizer.step()
 
-  for _ in range(2):
-    step()
-  torch.cuda.synchronize()
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    step()
-  torch.cuda.synchronize()
-  return {"seconds": (time.perf_counter() - start) / num_steps, "flops": None,
-          "version": torch.__version__}
+  timing = time_steps(step, num_steps, torch.cuda.synchronize if cuda else lambda: None)
+  name = torch.cuda.get_device_name() if cuda else "cpu"
+  return {**timing, "version": f"torch {torch.__version__}", "device": f"1 x {name} ({device})"}
 
 
-def row(framework, name, dtype, batch_size, timing, peak) -> dict:
-  flops = timing["flops"]
-  return {"framework": framework, "config": name, "dtype": dtype, "batch": batch_size,
-          "images_per_sec": batch_size / timing["seconds"], "step_ms": 1e3 * timing["seconds"],
-          "gflops_per_step": flops / 1e9 if flops else None,
-          "mfu": flops / timing["seconds"] / (peak * 1e12) if flops and peak else None}
+def run_row(args) -> dict:
+  import jax  # noqa: PLC0415
+  spec, dtype, framework = args.row
+  # JAX runs on the accelerator in kp-jax's rows; in PyTorch's it only makes the targets.
+  platform = args.platform if framework == "kp-jax" else "cpu"
+  if platform:
+    jax.config.update("jax_platforms", platform)
+  config = config_of(spec)
+  shape = input_shape(config.data)
+  keypoints = keypoint_count(config.data, args.keypoints)
+  if framework == "kp-jax":
+    batch_size = row_batch(spec, config, args.batch_size, jax.default_backend() == "cpu")
+    result = run_kp_jax(config, dtype, batch_size, keypoints, args.steps,
+                        args.compilation_cache_dir)
+  else:
+    batch_size = row_batch(spec, config, args.batch_size, on_cpu=False)  # as kp-jax's on GPUs
+    result = run_pytorch(short_name(spec), config, dtype, batch_size, keypoints, args.steps,
+                         compiled=framework == "pytorch-compile")
+  return {**result, "batch": batch_size, "input": list(shape)}
 
 
-def print_table(rows, device: str):
-  print(f"\n{device}; jax {jax.__version__}")
-  print("| framework | config | dtype | batch | images/s | ms/step | GFLOP/step/device | MFU |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+# ---------------------------------------------------------------------------------------------
+# The parent: counts, row processes, the table.
+
+
+def count_macs(spec: str, keypoints: int | None) -> dict:
+  """Multiply-adds per image (kp_jax/flops.py), traced in this process (on the CPU)."""
+  from kp_jax import flops  # noqa: PLC0415
+  config = config_of(spec)
+  counts = flops.model_macs(config, keypoint_count(config.data, keypoints),
+                            input_shape(config.data))
+  return {"forward_gmacs_per_image": counts["forward"] / 1e9,
+          "train_gmacs_per_image": counts["train_step"] / 1e9}
+
+
+def row_command(args, spec, dtype, framework) -> list:
+  command = [sys.executable, os.path.abspath(__file__), "--row", spec, dtype, framework,
+             "--steps", str(args.steps)]
+  for flag in ("batch_size", "keypoints", "platform", "compilation_cache_dir"):
+    if getattr(args, flag) is not None:
+      command += [f"--{flag}", str(getattr(args, flag))]
+  return command
+
+
+def failure(returncode: int, stderr: str) -> str:
+  """One line saying how a row's process ended: its last error line, or its signal."""
+  lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+  errors = [line for line in lines if "Error" in line or "error" in line]
+  last = (errors or lines or [""])[-1][:300]
+  how = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+         else f"exit {returncode}")
+  return f"crashed ({how}): {last}" if last else f"crashed ({how})"
+
+
+def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, str]:
+  """(the row's result or {"status": why not}, its stdout and stderr)."""
+  process = subprocess.Popen(row_command(args, spec, dtype, framework), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # its own group: compile workers go too
+  try:
+    stdout, stderr = process.communicate(timeout=limit_s)
+  except subprocess.TimeoutExpired:
+    os.killpg(process.pid, signal.SIGKILL)
+    stdout, stderr = process.communicate()
+    return {"status": f"timed out after {limit_s:.0f} s"}, stdout + stderr
+  results = [line[len(ROW_PREFIX):] for line in stdout.splitlines()
+             if line.startswith(ROW_PREFIX)]
+  if process.returncode or not results:
+    return {"status": failure(process.returncode, stderr)}, stdout + stderr
+  return {"status": "ok", **json.loads(results[-1])}, stdout + stderr  # or its own status
+
+
+def finish_row(row: dict, counts: dict, peak_override) -> dict:
+  row = {**row, **counts}
+  if row["status"] != "ok":
+    return row
+  row["images_per_sec"] = row["batch"] / row["seconds"]
+  row["step_ms"] = 1e3 * row.pop("seconds")
+  peak = peak_tflops(row["device"], row["dtype"], peak_override)
+  macs = counts.get("train_gmacs_per_image")
+  row["mfu"] = 2e9 * macs * row["images_per_sec"] / (peak * 1e12) if peak and macs else None
+  return row
+
+
+HEADER = ("| framework | config | dtype | batch | images/s | ms/step | compile s | "
+          "fwd GMAC/img | MFU | status |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- "
+          "| --- |")
+
+
+def table_line(r: dict) -> str:
+  number = lambda key, fmt: format(r[key], fmt) if r.get(key) is not None else "-"
+  speed = ",.0f" if r.get("images_per_sec", 0) >= 100 else ".3g"
+  mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "-"
+  return (f"| {r['framework']} | {r['config']} | {r['dtype']} | {r.get('batch', '-')} "
+          f"| {number('images_per_sec', speed)} | {number('step_ms', '.2f')} "
+          f"| {number('compile_seconds', '.1f')} | {number('forward_gmacs_per_image', '.3f')} "
+          f"| {mfu} | {r['status']} |")
+
+
+def ratios(rows) -> list[str]:
+  """kp-jax over the faster PyTorch row of each (config, dtype)."""
+  lines = []
   for r in rows:
-    gflops = f"{r['gflops_per_step']:.3g}" if r["gflops_per_step"] else "-"
-    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    print(f"| {r['framework']} | {r['config']} | {r['dtype']} | {r['batch']} "
-          f"| {r['images_per_sec']:.1f} | {r['step_ms']:.2f} | {gflops} | {mfu} |")
+    if r["framework"] != "kp-jax" or r["status"] != "ok":
+      continue
+    peers = [p for p in rows if p["framework"] != "kp-jax" and p["status"] == "ok"
+             and (p["config"], p["dtype"]) == (r["config"], r["dtype"])]
+    if peers:
+      best = max(peers, key=lambda p: p["images_per_sec"])
+      lines.append(f"{r['config']} {r['dtype']}: kp-jax / {best['framework']} = "
+                   f"{r['images_per_sec'] / best['images_per_sec']:.2f}")
+  return lines
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--configs", nargs="+",
-                      default=["seed", "default", "resnet18_heatmap", "coco_person",
-                               "coco_hrnet_w32", "coco_vitpose_b"])
-  parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+                      default=["coco_vitpose_b", "coco_hrnet_w32", "coco_person",
+                               "resnet18_heatmap", "default", "seed"])
+  parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+  parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
   parser.add_argument("--batch_size", type=int, help="global; default: see ACCELERATOR_BATCH")
   parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--budget_s", type=float, default=float("inf"),
+                      help="start no row that could end after this many seconds")
+  parser.add_argument("--row_timeout_s", type=float, default=600.0)
   parser.add_argument("--platform", help="jax platform (gpu, tpu, cpu); default: JAX's choice")
   parser.add_argument("--peak_tflops", type=float, help="per device, when not in PEAK_TFLOPS")
-  parser.add_argument("--json", help="also write the rows here")
+  parser.add_argument("--compilation_cache_dir",
+                      help="default: kp_jax.compilation_cache's; '' turns it off")
+  parser.add_argument("--json", help="append each row here as a JSON line")
+  parser.add_argument("--log", help="append each row process's output to this file")
   parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:DTYPE",
                       help="combinations not to run, e.g. resnet18_heatmap:bfloat16")
+  parser.add_argument("--row", nargs=3, metavar=("CONFIG", "DTYPE", "FRAMEWORK"),
+                      help=argparse.SUPPRESS)  # one row, in this process
   args = parser.parse_args(argv)
-  if args.platform:
-    jax.config.update("jax_platforms", args.platform)
-  on_cpu = jax.default_backend() == "cpu"
-  device = f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})"
+  if args.row:
+    print(ROW_PREFIX + json.dumps(run_row(args)), flush=True)
+    return
+  import jax  # noqa: PLC0415
+  jax.config.update("jax_platforms", "cpu")  # for the counts: the rows get the accelerator
+  deadline = time.monotonic() + args.budget_s
+  print(HEADER, flush=True)
   rows = []
-  for name in args.configs:
-    config = load_config(name)
-    short_name = config_name(name)
-    batch_size = args.batch_size or (config.batch_size if on_cpu else
-                                     ACCELERATOR_BATCH.get(short_name, 4 * config.batch_size))
-    keypoints = keypoint_count(config.data, args.keypoints)
+  for spec in args.configs:
+    try:
+      counts = count_macs(spec, args.keypoints)
+    except Exception as e:  # noqa: BLE001 -- the rows still run, without MFU
+      print(f"{spec}: multiply-adds not counted: {e!r}", flush=True)
+      counts = {}
     for dtype in args.dtypes:
-      if f"{short_name}:{dtype}" in args.skip:
+      if f"{short_name(spec)}:{dtype}" in args.skip:
         continue
-      peak = peak_tflops(dtype, args.peak_tflops)
-      timing = time_kp_jax(config, dtype, batch_size, keypoints, args.steps)
-      new_rows = [row("kp-jax", short_name, dtype, batch_size, timing, peak)]
-      torch_timing = time_pytorch(short_name, config, dtype, batch_size, keypoints, args.steps)
-      if torch_timing:
-        new_rows.append(row(f"pytorch {torch_timing['version']}", short_name, dtype,
-                            batch_size, torch_timing, None))
-      for new in new_rows:
-        print(json.dumps(new), flush=True)
-      rows += new_rows
-  print_table(rows, device)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump({"device": device, "rows": rows}, f, indent=1)
+      for framework in args.frameworks:
+        left = deadline - time.monotonic()
+        base = {"framework": framework, "config": spec, "dtype": dtype}
+        if left < MIN_ROW_SECONDS:
+          result = {"status": f"not started: {args.budget_s:.0f} s budget spent"}
+          output = ""
+        else:
+          result, output = run_in_process(args, spec, dtype, framework,
+                                          min(args.row_timeout_s, left))
+        row = finish_row({**base, **result}, counts, args.peak_tflops)
+        rows.append(row)
+        print(table_line(row), flush=True)
+        if args.json:
+          with open(args.json, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if args.log and output:
+          with open(args.log, "a") as f:
+            f.write(f"\n===== {framework} {spec} {dtype}: {row['status']}\n{output}")
+  print("\n" + "\n".join(ratios(rows)))
 
 
 if __name__ == "__main__":

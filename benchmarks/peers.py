@@ -158,8 +158,8 @@ def torch_default(torch, nn, keypoints=KEYPOINTS):
     def forward(self, maps):  # [B, K, h, w] -> [B, K, 2] pixels at stride 8
       b, k, h, w = maps.shape
       probs = maps.reshape(b, k, h * w).softmax(-1).reshape(b, k, h, w)
-      x = (probs.sum(2) * torch.arange(w, dtype=maps.dtype)).sum(-1)
-      y = (probs.sum(3) * torch.arange(h, dtype=maps.dtype)).sum(-1)
+      x = (probs.sum(2) * torch.arange(w, dtype=maps.dtype, device=maps.device)).sum(-1)
+      y = (probs.sum(3) * torch.arange(h, dtype=maps.dtype, device=maps.device)).sum(-1)
       return (torch.stack([x, y], -1) + 0.5) * 8 - 0.5
 
   up = lambda cin: [nn.ConvTranspose2d(cin, 32, 4, 2, 1, bias=False), bn(32), nn.ReLU()]

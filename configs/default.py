@@ -153,4 +153,7 @@ def get_config():
   #                           or "pmap" (kept, tested equal)
   config.shard_state = False  # jit: parameters, optimizer state and EMA split over the devices
   #                             (FSDP-style, along the batch's mesh axis) instead of copied
+  config.compilation_cache_dir = config_dict.placeholder(str)  # JAX's persistent compilation
+  #   cache (kp_jax/compilation_cache.py): compiled steps are kept here and reused by later runs
+  #   of the same shapes; None: $XDG_CACHE_HOME/kp_jax/xla or ~/.cache/kp_jax/xla; "": off
   return config

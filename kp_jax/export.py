@@ -35,7 +35,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from etils import epath
 
-from kp_jax import find_refine, steps
+from kp_jax import compilation_cache, find_refine, steps
 from kp_jax.data.pixels import normalisation
 from kp_jax.predict import FindRefinePredictor, is_find_refine, load_run
 
@@ -145,6 +145,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
 def main(argv):
   del argv
   args = flags.FLAGS
+  compilation_cache.enable_for_run(args.workdir)
   batch = None if args.batch in ("", "dynamic") else int(args.batch)
   frame_hw = tuple(int(v) for v in args.frame_size.split("x")) if args.frame_size else None
   print(export(args.workdir, args.format, batch, args.out, args.step, frame_hw))

@@ -43,7 +43,7 @@ from absl import app, flags
 from etils import epath
 from PIL import Image
 
-from kp_jax import checkpoint, find_refine, poses, steps, visualize
+from kp_jax import checkpoint, compilation_cache, find_refine, poses, steps, visualize
 from kp_jax.exported import to_source_pixels
 from kp_jax.data import pixels, transforms
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
@@ -479,6 +479,7 @@ def main(argv):
   if len(argv) < 2:
     raise app.UsageError("Give one or more image or video files.")
   args = flags.FLAGS
+  compilation_cache.enable_for_run(args.workdir)
   box = [float(v) for v in args.box] if args.box else None
   images = [p for p in argv[1:] if not is_video(p)]
   output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")

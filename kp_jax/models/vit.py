@@ -10,7 +10,8 @@ builds it (`mmpretrain.VisionTransformer` with `with_cls_token=False`, `out_type
   output    LayerNorm, back to a [B, h, w, dim] feature map at stride 16
 
 Attention is one `jax.nn.dot_product_attention` call (no masks: every shape static, so it
-jits and shards as one program). Names follow MMPose's keys (`layer{i}/ln1`, `attn/qkv`, ...)
+jits and shards as one program): cuDNN's fused kernel on GPUs in 16 bits, XLA's einsums
+elsewhere (`attention`). Names follow MMPose's keys (`layer{i}/ln1`, `attn/qkv`, ...)
 so its checkpoints map onto it array for array. A head of stride 4 on top (`heads.Heatmap`
 with two deconvolutions: ViTPose's "classic" decoder; or `upsample="bilinear"` with a 3x3
 final conv: its "simple" one) completes the model.
@@ -44,16 +45,43 @@ def drop_path(x, rate: float, rng):
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
+ATTENTION = ("auto", "xla", "cudnn")
+
+
+def attention_implementation(choice: str, dtype, head_dim: int) -> str:
+  """`jax.nn.dot_product_attention`'s implementation for `config.model.backbone.attention`:
+  "xla" (einsums and a softmax; every backend), "cudnn" (cuDNN's fused flash attention,
+  NVIDIA GPUs, 16-bit inputs, head dims of at most 128 in steps of 8), or "auto": cuDNN's
+  where it can run, else XLA's.
+
+  On GPUs XLA's form is also the slow one: ViTPose-B trained at 0.42x PyTorch's fused attention
+  in float32 on an H200, and in bfloat16 XLA's autotuner crashed (CUDA_ERROR_ILLEGAL_ADDRESS)
+  on the scores' batched dot, bf16[3072,64,192] x bf16[3072,64,192] (jax 0.11.2); the fused
+  kernel has no such dot.
+  """
+  if choice not in ATTENTION:
+    raise ValueError(f"config.model.backbone.attention={choice!r}: choose one of {ATTENTION}.")
+  if choice != "auto":
+    return choice
+  fused = (jax.default_backend() == "gpu" and jnp.dtype(dtype).itemsize == 2
+           and head_dim <= 128 and head_dim % 8 == 0)
+  return "cudnn" if fused else "xla"
+
+
 class Attention(nn.Module):
   heads: int
   dtype: jnp.dtype = jnp.float32
+  attention: str = "auto"  # see attention_implementation
 
   @nn.compact
   def __call__(self, x):
     b, n, dim = x.shape
+    head_dim = dim // self.heads
     qkv = nn.Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
-    q, k, v = jnp.split(qkv.reshape(b, n, 3, self.heads, dim // self.heads), 3, axis=2)
-    out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    q, k, v = jnp.split(qkv.reshape(b, n, 3, self.heads, head_dim), 3, axis=2)
+    out = jax.nn.dot_product_attention(
+        q[:, :, 0], k[:, :, 0], v[:, :, 0],
+        implementation=attention_implementation(self.attention, self.dtype, head_dim))
     return nn.Dense(dim, dtype=self.dtype, name="proj")(out.reshape(b, n, dim))
 
 
@@ -62,6 +90,7 @@ class EncoderLayer(nn.Module):
   mlp_dim: int
   drop_path_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  attention: str = "auto"
 
   def _dropped(self, x, train: bool):
     if not train or self.drop_path_rate == 0:
@@ -71,7 +100,8 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     norm = lambda name: nn.LayerNorm(LAYER_NORM_EPSILON, dtype=self.dtype, name=name)
-    x = x + self._dropped(Attention(self.heads, self.dtype, name="attn")(norm("ln1")(x)), train)
+    attention = Attention(self.heads, self.dtype, self.attention, name="attn")
+    x = x + self._dropped(attention(norm("ln1")(x)), train)
     y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(norm("ln2")(x))
     y = nn.Dense(x.shape[-1], dtype=self.dtype, name="fc2")(nn.gelu(y, approximate=False))
     return x + self._dropped(y, train)
@@ -85,6 +115,8 @@ class ViT(nn.Module):
   patch_size: int = 16
   patch_padding: int = 2
   drop_path_rate: float = 0.0
+  attention: str = "auto"  # jax.nn.dot_product_attention's implementation: "auto" (cuDNN's
+  #                          fused kernel on GPUs in 16 bits, else XLA's), "xla" or "cudnn"
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # unused: no BatchNorm
   cpu_kernels: bool = True  # unused: plain XLA layers
@@ -103,7 +135,7 @@ class ViT(nn.Module):
     x = x + self.param("pos_embed", nn.initializers.truncated_normal(0.02),
                        (1, h * w, self.dim)).astype(self.dtype)
     for i, rate in enumerate(np.linspace(0.0, self.drop_path_rate, self.depth)):
-      x = EncoderLayer(self.heads, self.mlp_dim, float(rate), self.dtype,
+      x = EncoderLayer(self.heads, self.mlp_dim, float(rate), self.dtype, self.attention,
                        name=f"layer{i}")(x, train)
     x = nn.LayerNorm(LAYER_NORM_EPSILON, dtype=self.dtype, name="ln")(x)
     return x.reshape(b, h, w, self.dim)

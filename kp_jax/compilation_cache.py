@@ -1,0 +1,43 @@
+"""JAX's persistent compilation cache, on by default.
+
+A large network's training step compiles for minutes on a GPU, where XLA autotunes every
+convolution and GEMM; with the cache a later run of the same program (same shapes, dtypes,
+devices, flags and JAX) reads the compiled executable back in seconds. It is switched on once,
+at start-up, by the entry points (train.py, `kp_jax.predict` / `evaluate` / `export`,
+`benchmarks/accelerator.py`), never inside library functions: the cache is process-wide.
+
+`config.compilation_cache_dir` moves it (any path JAX can write, gs:// too) or turns it off
+(""); unset, it is the user cache folder, $XDG_CACHE_HOME/kp_jax/xla or ~/.cache/kp_jax/xla.
+Programs that compile in under a second are not written (JAX's
+jax_persistent_cache_min_compile_time_secs).
+"""
+
+import json
+import os
+
+import jax
+
+
+def default_directory() -> str:
+  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache_home, "kp_jax", "xla")
+
+
+def enable(directory: str | None = None) -> str | None:
+  """Compiled programs are kept in and read from `directory` (None: `default_directory()`;
+  "": the cache stays off). Returns the folder used, or None."""
+  if directory == "":
+    return None
+  directory = os.path.expanduser(directory or default_directory())
+  jax.config.update("jax_compilation_cache_dir", directory)
+  return directory
+
+
+def enable_for_run(workdir: str) -> str | None:
+  """`enable` with the `compilation_cache_dir` of the run in `workdir` (its config.json; runs
+  trained before the field existed get the default)."""
+  from etils import epath  # noqa: PLC0415 -- workdirs on any file system; the benchmarks,
+  #                          which need only JAX, call `enable`
+  config_path = epath.Path(workdir) / "config.json"
+  config = json.loads(config_path.read_text()) if config_path.exists() else {}
+  return enable(config.get("compilation_cache_dir"))
