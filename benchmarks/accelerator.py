@@ -5,7 +5,7 @@ under torch.compile, with compile seconds and MFU from a backend-independent cou
       resnet18_heatmap default seed] [--dtypes bfloat16 float32]
       [--frameworks kp-jax pytorch pytorch-compile] [--batch_size N] [--steps 20]
       [--budget_s S] [--row_timeout_s S] [--json rows.jsonl] [--log FILE]
-      [--compilation_cache_dir DIR] [--platform gpu|tpu|cpu]
+      [--compilation_cache_dir DIR] [--xla_flags FLAGS] [--platform gpu|tpu|cpu]
 
 Needs only jax (with its accelerator plugin), flax, optax and ml_collections, and torch for
 the PyTorch rows: no TensorFlow and no data. A config is a name in configs/ or a path, with
@@ -30,7 +30,8 @@ and no row starts with less than `MIN_ROW_SECONDS` left.
 
 Reported: images/s and ms per step (the mean of `--steps` steps after warm-up steps),
 `compile_seconds` (the first step's wall time less one step: tracing, compiling, autotuning;
-torch.compile's compile for pytorch-compile, cuDNN's autotuning for eager), and the
+torch.compile's compile for pytorch-compile, cuDNN's autotuning for eager), kp-jax's
+`cache_hits` (programs read back from the compilation cache), and the
 multiply-adds per image counted from the program (kp_jax/flops.py, on the CPU, the same on
 every backend): `forward_gmacs_per_image` and `train_gmacs_per_image` (one training step;
 about three forwards). MFU = 2 FLOPs per multiply-add x train_gmacs_per_image x images/s /
@@ -43,6 +44,7 @@ import ast
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,6 +165,9 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   from kp_jax import compilation_cache, steps  # noqa: PLC0415
   from kp_jax.models import create_model  # noqa: PLC0415
   compilation_cache.enable(cache_dir)
+  cache_hits = []  # programs read back from the persistent cache: a warm row's are all of them
+  jax.monitoring.register_event_listener(
+      lambda event, **_: cache_hits.append(event) if event.endswith("/cache_hits") else None)
   config.model.dtype = dtype
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
@@ -176,7 +181,7 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
     holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
 
   timing = time_steps(step, num_steps, lambda: jax.block_until_ready(holder))
-  return {**timing, "version": f"jax {jax.__version__}",
+  return {**timing, "cache_hits": len(cache_hits), "version": f"jax {jax.__version__}",
           "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
                     f"({jax.default_backend()})"}
 
@@ -327,18 +332,23 @@ def row_command(args, spec, dtype, framework) -> list:
 
 
 def failure(returncode: int, stderr: str) -> str:
-  """One line saying how a row's process ended: its last error line, or its signal."""
+  """One line saying how a row's process ended: a Python exception's last line, else XLA's
+  first error line (later ones are often its consequences), else the signal."""
   lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-  errors = [line for line in lines if "Error" in line or "error" in line]
-  last = (errors or lines or [""])[-1][:300]
+  exceptions = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+  logged = [line for line in lines if re.match(r"[EF]\d{4} ", line)]
+  cause = (exceptions[-1:] or logged[:1] or lines[-1:] or [""])[0][:400]
   how = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
          else f"exit {returncode}")
-  return f"crashed ({how}): {last}" if last else f"crashed ({how})"
+  return f"crashed ({how}): {cause}" if cause else f"crashed ({how})"
 
 
 def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, str]:
   """(the row's result or {"status": why not}, its stdout and stderr)."""
-  process = subprocess.Popen(row_command(args, spec, dtype, framework), cwd=ROOT,
+  env = dict(os.environ)
+  if args.xla_flags:
+    env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), args.xla_flags]))
+  process = subprocess.Popen(row_command(args, spec, dtype, framework), cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)  # its own group: compile workers go too
   try:
@@ -373,7 +383,7 @@ HEADER = ("| framework | config | dtype | batch | images/s | ms/step | compile s
 
 def table_line(r: dict) -> str:
   number = lambda key, fmt: format(r[key], fmt) if r.get(key) is not None else "-"
-  speed = ",.0f" if r.get("images_per_sec", 0) >= 100 else ".3g"
+  speed = ",.0f" if (r.get("images_per_sec") or 0) >= 100 else ".3g"
   mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "-"
   return (f"| {r['framework']} | {r['config']} | {r['dtype']} | {r.get('batch', '-')} "
           f"| {number('images_per_sec', speed)} | {number('step_ms', '.2f')} "
@@ -413,6 +423,8 @@ def main(argv=None):
   parser.add_argument("--peak_tflops", type=float, help="per device, when not in PEAK_TFLOPS")
   parser.add_argument("--compilation_cache_dir",
                       help="default: kp_jax.compilation_cache's; '' turns it off")
+  parser.add_argument("--xla_flags", help="added to the rows' XLA_FLAGS, e.g. "
+                      "--xla_gpu_autotune_level=0")
   parser.add_argument("--json", help="append each row here as a JSON line")
   parser.add_argument("--log", help="append each row process's output to this file")
   parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:DTYPE",

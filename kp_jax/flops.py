@@ -35,38 +35,41 @@ def _dot_macs(eqn) -> int:
   return math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contracting)
 
 
-def _conv_macs(eqn) -> int:
+def _conv_macs(eqn, count_inserted_zeros: bool) -> int:
   rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out features, in features, spatial...)
   rhs = eqn.invars[1].aval.shape
   per_output = rhs[rhs_spec[1]] * math.prod(rhs[d] for d in rhs_spec[2:])
-  inserted = math.prod(eqn.params["lhs_dilation"])  # zeros between input pixels
+  inserted = 1 if count_inserted_zeros else math.prod(eqn.params["lhs_dilation"])
   return math.prod(eqn.outvars[0].aval.shape) * per_output // inserted
 
 
-def jaxpr_macs(jaxpr) -> int:
+def jaxpr_macs(jaxpr, count_inserted_zeros: bool = False) -> int:
   """The multiply-adds of every dot and convolution in `jaxpr`, inner programs included (a
-  scan's body times its length; the larger branch of a conditional)."""
+  scan's body times its length; the larger branch of a conditional). `count_inserted_zeros`:
+  a transposed convolution counted at its output's size, as if the zeros between its input
+  pixels were multiplied too (the convention of some papers' tables, SimpleBaseline's)."""
+  count = lambda inner: jaxpr_macs(inner, count_inserted_zeros)
   total = 0
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
     if name == "dot_general":
       total += _dot_macs(eqn)
     elif name == "conv_general_dilated":
-      total += _conv_macs(eqn)
+      total += _conv_macs(eqn, count_inserted_zeros)
     elif name == "while":
       raise ValueError("A while loop's trip count is unknown: its multiply-adds cannot be "
                        "counted from the program.")
     elif name == "cond":
-      total += max(jaxpr_macs(branch.jaxpr) for branch in eqn.params["branches"])
+      total += max(count(branch.jaxpr) for branch in eqn.params["branches"])
     else:
-      inner = sum(jaxpr_macs(j) for j in jax.extend.core.jaxprs_in_params(eqn.params))
+      inner = sum(count(j) for j in jax.extend.core.jaxprs_in_params(eqn.params))
       total += inner * (eqn.params["length"] if name == "scan" else 1)
   return total
 
 
-def macs(fn, *args) -> int:
+def macs(fn, *args, count_inserted_zeros: bool = False) -> int:
   """Multiply-adds of `fn(*args)`; `args` may be arrays or jax.ShapeDtypeStructs."""
-  return jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+  return jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr, count_inserted_zeros)
 
 
 def counted_model_config(model_config):
@@ -80,7 +83,8 @@ def counted_model_config(model_config):
   return counted
 
 
-def model_macs(config, num_keypoints: int, image_shape) -> dict:
+def model_macs(config, num_keypoints: int, image_shape, count_inserted_zeros: bool = False
+               ) -> dict:
   """{"forward": ..., "train_step": ...}: multiply-adds per image of `config`'s model on
   inputs of `image_shape` (height, width, channels): its forward pass in inference, and one
   training step (`steps.train_step` on a batch of one)."""
@@ -96,5 +100,7 @@ def model_macs(config, num_keypoints: int, image_shape) -> dict:
            "visible": jax.ShapeDtypeStruct((1, num_keypoints), jnp.float32),
            "norm": jax.ShapeDtypeStruct((1,), jnp.float32)}
   train = lambda state, batch: steps.train_step(state, batch, head=head)
-  return {"forward": macs(model.apply, variables, image), "train_step": macs(train, state, batch)}
+  options = {"count_inserted_zeros": count_inserted_zeros}
+  return {"forward": macs(model.apply, variables, image, **options),
+          "train_step": macs(train, state, batch, **options)}
 

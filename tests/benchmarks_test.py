@@ -7,55 +7,70 @@ import sys
 
 import pytest
 
+from tests.flops_test import default_forward_macs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# As on a machine with only jax, flax, optax and ml_collections: these imports must fail.
-WITHOUT_TENSORFLOW = """
-import runpy, sys
-for name in ("tensorflow", "tensorflow_datasets", "clu", "orbax", "orbax.checkpoint", "torch"):
-  sys.modules[name] = None
-sys.argv = ["accelerator.py", *sys.argv[1:]]
-sys.path.insert(0, "benchmarks")  # as `python benchmarks/accelerator.py` has it
-runpy.run_path("benchmarks/accelerator.py", run_name="__main__")
-"""
+# As on a machine with only jax, flax, optax and ml_collections: these imports fail in the
+# benchmark and in every row process it starts (sitecustomize runs in each).
+BLOCKED = ("tensorflow", "tensorflow_datasets", "clu", "orbax", "orbax.checkpoint", "torch")
 
 
-def test_accelerator_benchmark_runs_without_tensorflow(tmp_path):
-  out = tmp_path / "rows.json"
-  run = subprocess.run(
-      [sys.executable, "-c", WITHOUT_TENSORFLOW, "--platform", "cpu", "--configs", "seed",
-       "configs/default.py", "--dtypes", "float32", "bfloat16", "--batch_size", "4",
-       "--steps", "2", "--peak_tflops", "0.5", "--json", str(out), "--skip",
-       "default:bfloat16"],  # bf16 convolutions are slow on CPUs: one model shows it
-      cwd=ROOT, capture_output=True, text=True,
-      env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+def run_accelerator(tmp_path, *args):
+  site = tmp_path / "site"
+  site.mkdir(exist_ok=True)
+  (site / "sitecustomize.py").write_text(
+      "import sys\nfor name in %r:\n  sys.modules[name] = None\n" % (BLOCKED,))
+  env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  run = subprocess.run([sys.executable, "benchmarks/accelerator.py", "--platform", "cpu",
+                        "--batch_size", "4", "--steps", "2", *args],
+                       cwd=ROOT, capture_output=True, text=True, env=env)
   assert run.returncode == 0, run.stderr[-3000:]
-  result = json.loads(out.read_text())
-  assert result["device"] == "2 x cpu (cpu)"  # each step's batch split over both
-  rows = result["rows"]
-  assert [(r["config"], r["dtype"]) for r in rows] == [
-      ("seed", "float32"), ("seed", "bfloat16"), ("default", "float32")]
-  for r in rows:
-    assert r["framework"] == "kp-jax" and r["batch"] == 4
+  return run.stdout
+
+
+def rows_of(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_accelerator_benchmark_rows(tmp_path):
+  out, cache = tmp_path / "rows.jsonl", tmp_path / "cache"
+  common = ["--peak_tflops", "0.5", "--json", str(out), "--compilation_cache_dir", str(cache)]
+  stdout = run_accelerator(
+      tmp_path, "--configs", "seed", "configs/default.py", "--dtypes", "float32", "bfloat16",
+      "--frameworks", "kp-jax", "pytorch", "--skip", "default:bfloat16", *common)
+  rows = rows_of(out)
+  assert [(r["framework"], r["config"], r["dtype"]) for r in rows] == [
+      ("kp-jax", "seed", "float32"), ("pytorch", "seed", "float32"),
+      ("kp-jax", "seed", "bfloat16"), ("pytorch", "seed", "bfloat16"),
+      ("kp-jax", "configs/default.py", "float32"), ("pytorch", "configs/default.py", "float32")]
+  for r in rows[::2]:
+    assert r["status"] == "ok" and r["batch"] == 4 and r["device"] == "2 x cpu (cpu)"
     assert r["images_per_sec"] == pytest.approx(4 / (r["step_ms"] / 1e3), rel=1e-6)
-    flops_per_sec = r["gflops_per_step"] * 1e9 / (r["step_ms"] / 1e3)
-    assert r["mfu"] == pytest.approx(flops_per_sec / 0.5e12, rel=1e-6)
-  # XLA's count (per device: 2 images each) against one by hand: a training step costs about
-  # 3x its forward pass.
-  hand = 3 * 2 * default_forward_flops()
-  assert rows[2]["gflops_per_step"] * 1e9 == pytest.approx(hand, rel=0.2)  # measured: -12%
-  assert "| kp-jax | seed | bfloat16 | 4 |" in run.stdout
+    assert r["mfu"] == pytest.approx(
+        2e9 * r["train_gmacs_per_image"] * r["images_per_sec"] / 0.5e12, rel=1e-6)
+  # A row that fails (here: no torch) is a row saying why; the next row still runs.
+  for r in rows[1::2]:
+    assert r["status"].startswith("crashed (exit 1): ModuleNotFoundError: import of torch")
+  forward, _ = default_forward_macs()
+  assert rows[4]["forward_gmacs_per_image"] == pytest.approx(forward / 1e9, rel=1e-12)
+  assert "| kp-jax | seed | bfloat16 | 4 |" in stdout
+  # The same row again: its programs come from the compilation cache the first run wrote.
+  run_accelerator(tmp_path, "--configs", "configs/default.py", "--dtypes", "float32",
+                  "--frameworks", "kp-jax", *common)
+  first, again = rows[4], rows_of(out)[-1]
+  assert again["status"] == "ok"
+  # At least its parameters' initialisation and its train step besides what the seed rows
+  # before it had already written (small programs both share).
+  assert again["cache_hits"] >= first["cache_hits"] + 2
 
 
-def default_forward_flops() -> int:
-  """configs/default.py's forward FLOPs for one 96x96x1 image, in the CPU form the CPU runs
-  (models/kernels.py: each 4x4 stride-2 deconvolution as a 3x3 convolution to 4x the channels,
-  then depth-to-space)."""
-  def conv(side, cin, cout, k):  # multiply-adds of a convolution with `side`^2 outputs
-    return side * side * cin * cout * k * k
-  macs = conv(48, 1, 16, 7)  # stem (stride 2, then a stride-2 max-pool)
-  for side, cin, cout in ((24, 16, 16), (12, 16, 32), (6, 32, 64), (3, 64, 128)):
-    macs += conv(side, cin, cout, 3) + conv(side, cout, cout, 3)  # one basic block
-    macs += conv(side, cin, cout, 1) if cin != cout else 0  # projection shortcut
-  macs += conv(3, 128, 4 * 32, 3) + conv(6, 32, 4 * 32, 3)  # two deconvolutions to 32
-  macs += conv(12, 32, 15, 1)  # the 15 keypoints' maps
-  return 2 * macs
+def test_accelerator_benchmark_time_limits(tmp_path):
+  out = tmp_path / "rows.jsonl"
+  stdout = run_accelerator(tmp_path, "--configs", "seed", "--dtypes", "float32", "bfloat16",
+                           "--frameworks", "kp-jax", "--row_timeout_s", "1", "--json", str(out))
+  assert [r["status"] for r in rows_of(out)] == ["timed out after 1 s"] * 2
+  stdout = run_accelerator(tmp_path, "--configs", "seed", "--dtypes", "float32",
+                           "--frameworks", "kp-jax", "--budget_s", "5")
+  assert "| kp-jax | seed | float32 | - |" in stdout and "not started: 5 s budget spent" in stdout
+

@@ -343,3 +343,56 @@ def test_drop_path_drops_whole_examples_and_keeps_the_expectation():
            for k in (1, 2)]
   assert not np.allclose(train[0], train[1])
   np.testing.assert_array_equal(net.apply(variables, images), net.apply(variables, images))
+
+
+def attention_reference(x, qkv_kernel, qkv_bias, proj_kernel, proj_bias, heads):
+  """ViT self-attention in NumPy float64: softmax(q k^T / sqrt(d)) v per head, projected."""
+  b, n, dim = x.shape
+  qkv = (x @ qkv_kernel + qkv_bias).reshape(b, n, 3, heads, dim // heads)
+  q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # [b, heads, n, d]
+  scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dim // heads)
+  weights = np.exp(scores - scores.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  out = (weights @ v).transpose(0, 2, 1, 3).reshape(b, n, dim)
+  return out @ proj_kernel + proj_bias
+
+
+@pytest.mark.parametrize("attention", ["auto", "xla"])
+def test_attention_equals_the_einsum_softmax_reference(attention):
+  from kp_jax.models import vit  # noqa: PLC0415
+  layer = vit.Attention(heads=4, attention=attention)
+  x = jax.random.normal(jax.random.key(1), (3, 10, 32))
+  variables = layer.init(jax.random.key(0), x)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+  expected = attention_reference(np.asarray(x, np.float64), p["qkv"]["kernel"], p["qkv"]["bias"],
+                                 p["proj"]["kernel"], p["proj"]["bias"], heads=4)
+  # float32 against float64 over 32-wide dot products: errors near 1e-6 of values near 1.
+  np.testing.assert_allclose(layer.apply(variables, x), expected, atol=1e-5)
+
+
+def test_attention_implementation_choice():
+  from kp_jax.models import vit  # noqa: PLC0415
+  assert vit.attention_implementation("auto", jnp.bfloat16, 64) == "xla"  # CPU: XLA's einsums
+  assert vit.attention_implementation("cudnn", jnp.float32, 64) == "cudnn"  # as asked
+  with pytest.raises(ValueError, match=r"config.model.backbone.attention='flash'.*'cudnn'"):
+    vit.attention_implementation("flash", jnp.float32, 64)
+  with pytest.raises(ValueError, match="attention='flash'"):
+    create_model(model_config({"name": "vit", **vit_shape("small"), "attention": "flash"},
+                              VITPOSE_HEADS["classic"]), 17, (256, 192))
+
+
+def test_patch_embedding_equals_the_strided_convolution():
+  """ViT's patches as one matrix product: the same parameters, initial values and outputs as
+  the 16x16 stride-16 conv with 2 pixels of padding that MMPose's checkpoints were trained as
+  (the 256x192 input's last 4 padded columns fall outside every patch, as in the conv)."""
+  from kp_jax.models import vit  # noqa: PLC0415
+  images = jax.random.normal(jax.random.key(1), (2, 256, 192, 3))
+  patches = vit.PatchEmbed(features=24, patch=16, padding=2)
+  conv = nn.Conv(24, (16, 16), 16, ((2, 2), (2, 2)))
+  variables = patches.init(jax.random.key(0), images)
+  jax.tree.map(np.testing.assert_array_equal, variables, conv.init(jax.random.key(0), images))
+  variables = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(2), a.shape), variables)
+  out = patches.apply(variables, images)
+  assert out.shape == (2, 16, 12, 24)
+  # 768-term float32 sums in two orders: values near 30, errors near 1e-5.
+  np.testing.assert_allclose(out, conv.apply(variables, images), atol=1e-4, rtol=1e-5)

@@ -2,8 +2,9 @@
 builds it (`mmpretrain.VisionTransformer` with `with_cls_token=False`, `out_type="featmap"`,
 `patch_cfg=dict(padding=2)`):
 
-  patches   a 16x16 stride-16 conv with 2 pixels of zero padding (256x192 -> 16x12 tokens)
-            plus a learnt position embedding per token
+  patches   a 16x16 stride-16 conv with 2 pixels of zero padding (256x192 -> 16x12 tokens),
+            computed as one matrix product over the patches, plus a learnt position embedding
+            per token
   layers    `depth` pre-norm blocks: x + attention(LayerNorm(x)), x + MLP(LayerNorm(x)) (GELU,
             4x wide), each branch dropped per example with the layer's drop-path rate (0 at the
             first layer, rising linearly to `drop_path_rate` at the last)
@@ -48,6 +49,11 @@ def drop_path(x, rate: float, rng):
 ATTENTION = ("auto", "xla", "cudnn")
 
 
+def check_attention(choice: str):
+  if choice not in ATTENTION:
+    raise ValueError(f"config.model.backbone.attention={choice!r}: choose one of {ATTENTION}.")
+
+
 def attention_implementation(choice: str, dtype, head_dim: int) -> str:
   """`jax.nn.dot_product_attention`'s implementation for `config.model.backbone.attention`:
   "xla" (einsums and a softmax; every backend), "cudnn" (cuDNN's fused flash attention,
@@ -59,8 +65,7 @@ def attention_implementation(choice: str, dtype, head_dim: int) -> str:
   on the scores' batched dot, bf16[3072,64,192] x bf16[3072,64,192] (jax 0.11.2); the fused
   kernel has no such dot.
   """
-  if choice not in ATTENTION:
-    raise ValueError(f"config.model.backbone.attention={choice!r}: choose one of {ATTENTION}.")
+  check_attention(choice)
   if choice != "auto":
     return choice
   fused = (jax.default_backend() == "gpu" and jnp.dtype(dtype).itemsize == 2
@@ -83,6 +88,33 @@ class Attention(nn.Module):
         q[:, :, 0], k[:, :, 0], v[:, :, 0],
         implementation=attention_implementation(self.attention, self.dtype, head_dim))
     return nn.Dense(dim, dtype=self.dtype, name="proj")(out.reshape(b, n, dim))
+
+
+class PatchEmbed(nn.Module):
+  """nn.Conv(features, (patch, patch), strides=patch, padding=padding) - the same parameters,
+  initialisers and values - computed as one matrix product over the image's patches: a
+  convolution whose stride is its size touches each pixel once, so it is a space-to-depth and
+  a dense layer. A GEMM is what every backend runs best, forward and backward; the
+  convolution's weight gradient is an unusual one (a window of the whole token grid at
+  dilation 16, over 3 input channels) for XLA:GPU to hand to cuDNN and autotune."""
+  features: int
+  patch: int
+  padding: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    p, pad, channels = self.patch, self.padding, x.shape[-1]
+    kernel = self.param("kernel", nn.linear.default_kernel_init,
+                        (p, p, channels, self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    b, height, width, _ = x.shape
+    h, w = (height - p) // p + 1, (width - p) // p + 1  # the convolution's 'VALID' outputs
+    patches = (x[:, :h * p, :w * p].reshape(b, h, p, w, p, channels)
+               .transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, p * p * channels))
+    patches, kernel, bias = nn.dtypes.promote_dtype(patches, kernel, bias, dtype=self.dtype)
+    return patches @ kernel.reshape(p * p * channels, self.features) + bias
 
 
 class EncoderLayer(nn.Module):
@@ -121,15 +153,18 @@ class ViT(nn.Module):
   axis_name: str | None = None  # unused: no BatchNorm
   cpu_kernels: bool = True  # unused: plain XLA layers
 
+  def __post_init__(self):
+    check_attention(self.attention)  # at create_model, not at the first trace
+    super().__post_init__()
+
   @property
   def stride(self):  # input pixels per output pixel
     return self.patch_size
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    p = self.patch_padding
-    x = nn.Conv(self.dim, (self.patch_size,) * 2, self.patch_size, ((p, p), (p, p)),
-                dtype=self.dtype, name="patch_embed")(x)
+    x = PatchEmbed(self.dim, self.patch_size, self.patch_padding, self.dtype,
+                   name="patch_embed")(x)
     b, h, w, _ = x.shape
     x = x.reshape(b, h * w, self.dim)
     x = x + self.param("pos_embed", nn.initializers.truncated_normal(0.02),
