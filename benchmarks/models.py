@@ -1,13 +1,15 @@
 """Size, cost and training speed of the models of the given configs; with --train, their
 accuracy too.
 
-  python benchmarks/models.py configs/zoo/*.py            # params, FLOPs, img/s (seconds)
+  python benchmarks/models.py configs/zoo/*.py            # params, MACs, img/s (seconds)
+  python benchmarks/models.py --counts configs/coco_*.py  # params and MACs only
   python benchmarks/models.py --train configs/zoo/*.py    # also trains each (minutes each)
   python benchmarks/models.py --batch_size=2 configs/coco_hrnet_w32.py  # GPU recipes on a CPU
 
-Prints a Markdown table: parameters, forward FLOPs per image (XLA's cost analysis of the
-compiled forward pass), and training images/s (jit train steps at the config's batch size, or
---batch_size, on random data, after a warm-up step). With --train, each config is trained with train.py into
+Prints a Markdown table: parameters, multiply-adds per image of the forward pass and of a
+training step (kp_jax/flops.py: counted from the program, the same on every backend; one
+multiply-add is two FLOPs), and training images/s (jit train steps at the config's batch size,
+or --batch_size, on random data, after a warm-up step). With --train, each config is trained with train.py into
 workdirs/zoo/<config name> (resuming if already there) and the table adds its validation
 NME, PCK@0.05, failure rate (NME > 0.1) and the images/s of the real run.
 """
@@ -23,19 +25,25 @@ import jax
 import numpy as np
 
 from config_shapes import input_shape, keypoint_count, load_config
-from kp_jax import steps
+from kp_jax import flops, steps
 from kp_jax.models import create_model
 
 
-def measure(config, num_steps: int = 10, batch_size: int | None = None):
+def counts(config) -> tuple[int, dict]:
+  """(parameters, multiply-adds per image {"forward", "train_step"})."""
+  shape = input_shape(config.data)
+  k = keypoint_count(config.data)
+  model, _ = create_model(config.model, k, shape[:2])
+  variables = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, *shape), np.float32))
+  params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+  return params, flops.model_macs(config, k, shape)
+
+
+def images_per_second(config, num_steps: int = 10, batch_size: int | None = None) -> float:
   shape = input_shape(config.data)
   k = keypoint_count(config.data)
   model, head = create_model(config.model, k, shape[:2])
   state = steps.create_train_state(config, model, shape, jax.random.key(0))
-  params = sum(p.size for p in jax.tree.leaves(state.params))
-  forward = jax.jit(lambda v, x: model.apply(v, x)).lower(
-      steps.eval_variables(state), np.zeros((1, *shape), np.float32)).compile()
-  flops = forward.cost_analysis()["flops"]
   rng = np.random.default_rng(0)
   b = batch_size or config.batch_size
   batch = {"image": rng.normal(size=(b, *shape)).astype(np.float32),
@@ -48,7 +56,7 @@ def measure(config, num_steps: int = 10, batch_size: int | None = None):
   for _ in range(num_steps):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
-  return params, flops, num_steps * b / (time.perf_counter() - start)
+  return num_steps * b / (time.perf_counter() - start)
 
 
 def train_summary(path, name):
@@ -60,18 +68,22 @@ def train_summary(path, name):
 
 
 def main(args):
-  train_too = "--train" in args
+  train_too, counts_only = "--train" in args, "--counts" in args
   batch_size = next((int(a.split("=")[1]) for a in args if a.startswith("--batch_size=")), None)
   paths = [a for a in args if not a.startswith("--")]
-  columns = ["config", "params", "MFLOPs/img", "img/s (random data)"]
+  columns = ["config", "params", "forward GMACs/img", "train-step GMACs/img"]
+  columns += [] if counts_only else ["img/s (random data)"]
   if train_too:
     columns += ["val NME", "PCK@0.05", "failure@0.1", "img/s (run)", "run wall s"]
   print("| " + " | ".join(columns) + " |")
   print("|" + "---|" * len(columns))
   for path in paths:
     config = load_config(path)
-    params, flops, speed = measure(config, batch_size=batch_size)
-    row = [f"`{path}`", f"{params:,d}", f"{flops / 1e6:.1f}", f"{speed:.0f}"]
+    params, macs = counts(config)
+    row = [f"`{path}`", f"{params:,d}", f"{macs['forward'] / 1e9:.4g}",
+           f"{macs['train_step'] / 1e9:.4g}"]
+    if not counts_only:
+      row.append(f"{images_per_second(config, batch_size=batch_size):.0f}")
     if train_too:
       s = train_summary(path, config.name)
       speed = s["train_images_per_sec"]  # None when the run was already finished

@@ -7,9 +7,9 @@ at start-up, by the entry points (train.py, `kp_jax.predict` / `evaluate` / `exp
 `benchmarks/accelerator.py`), never inside library functions: the cache is process-wide.
 
 `config.compilation_cache_dir` moves it (any path JAX can write, gs:// too) or turns it off
-(""); unset, it is the user cache folder, $XDG_CACHE_HOME/kp_jax/xla or ~/.cache/kp_jax/xla.
-Programs that compile in under a second are not written (JAX's
-jax_persistent_cache_min_compile_time_secs).
+(""); unset, it is the folder JAX's own JAX_COMPILATION_CACHE_DIR names, else the user cache
+folder, $XDG_CACHE_HOME/kp_jax/xla or ~/.cache/kp_jax/xla. Programs that compile in under a
+second are not written (JAX's jax_persistent_cache_min_compile_time_secs).
 """
 
 import json
@@ -24,11 +24,14 @@ def default_directory() -> str:
 
 
 def enable(directory: str | None = None) -> str | None:
-  """Compiled programs are kept in and read from `directory` (None: `default_directory()`;
-  "": the cache stays off). Returns the folder used, or None."""
+  """Compiled programs are kept in and read from `directory` (None: the one JAX was given
+  through its environment, else `default_directory()`; "": no cache). Returns the folder
+  used, or None."""
   if directory == "":
+    jax.config.update("jax_compilation_cache_dir", None)
     return None
-  directory = os.path.expanduser(directory or default_directory())
+  directory = directory or jax.config.jax_compilation_cache_dir or default_directory()
+  directory = os.path.expanduser(directory)
   jax.config.update("jax_compilation_cache_dir", directory)
   return directory
 

@@ -266,11 +266,17 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
                                expand_animations=False)
     return {**example, "image": image}
 
-  def load(split, process_index, process_count):
-    records = splits[split]
-    start, end = process_shard(len(records), process_index, process_count)
-    return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
-        read, num_parallel_calls=tf.data.AUTOTUNE)
+  def read_encoded(example):
+    return {**{k: v for k, v in example.items() if k != "path"},
+            "encoded": tf.io.read_file(example["path"])}
+
+  def loader(reader):
+    def load(split, process_index, process_count):
+      records = splits[split]
+      start, end = process_shard(len(records), process_index, process_count)
+      return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
+          reader, num_parallel_calls=tf.data.AUTOTUNE)
+    return load
 
   def annotations(split):
     records = splits[split]
@@ -280,9 +286,10 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   image_hw = first.images[0].shape[:2] if first.in_memory else None
   several = any(len(set(r.image_id)) < len(r) or r.ignored for r in splits.values())
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
-                channels=channels, image_hw=image_hw, load=load,
+                channels=channels, image_hw=image_hw, load=loader(read),
                 ground_truth=ground_truth or {}, annotations=annotations,
-                images=_images_view(splits, read) if several else None)
+                images=_images_view(splits, read) if several else None,
+                load_encoded=None if first.in_memory else loader(read_encoded))
 
 
 def _images_view(splits: dict[str, Records], read) -> Images:

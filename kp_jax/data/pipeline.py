@@ -97,8 +97,10 @@ EVAL_KEYS = TRAIN_KEYS + ("matrix", "image_id", "box")
 
 
 def _select():
-  """Raw example -> the keys the pipeline uses."""
-  return _keep(*TRAIN_KEYS, "box", "image_id")
+  """Raw example -> the keys the pipeline uses (its `image`, or its `encoded` file)."""
+  labels = _keep("keypoints", "visible", "norm", "box", "image_id")
+  return lambda example: {**labels(example),
+                          **{k: example[k] for k in ("image", "encoded") if k in example}}
 
 
 def _start_geometry(data_config):
@@ -122,7 +124,7 @@ def _augment_op(data_config, spec: KeypointSpec, input_hwc):
   aug = data_config.augment
   affine = transforms.random_affine(
       spec.flip_permutation(), aug.max_rotation_deg, tuple(aug.scale_range), aug.max_shift,
-      aug.flip_probability, input_hwc[:2])
+      aug.flip_probability, input_hwc[:2], input_hwc[2])
   seeded = []  # (example, seed) ops around the affine warp, in order
   if aug.half_body_probability:
     upper = [spec.index(n) for n in aug.upper_body]
@@ -198,8 +200,10 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
                    start_step: int) -> tf.data.Dataset:
   """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
-  examples = source.load("train", shard, num_shards).map(
-      _select(), num_parallel_calls=tf.data.AUTOTUNE)
+  # Uncached crops of image files: each JPEG decoded only in the window its crop reads.
+  encoded = not data.cache and data.input_size and source.load_encoded is not None
+  load = source.load_encoded if encoded else source.load
+  examples = load("train", shard, num_shards).map(_select(), num_parallel_calls=tf.data.AUTOTUNE)
   if data.cache:
     examples = examples.cache()
   size = int(examples.cardinality())

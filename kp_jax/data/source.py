@@ -33,6 +33,9 @@ class Source:
       labels apart from the images (files); None where only `load` can tell.
     images: for sources whose images hold several instances, the image-level view (`load`
       gives one example per instance); None: `load`'s examples are the images.
+    load_encoded: as `load`, with each image's file bytes as `encoded` [] (tf.string) in
+      place of `image`, for sources that read image files: training decodes only the window
+      its crop reads (transforms.decode_window). None: `load` only.
   """
   name: str
   spec: KeypointSpec
@@ -44,6 +47,7 @@ class Source:
       default_factory=dict)
   annotations: Callable[[str], tf.data.Dataset] | None = None
   images: "Images | None" = None
+  load_encoded: Callable[[str, int, int], tf.data.Dataset] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

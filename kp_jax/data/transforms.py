@@ -28,7 +28,10 @@ def select_keypoints(indices):
 
 
 def to_float(example):
-  """uint8 image -> float32 in [0, 1]."""
+  """uint8 image -> float32 in [0, 1]. An `encoded` image (Source.load_encoded) is decoded
+  and converted at its warp, so it passes as it is."""
+  if "encoded" in example:
+    return example
   return {**example, "image": tf.cast(example["image"], tf.float32) / 255.0}
 
 
@@ -126,16 +129,57 @@ def resample(image, matrix, output_hw):
                  default=bilinear)
 
 
-def warp(example, matrix, output_hw, flip_permutation=None, flip=False):
+def _window(image_hw, matrix, output_hw):
+  """[y, x, height, width] of the source pixels that `matrix`'s bilinear output reads: the
+  output's corners taken back to the source, each sample's two neighbours along each axis,
+  clipped to the image (at least one pixel)."""
+  height, width = output_hw
+  corners = tf.constant([[-0.5, -0.5, 1.0], [width - 0.5, -0.5, 1.0], [-0.5, height - 0.5, 1.0],
+                         [width - 0.5, height - 0.5, 1.0]])
+  source = (corners @ tf.transpose(tf.linalg.inv(matrix)))[:, :2]
+  limit = tf.cast(image_hw[::-1], tf.int32) - 1  # (x, y) of the last pixel
+  low = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_min(source, 0)), tf.int32), 0, limit)
+  high = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_max(source, 0)), tf.int32) + 1, low, limit)
+  return tf.stack([low[1], low[0], high[1] - low[1] + 1, high[0] - low[0] + 1])
+
+
+def decode_window(encoded, matrix, output_hw, channels: int):
+  """(uint8 pixels, matrix from them to the output): the part of an encoded image that the
+  warp through `matrix` reads, and `matrix` moved to that part's origin. A JPEG is decoded in
+  that window alone (libjpeg skips the rest: an instance's crop decodes a fraction of the
+  photo); other formats are decoded whole, then cut."""
+  def jpeg():
+    window = _window(tf.io.extract_jpeg_shape(encoded)[:2], matrix, output_hw)
+    return tf.io.decode_and_crop_jpeg(encoded, window, channels=channels), window
+
+  def other():
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    window = _window(tf.shape(image)[:2], matrix, output_hw)
+    return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]], window
+
+  pixels, window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  origin = tf.cast(window[1::-1], tf.float32)  # (x, y) of the window's first pixel
+  shift = tf.concat([tf.concat([tf.eye(2), origin[:, None]], 1), [[0.0, 0.0, 1.0]]], 0)
+  return tf.ensure_shape(pixels, [None, None, channels]), matrix @ shift
+
+
+def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels: int = 0):
   """Resamples the image through `matrix` (source -> output pixels) into `output_hw`, and moves
   the keypoints, visibility and normaliser with it.
 
   Keypoints that leave the output become invisible; `flip_permutation` relabels left/right
   keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
-  example's `matrix` becomes `matrix`.
+  example's `matrix` becomes `matrix`. An `encoded` image is decoded here, in the window the
+  warp reads (`decode_window`, `channels` of it), into a float32 output in [0, 1].
   """
-  image = example["image"]
-  warped = resample(image, matrix, output_hw)
+  if "encoded" in example:
+    pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels)
+    example = {k: v for k, v in example.items() if k != "encoded"}
+    image = tf.cast(pixels, tf.float32) / 255.0
+    warped = resample(image, window_matrix, output_hw)
+  else:
+    image = example["image"]
+    warped = resample(image, matrix, output_hw)
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
@@ -155,11 +199,12 @@ def warp_to_input(output_hw):
 
 
 def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, flip_probability,
-                  output_hw):
+                  output_hw, channels: int = 0):
   """Random rotation, scale, shift (fraction of the size) and flip in the model input's frame,
   from one stateless draw, composed with the example's `matrix` and applied by one warp.
 
-  Returns an op `(example, seed) -> example`, for a float32 image.
+  Returns an op `(example, seed) -> example`, for a float32 image or an `encoded` one of
+  `channels`.
   """
   height, width = output_hw
 
@@ -170,7 +215,8 @@ def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, fl
     shift = (2 * u[2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
     flip = u[4] < flip_probability
     augment = affine_matrix(angle, scale, shift, flip, height, width)
-    return warp(example, augment @ example["matrix"], output_hw, flip_permutation, flip)
+    return warp(example, augment @ example["matrix"], output_hw, flip_permutation, flip,
+                channels)
   return op
 
 
