@@ -81,6 +81,12 @@ def get_config():
   data.cache = True  # keep the decoded training split in memory
   data.shuffle_buffer = 10_000  # examples; at least the split size shuffles whole epochs
   data.prefetch = 4  # batches prepared ahead of the train step
+  # Unlabelled video beside the labels (kp_jax/data/video.py, kp_jax/unsupervised.py):
+  data.unlabelled_videos = ()  # video files or folders; (): the project's videos/ folder
+  data.unlabelled_batch_size = 0  # clips per global batch; 0: no unlabelled stream
+  data.clip_length = 4  # consecutive frames per clip (the temporal loss compares neighbours)
+  data.clip_shuffle_buffer = 64  # clips
+  data.same_point = ()  # (name, name) pairs: one point seen in two views (the multi-view loss)
   data.augment = augment = ml_collections.ConfigDict()
   # The synthetic faces already span +-30 degrees, 0.7-1.3 scale and shifts; in this short
   # budget extra geometric jitter did not lower the validation NME (README, "Results").
@@ -138,6 +144,18 @@ def get_config():
   opt.ema_decay = 0.0  # evaluation uses an EMA of the parameters with this decay; 0: none
   opt.max_skipped_nonfinite = 0  # skip up to this many consecutive updates with NaN/Inf
   #                                gradients (counted as skipped_updates); 0: stop at the first
+
+  # Losses on the unlabelled clips' predictions, each off at weight 0; the weight rises from 0
+  # over ramp_steps. kp_jax/unsupervised.py says what each one measures.
+  config.unsupervised = unsupervised = ml_collections.ConfigDict()
+  unsupervised.temporal = {"weight": 0.0, "ramp_steps": 300,
+                           "threshold_px": 10.0}  # moves between frames allowed (video pixels)
+  unsupervised.pca = {"weight": 0.0, "ramp_steps": 300,
+                      "explained": 0.99,  # variance of the labelled poses the subspace keeps
+                      "keypoints": ()}  # names in the pose (not free-moving objects); (): all
+  unsupervised.multiview = {"weight": 0.0, "ramp_steps": 300}  # pairs: data.same_point
+  unsupervised.consistency = {"weight": 0.0, "ramp_steps": 300,
+                              "threshold": 0.5}  # the teacher's likelihood that makes a label
 
   config.likelihood_cutoff = 0.0  # predict/evaluate mark keypoints whose likelihood is below
   #                                 this as missing (heatmap heads: the map's peak)

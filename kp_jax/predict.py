@@ -33,7 +33,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import ml_collections
@@ -43,9 +43,11 @@ from absl import app, flags
 from etils import epath
 from PIL import Image
 
-from kp_jax import checkpoint, compilation_cache, find_refine, poses, steps, visualize
+from kp_jax import (checkpoint, compilation_cache, find_refine, poses, smoothing, steps,
+                    visualize)
 from kp_jax.exported import to_source_pixels
 from kp_jax.data import pixels, transforms
+from kp_jax.data.video import VideoWriter, is_video, read_video  # noqa: F401 -- predict's API
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
 from kp_jax.models import create_model
 
@@ -308,62 +310,6 @@ def predict_images(predictor, paths, output_dir: str, box=None) -> dict:
   return results
 
 
-# ---------------------------------------------------------------------------------------------
-# Video: PyAV, whose wheels bundle FFmpeg's libraries (no system ffmpeg needed).
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
-
-
-def is_video(path: str) -> bool:
-  return path.lower().endswith(VIDEO_EXTENSIONS)
-
-
-def read_video(path: str) -> tuple[float, Iterator[np.ndarray]]:
-  """(frames per second, an iterator of RGB uint8 frames [h, w, 3])."""
-  import av  # noqa: PLC0415 -- only videos need it
-
-  try:
-    container = av.open(path)
-    stream = container.streams.video[0]
-  except (av.FFmpegError, IndexError, OSError) as e:
-    raise ValueError(f"Cannot read video {path}: {e}") from None
-  fps = float(stream.average_rate or stream.guessed_rate or 30)
-
-  def frames():
-    with container:
-      for frame in container.decode(stream):
-        yield frame.to_ndarray(format="rgb24")
-  return fps, frames()
-
-
-class VideoWriter:
-  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
-
-  def __init__(self, path: str, fps: float):
-    import av  # noqa: PLC0415
-    from fractions import Fraction  # noqa: PLC0415
-
-    self.container = av.open(path, "w")
-    self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-    self.stream.pix_fmt = "yuv420p"
-    self.stream.options = {"crf": "20"}
-    self.av, self.size = av, None
-
-  def write(self, frame: np.ndarray):
-    h, w = frame.shape[:2]
-    if self.size is None:  # the stream's size is set by the first frame
-      self.size = h + h % 2, w + w % 2
-      self.stream.height, self.stream.width = self.size
-    frame = np.pad(frame, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)))
-    for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(frame, format="rgb24")):
-      self.container.mux(packet)
-
-  def close(self):
-    for packet in self.stream.encode():
-      self.container.mux(packet)
-    self.container.close()
-
-
 def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax",
                          individuals=None):
   """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords (multi-animal: scorer /
@@ -384,11 +330,24 @@ def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax"
   epath.Path(path).write_text(text.getvalue())
 
 
-class _SingleVideo:
-  """One instance per frame: the frame's keypoints, DeepLabCut's single-animal CSV."""
+def trajectory(frames_values) -> np.ndarray:
+  """[[[x, y, likelihood], ...], ...] per frame (None where missing) -> float [F, K, 3], NaN
+  where missing."""
+  return np.array([[[np.nan if v is None else v for v in triple] for triple in frame]
+                   for frame in frames_values], np.float64).reshape(len(frames_values), -1, 3)
 
-  def __init__(self, predictor):
-    self.predictor, self.values = predictor, []
+
+def _values(trajectory_array) -> list:
+  return [[[None if np.isnan(v) else float(v) for v in triple] for triple in frame]
+          for frame in trajectory_array]
+
+
+class _SingleVideo:
+  """One instance per frame: the frame's keypoints, DeepLabCut's single-animal CSV; with
+  `smooth`, the smoothed trajectory beside it (kp_jax/smoothing.py)."""
+
+  def __init__(self, predictor, smooth: str | None = None):
+    self.predictor, self.values, self.smooth = predictor, [], smooth
 
   def add(self, frames, images, matrix):
     predictor = self.predictor
@@ -398,8 +357,16 @@ class _SingleVideo:
       yield predictor.overlay(frame, p, l)
 
   def write(self, out: dict, header: dict):
-    write_deeplabcut_csv(out["csv"], self.predictor.names, self.values)
-    epath.Path(out["json"]).write_text(json.dumps({**header, "frames": self.values}))
+    names = self.predictor.names
+    write_deeplabcut_csv(out["csv"], names, self.values)
+    raw = trajectory(self.values)
+    extra = {}
+    if self.smooth:
+      smoothed = _values(smoothing.smooth(raw, self.smooth))
+      write_deeplabcut_csv(out["smoothed_csv"], names, smoothed)
+      extra = {"smoothing": self.smooth, "smoothed_frames": smoothed}
+    epath.Path(out["json"]).write_text(json.dumps({**header, "frames": self.values, **extra}))
+    return raw
 
 
 class _TrackedVideo:
@@ -432,15 +399,27 @@ class _TrackedVideo:
 
 
 def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str,
-                  batch_size: int = 8, box=None) -> dict:
+                  batch_size: int = 8, box=None, smooth: str | None = None,
+                  jump_px: float = 20.0) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
-  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"}."""
+  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"} and, for
+  one instance a frame, "jumps": per keypoint the share of frames where it moved more than
+  `jump_px` from the frame before (kp_jax.smoothing.jumps), with `smooth` ("median" or
+  "kalman") also "smoothed_csv" and "smoothed_jumps"."""
+  multi_instance = getattr(predictor, "multi_instance", False)
+  if smooth and multi_instance:
+    raise ValueError("--smooth smooths one animal's trajectory: this run tracks several "
+                     "instances a frame (data.instances.max_instances > 1).")
+  if smooth and smooth not in smoothing.METHODS:
+    raise ValueError(f"--smooth {smooth!r}: choose one of {smoothing.METHODS}.")
   fps, frames = read_video(path)
+  epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
   stem = os.path.splitext(os.path.basename(path))[0]
   out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in
          (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
-  video = (_TrackedVideo if getattr(predictor, "multi_instance", False) else _SingleVideo)(
-      predictor)
+  if smooth:
+    out["smoothed_csv"] = str(epath.Path(output_dir) / f"{stem}_keypoints_{smooth}.csv")
+  video = _TrackedVideo(predictor) if multi_instance else _SingleVideo(predictor, smooth)
   matrix, batch, count = None, [], 0
   start = time.perf_counter()
   # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
@@ -470,9 +449,32 @@ def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, outpu
   seconds = time.perf_counter() - start
   if not count:
     raise ValueError(f"{path} has no video frames.")
-  video.write(out, {"video": path, "keypoints": list(predictor.names), "fps": fps,
-                    "likelihood_cutoff": predictor.cutoff})
-  return {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
+  raw = video.write(out, {"video": path, "keypoints": list(predictor.names), "fps": fps,
+                          "likelihood_cutoff": predictor.cutoff})
+  result = {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
+  if raw is not None:
+    names = list(predictor.names)
+    result["jumps"] = dict(zip(names, smoothing.jumps(raw, jump_px).tolist()))
+    if smooth:
+      smoothed = smoothing.smooth(raw, smooth)
+      result["smoothed_jumps"] = dict(zip(names, smoothing.jumps(smoothed, jump_px).tolist()))
+  return result
+
+
+def jitter_table(result: dict, jump_px: float) -> str:
+  """The share of frames where each keypoint moved more than `jump_px` from the frame before,
+  raw (and smoothed), as a Markdown table with the mean over keypoints last."""
+  series = [result["jumps"]] + ([result["smoothed_jumps"]] if "smoothed_jumps" in result else [])
+  header = f"| keypoint | frames moving > {jump_px:g} px, raw |" + (
+      " smoothed |" if len(series) > 1 else "")
+  lines = [header, "|---" * (len(series) + 1) + "|"]
+  percent = lambda v: "-" if np.isnan(v) else f"{100 * v:.1f}%"
+  for name in result["jumps"]:
+    lines.append(f"| {name} | " + " | ".join(percent(s[name]) for s in series) + " |")
+  values = [np.array(list(s.values())) for s in series]
+  means = [v[np.isfinite(v)].mean() if np.isfinite(v).any() else np.nan for v in values]
+  lines.append("| **mean** | " + " | ".join(percent(m) for m in means) + " |")
+  return "\n".join(lines)
 
 
 def main(argv):
@@ -491,10 +493,13 @@ def main(argv):
     predictor = open_predictor(args.workdir, args.likelihood_cutoff, args.score_threshold)
     epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
-      result = predict_video(predictor, path, output_dir, box=box)
+      result = predict_video(predictor, path, output_dir, box=box, smooth=args.smooth,
+                             jump_px=args.jump_px)
       print(f"{path}: {result['frames']} frames at {result['frames_per_second']:.1f} frames/s "
             f"(decoding, prediction, drawing and encoding) -> {result['csv']}, "
-            f"{result['video']}")
+            f"{result['video']}" + (f", {result['smoothed_csv']}" if args.smooth else ""))
+      if "jumps" in result:
+        print(jitter_table(result, args.jump_px))
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -504,6 +509,12 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                     "default: the whole image.")
   flags.DEFINE_float("likelihood_cutoff", None, "Keypoints under this likelihood are written "
                      "as missing and not drawn; default: the run's config.likelihood_cutoff.")
+  flags.DEFINE_enum("smooth", None, list(smoothing.METHODS), "Videos: also write the "
+                    "keypoints smoothed over time (median filter, or a Kalman smoother that "
+                    "trusts confident detections and bridges short gaps) to "
+                    "<name>_keypoints_<method>.csv.")
+  flags.DEFINE_float("jump_px", 20.0, "Videos: the jitter figure counts frames where a "
+                     "keypoint moves more than this (the frames' pixels) from the frame before.")
   flags.DEFINE_float("score_threshold", None, "Several-instance two-stage models: instances "
                      "scoring under it are dropped; default: the run's "
                      "two_stage.score_threshold.")

@@ -170,28 +170,54 @@ def checkpointable(state: TrainState) -> dict:
 
 
 def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None,
-               seed: int = 0):
+               seed: int = 0, unsupervised=None):
   """One update on `batch`; returns (new state, {loss, l2_grads, l2_params}). Layers that
   draw random numbers in training (drop path) get the "dropout" stream of `seed` and the
-  step (and the replica, under pmap)."""
+  step (and the replica, under pmap).
+
+  With `unsupervised` (kp_jax.unsupervised.Unsupervised) and the batch's clips of unlabelled
+  frames (`unlabelled` [U, T, H, W, C], with their `unlabelled_matrix`, and for the
+  consistency loss the EMA teacher's view `teacher` with its `teacher_matrix`), the clips go
+  through the same forward pass as the labelled images, and the weighted unsupervised losses
+  join the labelled one; each is reported unweighted (`unsupervised/<name>`) beside the
+  labelled loss (`supervised_loss`)."""
   rng = jax.random.fold_in(jax.random.key(seed), state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+  images = batch["image"]
+  clips = batch.get("unlabelled") if unsupervised is not None else None
+  if clips is not None:  # one forward pass: BatchNorm sees labelled and unlabelled frames
+    images = jnp.concatenate([images, clips.reshape(-1, *clips.shape[2:])])
+    teacher = None
+    if "teacher" in batch:
+      teacher = state.apply_fn(eval_variables(state), batch["teacher"].reshape(
+          -1, *clips.shape[2:]))
+  labelled = len(batch["image"])
 
   def loss_fn(params):
     outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                      batch["image"], train=True, mutable=["batch_stats"],
+                                      images, train=True, mutable=["batch_stats"],
                                       rngs={"dropout": rng})
-    return head.compute_loss(outputs, batch), updates.get("batch_stats", {})
+    loss = head.compute_loss(jax.tree.map(lambda x: x[:labelled], outputs), batch)
+    terms = {}
+    if clips is not None:
+      terms = unsupervised.losses(head, jax.tree.map(lambda x: x[labelled:], outputs), batch,
+                                  teacher)
+    total = loss + unsupervised.total(terms, state.step) if terms else loss
+    return total, (updates.get("batch_stats", {}), loss, terms)
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (batch_stats, supervised, terms)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
   if axis_name is not None:  # each replica saw an equal share of the batch
-    loss, grads = jax.lax.pmean((loss, grads), axis_name)
+    loss, grads, supervised, terms = jax.lax.pmean((loss, grads, supervised, terms), axis_name)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
                      state.ema_params, new_state.params)
   metrics = {"loss": loss, "l2_grads": optax.global_norm(grads),
              "l2_params": optax.global_norm(new_state.params)}
+  if terms:
+    metrics.update({"supervised_loss": supervised,
+                    **{f"unsupervised/{name}": value for name, value in terms.items()}})
   if isinstance(new_state.opt_state, optax.ApplyIfFiniteState):
     metrics["skipped_updates"] = new_state.opt_state.total_notfinite.astype(jnp.float32)
   return new_state.replace(ema_params=ema), metrics
@@ -320,12 +346,13 @@ def one_in_flight(step: Callable) -> Callable:
 
 
 def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None,
-                  seed: int = 0, shard_state: bool = False) -> Parallel:
+                  seed: int = 0, shard_state: bool = False, unsupervised=None) -> Parallel:
   """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
   name AXIS_NAME. `shard_state` (jit only): the state split over the devices (`fsdp_spec`)
   rather than copied to each; XLA gathers each layer's parameters where the step needs them
   and reduce-scatters the gradients, so the step computes what the replicated one does."""
-  train = functools.partial(train_step, head=head, ema_decay=ema_decay, seed=seed)
+  train = functools.partial(train_step, head=head, ema_decay=ema_decay, seed=seed,
+                            unsupervised=unsupervised)
   evaluate_batch = functools.partial(eval_step, head=head, flip_permutation=flip_permutation)
   if mode == "pmap":
     if shard_state:

@@ -19,7 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from kp_jax import checkpoint, evaluation, pretrained, steps, visualize
+from kp_jax import checkpoint, evaluation, pretrained, steps, unsupervised, visualize
 from kp_jax.data import pipeline
 from kp_jax.models import create_model
 
@@ -147,7 +147,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   flip_permutation = np.array(spec.flip_permutation()) if config.flip_test else None
   parallel = steps.make_parallel(mode, head, ema_decay=config.optimizer.ema_decay,
                                  flip_permutation=flip_permutation, seed=config.seed,
-                                 shard_state=config.get("shard_state", False))
+                                 shard_state=config.get("shard_state", False),
+                                 unsupervised=unsupervised.fit(config, source))
   logging.info("Data %s (%s), %d keypoints, images %s; %s on %d devices.", source.name,
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())

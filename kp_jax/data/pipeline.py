@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, synthetic, tfds_landmarks,
-                         transforms)
+from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, pixels, synthetic,
+                         tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
@@ -223,9 +223,68 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   return stream.batch(batch_size, drop_remainder=True)
 
 
+def _clip_op(data_config, input_hwc, teacher_view: bool):
+  """(uint8 clip [T, h, w, C], seed) -> {"unlabelled": [T, H, W, C] normalised,
+  "unlabelled_matrix": [3, 3]}: every frame of the clip fitted into the input as the labelled
+  frames are and moved by one draw of the geometric augmentation, so the frames stay
+  comparable. Without flips: a flip swaps left and right keypoints, which a loss on the
+  clip's own predictions cannot undo. `teacher_view`: a second, independent draw of the same
+  frames for the EMA teacher (`teacher`, `teacher_matrix`)."""
+  aug = data_config.augment
+  mean, std = pixels.normalisation(data_config, input_hwc[2])
+  input_hw = input_hwc[:2]
+
+  def view(clip, seed):
+    shape = tf.cast(tf.shape(clip), tf.float32)
+    frame = transforms.box_matrix(tf.stack([0.0, 0.0, shape[2], shape[1]]), input_hw,
+                                  data_config.box_padding, data_config.get("udp", False))
+    augment, _ = transforms.draw_affine(seed, aug.max_rotation_deg, tuple(aug.scale_range),
+                                        aug.max_shift, 0.0, input_hw)
+    matrix = augment @ frame
+    return (transforms.warp_clip(clip, matrix, input_hw) - mean) / std, matrix
+
+  def op(clip, seed):
+    student_seed, teacher_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    frames, matrix = view(clip, student_seed)
+    out = {"unlabelled": frames, "unlabelled_matrix": matrix}
+    if teacher_view:
+      out["teacher"], out["teacher_matrix"] = view(clip, teacher_seed)
+    return out
+  return op
+
+
+def _clip_batches(config, input_hwc, process_index: int, process_count: int,
+                  local_devices: int) -> tf.data.Dataset:
+  """This process's share of `data.unlabelled_batch_size` clips a step from the unlabelled
+  videos (kp_jax/data/video.py): the videos split over the processes where there are enough
+  of them, else every process reads them all from its own random offsets."""
+  data = config.data
+  per_process = check_batch_size(data.unlabelled_batch_size, process_count, local_devices,
+                                 "data.unlabelled_batch_size")
+  if not data.input_size:
+    raise ValueError("Unlabelled clips are fitted into config.data.input_size: set it (a "
+                     "whole-frame model's input, e.g. configs/lightning_pose.py:whole_frame).")
+  paths = video.find_videos(data)
+  if not paths:
+    raise ValueError(f"config.data.unlabelled_batch_size={data.unlabelled_batch_size} but no "
+                     "unlabelled videos: set config.data.unlabelled_videos (or put them in the "
+                     "project's videos/ folder).")
+  if len(paths) >= process_count:
+    paths = paths[process_index::process_count]
+  seed = config.seed * 1_000_003 + process_index
+  teacher_view = bool(config.unsupervised.consistency.weight)
+  clip_op = _clip_op(data, input_hwc, teacher_view)
+  clips = video.clip_stream(paths, data.clip_length, input_hwc[2], seed).enumerate()
+  clips = clips.map(lambda i, clip: clip_op(clip, transforms.example_seed(seed, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+  return clips.shuffle(data.clip_shuffle_buffer, seed=seed).batch(per_process,
+                                                                 drop_remainder=True)
+
+
 def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
                    process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
-  """Endless augmented training batches of this process, starting at `start_step`."""
+  """Endless augmented training batches of this process, starting at `start_step`; with
+  `data.unlabelled_batch_size`, each also holds that share of clips of unlabelled video."""
   check_batch_size(config.batch_size, process_count, local_devices, "batch_size")
   _check_augment_config(config.data, source.spec)
   shards, num_shards = input_shards(config.data, process_index, process_count)
@@ -236,6 +295,10 @@ def train_iterator(config, source: Source, *, start_step: int, local_devices: in
                                  config.batch_size // num_shards, start_step) for shard in shards)
   stream = tf.data.Dataset.zip(streams).map(
       lambda *batches: {k: tf.concat([b[k] for b in batches], 0) for k in batches[0]})
+  if config.data.get("unlabelled_batch_size"):
+    clips = _clip_batches(config, input_shape(config.data, source), process_index,
+                          process_count, local_devices)
+    stream = tf.data.Dataset.zip(stream, clips).map(lambda batch, more: {**batch, **more})
   stream = stream.prefetch(config.data.prefetch)
   yield from stream.with_options(_options()).as_numpy_iterator()
 

@@ -206,18 +206,34 @@ def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, fl
   Returns an op `(example, seed) -> example`, for a float32 image or an `encoded` one of
   `channels`.
   """
-  height, width = output_hw
-
   def op(example, seed):
-    u = tf.random.stateless_uniform([5], seed=seed)
-    angle = (2 * u[0] - 1) * math.radians(max_rotation_deg)
-    scale = scale_range[0] + u[1] * (scale_range[1] - scale_range[0])
-    shift = (2 * u[2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
-    flip = u[4] < flip_probability
-    augment = affine_matrix(angle, scale, shift, flip, height, width)
+    augment, flip = draw_affine(seed, max_rotation_deg, scale_range, max_shift,
+                                flip_probability, output_hw)
     return warp(example, augment @ example["matrix"], output_hw, flip_permutation, flip,
                 channels)
   return op
+
+
+def draw_affine(seed, max_rotation_deg, scale_range, max_shift, flip_probability, output_hw):
+  """(3x3 augmentation matrix in the model input's frame, whether it flips), from one
+  stateless draw: rotation, scale, shift (a fraction of the size) and flip."""
+  height, width = output_hw
+  u = tf.random.stateless_uniform([5], seed=seed)
+  angle = (2 * u[0] - 1) * math.radians(max_rotation_deg)
+  scale = scale_range[0] + u[1] * (scale_range[1] - scale_range[0])
+  shift = (2 * u[2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
+  flip = u[4] < flip_probability
+  return affine_matrix(angle, scale, shift, flip, height, width), flip
+
+
+def warp_clip(clip, matrix, output_hw):
+  """uint8 frames [T, h, w, C] -> float32 [T, H, W, C] in [0, 1], every frame through the same
+  `matrix` (source -> output pixels), bilinear, zero outside."""
+  transform = tf.reshape(tf.linalg.inv(matrix), [-1])[:8][None]  # output -> input, all frames
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=tf.cast(clip, tf.float32) / 255.0, transforms=transform,
+      output_shape=tf.constant(output_hw, tf.int32), fill_value=0.0, interpolation="BILINEAR",
+      fill_mode="CONSTANT")
 
 
 def half_body(upper, lower, probability: float, min_keypoints: int, padding: float):

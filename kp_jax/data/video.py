@@ -1,0 +1,172 @@
+"""Video files: reading frames, writing MP4s, and the unlabelled clips that training learns
+from beside the labelled frames. PyAV, whose wheels bundle FFmpeg's libraries (no system
+ffmpeg needed).
+
+Unlabelled clips (`clip_stream`): a lab's videos decoded inside tf.data as clips of
+`clip_length` consecutive frames, read sequentially (one decode per frame, no seeking), each
+video from a random offset every epoch, the videos interleaved and the clips shuffled. A video
+that cannot be opened is left out with a warning naming it; one that breaks off mid-way
+(truncated, corrupt packets) gives the clips before the break, with a warning: never a hang or
+a crash of the run.
+"""
+
+import glob
+import os
+from typing import Iterator
+
+import numpy as np
+from absl import logging
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+
+
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def read_video(path: str) -> tuple[float, Iterator[np.ndarray]]:
+  """(frames per second, an iterator of RGB uint8 frames [h, w, 3])."""
+  import av  # noqa: PLC0415 -- only videos need it
+
+  try:
+    container = av.open(path)
+    stream = container.streams.video[0]
+  except (av.FFmpegError, IndexError, OSError) as e:
+    raise ValueError(f"Cannot read video {path}: {e}") from None
+  fps = float(stream.average_rate or stream.guessed_rate or 30)
+
+  def frames():
+    with container:
+      for frame in container.decode(stream):
+        yield frame.to_ndarray(format="rgb24")
+  return fps, frames()
+
+
+class VideoWriter:
+  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
+
+  def __init__(self, path: str, fps: float):
+    import av  # noqa: PLC0415
+    from fractions import Fraction  # noqa: PLC0415
+
+    self.container = av.open(path, "w")
+    self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    self.stream.pix_fmt = "yuv420p"
+    self.stream.options = {"crf": "20"}
+    self.av, self.size = av, None
+
+  def write(self, frame: np.ndarray):
+    h, w = frame.shape[:2]
+    if self.size is None:  # the stream's size is set by the first frame
+      self.size = h + h % 2, w + w % 2
+      self.stream.height, self.stream.width = self.size
+    frame = np.pad(frame, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)))
+    for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(frame, format="rgb24")):
+      self.container.mux(packet)
+
+  def close(self):
+    for packet in self.stream.encode():
+      self.container.mux(packet)
+    self.container.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Unlabelled clips.
+
+
+def find_videos(data_config) -> list[str]:
+  """`data.unlabelled_videos` (files or folders), else the project's `videos/` folder; the
+  video files in them, sorted."""
+  places = list(data_config.get("unlabelled_videos", ()))
+  project = data_config.get("project", "")
+  if not places and project:
+    places = [os.path.join(project, "videos")]
+  found = []
+  for place in places:
+    if os.path.isdir(place):
+      found += [p for p in glob.glob(os.path.join(place, "**", "*"), recursive=True)
+                if is_video(p)]
+    elif os.path.exists(place):
+      found.append(place)
+    else:
+      raise FileNotFoundError(f"config.data.unlabelled_videos: {place} does not exist.")
+  return sorted(found)
+
+
+def frame_size(path: str) -> tuple[int, int] | None:
+  """(height, width) of a video's frames, or None (with a warning) if it cannot be read."""
+  import av  # noqa: PLC0415
+
+  try:
+    with av.open(path) as container:
+      stream = container.streams.video[0]
+      return stream.codec_context.height, stream.codec_context.width
+  except (av.FFmpegError, IndexError, OSError) as e:
+    logging.warning("Unlabelled video %s cannot be read and is left out: %s", path, e)
+    return None
+
+
+def video_clips(path: str, clip_length: int, channels: int, offset: int) -> Iterator[np.ndarray]:
+  """Consecutive, non-overlapping clips uint8 [clip_length, h, w, channels] of one video,
+  from frame `offset` on; where decoding breaks off, the clips before it (and a warning)."""
+  import av  # noqa: PLC0415
+
+  clip, index = [], 0
+  try:
+    with av.open(path) as container:
+      for frame in container.decode(video=0):
+        index += 1
+        if index <= offset:
+          continue
+        pixels = frame.to_ndarray(format="gray" if channels == 1 else "rgb24")
+        clip.append(pixels.reshape(*pixels.shape[:2], channels))
+        if len(clip) == clip_length:
+          yield np.stack(clip)
+          clip = []
+  except (av.FFmpegError, OSError, ValueError) as e:
+    logging.warning("Unlabelled video %s: decoding stopped at frame %d (%s); the clips before "
+                    "it are used.", path, index, e)
+
+
+def interleaved_clips(paths, clip_length: int, channels: int, seed: int,
+                      epoch: int) -> Iterator[np.ndarray]:
+  """One epoch of every video's clips, the videos taken in turn, each from a random offset
+  within its first clip (so clips start at other frames from epoch to epoch)."""
+  rng = np.random.default_rng([seed, epoch])
+  streams = [video_clips(p, clip_length, channels, int(rng.integers(clip_length)))
+             for p in rng.permutation(paths)]
+  count = 0
+  while streams:
+    for stream in list(streams):
+      clip = next(stream, None)
+      if clip is None:
+        streams.remove(stream)
+      else:
+        count += 1
+        yield clip
+  if not count:  # an endless stream of empty epochs would hang the run
+    raise ValueError(f"No clip of {clip_length} frames could be decoded from the unlabelled "
+                     f"videos {list(paths)}.")
+
+
+def clip_stream(paths, clip_length: int, channels: int, seed: int):
+  """An endless tf.data stream of uint8 clips [clip_length, h, w, channels] of `paths`
+  (all of one frame size; unreadable ones left out), epoch after epoch."""
+  import tensorflow as tf  # noqa: PLC0415 -- the data pipeline's side
+
+  sizes = {p: frame_size(p) for p in paths}
+  readable = [p for p in paths if sizes[p] is not None]
+  if not readable:
+    raise ValueError(f"None of the unlabelled videos can be read: {list(paths)}.")
+  if len({sizes[p] for p in readable}) > 1:
+    raise ValueError(f"Unlabelled videos of several frame sizes "
+                     f"{ {p: sizes[p] for p in readable} }: give videos of one camera "
+                     "(config.data.unlabelled_videos).")
+  height, width = sizes[readable[0]]
+  spec = tf.TensorSpec([clip_length, height, width, channels], tf.uint8)
+
+  def epoch_clips(epoch):
+    return tf.data.Dataset.from_generator(
+        lambda e: interleaved_clips(readable, clip_length, channels, seed, int(e)),
+        output_signature=spec, args=(epoch,))
+  return tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(epoch_clips)
