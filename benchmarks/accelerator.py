@@ -22,7 +22,7 @@ and no row starts with less than `MIN_ROW_SECONDS` left.
   devices and split over them. JAX's persistent compilation cache is on
   (kp_jax/compilation_cache.py), so a second run of the same rows compiles from it.
 - pytorch / pytorch-compile: the same network (torchvision's ResNet-18 for resnet18_heatmap;
-  kp_jax/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
+  benchmarks/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
   benchmarks/peers.py's ports of the seed CNN and configs/default.py), the same batch, dtype
   (bf16 autocast), loss shape (heatmap MSE against Gaussian targets, or the coordinate loss)
   and optimiser family (fused Adam/AdamW, RMSprop; clipping where the config clips),
@@ -192,7 +192,7 @@ def torch_network(name: str, config, keypoints: int, channels: int):
   from torch import nn  # noqa: PLC0415
 
   import peers  # noqa: PLC0415 -- benchmarks/, beside this script
-  from kp_jax import torch_reference  # noqa: PLC0415
+  import torch_reference  # noqa: PLC0415 -- benchmarks/, beside this script
   from kp_jax.models import hrnet_shape, vit_shape  # noqa: PLC0415
   if name == "default":
     return peers.torch_default(torch, nn, keypoints)

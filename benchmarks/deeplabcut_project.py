@@ -61,9 +61,9 @@ def video_from_frames(project: str, path: str, fps: float = 5.0, size=None) -> i
 
 def report(workdir: str) -> None:
   """Prints `workdir`'s test error per body part (both stages' view for a two-stage run)."""
-  from kp_jax import evaluation, predict, two_stage  # noqa: PLC0415 (one TF start-up)
+  from kp_jax import evaluation, two_stage  # noqa: PLC0415 (one TF start-up)
 
-  if predict.is_find_refine(workdir):
+  if two_stage.is_find_refine(workdir):
     print(two_stage.format_table(two_stage.evaluate(workdir, "test")))
     return
   result = evaluation.evaluate_run(workdir, "test")

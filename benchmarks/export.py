@@ -65,12 +65,12 @@ def main():
   predictor = predict.Predictor(workdir)
   mean, std = pixels.normalisation(predictor.config.data, predictor.image_shape[2])
   rng = np.random.default_rng(0)
-  pixels = {n: rng.uniform(0, 255, (n, *predictor.image_shape)).astype(np.float32)
+  inputs = {n: rng.uniform(0, 255, (n, *predictor.image_shape)).astype(np.float32)
             for n in (1, 32)}
   jitted = lambda x: predictor.on_inputs((x / 255.0 - mean) / std)
-  reference = jitted(pixels[32])[0]
-  rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, pixels[1], args.calls),
-           median_seconds(jitted, pixels[32], max(3, args.calls // 4)), 0.0)]
+  reference = jitted(inputs[32])[0]
+  rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, inputs[1], args.calls),
+           median_seconds(jitted, inputs[32], max(3, args.calls // 4)), 0.0)]
   for fmt in args.formats.split(","):
     models = {}
     for n in (1, 32):
@@ -80,9 +80,9 @@ def main():
         continue
       path = os.path.join(scratch, f"model_{n}{export.FORMATS[fmt]}")
       models[n] = exported.ExportedModel(export.export(workdir, fmt, batch, path))
-    difference = float(np.abs(models[32].on_inputs(pixels[32])[0] - reference).max())
-    rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, pixels[1], args.calls),
-                 median_seconds(models[32].on_inputs, pixels[32], max(3, args.calls // 4)),
+    difference = float(np.abs(models[32].on_inputs(inputs[32])[0] - reference).max())
+    rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, inputs[1], args.calls),
+                 median_seconds(models[32].on_inputs, inputs[32], max(3, args.calls // 4)),
                  difference))
   cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
                        text=True).stdout.split(":")[-1].strip() or platform.processor()

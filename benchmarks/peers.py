@@ -16,7 +16,7 @@ Networks, each with the same batch of random data in every framework:
   networks (HRNet-W32; ViT-B with the classic decoder, drop path off in both frameworks) on
   256x192x3 inputs, 17 keypoints, batch 8, each with its config's optimiser (Adam; AdamW with
   layer-wise decay and gradient clipping), heatmap MSE; in kp-jax and PyTorch
-  (kp_jax/torch_reference.py: MMPose's modules, whose parameter counts must equal kp-jax's).
+  (benchmarks/torch_reference.py: MMPose's modules, whose parameter counts must equal kp-jax's).
   kp-jax makes its Gaussian targets inside the step, PyTorch gets them made (as MMPose's data
   workers make them).
 `kp-jax-xla` is kp-jax with `config.model.kernels = "xla"`: the plain Flax/XLA layers that
@@ -187,8 +187,8 @@ def torch_vitpose_optimizer(torch, model, depth: int):
 
 
 def torch_pose_model(torch, model_name):
-  """(network, optimiser, clip norm) of the MMPose models, from kp_jax.torch_reference."""
-  from kp_jax import torch_reference  # noqa: PLC0415
+  """(network, optimiser, clip norm) of the MMPose models, from benchmarks/torch_reference.py."""
+  import torch_reference  # noqa: PLC0415 -- benchmarks/, beside this script
   from kp_jax.models import hrnet_shape, vit_shape  # noqa: PLC0415
   if model_name == "hrnet_w32":
     model = torch_reference.HRNet(**hrnet_shape(32), num_keypoints=17)

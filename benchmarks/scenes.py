@@ -29,13 +29,13 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from kp_jax import find_refine, predict, two_stage  # noqa: E402
+from kp_jax import find_refine, predict, runs, two_stage  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 
 def test_scenes(workdir: str, count: int) -> np.ndarray:
   """The first `count` test scenes, uint8 [N, H, W, 1]."""
-  config = predict.load_config(workdir)
+  config = runs.load_config(workdir)
   source = pipeline.get_source(two_stage._plain(config).data)  # noqa: SLF001
   scenes = source.images.load("test", 0, 1).take(count).as_numpy_iterator()
   return np.stack([scene["image"] for scene in scenes])

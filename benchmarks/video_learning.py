@@ -90,7 +90,6 @@ def training_frames_video(args, path: str) -> str:
   """An MP4 of the project's training frames (the held-out ones left out), in split order."""
   if os.path.exists(path):
     return path
-  from kp_jax import checkpoint  # noqa: PLC0415, F401 -- (TF and JAX start once, here)
   from kp_jax.data import pipeline  # noqa: PLC0415
   from kp_jax.data.video import VideoWriter  # noqa: PLC0415
   from configs import deeplabcut  # noqa: PLC0415

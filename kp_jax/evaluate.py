@@ -25,7 +25,6 @@ from absl import app, flags
 
 from kp_jax import compilation_cache, two_stage
 from kp_jax.evaluation import evaluate_run, format_table
-from kp_jax.predict import is_find_refine
 
 
 def main(argv):
@@ -33,7 +32,7 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   args = flags.FLAGS
   compilation_cache.enable_for_run(args.workdir)
-  if is_find_refine(args.workdir):  # both stages end to end, beside each alone
+  if two_stage.is_find_refine(args.workdir):  # both stages end to end, beside each alone
     if args.step is not None:
       raise app.UsageError("--step: a two-stage workdir is evaluated at each stage's best "
                            "checkpoint.")

@@ -17,7 +17,7 @@ from etils import epath
 from kp_jax import coco_eval, metrics, poses, steps
 from kp_jax.data import coco, pipeline
 from kp_jax.exported import to_source_pixels
-from kp_jax.predict import load_run
+from kp_jax.runs import load_run
 
 
 def evaluate_split(parallel: steps.Parallel, state, config, source, split: str, mean_shape,

@@ -37,7 +37,8 @@ from etils import epath
 
 from kp_jax import compilation_cache, find_refine, steps
 from kp_jax.data.pixels import normalisation
-from kp_jax.predict import FindRefinePredictor, is_find_refine, load_run
+from kp_jax.runs import load_run
+from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 FIXED_BATCH_ONLY = ("onnx", "tflite")

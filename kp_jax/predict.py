@@ -26,230 +26,27 @@ Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the
 """
 
 import csv
-import dataclasses
-import functools
 import io
 import json
 import os
 import tempfile
 import time
-from typing import Any
 
-import jax
-import ml_collections
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 from etils import epath
 from PIL import Image
 
-from kp_jax import (checkpoint, compilation_cache, find_refine, poses, smoothing, steps,
-                    visualize)
-from kp_jax.exported import to_source_pixels
-from kp_jax.data import pixels, transforms
+from kp_jax import compilation_cache, poses, smoothing, two_stage, visualize
 from kp_jax.data.video import VideoWriter, is_video, read_video  # noqa: F401 -- predict's API
-from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
-from kp_jax.models import create_model
-
-
-def load_image(path: str, channels: int) -> np.ndarray:
-  """An image file as floats in [0, 1], [H, W, channels]."""
-  try:
-    with Image.open(path) as image:
-      image = image.convert("L" if channels == 1 else "RGB")
-  except (OSError, ValueError) as e:
-    raise ValueError(f"Cannot read image {path}: {e}") from None
-  return np.asarray(image, np.float32).reshape(image.height, image.width, channels) / 255.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """A training run's config and one of its checkpoints, restored on the host."""
-  config: ml_collections.ConfigDict
-  step: int
-  state: steps.TrainState
-  model: Any
-  head: Any
-  keypoint_names: tuple[str, ...]
-  skeleton: tuple[tuple[int, int], ...]  # index pairs, for drawing
-  image_shape: tuple[int, int, int]
-  flip_permutation: np.ndarray | None  # for test-time flip, when the config asks for it
-  mean_shape: np.ndarray | None  # the baseline (checkpoint.RunMeta); None in older runs
-  oks_sigmas: np.ndarray  # per keypoint, for comparing poses
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  config_path = epath.Path(workdir) / "config.json"
-  if not config_path.exists():
-    raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
-  return ml_collections.ConfigDict(json.loads(config_path.read_text()))
-
-
-def is_find_refine(workdir: str) -> bool:
-  """Whether `workdir` is a two-stage run (kp_jax.two_stage): centre/ and keypoints/ runs."""
-  return (epath.Path(workdir) / "two_stage.json").exists()
-
-
-def load_run(workdir: str, step: int | None = None) -> Run:
-  """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME)."""
-  config = load_config(workdir)
-  manager = checkpoint.create_manager(epath.Path(workdir) / "checkpoints", 1, 1)
-  if step is None:  # the best by validation NME; a run never evaluated: the latest
-    step = manager.best_step() or manager.latest_step()
-  if step is None or step not in manager.all_steps():
-    raise FileNotFoundError(f"No checkpoint {'' if step is None else step} in "
-                            f"{workdir}/checkpoints (it has {list(manager.all_steps())}).")
-  meta = checkpoint.restore_meta(manager, step)
-  model, head = create_model(config.model, len(meta.keypoint_names), meta.image_shape[:2])
-  template = steps.create_train_state(config, model, meta.image_shape, jax.random.key(0))
-  restored, _ = checkpoint.restore(manager, step, steps.checkpointable(template))
-  manager.close()
-  flip = np.array(meta.flip_permutation) if config.flip_test else None
-  return Run(config, step, template.replace(**restored), model, head, meta.keypoint_names,
-             meta.skeleton, meta.image_shape, flip,
-             None if meta.mean_shape is None else np.array(meta.mean_shape, np.float32),
-             np.array(meta.oks_sigmas or [DEFAULT_OKS_SIGMA] * len(meta.keypoint_names)))
-
-
-class _Drawing:
-  """What both predictors share: reading an image file, and drawing on a frame."""
-
-  def _describe(self, run: Run, likelihood_cutoff: float | None):
-    self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
-    self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
-                   else likelihood_cutoff)
-
-  def __call__(self, path: str, box=None):
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K], the image)."""
-    image = load_image(path, self.image_shape[-1])
-    points, likelihood = self.on_images(image[None], self.crop_matrix(image.shape[:2], box))
-    return points[0], likelihood[0], image
-
-  def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
-    return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,
-                                self.cutoff)
-
-
-class Predictor(_Drawing):
-  """The best checkpoint of `workdir`, ready to run on images."""
-
-  def __init__(self, workdir: str, likelihood_cutoff: float | None = None):
-    run = load_run(workdir)
-    self.config, self.step = run.config, run.step
-    self._describe(run, likelihood_cutoff)
-    self._predict = jax.jit(functools.partial(
-        steps.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
-    self._variables = steps.eval_variables(run.state)
-
-  def on_inputs(self, inputs):
-    """(keypoints [B, K, 2] in pixels, likelihoods [B, K]) of model inputs [B, H, W, C]
-    (normalised images)."""
-    points, likelihood = self._predict(self._variables, inputs)
-    return np.asarray(points), np.asarray(likelihood)
-
-  def crop_matrix(self, image_hw, box=None) -> np.ndarray:
-    """The source -> input matrix for an image of `image_hw`: `box` (x, y, w, h; default the
-    whole image) cropped as in training."""
-    if box is None:  # the whole image, fitted without padding unless the model saw crops
-      box = (0.0, 0.0, image_hw[1], image_hw[0])
-    data = self.config.data
-    padding = data.box_padding if data.input_size else 1.0
-    udp = bool(data.get("udp", False) and data.input_size)
-    return transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2], padding,
-                                 udp).numpy().astype(np.float64)
-
-  def on_images(self, images, matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
-    [B, h, w, C] in [0, 1], all cropped by `matrix`."""
-    matrix32 = tf.constant(matrix, tf.float32)
-    mean, std = pixels.normalisation(self.config.data, self.image_shape[2])
-    # The training pipeline's own warp, so predictions see inputs made as in training.
-    inputs = np.stack([(transforms.resample(tf.constant(image, tf.float32), matrix32,
-                                            self.image_shape[:2]).numpy() - mean) / std
-                       for image in images])
-    points, likelihood = self.on_inputs(inputs)
-    return to_source_pixels(points, matrix), likelihood
-
-
-class FindRefinePredictor(_Drawing):
-  """The best checkpoints of a two-stage workdir's centre and keypoint models, composed into
-  one compiled function of whole frames (kp_jax.find_refine)."""
-
-  def __init__(self, workdir: str, likelihood_cutoff: float | None = None,
-               score_threshold: float | None = None):
-    centre = load_run(str(epath.Path(workdir) / "centre"))
-    keypoints = load_run(str(epath.Path(workdir) / "keypoints"))
-    data = keypoints.config.data
-    self.config = keypoints.config
-    self.step = {"centre": centre.step, "keypoints": keypoints.step}
-    self._describe(keypoints, likelihood_cutoff)
-    self.crop_size = tuple(data.instances.crop_size)
-    self.max_instances = int(centre.config.data.instances.get("max_instances", 1))
-    self.selection, self.tracking = None, None
-    if self.multi_instance:  # how candidates become instances, and instances tracks
-      section = load_config(workdir).two_stage
-      self.selection = poses.Selection(
-          section.score_threshold if score_threshold is None else score_threshold,
-          section.nms_threshold, section.keypoint_threshold,
-          tuple(float(s) for s in keypoints.oks_sigmas))
-      self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
-    self.stages = find_refine.Stages(
-        centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
-        keypoints.head, tuple(keypoints.image_shape[:2]),
-        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]),
-        *pixels.normalisation(data, keypoints.image_shape[2]), self.max_instances,
-        flip_permutation=keypoints.flip_permutation)
-    self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
-    self._refine = jax.jit(functools.partial(find_refine.refine, self.stages))
-    self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))
-
-  @property
-  def multi_instance(self) -> bool:
-    return self.max_instances > 1
-
-  def on_frames(self, images) -> dict:
-    """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
-    return jax.device_get(self._predict(*self.variables, images))
-
-  def at_centres(self, images, centres) -> dict:
-    """`find_refine.refine` about given centres [B, N, 2] (the labels', a detector's)."""
-    return jax.device_get(self._refine(self.variables[1], images, centres))
-
-  def instances(self, result: dict, scores=None, selection=None) -> list[list[dict]]:
-    """Each frame's instances, best first ({"score", "keypoints" [K, 2], "likelihood" [K],
-    "box" [4]: the centre model's, x0, y0, x1, y1}): the candidates of `result` (`on_frames`;
-    detection scores `scores` [B, N], default the centre model's) scoring at least the
-    threshold, OKS duplicates removed (`selection`, default the run's)."""
-    scores = result["scores"] if scores is None else scores
-    selection = selection or self.selection
-    boxes = np.concatenate([result["centres"] - result["sizes"] / 2,
-                            result["centres"] + result["sizes"] / 2], -1)
-    frames = []
-    for points, likelihood, detection, box in zip(result["keypoints"], result["likelihood"],
-                                                  scores, boxes):
-      kept, instance_scores = poses.select(selection, points, likelihood, detection)
-      frames.append([{"score": float(instance_scores[i]), "keypoints": points[i],
-                      "likelihood": likelihood[i], "box": box[i]} for i in kept])
-    return frames
-
-  def crop_matrix(self, image_hw, box=None):
-    del image_hw
-    if box is not None:
-      raise ValueError("--box: a two-stage model finds the instance itself; leave --box out.")
-    return None
-
-  def on_images(self, images, matrix=None) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of the best instance."""
-    del matrix  # the centre model places the crops
-    result = self.on_frames(images)
-    return result["keypoints"][:, 0], result["likelihood"][:, 0]
+from kp_jax.runs import Predictor, load_image
 
 
 def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
                    score_threshold: float | None = None):
   """The predictor of a one- or two-stage workdir."""
-  if is_find_refine(workdir):
-    return FindRefinePredictor(workdir, likelihood_cutoff, score_threshold)
+  if two_stage.is_find_refine(workdir):
+    return two_stage.FindRefinePredictor(workdir, likelihood_cutoff, score_threshold)
   return Predictor(workdir, likelihood_cutoff)
 
 
@@ -398,8 +195,8 @@ class _TrackedVideo:
                                                    "frames": self.frames}))
 
 
-def predict_video(predictor: "Predictor | FindRefinePredictor", path: str, output_dir: str,
-                  batch_size: int = 8, box=None, smooth: str | None = None,
+def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: str,
+                  output_dir: str, batch_size: int = 8, box=None, smooth: str | None = None,
                   jump_px: float = 20.0) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
   docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"} and, for

@@ -11,6 +11,9 @@ workdir, each trained, checkpointed and resumed by kp_jax.train like any other:
                       centre jitter from stage 1's measured error (reused when the run resumes)
   WORKDIR/summary.json    the end-to-end evaluation (`evaluate`) on the validation split
 
+`FindRefinePredictor` runs both stages' best checkpoints as one compiled function of whole
+frames (kp_jax.find_refine), for predict, evaluate and export.
+
 Stage 2's crops are jittered by up to `centre_jitter_px` source pixels (0: three times the centre
 model's mean error on the training frames, at least `min_centre_jitter_px` and at most
 `max_centre_jitter_fraction` of the crop), so it learns to work wherever stage 1 puts the crop.
@@ -18,6 +21,7 @@ model's mean error on the training frames, at least `min_centre_jitter_px` and a
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -28,10 +32,9 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from kp_jax import coco_eval, evaluation, find_refine, poses, train
-from kp_jax.data import instances, pipeline
+from kp_jax import coco_eval, evaluation, find_refine, poses, runs, steps, train
+from kp_jax.data import instances, pipeline, pixels
 from kp_jax.exported import fit_matrix
-from kp_jax.predict import FindRefinePredictor, load_config
 
 
 def _plain(config) -> ml_collections.ConfigDict:
@@ -157,6 +160,90 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Prediction: both stages composed into one compiled function of whole frames.
+
+
+def is_find_refine(workdir: str) -> bool:
+  """Whether `workdir` is a two-stage run (kp_jax.two_stage): centre/ and keypoints/ runs."""
+  return (epath.Path(workdir) / "two_stage.json").exists()
+
+
+
+class FindRefinePredictor(runs.Drawing):
+  """The best checkpoints of a two-stage workdir's centre and keypoint models, composed into
+  one compiled function of whole frames (kp_jax.find_refine)."""
+
+  def __init__(self, workdir: str, likelihood_cutoff: float | None = None,
+               score_threshold: float | None = None):
+    centre = runs.load_run(str(epath.Path(workdir) / "centre"))
+    keypoints = runs.load_run(str(epath.Path(workdir) / "keypoints"))
+    data = keypoints.config.data
+    self.config = keypoints.config
+    self.step = {"centre": centre.step, "keypoints": keypoints.step}
+    self._describe(keypoints, likelihood_cutoff)
+    self.crop_size = tuple(data.instances.crop_size)
+    self.max_instances = int(centre.config.data.instances.get("max_instances", 1))
+    self.selection, self.tracking = None, None
+    if self.multi_instance:  # how candidates become instances, and instances tracks
+      section = runs.load_config(workdir).two_stage
+      self.selection = poses.Selection(
+          section.score_threshold if score_threshold is None else score_threshold,
+          section.nms_threshold, section.keypoint_threshold,
+          tuple(float(s) for s in keypoints.oks_sigmas))
+      self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
+    self.stages = find_refine.Stages(
+        centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
+        keypoints.head, tuple(keypoints.image_shape[:2]),
+        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]),
+        *pixels.normalisation(data, keypoints.image_shape[2]), self.max_instances,
+        flip_permutation=keypoints.flip_permutation)
+    self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
+    self._refine = jax.jit(functools.partial(find_refine.refine, self.stages))
+    self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))
+
+  @property
+  def multi_instance(self) -> bool:
+    return self.max_instances > 1
+
+  def on_frames(self, images) -> dict:
+    """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
+    return jax.device_get(self._predict(*self.variables, images))
+
+  def at_centres(self, images, centres) -> dict:
+    """`find_refine.refine` about given centres [B, N, 2] (the labels', a detector's)."""
+    return jax.device_get(self._refine(self.variables[1], images, centres))
+
+  def instances(self, result: dict, scores=None, selection=None) -> list[list[dict]]:
+    """Each frame's instances, best first ({"score", "keypoints" [K, 2], "likelihood" [K],
+    "box" [4]: the centre model's, x0, y0, x1, y1}): the candidates of `result` (`on_frames`;
+    detection scores `scores` [B, N], default the centre model's) scoring at least the
+    threshold, OKS duplicates removed (`selection`, default the run's)."""
+    scores = result["scores"] if scores is None else scores
+    selection = selection or self.selection
+    boxes = np.concatenate([result["centres"] - result["sizes"] / 2,
+                            result["centres"] + result["sizes"] / 2], -1)
+    frames = []
+    for points, likelihood, detection, box in zip(result["keypoints"], result["likelihood"],
+                                                  scores, boxes):
+      kept, instance_scores = poses.select(selection, points, likelihood, detection)
+      frames.append([{"score": float(instance_scores[i]), "keypoints": points[i],
+                      "likelihood": likelihood[i], "box": box[i]} for i in kept])
+    return frames
+
+  def crop_matrix(self, image_hw, box=None):
+    del image_hw
+    if box is not None:
+      raise ValueError("--box: a two-stage model finds the instance itself; leave --box out.")
+    return None
+
+  def on_images(self, images, matrix=None) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of the best instance."""
+    del matrix  # the centre model places the crops
+    result = self.on_frames(images)
+    return result["keypoints"][:, 0], result["likelihood"][:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
 # Evaluation.
 
 
@@ -184,7 +271,7 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
   instances found: every labelled anchor keypoint inside the crop it places), end to end (keypoint
   error per keypoint, PCK at 5 and 10 px), beside the keypoint model on crops placed by the true
   labels and the mean-shape baseline (`_training_mean`)."""
-  config = load_config(workdir)
+  config = runs.load_config(workdir)
   predictor = FindRefinePredictor(workdir)
   source = pipeline.get_source(_plain(config).data)
   several = source.images is not None

@@ -178,7 +178,7 @@ def test_vitpose_parameter_counts(size, decoder):
                                      17, decoder)
   if size == "base":
     assert count == {"classic": 89_993_745, "simple": 85_911_569}[decoder]
-    torch_reference = pytest.importorskip("kp_jax.torch_reference")
+    torch_reference = pytest.importorskip("benchmarks.torch_reference")
     reference = torch_reference.ViTPose(shape, 17, (256, 192), decoder)
     assert count == sum(p.numel() for p in reference.parameters())
   outputs = jax.eval_shape(model.apply, init_shapes(model, (256, 192, 3)),

@@ -15,7 +15,7 @@ from PIL import Image
 from configs import deeplabcut as deeplabcut_config
 from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config, tiny_config,
                       write_deeplabcut_labels)
-from kp_jax import heatmaps, predict, two_stage
+from kp_jax import heatmaps, predict, runs, two_stage
 from kp_jax.data import faces, instances, pipeline
 from kp_jax.models import heads
 
@@ -232,7 +232,7 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
   workdir = str(tmp_path / "run")
   summary = two_stage.train_and_evaluate(mice_config(data_dir, root), workdir)
   assert summary["num_images"] == 5 and summary["instances"]["labelled"] == 9
-  centre_run = predict.load_config(os.path.join(workdir, "centre"))
+  centre_run = runs.load_config(os.path.join(workdir, "centre"))
   assert centre_run.data.instances.max_instances == 2  # counted from the labels
 
   # Images: a list of instances each, best first, with the keypoints' names.

@@ -14,7 +14,7 @@ from kp_jax.data import pixels
 from kp_jax.models import create_model, resnet_shape
 
 torch = pytest.importorskip("torch")
-reference_models = pytest.importorskip("kp_jax.torch_reference")  # torch's forwards
+reference_models = pytest.importorskip("benchmarks.torch_reference")  # torch's forwards
 randomised = reference_models.randomised
 
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from kp_jax import checkpoint, predict, train
+from kp_jax import checkpoint, runs, train
 from kp_jax.data import pipeline
 
 
@@ -84,7 +84,7 @@ def start_and_signal(workdir, data_dir, at_step: int, signum,
 
 
 def final_params(workdir):
-  return predict.load_run(workdir, step=STEPS).state.params
+  return runs.load_run(workdir, step=STEPS).state.params
 
 
 def resume(config, workdir, caplog) -> str:

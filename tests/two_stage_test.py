@@ -247,7 +247,7 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   # predict on the held-out frames' files: one instance per frame, in the frames' pixels,
   # the same as the composed function on the decoded frames.
   predictor = predict.open_predictor(workdir, likelihood_cutoff=0.0)
-  assert isinstance(predictor, predict.FindRefinePredictor)
+  assert isinstance(predictor, two_stage.FindRefinePredictor)
   test_frames = sorted(truth)[4::5]
   paths = [os.path.join(root, f) for f in test_frames]
   results = predict.predict_files(workdir, paths, str(tmp_path / "pred"), likelihood_cutoff=0.0)

@@ -365,4 +365,4 @@ def with_detections(source: Source, split: str, path: str, data_config) -> tuple
   return dataclasses.replace(
       source, split_sizes={**source.split_sizes, split: len(records)},
       load=lambda s, index, count: (boxes.load if s == split else load)(s, index, count),
-      annotations=None, images=None), np.array(scores, np.float64)
+      load_encoded=None, annotations=None, images=None), np.array(scores, np.float64)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from kp_jax.data.keypoints import KeypointSpec
-from kp_jax.data.source import Source, one_instance_images, whole_image_box
+from kp_jax.data.source import Source, map_labels, one_instance_images, whole_image_box
 
 CENTRE_FROM = ("keypoints", "box")
 
@@ -160,7 +160,7 @@ def centre_source(source: Source, instances: Instances) -> Source:
       source, name=f"{source.name} (instance centres)", spec=centre_spec(slots),
       split_sizes=images.split_sizes, ground_truth={}, annotations=None, images=None,
       load=lambda split, index, count: images.load(split, index, count).map(
-          to_centres, num_parallel_calls=tf.data.AUTOTUNE))
+          to_centres, num_parallel_calls=tf.data.AUTOTUNE), load_encoded=None)
 
 
 def crop_source(source: Source, instances: Instances) -> Source:
@@ -168,11 +168,9 @@ def crop_source(source: Source, instances: Instances) -> Source:
   def to_crop(example):
     centre, _, _ = instances.centre(example)
     return {**example, "box": crop_box(centre, instances.crop_size)}
-  load, annotations = source.load, source.annotations
-  return dataclasses.replace(
-      source, ground_truth={}, images=None,  # the file's own boxes are not the crops
-      load=lambda split, index, count: load(split, index, count).map(
-          to_crop, num_parallel_calls=tf.data.AUTOTUNE),
+  annotations = source.annotations
+  return map_labels(
+      source, to_crop, ground_truth={}, images=None,  # the file's own boxes are not the crops
       annotations=None if annotations is None else (
           lambda split: annotations(split).map(to_crop)))
 

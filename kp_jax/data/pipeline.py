@@ -23,7 +23,7 @@ from absl import logging
 from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, pixels, synthetic,
                          tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
-from kp_jax.data.source import Source
+from kp_jax.data.source import Source, map_labels
 
 SOURCES = {
     "synthetic_faces": synthetic.source,
@@ -55,14 +55,15 @@ def keypoint_subset(source: Source, names) -> Source:
   except ValueError as e:
     raise ValueError(f"config.data.keypoints: {e}") from None
   select = transforms.select_keypoints([source.spec.index(n) for n in names])
-  selected = lambda load: lambda split, index, count: load(split, index, count).map(
-      select, num_parallel_calls=tf.data.AUTOTUNE)
   annotations, images = source.annotations, source.images
-  return dataclasses.replace(
-      source, spec=spec, ground_truth={}, load=selected(source.load),
+  images_load = None if images is None else images.load
+  return map_labels(
+      source, select, spec=spec, ground_truth={},
       annotations=None if annotations is None else (
           lambda split: annotations(split).map(select)),
-      images=None if images is None else dataclasses.replace(images, load=selected(images.load)))
+      images=None if images is None else dataclasses.replace(
+          images, load=lambda split, index, count: images_load(split, index, count).map(
+              select, num_parallel_calls=tf.data.AUTOTUNE)))
 
 
 def input_shape(data_config, source: Source) -> tuple[int, int, int]:

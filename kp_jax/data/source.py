@@ -67,6 +67,18 @@ class Images:
   load: Callable[[str, int, int], tf.data.Dataset]
 
 
+def map_labels(source: Source, op, **changes) -> Source:
+  """`source` with `op` (example -> example, on its labels only) applied to every example of
+  `load` and `load_encoded` alike, and `changes` made."""
+  def mapped(load):
+    if load is None:
+      return None
+    return lambda split, index, count: load(split, index, count).map(
+        op, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataclasses.replace(source, load=mapped(source.load),
+                             load_encoded=mapped(source.load_encoded), **changes)
+
+
 def one_instance_images(source: Source) -> Images:
   """The image-level view of a source whose every example is an image with one instance."""
   if source.images is not None:

@@ -2,9 +2,9 @@
 `state_dict` keys are those of the published checkpoints: the reference that converted weights
 are checked against (tests/pretrained_test.py) and the PyTorch side of benchmarks/peers.py.
 
-Needs torch (tests/requirements.txt, benchmarks/requirements.txt); nothing in kp-jax's training
-or prediction imports this module. Neither mmpose nor torchvision installs here, hence the
-copies of their layouts:
+Needs torch (tests/requirements.txt, benchmarks/requirements.txt); it lives with the benchmarks
+and the tests use it from here: the kp_jax package never imports torch. Neither mmpose nor
+torchvision installs here, hence the copies of their layouts:
 
   ResNet            torchvision.models.resnet (conv1/bn1, layer1-4, fc)
   SimpleBaseline    MMPose's ResNet + `HeatmapHead` (three 4x4 deconvs, a 1x1 conv)
