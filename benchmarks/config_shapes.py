@@ -7,7 +7,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if os.path.isdir(os.path.join(ROOT, "kp_jax")):  # a clone (installed: kp-jax bench)
+  sys.path.insert(0, ROOT)
 
 KEYPOINTS_OF_SOURCE = {"synthetic_faces": 15, "coco": 17}
 

@@ -4,7 +4,7 @@ accuracy too.
   python benchmarks/models.py configs/zoo/*.py            # params, MACs, img/s (seconds)
   python benchmarks/models.py --counts configs/coco_*.py  # params and MACs only
   python benchmarks/models.py --train configs/zoo/*.py    # also trains each (minutes each)
-  python benchmarks/models.py --batch_size=2 configs/coco_hrnet_w32.py  # GPU recipes on a CPU
+  python benchmarks/models.py --batch_size 2 configs/coco_hrnet_w32.py  # GPU recipes on a CPU
 
 Prints a Markdown table: parameters, multiply-adds per image of the forward pass and of a
 training step (kp_jax/flops.py: counted from the program, the same on every backend; one
@@ -14,6 +14,7 @@ workdirs/zoo/<config name> (resuming if already there) and the table adds its va
 NME, PCK@0.05, failure rate (NME > 0.1) and the images/s of the real run.
 """
 
+import argparse
 import functools
 import json
 import os
@@ -67,24 +68,28 @@ def train_summary(path, name):
     return json.load(f)
 
 
-def main(args):
-  train_too, counts_only = "--train" in args, "--counts" in args
-  batch_size = next((int(a.split("=")[1]) for a in args if a.startswith("--batch_size=")), None)
-  paths = [a for a in args if not a.startswith("--")]
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("configs", nargs="+", help="config files or built-in names")
+  parser.add_argument("--train", action="store_true", help="also train each (minutes each)")
+  parser.add_argument("--counts", action="store_true", help="parameters and MACs only")
+  parser.add_argument("--batch_size", type=int, help="for the img/s timing; default: the "
+                      "config's")
+  args = parser.parse_args()
   columns = ["config", "params", "forward GMACs/img", "train-step GMACs/img"]
-  columns += [] if counts_only else ["img/s (random data)"]
-  if train_too:
+  columns += [] if args.counts else ["img/s (random data)"]
+  if args.train:
     columns += ["val NME", "PCK@0.05", "failure@0.1", "img/s (run)", "run wall s"]
   print("| " + " | ".join(columns) + " |")
   print("|" + "---|" * len(columns))
-  for path in paths:
+  for path in args.configs:
     config = load_config(path)
     params, macs = counts(config)
     row = [f"`{path}`", f"{params:,d}", f"{macs['forward'] / 1e9:.4g}",
            f"{macs['train_step'] / 1e9:.4g}"]
-    if not counts_only:
-      row.append(f"{images_per_second(config, batch_size=batch_size):.0f}")
-    if train_too:
+    if not args.counts:
+      row.append(f"{images_per_second(config, batch_size=args.batch_size):.0f}")
+    if args.train:
       s = train_summary(path, config.name)
       speed = s["train_images_per_sec"]  # None when the run was already finished
       row += [f"{s['nme']:.4f}", f"{s['pck@0.05']:.3f}", f"{s['failure@0.1']:.3f}",
@@ -93,4 +98,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  main()

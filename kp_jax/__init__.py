@@ -2,6 +2,8 @@
 
 import os
 
+__version__ = "0.1.0"
+
 # XLA:CPU (jax 0.10) hands convolutions to YNNPACK, whose kernels run this project's
 # convolutions and their weight gradients about 4x slower than XLA's own Eigen ones on x86
 # (docs/benchmarks.md, "CPU convolutions"). Keep convolutions on XLA's path unless the user

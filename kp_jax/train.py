@@ -8,7 +8,9 @@ docs/usage.md (metrics.jsonl, summary.json, predictions.png, TensorBoard events)
 import contextlib
 import dataclasses
 import json
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -89,6 +91,15 @@ def _check_finite(history: list, values: dict, first_step: int, last_checkpoint,
           f"checkpoint is step {last_checkpoint}. Check the data of that step, or lower "
           "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, and run "
           "again (it resumes from that checkpoint).")
+
+
+@contextlib.contextmanager
+def _finishing(what: str):
+  """Says on the console what a run does after its last step, and how long it took."""
+  logging.info("%s...", what)
+  start = time.perf_counter()
+  yield
+  logging.info("%s: %.1f s.", what, time.perf_counter() - start)
 
 
 class Preemption:
@@ -239,8 +250,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
-    train_iter.close()
-    manager.wait_until_finished()  # a failed last save stops the run before its summary
+    with _finishing("Closing the input pipeline"):
+      train_iter.close()
+    with _finishing("Finishing the checkpoint writes"):
+      manager.wait_until_finished()  # a failed last save stops the run before its summary
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
       eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,
@@ -258,12 +271,90 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }
     if is_writer:
       (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
-      batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-      images = batch["image"]
-      pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
-                                       head=head, flip_permutation=flip_permutation)
-      visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
-                          np.asarray(likelihood), batch["keypoints"], batch["visible"],
-                          spec, config)
+      with _finishing("Drawing predictions.png"):
+        batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
+        images = batch["image"]
+        pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
+                                         head=head, flip_permutation=flip_permutation)
+        visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
+                            np.asarray(likelihood), batch["keypoints"], batch["visible"],
+                            spec, config)
     logging.info("Summary: %s", json.dumps(summary))
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# The command: `python train.py`, `kp-jax train`.
+
+# Environment variables by which JAX's own cluster detection (jax.distributed.initialize()
+# without arguments) recognises a multi-process launch, with the process count they carry.
+_CLUSTER_SIZES = {"SLURM_NTASKS": int, "OMPI_COMM_WORLD_SIZE": int,
+                  "TPU_WORKER_HOSTNAMES": lambda hosts: len(hosts.split(","))}
+COMMAND_HELP = """Trains a keypoint model: one run in --workdir, which resumes if it holds one.
+
+  kp-jax train --config default --workdir workdirs/default [--config.num_train_steps=1000 ...]
+  python train.py --config configs/default.py --workdir workdirs/default
+
+--config: a built-in config's name (`kp-jax --help` lists them; `NAME:variant` for a variant)
+or a config file; every field can be set with --config.<field>=<value>. Multi-process
+(multi-host) runs start one such process per host (or per GPU): under SLURM, Open MPI and on
+Cloud TPU pod slices JAX finds its peers itself; elsewhere pass --coordinator_address,
+--num_processes and --process_id.
+"""
+
+
+def initialize_distributed(coordinator_address, num_processes, process_id):
+  """Joins the other processes of a multi-process run; a single process needs nothing."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only multi-process
+  if coordinator_address:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  elif any(size(os.environ[var]) > 1 for var, size in _CLUSTER_SIZES.items()
+           if os.environ.get(var)):
+    jax.distributed.initialize()
+
+
+def command():
+  """Defines the training flags and runs: train.py and `kp-jax train`."""
+  from absl import app, flags  # noqa: PLC0415 -- the command's, not the library's
+  from ml_collections import config_flags  # noqa: PLC0415
+  import tensorflow as tf  # noqa: PLC0415
+
+  from kp_jax import builtin_configs, cli, compilation_cache, two_stage  # noqa: PLC0415
+
+  builtin_configs.make_importable()
+  sys.argv = builtin_configs.resolve_argv(sys.argv)
+  flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and pictures go; a run in a "
+                      "workdir that holds checkpoints resumes from the latest.", required=True)
+  config_flags.DEFINE_config_file("config", None, "A built-in config's name or a config file; "
+                                  "override fields with --config.<key>=<value>.",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["config"])
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 in a multi-process "
+                      "run that JAX does not detect by itself.")
+  flags.DEFINE_integer("num_processes", None, "With --coordinator_address: how many processes.")
+  flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
+  values = flags.FLAGS
+  if {"-h", "--help", "-help", "--helpshort"} & set(sys.argv[1:]):
+    print(COMMAND_HELP + "\nflags:\n" + values.module_help(__name__))
+    sys.exit(0)
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.get_absl_handler().addFilter(cli.QuietLibraries())
+    tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
+    initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
+    compilation_cache.enable(values.config.get("compilation_cache_dir"))
+    logging.info("Config:\n%s", values.config)
+    run = (two_stage.train_and_evaluate if "two_stage" in values.config  # find, then refine
+           else train_and_evaluate)
+    summary = run(values.config, values.workdir)
+    if "preempted_at_step" in summary:
+      logging.warning("Stopped at step %d on SIGTERM, checkpoint saved.",
+                      summary["preempted_at_step"])
+
+  app.run(main)
+
+
+if __name__ == "__main__":
+  command()
