@@ -56,6 +56,16 @@ class QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or not noisy
 
 
+def quiet_console(verbose: bool):
+  """Library logs (TensorFlow's, XLA's, Orbax's INFO lines) off the console unless `verbose`:
+  a command then prints what it wrote where, and how fast."""
+  if verbose:
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # for TensorFlow's C++ side, if not started
+  from absl import logging  # noqa: PLC0415
+  logging.set_verbosity(logging.WARNING)
+
+
 def benchmarks_folder() -> str:
   """benchmarks/ of a clone, else the installed package's copy (kp_jax/benchmarks)."""
   clone = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -93,6 +103,8 @@ def main(argv=None) -> int:
   if command == "bench":
     return bench(rest)
   sys.argv = [f"kp-jax {command}", *rest]
+  if command != "train" and "--verbose" not in rest:  # before TensorFlow starts
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if command == "train":
     from kp_jax import train  # noqa: PLC0415
     train.command()

@@ -25,6 +25,7 @@ Beside the model, `<model>.json` holds what a runner needs: keypoint names, skel
 shape, batch, likelihood cutoff and how images were fitted.
 """
 
+import dataclasses
 import json
 import tempfile
 
@@ -42,6 +43,7 @@ from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 FIXED_BATCH_ONLY = ("onnx", "tflite")
+OUTPUT_NAMES = ("keypoints", "likelihood", "scores")  # in the serving function's order
 
 
 def serving_function(run):
@@ -56,12 +58,17 @@ def serving_function(run):
 
 
 def find_refine_serving_function(predictor: FindRefinePredictor):
-  """float32 frames [N, H, W, C] in [0, 255] -> (keypoints [N, K, 2] in the frames' pixels,
-  likelihoods [N, K]) of the best instance: both stages, crops and all, as one program."""
+  """float32 frames [N, H, W, C] in [0, 255] -> both stages, crops and all, as one program:
+  (keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]) of the best instance, or
+  where the run finds several, every instance slot's (keypoints [N, M, K, 2], likelihoods
+  [N, M, K], detection scores [N, M]), which the runner (kp_jax.exported) selects from as
+  predict does."""
   variables = jax.tree.map(np.asarray, predictor.variables)
 
   def serve(pixels):
     result = find_refine.predict_frames(predictor.stages, *variables, pixels / 255.0)
+    if predictor.multi_instance:
+      return result["keypoints"], result["likelihood"], result["scores"]
     return result["keypoints"][:, 0], result["likelihood"][:, 0]
   return serve
 
@@ -81,7 +88,7 @@ def _savedmodel(serve, shape, out):
       polymorphic_shapes=None if shape[0] else [f"(n, {height}, {width}, {channels})"])
   module = tf.Module()
   module.serve = tf.function(
-      lambda pixels: dict(zip(("keypoints", "likelihood"), converted(pixels))),
+      lambda pixels: dict(zip(OUTPUT_NAMES, converted(pixels))),
       autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32, name="pixels")])
   tf.saved_model.save(module, out, signatures={"serving_default": module.serve})
 
@@ -123,8 +130,12 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
     serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
     padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
     names = run.names
+    if run.multi_instance:
+      outputs = ("every instance slot's keypoints [N, M, K, 2] in the frames' pixels, "
+                 "likelihoods [N, M, K] and detection scores [N, M]")
+      selection = dataclasses.asdict(run.selection)
   else:
-    run = load_run(workdir, step)
+    run, selection = load_run(workdir, step), None
     serve, input_shape, outputs = serving_function(run), run.image_shape, \
         "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"
     names = run.keypoint_names
@@ -137,7 +148,10 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
           "whole_image_padding": padding,
-          "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs}
+          "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs,
+          "output_names": list(OUTPUT_NAMES[:3 if selection else 2])}
+  if selection:  # how the runner turns instance slots into instances, as predict does
+    meta["instances"] = {**selection, "sigmas": list(selection["sigmas"])}
   epath.Path(out.rstrip("/") + ".json").write_text(json.dumps(meta, indent=2))
   logging.info("Wrote %s (%s, batch %s) and its .json", out, fmt, batch or "dynamic")
   return out

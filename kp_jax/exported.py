@@ -7,6 +7,10 @@ Nothing else of kp-jax is imported, so an analysis machine can copy this one fil
 Each image is fitted whole into the model input (aspect kept, as `kp_jax.predict` does without
 `--box`), and the keypoints are mapped back to its pixels; the JSON is
 {image: {keypoint name: [x, y, likelihood]}}, x and y null under the run's likelihood cutoff.
+A two-stage model of several instances a frame gives every instance slot with its score; the
+runner keeps the instances `kp_jax.predict` keeps (the run's score threshold, then OKS-NMS:
+kp_jax/poses.py, NumPy only, which such a model needs beside this file), and the JSON maps each
+image to a list of instances, best first: [{"score", "keypoints": {name: [x, y, likelihood]}}].
 """
 
 import argparse
@@ -54,8 +58,9 @@ def to_source_pixels(points, matrix):
   return points @ np.swapaxes(inverse[..., :2, :2], -1, -2) + inverse[..., None, :2, 2]
 
 
-def _runtime(path: str, fmt: str):
-  """A function float32 [N, H, W, C] -> [keypoints [N, K, 2], likelihoods [N, K]]."""
+def _runtime(path: str, fmt: str, names):
+  """A function float32 [N, H, W, C] -> the model's outputs, in the order of `names`
+  (keypoints, likelihoods, and for several instances their scores)."""
   if fmt == "stablehlo":
     from jax import export
     with open(path, "rb") as f:
@@ -64,7 +69,7 @@ def _runtime(path: str, fmt: str):
   if fmt == "savedmodel":
     import tensorflow as tf
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    return lambda x: [signature(tf.constant(x))[k].numpy() for k in ("keypoints", "likelihood")]
+    return lambda x: [signature(tf.constant(x))[k].numpy() for k in names]
   if fmt == "onnx":
     import onnxruntime
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -97,7 +102,14 @@ class ExportedModel:
     self.names = tuple(self.meta["keypoint_names"])
     self.input_shape = tuple(self.meta["input_shape"])  # (H, W, C)
     self.batch = self.meta["batch"]  # an int, or None for any batch
-    self._run = _runtime(path, self.meta["format"])
+    self._run = _runtime(path, self.meta["format"],
+                         self.meta.get("output_names", ["keypoints", "likelihood"]))
+    self.selection = None
+    if "instances" in self.meta:  # several instances a frame: chosen as kp_jax.predict does
+      poses = _poses()
+      self.selection = poses.Selection(**{**self.meta["instances"], "sigmas": tuple(
+          self.meta["instances"]["sigmas"])})
+      self._select = poses.select
 
   def on_inputs(self, pixels) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints [N, K, 2] in input pixels, likelihoods [N, K]) of model-input-sized images
@@ -113,12 +125,44 @@ class ExportedModel:
       outputs.append([y[:len(chunk)] for y in self._run(padded)])
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
-  def on_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image."""
+  def _on_image(self, image: np.ndarray):
     matrix = fit_matrix(image.shape[:2], self.input_shape[:2], self.meta["whole_image_padding"])
     pixels = warp(image.astype(np.float64), matrix, self.input_shape[:2])
-    points, likelihood = self.on_inputs(pixels[None])
-    return to_source_pixels(points[0], matrix), likelihood[0]
+    points, likelihood, *scores = self.on_inputs(pixels[None])
+    return to_source_pixels(points[0], matrix), likelihood[0], *(s[0] for s in scores)
+
+  def on_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image:
+    the best instance's, for a model of several."""
+    points, likelihood, *scores = self._on_image(image)
+    if self.selection is None:
+      return points, likelihood
+    return points[np.argmax(scores[0])], likelihood[np.argmax(scores[0])]
+
+  def instances(self, image: np.ndarray) -> list[dict]:
+    """Every instance of an [h, w, C] uint8 image, best first ({"score", "keypoints" [K, 2],
+    "likelihood" [K]}): the slots scoring at least the run's threshold, duplicates removed by
+    OKS-NMS, as kp_jax.predict selects them."""
+    if self.selection is None:
+      raise ValueError("This model gives one instance a frame: use on_image.")
+    points, likelihood, scores = self._on_image(image)
+    kept, instance_scores = self._select(self.selection, points, likelihood, scores)
+    return [{"score": float(instance_scores[i]), "keypoints": points[i],
+             "likelihood": likelihood[i]} for i in kept]
+
+
+def _poses():
+  """kp_jax.poses (how predict selects instances), from the package or a copy beside this."""
+  try:
+    from kp_jax import poses  # noqa: PLC0415
+  except ImportError:
+    import poses  # noqa: PLC0415
+  return poses
+
+
+def _values(names, points, likelihood, cutoff: float) -> dict:
+  return {name: [float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
+          for name, (x, y), p in zip(names, points, likelihood)}
 
 
 def main(argv=None):
@@ -133,9 +177,11 @@ def main(argv=None):
   for path in args.images:
     with Image.open(path) as image:
       array = np.asarray(image.convert(mode)).reshape(image.height, image.width, -1)
-    points, likelihood = model.on_image(array)
-    results[path] = {name: [float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
-                     for name, (x, y), p in zip(model.names, points, likelihood)}
+    if model.selection is None:
+      results[path] = _values(model.names, *model.on_image(array), cutoff)
+    else:
+      results[path] = [{"score": x["score"], "keypoints": _values(
+          model.names, x["keypoints"], x["likelihood"], cutoff)} for x in model.instances(array)]
   with open(args.out, "w") as f:
     json.dump(results, f, indent=2)
   print(f"{len(results)} images -> {args.out}")

@@ -1,8 +1,10 @@
 """Find, then refine, as one pure JAX function: frame -> centres -> crops -> keypoints.
 
-A centre model (heads.Centre) sees the whole frame fitted into its small input and finds up
-to `max_instances` instance centres; a keypoint model sees a fixed-size crop about each centre
-at (near) the frame's own resolution. Both warps are gathers written in JAX, so the whole
+A centre model (heads.Centre) sees the whole frame at the scale it was trained at (its input
+as large as the frame needs, padded to a multiple of 32: the model is fully convolutional, so
+a frame twice the size of the training frames, or two arenas side by side, shows each animal
+at the size it learnt) and finds up to `max_instances` instance centres; a keypoint model sees
+a fixed-size crop about each centre at (near) the frame's own resolution. Both warps are gathers written in JAX, so the whole
 composition compiles (and exports) as one program, with static shapes: every frame yields
 `max_instances` instances, each with its score. No TensorFlow here.
 
@@ -11,6 +13,7 @@ centres at integers.
 """
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -36,6 +39,16 @@ def centred_matrix(centre, scale, output_hw):
 def fit_scale(image_hw, output_hw) -> float:
   """The scale fitting a whole (h, w) image into `output_hw` (aspect kept, no padding)."""
   return min(output_hw[0] / image_hw[0], output_hw[1] / image_hw[1])
+
+
+CENTRE_MULTIPLE = 32  # the centre model's input sides: a multiple of every backbone's stride
+
+
+def centre_input_hw(frame_hw, scale: float) -> tuple[int, int]:
+  """The centre model's input for a frame of `frame_hw` seen at `scale` (input pixels per
+  source pixel): the scaled frame's size rounded up to CENTRE_MULTIPLE."""
+  return tuple(int(CENTRE_MULTIPLE * max(1, math.ceil(n * scale / CENTRE_MULTIPLE)))
+               for n in frame_hw)
 
 
 def apply_matrix(matrix, points):
@@ -81,6 +94,9 @@ class Stages:
   image_std: Any
   max_instances: int = 1
   flip_permutation: Any = None  # test-time flip of the keypoint model
+  # The centre model's input pixels per source pixel in training (two_stage.json); None (runs
+  # from before it was recorded): every frame fitted into `centre_hw`, as in training.
+  centre_scale: float | None = None
 
 
 def _normalize(stages: Stages, images):
@@ -91,10 +107,13 @@ def find(stages: Stages, centre_variables, frames) -> dict:
   """Stage 1 on float frames [B, H, W, C] in [0, 1]: the `max_instances` best instance
   `centres` [B, M, 2], `sizes` [B, M, 2] (the frames' pixels) and `scores` [B, M]."""
   h, w = frames.shape[1:3]
-  scale = fit_scale((h, w), stages.centre_hw)
+  if stages.centre_scale is None:
+    scale, input_hw = fit_scale((h, w), stages.centre_hw), stages.centre_hw
+  else:
+    scale, input_hw = stages.centre_scale, centre_input_hw((h, w), stages.centre_scale)
   frame_centre = jnp.array([(w - 1) / 2, (h - 1) / 2], jnp.float32)
-  to_centre_input = centred_matrix(frame_centre, scale, stages.centre_hw)
-  small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, stages.centre_hw)
+  to_centre_input = centred_matrix(frame_centre, scale, input_hw)
+  small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, input_hw)
   outputs = stages.centre_apply(centre_variables, _normalize(stages, small))
   centres, sizes, scores = stages.centre_head.detect(outputs, stages.max_instances)
   return {"centres": apply_matrix(jnp.linalg.inv(to_centre_input), centres),

@@ -25,28 +25,35 @@ Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the
 `config.likelihood_cutoff`) are written as missing (null / empty) and not drawn.
 """
 
+import collections
+import concurrent.futures
 import csv
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from etils import epath
 from PIL import Image
 
-from kp_jax import compilation_cache, poses, smoothing, two_stage, visualize
+from kp_jax import cli, compilation_cache, poses, smoothing, two_stage, visualize
 from kp_jax.data.video import VideoWriter, is_video, read_video  # noqa: F401 -- predict's API
 from kp_jax.runs import Predictor, load_image
 
 
 def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
-                   score_threshold: float | None = None):
-  """The predictor of a one- or two-stage workdir."""
+                   score_threshold: float | None = None, scale: float = 1.0):
+  """The predictor of a one- or two-stage workdir (`scale`: two stages only, the frames'
+  magnification against the labelled ones)."""
   if two_stage.is_find_refine(workdir):
-    return two_stage.FindRefinePredictor(workdir, likelihood_cutoff, score_threshold)
+    return two_stage.FindRefinePredictor(workdir, likelihood_cutoff, score_threshold, scale)
+  if scale != 1.0:
+    raise ValueError("--scale: a one-model run sees each image fitted into its input; the "
+                     "frames' magnification matters to two-stage runs (find, then refine).")
   return Predictor(workdir, likelihood_cutoff)
 
 
@@ -74,37 +81,108 @@ def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
 
 
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
-                  likelihood_cutoff: float | None = None,
-                  score_threshold: float | None = None) -> dict:
+                  likelihood_cutoff: float | None = None, score_threshold: float | None = None,
+                  batch_size: int = 8, scale: float = 1.0) -> dict:
   """`workdir`'s best checkpoint on image files (`predict_images`)."""
-  return predict_images(open_predictor(workdir, likelihood_cutoff, score_threshold), paths,
-                        output_dir or str(epath.Path(workdir) / "predictions"), box)
+  return predict_images(open_predictor(workdir, likelihood_cutoff, score_threshold, scale),
+                        paths, output_dir or str(epath.Path(workdir) / "predictions"), box,
+                        batch_size)
 
 
-def predict_images(predictor, paths, output_dir: str, box=None) -> dict:
+def _decoded(paths, channels: int, pool, ahead: int):
+  """(path, float image or the error that stopped it) of each file in order, decoded by
+  `pool`'s threads `ahead` files in advance (Pillow's decoders release the GIL)."""
+  def load(path):
+    try:
+      return load_image(path, channels)
+    except ValueError as e:
+      return e
+  pending = collections.deque()
+  for path in paths:
+    pending.append((path, pool.submit(load, path)))
+    if len(pending) > ahead:
+      path, future = pending.popleft()
+      yield path, future.result()
+  while pending:
+    path, future = pending.popleft()
+    yield path, future.result()
+
+
+def _batches(decoded, batch_size: int, skipped: list):
+  """Runs of at most `batch_size` consecutive images of one size, [(path, image), ...];
+  unreadable files are named (a warning) and left out, into `skipped`."""
+  batch = []
+  for path, image in decoded:
+    if isinstance(image, Exception):
+      logging.warning("Skipped: %s", image)
+      skipped.append(path)
+      continue
+    if batch and (len(batch) == batch_size or batch[0][1].shape != image.shape):
+      yield batch
+      batch = []
+    batch.append((path, image))
+  if batch:
+    yield batch
+
+
+def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int = 8) -> dict:
   """Keypoints of each image file: writes `keypoints.json` and an overlay per image into
-  `output_dir` (module docstring); returns what the JSON holds."""
+  `output_dir` (module docstring); returns what the JSON holds, in `paths`' order. Files are
+  decoded and overlays written by a pool of threads while the compiled predictor runs on
+  batches of `batch_size` images of one size; an unreadable file is named and skipped; long
+  lists print their progress."""
   multi = getattr(predictor, "multi_instance", False)
   output_dir = epath.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
-  results = {}
-  for path in paths:
-    if multi:
-      image = load_image(path, predictor.image_shape[-1])
-      instances = predictor.instances(predictor.on_frames(image[None]))[0]
-      results[path] = [_instance_record(predictor, x) for x in instances]
-      overlay = _draw_instances(predictor, _as_uint8_rgb(image), instances,
-                                range(1, len(instances) + 1))
-    else:
-      points, likelihood, image = predictor(path, box)
-      results[path] = dict(zip(predictor.names, _keypoint_values(points, likelihood,
-                                                                 predictor.cutoff)))
-      overlay = predictor.overlay(_as_uint8_rgb(image), points, likelihood)
+  results, skipped, writes = {}, [], []
+  progress = Progress(len(paths), "images")
+
+  def save(path, overlay):
     stem = os.path.splitext(os.path.basename(path))[0]
     with (output_dir / f"{stem}_keypoints.png").open("wb") as f:
       Image.fromarray(overlay).save(f, format="PNG")
+
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+    decoded = _decoded(paths, predictor.image_shape[-1], pool, ahead=2 * batch_size)
+    for batch in _batches(decoded, batch_size, skipped):
+      images = np.stack([image for _, image in batch])
+      if multi:
+        for (path, image), instances in zip(batch, predictor.instances(
+            predictor.on_frames(images))):
+          results[path] = [_instance_record(predictor, x) for x in instances]
+          writes.append(pool.submit(save, path, _draw_instances(
+              predictor, _as_uint8_rgb(image), instances, range(1, len(instances) + 1))))
+      else:
+        points, likelihood = predictor.on_images(
+            images, predictor.crop_matrix(images.shape[1:3], box))
+        for (path, image), p, l in zip(batch, points, likelihood):
+          results[path] = dict(zip(predictor.names, _keypoint_values(p, l, predictor.cutoff)))
+          writes.append(pool.submit(save, path, predictor.overlay(_as_uint8_rgb(image), p, l)))
+      progress.update(len(batch))
+    for write in writes:
+      write.result()  # an overlay that could not be written stops here, named
   (output_dir / "keypoints.json").write_text(json.dumps(results, indent=2))
   return results
+
+
+class Progress:
+  """A line on stderr every few seconds of a long job: how far, how fast."""
+
+  def __init__(self, total: int, unit: str, every_seconds: float = 5.0):
+    self.total, self.unit, self.every = total, unit, every_seconds
+    self.done, self.start = 0, time.perf_counter()
+    self.last = self.start
+
+  def update(self, count: int):
+    self.done += count
+    now = time.perf_counter()
+    if now - self.last >= self.every and self.done < self.total:
+      self.last = now
+      print(f"{self.done} / {self.total} {self.unit}, {self.rate():.1f} {self.unit}/s",
+            file=sys.stderr, flush=True)
+
+  def rate(self) -> float:
+    return self.done / max(time.perf_counter() - self.start, 1e-9)
 
 
 def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax",
@@ -278,16 +356,26 @@ def main(argv):
   if len(argv) < 2:
     raise app.UsageError("Give one or more image or video files.")
   args = flags.FLAGS
+  cli.quiet_console(args.verbose)
   compilation_cache.enable_for_run(args.workdir)
   box = [float(v) for v in args.box] if args.box else None
   images = [p for p in argv[1:] if not is_video(p)]
-  output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")
-  if images:
-    print(json.dumps(predict_files(args.workdir, images, output_dir, box,
-                                   args.likelihood_cutoff, args.score_threshold), indent=2))
   videos = [p for p in argv[1:] if is_video(p)]
+  output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")
+  predictor = open_predictor(args.workdir, args.likelihood_cutoff, args.score_threshold,
+                             args.scale)
+  if images:
+    start = time.perf_counter()
+    results = predict_images(predictor, images, output_dir, box, args.batch_size)
+    seconds = time.perf_counter() - start
+    if args.json:
+      print(json.dumps(results, indent=2))
+    skipped = len(images) - len(results)
+    print(f"{len(results)} images in {seconds:.1f} s ({len(results) / seconds:.1f} images/s, "
+          f"compilation included) -> {epath.Path(output_dir) / 'keypoints.json'} and an "
+          f"overlay each in {output_dir}" + (f"; {skipped} unreadable, skipped" if skipped
+                                             else ""))
   if videos:
-    predictor = open_predictor(args.workdir, args.likelihood_cutoff, args.score_threshold)
     epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
       result = predict_video(predictor, path, output_dir, box=box, smooth=args.smooth,
@@ -312,6 +400,13 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                     "<name>_keypoints_<method>.csv.")
   flags.DEFINE_float("jump_px", 20.0, "Videos: the jitter figure counts frames where a "
                      "keypoint moves more than this (the frames' pixels) from the frame before.")
+  flags.DEFINE_integer("batch_size", 8, "Images of one size predicted together.")
+  flags.DEFINE_float("scale", 1.0, "Two-stage runs: how much larger the animals look here than "
+                     "in the labelled frames (2: zoomed in twice as far); both stages then see "
+                     "them at their training size.")
+  flags.DEFINE_bool("json", False, "Also print the images' keypoints (keypoints.json) on "
+                    "stdout.")
+  flags.DEFINE_bool("verbose", False, "Show the libraries' (TensorFlow, XLA, Orbax) INFO logs.")
   flags.DEFINE_float("score_threshold", None, "Several-instance two-stage models: instances "
                      "scoring under it are dropped; default: the run's "
                      "two_stage.score_threshold.")

@@ -77,18 +77,12 @@ def load_run(workdir: str, step: int | None = None) -> Run:
 
 
 class Drawing:
-  """What both predictors share: reading an image file, and drawing on a frame."""
+  """What both predictors share: their keypoints' description, and drawing on a frame."""
 
   def _describe(self, run: Run, likelihood_cutoff: float | None):
     self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
     self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
                    else likelihood_cutoff)
-
-  def __call__(self, path: str, box=None):
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K], the image)."""
-    image = load_image(path, self.image_shape[-1])
-    points, likelihood = self.on_images(image[None], self.crop_matrix(image.shape[:2], box))
-    return points[0], likelihood[0], image
 
   def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
     return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,

@@ -8,7 +8,8 @@ workdir, each trained, checkpointed and resumed by kp_jax.train like any other:
   WORKDIR/keypoints/  stage 2: `crop_size` crops about each labelled instance's centre, at
                       `two_stage.crop_scale` input pixels per source pixel
   WORKDIR/two_stage.json  what stage 2 was derived with: the crop size from the labels, the
-                      centre jitter from stage 1's measured error (reused when the run resumes)
+                      centre jitter from stage 1's measured error (reused when the run
+                      resumes), and the scale the centre model saw the frames at
   WORKDIR/summary.json    the end-to-end evaluation (`evaluate`) on the validation split
 
 `FindRefinePredictor` runs both stages' best checkpoints as one compiled function of whole
@@ -29,6 +30,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import tensorflow as tf
 from absl import logging
 from etils import epath
 
@@ -100,7 +102,19 @@ def derive_crops(config, centre_error_px: float) -> dict:
       section.max_centre_jitter_fraction * crop.min()))
   return {"crop_size": [float(v) for v in crop], "input_size": list(input_size),
           "crop_scale": float(scale), "centre_error_train_px": centre_error_px,
-          "centre_jitter_px": float(jitter), "instances": _instances_record(config)}
+          "centre_jitter_px": float(jitter), "instances": _instances_record(config),
+          "centre_scale": training_centre_scale(config)}
+
+
+def training_centre_scale(config, frames: int = 256) -> float:
+  """The centre model's input pixels per source pixel in training: the median, over the first
+  `frames` training frames, of the scale fitting each into `two_stage.centre.input_size`.
+  Prediction runs the centre model at this scale on frames of any size."""
+  source = pipeline.get_source(_plain(config).data)
+  sizes = source.load("train", 0, 1).take(frames).map(lambda ex: tf.shape(ex["image"])[:2])
+  centre_hw = tuple(config.two_stage.centre.input_size)
+  return float(np.median([find_refine.fit_scale(hw, centre_hw)
+                          for hw in sizes.as_numpy_iterator()]))
 
 
 def _instances_record(config) -> dict:
@@ -174,7 +188,12 @@ class FindRefinePredictor(runs.Drawing):
   one compiled function of whole frames (kp_jax.find_refine)."""
 
   def __init__(self, workdir: str, likelihood_cutoff: float | None = None,
-               score_threshold: float | None = None):
+               score_threshold: float | None = None, scale: float = 1.0):
+    """`scale`: how much larger the animals look in the frames to predict than in the
+    labelled ones (2: a camera zoomed in twice as far); both stages see them at their
+    training size."""
+    if scale <= 0:
+      raise ValueError(f"--scale {scale}: the frames' magnification must be positive.")
     centre = runs.load_run(str(epath.Path(workdir) / "centre"))
     keypoints = runs.load_run(str(epath.Path(workdir) / "keypoints"))
     data = keypoints.config.data
@@ -191,12 +210,15 @@ class FindRefinePredictor(runs.Drawing):
           section.nms_threshold, section.keypoint_threshold,
           tuple(float(s) for s in keypoints.oks_sigmas))
       self.tracking = {"min_iou": section.track_min_iou, "max_age": section.track_max_age}
+    centre_scale = json.loads((epath.Path(workdir) / "two_stage.json").read_text()).get(
+        "centre_scale")  # None in runs from before it was recorded
     self.stages = find_refine.Stages(
         centre.model.apply, centre.head, tuple(centre.image_shape[:2]), keypoints.model.apply,
         keypoints.head, tuple(keypoints.image_shape[:2]),
-        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]),
+        find_refine.crop_scale(self.crop_size, keypoints.image_shape[:2]) / scale,
         *pixels.normalisation(data, keypoints.image_shape[2]), self.max_instances,
-        flip_permutation=keypoints.flip_permutation)
+        flip_permutation=keypoints.flip_permutation,
+        centre_scale=None if centre_scale is None else centre_scale / scale)
     self._predict = jax.jit(functools.partial(find_refine.predict_frames, self.stages))
     self._refine = jax.jit(functools.partial(find_refine.refine, self.stages))
     self.variables = (steps.eval_variables(centre.state), steps.eval_variables(keypoints.state))

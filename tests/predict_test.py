@@ -39,10 +39,19 @@ def test_predict_command_on_png_files(trained, tmp_path):
     Image.fromarray(image).resize((width, height)).save(path)
     paths.append((path, height, width))
   out = str(tmp_path / "out")
-  subprocess.run([sys.executable, "-m", "kp_jax.predict", f"--workdir={workdir}",
-                  f"--output_dir={out}", *[p for p, _, _ in paths]],
-                 check=True, capture_output=True, env={**os.environ, "XLA_FLAGS": ""})
+  run = subprocess.run([sys.executable, "-m", "kp_jax.predict", f"--workdir={workdir}",
+                        f"--output_dir={out}", *[p for p, _, _ in paths]], check=True,
+                       capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
+  # A quiet console: one line of what was written where and how fast, no JSON, no INFO logs.
+  assert run.stdout.startswith("2 images in ") and "images/s" in run.stdout
+  assert f"-> {out}/keypoints.json" in run.stdout and "{" not in run.stdout
+  assert not [line for line in run.stderr.splitlines() if line.startswith("I")]
   results = json.load(open(os.path.join(out, "keypoints.json")))
+  asked = subprocess.run([sys.executable, "-m", "kp_jax.predict", f"--workdir={workdir}",
+                          f"--output_dir={out}", "--json", paths[0][0]], check=True,
+                         capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
+  assert json.loads(asked.stdout[:asked.stdout.rindex("}") + 1]) == {
+      paths[0][0]: results[paths[0][0]]}
   for path, height, width in paths:
     values = np.array(list(results[path].values()))  # x, y, likelihood (the cutoff is 0)
     assert list(results[path])[:2] == ["left_eye_center", "right_eye_center"]
@@ -58,14 +67,25 @@ def test_predict_command_on_png_files(trained, tmp_path):
     assert os.path.getsize(os.path.join(out, f"{stem}_keypoints.png")) > 1000
 
 
-def test_predict_names_an_unreadable_image(trained, tmp_path):
+def test_batched_prediction_keeps_order_and_skips_a_named_bad_file(trained, tmp_path, caplog):
+  """Images of two sizes, interleaved, with an unreadable file among them: the batched,
+  threaded run gives each image the keypoints of a one-at-a-time run, in the input order."""
   _, workdir, _ = trained
+  rng = np.random.default_rng(0)
+  paths = []
+  for i, (height, width) in enumerate([(40, 50), (60, 30), (40, 50), (40, 50), (60, 30)]):
+    path = str(tmp_path / f"img{i}.png")
+    Image.fromarray(rng.integers(0, 255, (height, width), np.uint8)).save(path)
+    paths.append(path)
   bad = tmp_path / "broken.png"
   bad.write_bytes(b"not a png")
-  predictor = predict.Predictor(workdir)
-  try:
-    predictor(str(bad))
-  except ValueError as e:
-    assert "broken.png" in str(e)
-  else:
-    raise AssertionError("no error for an unreadable image")
+  paths.insert(2, str(bad))
+  predictor = predict.Predictor(workdir, likelihood_cutoff=0.0)
+  batched = predict.predict_images(predictor, paths, str(tmp_path / "batched"), batch_size=4)
+  assert list(batched) == [p for p in paths if p != str(bad)]
+  assert any("broken.png" in r.getMessage() for r in caplog.records)
+  single = predict.predict_images(predictor, paths, str(tmp_path / "single"), batch_size=1)
+  for path in batched:  # one compiled function either way: batch sizes of one program family
+    np.testing.assert_allclose(np.array(list(batched[path].values()), float),
+                               np.array(list(single[path].values()), float), atol=1e-4)
+  assert json.load(open(tmp_path / "batched" / "keypoints.json")) == batched

@@ -16,8 +16,9 @@ from PIL import Image
 from configs import deeplabcut as deeplabcut_config
 from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config,
                       write_deeplabcut_labels)
-from kp_jax import export, exported, find_refine, heatmaps, predict, train, two_stage
-from kp_jax.data import instances, pipeline, transforms
+from kp_jax import (export, exported, find_refine, heatmaps, predict, runs, steps, train,
+                    two_stage)
+from kp_jax.data import instances, pipeline, pixels, transforms
 from kp_jax.models import heads
 
 BODYPARTS = ["snout", "leftEar", "rightEar"]
@@ -218,8 +219,30 @@ def test_centre_model_finds_a_planted_animal_within_a_map_pixel(data_dir, projec
   config.data.augment.max_rotation_deg = 0.0
   summary = train.train_and_evaluate(config, str(tmp_path / "centre"))
   # One map pixel of the centre model, in source pixels: stride 4 at the fitted scale.
-  map_pixel = 4 / find_refine.fit_scale(FRAME_HW, config.data.input_size)
+  scale = find_refine.fit_scale(FRAME_HW, config.data.input_size)
+  map_pixel = 4 / scale
   assert summary["error_image_px"] < map_pixel, summary["error_image_px"]
+
+  # Pictures unlike the training frames, seen at the training scale (the fully convolutional
+  # centre model on an input as large as each needs): one animal in a picture twice the
+  # frames' size, and two frames side by side, each animal found where it is.
+  run = runs.load_run(str(tmp_path / "centre"))
+  stages = find_refine.Stages(
+      run.model.apply, run.head, tuple(run.image_shape[:2]), None, None, (8, 8), 1.0,
+      *pixels.normalisation(config.data, 1), max_instances=2, centre_scale=scale)
+  variables = steps.eval_variables(run.state)
+  gray = lambda frame: frame[..., :1].astype(np.float32)[None] / 255
+  big_centre = np.array([90.0, 70.0])
+  found = find_refine.find(stages, variables, gray(animals_frame(
+      (2 * FRAME_HW[0], 2 * FRAME_HW[1]), [big_centre])))
+  assert np.linalg.norm(found["centres"][0, 0] - big_centre) < map_pixel
+  left, right = np.array([20.0, 30.0]), np.array([50.0, 40.0])
+  pair = np.concatenate([animal_frame(left), animal_frame(right)], axis=1)
+  found = find_refine.find(stages, variables, gray(pair))
+  both = [left, right + [FRAME_HW[1], 0]]
+  assert found["scores"][0].min() > 0.3  # two peaks, not one and noise
+  for centre in both:
+    assert np.linalg.norm(found["centres"][0] - centre, axis=-1).min() < map_pixel
 
 
 def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, tmp_path):
@@ -231,6 +254,7 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
     assert os.listdir(os.path.join(workdir, stage, "checkpoints"))
   derived = json.loads((tmp_path / "run" / "two_stage.json").read_text())
   assert derived["crop_size"] == [16.0, 16.0]
+  assert derived["centre_scale"] == pytest.approx(find_refine.fit_scale(FRAME_HW, (32, 32)))
   assert summary["num_frames"] == 4  # the held-out frames: every 5th of 20
 
   # Resuming a finished run trains nothing and evaluates the same checkpoints again.
