@@ -108,7 +108,7 @@ def training_frames_video(args, path: str) -> str:
 def run_variant(args, variant: str, seed: int, extra: list[str]) -> dict:
   name = f"{variant}_seed{seed}"
   workdir = os.path.join(args.root, name)
-  flags = variant_flags(variant) + [f"--config.seed={seed}"] + extra
+  flags = extra + variant_flags(variant) + [f"--config.seed={seed}"]  # the variant's last
   rate = steps_per_second(args, os.path.join(args.root, "probes", name), flags)
   num_steps = int(args.minutes * 60 * rate)
   wall = None

@@ -227,6 +227,15 @@ class FindRefinePredictor(runs.Drawing):
   def multi_instance(self) -> bool:
     return self.max_instances > 1
 
+  def with_stages(self, **changes) -> "FindRefinePredictor":
+    """This predictor with `find_refine.Stages` fields changed (e.g. `centre_scale=None`: every
+    frame fitted into the centre model's training input, as before the scale was recorded)."""
+    other = copy.copy(self)
+    other.stages = dataclasses.replace(self.stages, **changes)
+    other._predict = jax.jit(functools.partial(find_refine.predict_frames, other.stages))
+    other._refine = jax.jit(functools.partial(find_refine.refine, other.stages))
+    return other
+
   def on_frames(self, images) -> dict:
     """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
     return jax.device_get(self._predict(*self.variables, images))

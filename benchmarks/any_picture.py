@@ -1,0 +1,106 @@
+"""A two-stage run on pictures unlike its training frames: its held-out frames as they are,
+pairs of them side by side (two arenas under one camera), and each enlarged to twice its
+size. Instances found and keypoint error against the labels (in the original frames' pixels),
+with the centre model seeing every picture squeezed into its training input (as kp-jax did
+before 2026-12-04) and at the scale it was trained at (now), in one run.
+
+  python benchmarks/any_picture.py WORKDIR [--split test] [--found_px 50]
+
+The run needs two instance slots to find two animals (a single-animal DeepLabCut project:
+`--config.data.instances.max_instances=2` when training). An animal counts as found when an
+instance's keypoints lie within --found_px (mean over its labelled keypoints, original
+pixels) of its labels, each instance matched to at most one animal, nearest first.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from kp_jax import runs, two_stage  # noqa: E402
+from kp_jax.data import pipeline  # noqa: E402
+
+
+def labelled_frames(workdir: str, split: str):
+  """[(uint8 frame [H, W, C], keypoints [K, 2], visible [K])] of the run's split."""
+  config = runs.load_config(workdir)
+  source = pipeline.get_source(two_stage._plain(config).data)  # noqa: SLF001
+  return [(ex["image"], ex["keypoints"], ex["visible"])
+          for ex in source.load(split, 0, 1).as_numpy_iterator()]
+
+
+def pictures(frames):
+  """{kind: [(picture, [(keypoints, visible, scale) per animal])]}: scale takes the picture's
+  pixels back to the frame's."""
+  single = [(f, [(k, v, 1.0)]) for f, k, v in frames]
+  pairs = []
+  for (a, ka, va), (b, kb, vb) in zip(frames[0::2], frames[1::2]):
+    height = max(len(a), len(b))
+    pad = lambda x: np.pad(x, ((0, height - len(x)), (0, 0), (0, 0)))
+    shift = np.array([a.shape[1], 0.0])
+    pairs.append((np.concatenate([pad(a), pad(b)], axis=1), [(ka, va, 1.0), (kb + shift, vb, 1.0)]))
+  enlarged = []
+  for f, k, v in frames:
+    image = Image.fromarray(f.squeeze(-1) if f.shape[-1] == 1 else f)
+    big = np.asarray(image.resize((2 * f.shape[1], 2 * f.shape[0]), Image.BILINEAR))
+    enlarged.append((big.reshape(*big.shape[:2], f.shape[-1]), [(2 * k + 0.5, v, 0.5)]))
+  return {"single frames": single, "two side by side": pairs, "enlarged 2x": enlarged}
+
+
+def score(predictor, picture, animals, found_px: float):
+  """(animals found, their mean keypoint errors in the frames' pixels)."""
+  result = predictor.on_frames(picture[None].astype(np.float32) / 255)
+  instances = predictor.instances(result)[0]
+  distances = np.array([[np.mean(np.linalg.norm(x["keypoints"][v > 0] - k[v > 0], axis=-1)) * s
+                         for x in instances] for k, v, s in animals]).reshape(len(animals), -1)
+  found, errors, used = 0, [], set()
+  for a in np.argsort(distances.min(1) if distances.size else np.zeros(len(animals))):
+    for i in np.argsort(distances[a]):
+      if i not in used and distances[a, i] < found_px:
+        used.add(i)
+        found += 1
+        errors.append(distances[a, i])
+        break
+  return found, errors
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdir")
+  parser.add_argument("--split", default="test")
+  parser.add_argument("--found_px", type=float, default=50.0)
+  args = parser.parse_args()
+  after = two_stage.FindRefinePredictor(args.workdir, likelihood_cutoff=0.0)
+  if after.stages.centre_scale is None:
+    raise ValueError(f"{args.workdir}: trained before the centre scale was recorded.")
+  if not after.multi_instance:
+    raise ValueError(f"{args.workdir}: one instance slot; train with "
+                     "--config.data.instances.max_instances=2.")
+  before = after.with_stages(centre_scale=None)
+  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
+                       text=True).stdout.split(":")[-1].strip()
+  print(f"{args.workdir}, {args.split} split; CPU: {cpu}; {time.strftime('%Y-%m-%d')}\n")
+  print("| pictures | animals | found, squeezed (before) | found, at training scale (after) "
+        "| error px, before | error px, after |\n|---|---|---|---|---|---|")
+  for kind, items in pictures(labelled_frames(args.workdir, args.split)).items():
+    animals = sum(len(a) for _, a in items)
+    row = {}
+    for name, predictor in (("before", before), ("after", after)):
+      found, errors = 0, []
+      for picture, truth in items:
+        n, e = score(predictor, picture, truth, args.found_px)
+        found, errors = found + n, errors + e
+      row[name] = (found, np.mean(errors) if errors else float("nan"))
+    print(f"| {kind} | {animals} | {row['before'][0]} | {row['after'][0]} "
+          f"| {row['before'][1]:.1f} | {row['after'][1]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()

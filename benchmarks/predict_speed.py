@@ -1,0 +1,79 @@
+"""Images/s of `predict` on image files, end to end as a user runs it (start-up, decoding,
+compilation, both stages, JSON and overlays), for one or more checkouts of kp-jax in turn, in
+one run on one machine: this one, and for instance an older one, to measure a change.
+
+  python benchmarks/predict_speed.py --workdir W --frames 200 [--size 640x480]
+      [--project P] [--checkouts . /path/to/older/checkout]
+
+The pictures: `--frames` copies of the project's labelled frames (cycled), resized to --size,
+or (no --project) the built-in synthetic faces at their own size.
+"""
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def write_pictures(folder: str, count: int, project: str | None, size) -> list[str]:
+  paths = []
+  if project:
+    frames = sorted(glob.glob(os.path.join(project, "labeled-data", "**", "*.png"),
+                              recursive=True))
+    for i in range(count):
+      with Image.open(frames[i % len(frames)]) as image:
+        picture = image.convert("RGB").resize(size, Image.BILINEAR) if size else image.copy()
+      paths.append(os.path.join(folder, f"frame{i:04d}.png"))
+      picture.save(paths[-1])
+    return paths
+  from kp_jax.data import faces  # noqa: PLC0415
+  for i in range(count):
+    image = faces.render_example(np.random.default_rng([7, i]), 96)["image"][..., 0]
+    paths.append(os.path.join(folder, f"face{i:04d}.png"))
+    Image.fromarray(image).save(paths[-1])
+  return paths
+
+
+def timed(checkout: str, workdir: str, paths, out: str) -> float:
+  start = time.perf_counter()
+  subprocess.run([sys.executable, "-m", "kp_jax.predict", f"--workdir={os.path.abspath(workdir)}",
+                  f"--output_dir={out}", *paths], cwd=checkout, check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 env={**os.environ, "PYTHONPATH": os.path.abspath(checkout)})
+  return time.perf_counter() - start
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--frames", type=int, default=200)
+  parser.add_argument("--project")
+  parser.add_argument("--size", help="WxH")
+  parser.add_argument("--checkouts", nargs="+", default=[ROOT])
+  args = parser.parse_args()
+  size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+  folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
+  paths = write_pictures(folder, args.frames, args.project, size)
+  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
+                       text=True).stdout.split(":")[-1].strip()
+  print(f"{args.workdir}: {len(paths)} pictures {args.size or '(their own size)'}; CPU: {cpu}, "
+        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n")
+  print("| checkout | commit | wall s | images/s |\n|---|---|---|---|")
+  for checkout in args.checkouts:
+    commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    seconds = timed(checkout, args.workdir, paths, os.path.join(folder, f"out_{commit}"))
+    print(f"| {checkout} | {commit} | {seconds:.1f} | {len(paths) / seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
