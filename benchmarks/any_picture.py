@@ -29,28 +29,39 @@ from kp_jax.data import pipeline  # noqa: E402
 
 
 def labelled_frames(workdir: str, split: str):
-  """[(uint8 frame [H, W, C], keypoints [K, 2], visible [K])] of the run's split."""
+  """[(uint8 frame [H, W, C], keypoints [N, K, 2], visible [N, K])] of the run's split: each
+  frame with every labelled instance (the image-level view of multi-instance sources)."""
   config = runs.load_config(workdir)
   source = pipeline.get_source(two_stage._plain(config).data)  # noqa: SLF001
-  return [(ex["image"], ex["keypoints"], ex["visible"])
+  if source.images is not None:
+    data = source.images.load(split, 0, 1)
+    return [(ex["image"], ex["keypoints"], ex["visible"]) for ex in data.as_numpy_iterator()]
+  return [(ex["image"], ex["keypoints"][None], ex["visible"][None])
           for ex in source.load(split, 0, 1).as_numpy_iterator()]
 
 
+def animals(keypoints, visible, shift=(0.0, 0.0), scale: float = 1.0):
+  """[(keypoints in the picture's pixels, visible, picture -> frame pixel factor)] of a
+  frame's labelled instances, moved by `shift` and enlarged by 1 / `scale`."""
+  shift = np.asarray(shift)
+  return [((k + 0.5) / scale - 0.5 + shift, v, scale)
+          for k, v in zip(keypoints, visible) if v.any()]
+
+
 def pictures(frames):
-  """{kind: [(picture, [(keypoints, visible, scale) per animal])]}: scale takes the picture's
-  pixels back to the frame's."""
-  single = [(f, [(k, v, 1.0)]) for f, k, v in frames]
+  """{kind: [(picture, animals)]}: the frames, pairs side by side, and each enlarged 2x."""
+  single = [(f, animals(k, v)) for f, k, v in frames]
   pairs = []
   for (a, ka, va), (b, kb, vb) in zip(frames[0::2], frames[1::2]):
     height = max(len(a), len(b))
     pad = lambda x: np.pad(x, ((0, height - len(x)), (0, 0), (0, 0)))
-    shift = np.array([a.shape[1], 0.0])
-    pairs.append((np.concatenate([pad(a), pad(b)], axis=1), [(ka, va, 1.0), (kb + shift, vb, 1.0)]))
+    pairs.append((np.concatenate([pad(a), pad(b)], axis=1),
+                  animals(ka, va) + animals(kb, vb, shift=(a.shape[1], 0.0))))
   enlarged = []
   for f, k, v in frames:
     image = Image.fromarray(f.squeeze(-1) if f.shape[-1] == 1 else f)
     big = np.asarray(image.resize((2 * f.shape[1], 2 * f.shape[0]), Image.BILINEAR))
-    enlarged.append((big.reshape(*big.shape[:2], f.shape[-1]), [(2 * k + 0.5, v, 0.5)]))
+    enlarged.append((big.reshape(*big.shape[:2], f.shape[-1]), animals(k, v, scale=0.5)))
   return {"single frames": single, "two side by side": pairs, "enlarged 2x": enlarged}
 
 
@@ -75,7 +86,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("workdir")
   parser.add_argument("--split", default="test")
-  parser.add_argument("--found_px", type=float, default=50.0)
+  parser.add_argument("--found_px", type=float, default=50.0,
+                      help="the frames' pixels; an animal nearer than this is found")
   args = parser.parse_args()
   after = two_stage.FindRefinePredictor(args.workdir, likelihood_cutoff=0.0)
   if after.stages.centre_scale is None:
