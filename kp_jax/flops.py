@@ -83,24 +83,26 @@ def counted_model_config(model_config):
   return counted
 
 
-def model_macs(config, num_keypoints: int, image_shape, count_inserted_zeros: bool = False
-               ) -> dict:
+def model_macs(config, num_keypoints: int, image_shape, count_inserted_zeros: bool = False,
+               train_step: bool = True) -> dict:
   """{"forward": ..., "train_step": ...}: multiply-adds per image of `config`'s model on
-  inputs of `image_shape` (height, width, channels): its forward pass in inference, and one
-  training step (`steps.train_step` on a batch of one)."""
+  inputs of `image_shape` (height, width, channels): its forward pass in inference, and (with
+  `train_step`) one training step (`steps.train_step` on a batch of one)."""
   config = copy.deepcopy(config)
   config.model = counted_model_config(config.model)
   model, head = create_model(config.model, num_keypoints, image_shape[:2])
+  image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  options = {"count_inserted_zeros": count_inserted_zeros}
+  if not train_step:
+    variables = jax.eval_shape(model.init, jax.random.key(0), image)
+    return {"forward": macs(model.apply, variables, image, **options)}
   state = jax.eval_shape(lambda: steps.create_train_state(config, model, image_shape,
                                                           jax.random.key(0)))
-  image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   batch = {"image": image,
            "keypoints": jax.ShapeDtypeStruct((1, num_keypoints, 2), jnp.float32),
            "visible": jax.ShapeDtypeStruct((1, num_keypoints), jnp.float32),
            "norm": jax.ShapeDtypeStruct((1,), jnp.float32)}
   train = lambda state, batch: steps.train_step(state, batch, head=head)
-  options = {"count_inserted_zeros": count_inserted_zeros}
   return {"forward": macs(model.apply, variables, image, **options),
           "train_step": macs(train, state, batch, **options)}
-

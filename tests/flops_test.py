@@ -72,8 +72,11 @@ def test_a_while_loop_is_refused():
 ])
 def test_forward_counts_are_within_ten_percent_of_the_published(config, published,
                                                                 count_inserted_zeros):
-  counts = flops.model_macs(config.get_config(), 17, (256, 192, 3), count_inserted_zeros)
+  # The training step is traced for ViTPose-B only (tracing HRNet's takes 15 s).
+  step = config is coco_vitpose_b
+  counts = flops.model_macs(config.get_config(), 17, (256, 192, 3), count_inserted_zeros,
+                            train_step=step)
   for gmacs in published:
     assert counts["forward"] / 1e9 == pytest.approx(gmacs, rel=0.10)
-  if not count_inserted_zeros:
+  if step:
     assert 2.9 < counts["train_step"] / counts["forward"] < 3.0  # a step: about 3 forwards
