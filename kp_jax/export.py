@@ -129,7 +129,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
     run = FindRefinePredictor(workdir)
     serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
     padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
-    names = run.names
+    names, selection = run.names, None
     if run.multi_instance:
       outputs = ("every instance slot's keypoints [N, M, K, 2] in the frames' pixels, "
                  "likelihoods [N, M, K] and detection scores [N, M]")

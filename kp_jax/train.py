@@ -313,13 +313,13 @@ def initialize_distributed(coordinator_address, num_processes, process_id):
     jax.distributed.initialize()
 
 
-def command():
-  """Defines the training flags and runs: train.py and `kp-jax train`."""
-  from absl import app, flags  # noqa: PLC0415 -- the command's, not the library's
+def define_flags():
+  """Defines the training command's flags (a built-in config may be named); returns absl's
+  FLAGS. Separate from `command` so that launchers can run their own main with them."""
+  from absl import flags  # noqa: PLC0415 -- the command's, not the library's
   from ml_collections import config_flags  # noqa: PLC0415
-  import tensorflow as tf  # noqa: PLC0415
 
-  from kp_jax import builtin_configs, cli, compilation_cache, two_stage  # noqa: PLC0415
+  from kp_jax import builtin_configs  # noqa: PLC0415
 
   builtin_configs.make_importable()
   sys.argv = builtin_configs.resolve_argv(sys.argv)
@@ -333,7 +333,28 @@ def command():
                       "run that JAX does not detect by itself.")
   flags.DEFINE_integer("num_processes", None, "With --coordinator_address: how many processes.")
   flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
-  values = flags.FLAGS
+  return flags.FLAGS
+
+
+def start_process(values):
+  """What every process does before training: TensorFlow off the accelerators, the other
+  processes joined, the compilation cache on."""
+  import tensorflow as tf  # noqa: PLC0415
+
+  from kp_jax import compilation_cache  # noqa: PLC0415
+
+  tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
+  initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
+  compilation_cache.enable(values.config.get("compilation_cache_dir"))
+
+
+def command():
+  """train.py and `kp-jax train`: the flags, then one run (two stages where the config says)."""
+  from absl import app  # noqa: PLC0415
+
+  from kp_jax import cli, two_stage  # noqa: PLC0415
+
+  values = define_flags()
   if {"-h", "--help", "-help", "--helpshort"} & set(sys.argv[1:]):
     print(COMMAND_HELP + "\nflags:\n" + values.module_help(__name__))
     sys.exit(0)
@@ -342,9 +363,7 @@ def command():
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(cli.QuietLibraries())
-    tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
-    initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
-    compilation_cache.enable(values.config.get("compilation_cache_dir"))
+    start_process(values)
     logging.info("Config:\n%s", values.config)
     run = (two_stage.train_and_evaluate if "two_stage" in values.config  # find, then refine
            else train_and_evaluate)

@@ -23,18 +23,19 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-# train.py's own start-up (flags, jax.distributed), then the training loop twice in the same
-# processes: the run, then the same command again, which restores the step-20 checkpoint
-# across both processes and only re-evaluates (without starting the processes again).
+# The train command's own start-up (flags, jax.distributed), then the training loop twice in
+# the same processes: the run, then the same command again, which restores the step-20
+# checkpoint across both processes and only re-evaluates (without starting the processes again).
 LAUNCHER = """
-import runpy, sys
-from absl import app, flags
-command = runpy.run_path("train.py")  # its flags and initialize_distributed, without its main
+import sys
+from absl import app
+from kp_jax import train
+values = train.define_flags()
 
 def main(argv):
-  command["initialize_distributed"]()
+  train.start_process(values)
   for _ in range(2):  # the second call finds the first's last checkpoint
-    command["train"].train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    train.train_and_evaluate(values.config, values.workdir)
 
 app.run(main, argv=["train.py", *sys.argv[1:]])
 """
