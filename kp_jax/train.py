@@ -250,10 +250,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         "command again to resume.", step, workdir)
         return {"config": config.name, "preempted_at_step": step}
     preemption.restore()  # past the loop nothing checks for SIGTERM: let it stop the run
-    with _finishing("Closing the input pipeline"):
-      train_iter.close()
+    # The last save first: closing tf.data's iterator while Orbax's async save is in flight
+    # took 19 s of a silent minute at the end of `make train` (benchmarks/run_ending.py).
     with _finishing("Finishing the checkpoint writes"):
       manager.wait_until_finished()  # a failed last save stops the run before its summary
+    with _finishing("Closing the input pipeline"):
+      train_iter.close()
 
     if eval_results is None:  # resumed a finished run: evaluate what is there
       eval_results, _ = evaluation.evaluate_split(parallel, device_state, config, source,
@@ -273,11 +275,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
       with _finishing("Drawing predictions.png"):
         batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
-        images = batch["image"]
+        images = batch["image"][:visualize.GRID_COUNT]  # predict only the images drawn
         pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
                                          head=head, flip_permutation=flip_permutation)
         visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
-                            np.asarray(likelihood), batch["keypoints"], batch["visible"],
+                            np.asarray(likelihood), batch["keypoints"][:len(images)],
+                            batch["visible"][:len(images)],
                             spec, config)
     logging.info("Summary: %s", json.dumps(summary))
     return summary

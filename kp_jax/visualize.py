@@ -83,8 +83,11 @@ def draw_frame(image, points, likelihood, names, skeleton, cutoff: float = 0.0, 
   return np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
 
 
+GRID_COUNT = 24  # validation images that predictions.png shows
+
+
 def save_grid(path, images, pred, likelihood, true, visible, spec, config, columns=6,
-              count=24):
+              count=GRID_COUNT):
   """Validation images (model inputs [N, H, W, C], keypoints in their pixels): predictions
   (circles) and true keypoints (crosses), a colour each, named in a legend beside the grid."""
   count = min(count, len(images))
