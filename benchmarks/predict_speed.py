@@ -6,7 +6,9 @@ one run on one machine: this one, and for instance an older one, to measure a ch
       [--project P] [--checkouts . /path/to/older/checkout]
 
 The pictures: `--frames` copies of the project's labelled frames (cycled), resized to --size,
-or (no --project) the built-in synthetic faces at their own size.
+or (no --project) the built-in synthetic faces at their own size. Each checkout also predicts
+the first `--first` of them alone: the difference between the two runs is the rate past the
+start-up (imports, restoring the run, compiling), which is the same whatever the count.
 """
 
 import argparse
@@ -59,6 +61,7 @@ def main():
   parser.add_argument("--project")
   parser.add_argument("--size", help="WxH")
   parser.add_argument("--checkouts", nargs="+", default=[ROOT])
+  parser.add_argument("--first", type=int, default=20)
   args = parser.parse_args()
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
   folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
@@ -67,12 +70,16 @@ def main():
                        text=True).stdout.split(":")[-1].strip()
   print(f"{args.workdir}: {len(paths)} pictures {args.size or '(their own size)'}; CPU: {cpu}, "
         f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n")
-  print("| checkout | commit | wall s | images/s |\n|---|---|---|---|")
+  print(f"| checkout | commit | wall s | images/s | wall s, first {args.first} "
+        f"| images/s past the first {args.first} |\n|---|---|---|---|---|---|")
   for checkout in args.checkouts:
     commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    seconds = timed(checkout, args.workdir, paths, os.path.join(folder, f"out_{commit}"))
-    print(f"| {checkout} | {commit} | {seconds:.1f} | {len(paths) / seconds:.1f} |", flush=True)
+    out = os.path.join(folder, f"out_{commit}")
+    seconds = timed(checkout, args.workdir, paths, out)
+    first = timed(checkout, args.workdir, paths[:args.first], out + "_first")
+    print(f"| {checkout} | {commit} | {seconds:.1f} | {len(paths) / seconds:.1f} | {first:.1f} "
+          f"| {(len(paths) - args.first) / (seconds - first):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

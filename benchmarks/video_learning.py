@@ -3,7 +3,7 @@ loss alone and all of them, at equal training wall time, on the held-out labelle
 on the video's smoothness.
 
   python benchmarks/video_learning.py PROJECT [--config configs/lightning_pose.py:video]
-      [--minutes 15] [--variants supervised temporal pca multiview consistency all]
+      [--minutes 15 | --steps N] [--variants supervised temporal pca multiview consistency all]
       [--seeds 0] [--root workdirs/video_learning] [-- --config.field=value ...]
 
 A project without videos/ (DeepLabCut's Reaching demo) gets one made of its training frames
@@ -16,7 +16,8 @@ for `--minutes` of training at that rate (so every variant gets the same wall ti
 same steps), then the run is evaluated on the project's held-out frames (error per keypoint in
 the frames' own pixels) and predicts the project's videos/ (every keypoint kept, whatever its
 likelihood), counting the share of frames where a keypoint moves more than 20 px from the frame
-before (kp_jax.smoothing.jumps). Prints one table, then per-keypoint tables; writes
+before (kp_jax.smoothing.jumps). `--steps N` gives every variant N steps instead (no probe): a
+loss's effect apart from its cost in steps/s. Prints one table, then per-keypoint tables; writes
 ROOT/results.json. Runs already in ROOT are reused. Everything after `--` goes to train.py.
 """
 
@@ -109,8 +110,11 @@ def run_variant(args, variant: str, seed: int, extra: list[str]) -> dict:
   name = f"{variant}_seed{seed}"
   workdir = os.path.join(args.root, name)
   flags = extra + variant_flags(variant) + [f"--config.seed={seed}"]  # the variant's last
-  rate = steps_per_second(args, os.path.join(args.root, "probes", name), flags)
-  num_steps = int(args.minutes * 60 * rate)
+  if args.steps:
+    rate, num_steps = None, args.steps
+  else:
+    rate = steps_per_second(args, os.path.join(args.root, "probes", name), flags)
+    num_steps = int(args.minutes * 60 * rate)
   wall = None
   if not os.path.exists(os.path.join(workdir, "summary.json")):
     wall = train(args, workdir, flags + [f"--config.num_train_steps={num_steps}",
@@ -160,6 +164,7 @@ def main():
   parser.add_argument("--config", default=os.path.join(ROOT, "configs",
                                                        "lightning_pose.py:video"))
   parser.add_argument("--minutes", type=float, default=15.0)
+  parser.add_argument("--steps", type=int, help="the same steps for every variant, not minutes")
   parser.add_argument("--variants", nargs="+",
                       default=["supervised", *LOSSES, "all"])
   parser.add_argument("--seeds", nargs="+", type=int, default=[0])
