@@ -122,7 +122,7 @@ def run_variant(args, variant: str, seed: int, extra: list[str]) -> dict:
                                          f"--config.checkpoint_every_steps={num_steps}"])
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
-  return {"variant": variant, "seed": seed, "steps": num_steps, "steps_per_sec": rate,
+  return {"variant": variant, "seed": seed, "steps": summary["steps"], "steps_per_sec": rate,
           "train_py_wall_s": wall, "run_wall_s": summary["wall_seconds"],
           **measure(args, workdir)}
 
