@@ -138,3 +138,32 @@ def relative_difference(a, b) -> float:
   diff = sum(np.sum((np.float64(x) - np.float64(y)) ** 2) for x, y in leaves)
   norm = sum(np.sum(np.float64(x) ** 2) for x, _ in leaves)
   return float(np.sqrt(diff / norm))
+
+
+def bilinear_reference(image, matrix, output_hw) -> np.ndarray:
+  """Float64 bilinear sampling of an [h, w, C] image through `matrix` (source -> output
+  pixels, centres at integers), zero outside: what kp-jax's warps approximate."""
+  image = np.asarray(image, np.float64)
+  h, w = image.shape[:2]
+  inverse = np.linalg.inv(np.asarray(matrix, np.float64))
+  yy, xx = np.mgrid[0:output_hw[0], 0:output_hw[1]]
+  source = np.stack([xx, yy, np.ones_like(xx)], -1) @ inverse.T
+  x0, y0 = np.floor(source[..., 0]).astype(int), np.floor(source[..., 1]).astype(int)
+  fx, fy = (source[..., 0] - x0)[..., None], (source[..., 1] - y0)[..., None]
+
+  def pixel(y, x):
+    inside = ((y >= 0) & (y < h) & (x >= 0) & (x < w))[..., None]
+    return np.where(inside, image[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], 0.0)
+  return ((1 - fy) * ((1 - fx) * pixel(y0, x0) + fx * pixel(y0, x0 + 1))
+          + fy * ((1 - fx) * pixel(y0 + 1, x0) + fx * pixel(y0 + 1, x0 + 1)))
+
+
+def opencv_warp_tolerance(image) -> float:
+  """How far OpenCV's bilinear warp (kp-jax's pipeline warp) may be from the exact one: it
+  samples at positions rounded to 1/32 px, off by at most 1/64 px along each axis, which moves
+  a value by at most 1/64 of the largest step between neighbouring pixels (the zero outside
+  included) along x plus along y; 1e-5 more for float32 rounding."""
+  padded = np.pad(np.asarray(image, np.float64), ((1, 1), (1, 1), (0, 0)))
+  step_x = np.abs(np.diff(padded, axis=1)).max()
+  step_y = np.abs(np.diff(padded, axis=0)).max()
+  return (step_x + step_y) / 64 + 1e-5

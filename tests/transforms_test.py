@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import bilinear_reference, opencv_warp_tolerance
 from kp_jax.data import faces, transforms
 from kp_jax.data.keypoints import FACE15
 
@@ -204,14 +205,32 @@ def test_identity_and_mirror_copies_equal_the_bilinear_warp(flip):
   image = tf.random.uniform((SIZE, SIZE + 4, 3))  # not square: the mirror is about x
   matrix = transforms.affine_matrix(0.0, 1.0, tf.zeros(2), flip, SIZE, SIZE + 4)
   fast = transforms.resample(image, matrix, (SIZE, SIZE + 4))
-  inverse = tf.reshape(tf.linalg.inv(matrix), [-1])[:8][None]
-  bilinear = tf.raw_ops.ImageProjectiveTransformV3(
-      images=image[None], transforms=inverse, output_shape=tf.constant([SIZE, SIZE + 4]),
-      fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-  np.testing.assert_allclose(fast, bilinear, atol=1e-6)
+  np.testing.assert_allclose(fast, bilinear_reference(image, matrix, (SIZE, SIZE + 4)),
+                             atol=1e-6)
   # A near-mirror (a hair of rotation) must take the bilinear path.
   tilted = transforms.affine_matrix(1e-3, 1.0, tf.zeros(2), flip, SIZE, SIZE + 4)
   assert not np.allclose(transforms.resample(image, tilted, (SIZE, SIZE + 4)), fast)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("angle_deg, scale, shift", [
+    (23.0, 1.4, (3.0, -2.0)),  # enlarged: most samples between pixels
+    (-40.0, 0.6, (-7.5, 4.25)),  # shrunk, reaching outside the image
+])
+def test_warp_is_bilinear_within_opencvs_sampling_step(dtype, channels, angle_deg, scale, shift):
+  rng = np.random.default_rng(1)
+  image = rng.uniform(0, 255 if dtype == np.uint8 else 1, (37, 45, channels)).astype(dtype)
+  matrix = transforms.affine_matrix(math.radians(angle_deg), scale, tf.constant(shift), False,
+                                    37, 45).numpy()
+  matrix = matrix @ np.array([[1, 0, -4.5], [0, 1, 3.25], [0, 0, 1]], np.float32)
+  got = transforms.resample(tf.constant(image), tf.constant(matrix), (30, 34)).numpy()
+  assert got.dtype == dtype and got.shape == (30, 34, channels)
+  want = bilinear_reference(image, matrix, (30, 34))
+  rounding = 0.5 if dtype == np.uint8 else 0.0  # a uint8 warp rounds its values
+  np.testing.assert_allclose(got, want, atol=opencv_warp_tolerance(image) + rounding)
+  # The bound is loose where pixels jump: most values are much closer than it.
+  assert np.median(np.abs(got - want)) < opencv_warp_tolerance(image) / 4
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
@@ -241,6 +260,7 @@ def test_warp_of_an_encoded_image_decodes_only_its_window(fmt, angle_deg, scale,
   window = transforms.warp({**labels, "encoded": encoded}, matrix, output_hw, channels=3)
   assert "encoded" not in window and window["image"].dtype == tf.float32
   # libjpeg decodes a window's pixels as in the whole image, but for the chroma upsampling at
-  # the window's edge (measured: at most 0.55 of a grey level after the bilinear warp).
+  # the window's edge, and the window is warped as uint8, which rounds to a grey level
+  # (measured: at most 0.81 of a grey level apart).
   np.testing.assert_allclose(window["image"], whole["image"], atol=1 / 255)
   np.testing.assert_allclose(window["matrix"], whole["matrix"])

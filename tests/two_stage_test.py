@@ -14,8 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
-from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config,
-                      write_deeplabcut_labels)
+from conftest import (ANIMAL_OFFSETS, animals_frame, bilinear_reference, file_source_config,
+                      opencv_warp_tolerance, write_deeplabcut_labels)
 from kp_jax import (export, exported, find_refine, heatmaps, predict, runs, steps, train,
                     two_stage)
 from kp_jax.data import instances, pipeline, pixels, transforms
@@ -158,15 +158,16 @@ def test_centre_head_reads_back_its_centres_and_sizes():
   assert float(head.compute_loss(outputs, wrong)) == pytest.approx(head.size_weight * 2)
 
 
-def test_jax_warp_equals_the_pipeline_warp():
+def test_jax_warp_is_exact_bilinear_and_equals_the_pipeline_warp():
   rng = np.random.default_rng(0)
   image = rng.uniform(0, 1, (37, 45, 2)).astype(np.float32)
   matrix = transforms.affine_matrix(0.3, 1.4, tf.constant([3.0, -2.0]), False, 37, 45).numpy()
   matrix = matrix @ np.array([[1, 0, -4.5], [0, 1, 3.25], [0, 0, 1]], np.float32)
-  want = transforms.resample(tf.constant(image), tf.constant(matrix), (30, 34)).numpy()
   got = jax.jit(find_refine.warp, static_argnums=2)(image, matrix, (30, 34))
   # Bilinear weights of the same inverse matrix; float32 rounding of coordinates ~1e-5.
-  np.testing.assert_allclose(got, want, atol=2e-4)
+  np.testing.assert_allclose(got, bilinear_reference(image, matrix, (30, 34)), atol=2e-4)
+  pipeline = transforms.resample(tf.constant(image), tf.constant(matrix), (30, 34)).numpy()
+  np.testing.assert_allclose(got, pipeline, atol=opencv_warp_tolerance(image) + 2e-4)
 
 
 def test_crop_matrices_are_the_pipelines_and_map_back_exactly():

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, pixels, synthetic,
+from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, synthetic,
                          tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source, map_labels
@@ -116,7 +116,7 @@ def _eval_ops(data_config, input_hwc):
   ops = [_select(), transforms.to_float, _start_geometry(data_config)]
   if data_config.input_size:
     ops.append(transforms.warp_to_input(input_hwc[:2]))
-  ops += [transforms.normalize_image(data_config, input_hwc[2]), _keep(*EVAL_KEYS)]
+  ops += [transforms.normalize_image(data_config, input_hwc), _keep(*EVAL_KEYS)]
   return _compose(*ops)
 
 
@@ -138,7 +138,7 @@ def _augment_op(data_config, spec: KeypointSpec, input_hwc):
     seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:
     seeded.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
-  normalize = transforms.normalize_image(data_config, input_hwc[2])
+  normalize = transforms.normalize_image(data_config, input_hwc)
 
   def op(example, seed):
     op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(seeded)))
@@ -232,7 +232,7 @@ def _clip_op(data_config, input_hwc, teacher_view: bool):
   clip's own predictions cannot undo. `teacher_view`: a second, independent draw of the same
   frames for the EMA teacher (`teacher`, `teacher_matrix`)."""
   aug = data_config.augment
-  mean, std = pixels.normalisation(data_config, input_hwc[2])
+  normalize = transforms.normalizer(data_config, input_hwc)
   input_hw = input_hwc[:2]
 
   def view(clip, seed):
@@ -242,7 +242,7 @@ def _clip_op(data_config, input_hwc, teacher_view: bool):
     augment, _ = transforms.draw_affine(seed, aug.max_rotation_deg, tuple(aug.scale_range),
                                         aug.max_shift, 0.0, input_hw)
     matrix = augment @ frame
-    return (transforms.warp_clip(clip, matrix, input_hw) - mean) / std, matrix
+    return normalize(transforms.warp_clip(clip, matrix, input_hw)), matrix
 
   def op(clip, seed):
     student_seed, teacher_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
