@@ -113,10 +113,11 @@ def _start_geometry(data_config):
 
 
 def _eval_ops(data_config, input_hwc):
-  ops = [_select(), transforms.to_float, _start_geometry(data_config)]
+  ops = [_select(), _start_geometry(data_config)]
   if data_config.input_size:
     ops.append(transforms.warp_to_input(input_hwc[:2]))
-  ops += [transforms.normalize_image(data_config, input_hwc), _keep(*EVAL_KEYS)]
+  ops += [transforms.to_float, transforms.normalize_image(data_config, input_hwc),
+          _keep(*EVAL_KEYS)]
   return _compose(*ops)
 
 
@@ -132,8 +133,8 @@ def _augment_op(data_config, spec: KeypointSpec, input_hwc):
     lower = [i for i in range(spec.num_keypoints) if i not in upper]
     seeded.append(transforms.half_body(upper, lower, aug.half_body_probability,
                                        aug.half_body_min_keypoints, data_config.box_padding))
-  start, to_float = _start_geometry(data_config), transforms.to_float
-  seeded.append(lambda example, seed: affine(start(to_float(example)), seed))
+  start = _start_geometry(data_config)
+  seeded.append(lambda example, seed: affine(start(example), seed))  # uint8 in, float32 out
   if aug.brightness or aug.contrast or aug.saturation:
     seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:

@@ -30,9 +30,8 @@ def select_keypoints(indices):
 
 
 def to_float(example):
-  """uint8 image -> float32 in [0, 1]. An `encoded` image (Source.load_encoded) is decoded
-  and converted at its warp, so it passes as it is."""
-  if "encoded" in example:
+  """uint8 image -> float32 in [0, 1]; a float32 one (`warp`'s output) passes as it is."""
+  if example["image"].dtype == tf.float32:
     return example
   return {**example, "image": tf.cast(example["image"], tf.float32) / 255.0}
 
@@ -192,15 +191,17 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
   Keypoints that leave the output become invisible; `flip_permutation` relabels left/right
   keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
   example's `matrix` becomes `matrix`. An `encoded` image is decoded here, in the window the
-  warp reads (`decode_window`, `channels` of it), into a float32 output in [0, 1].
+  warp reads (`decode_window`, `channels` of it); a uint8 image becomes a float32 output in
+  [0, 1].
   """
   if "encoded" in example:
     pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels)
     example = {k: v for k, v in example.items() if k != "encoded"}
-    # Warped as uint8 then converted: the conversion touches the crop, not the window.
-    warped = tf.cast(resample(pixels, window_matrix, output_hw), tf.float32) / 255.0
+    warped = resample(pixels, window_matrix, output_hw)
   else:
     warped = resample(example["image"], matrix, output_hw)
+  if warped.dtype == tf.uint8:  # converted after the warp: it touches the crop, not the image
+    warped = tf.cast(warped, tf.float32) / 255.0
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
@@ -224,8 +225,8 @@ def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, fl
   """Random rotation, scale, shift (fraction of the size) and flip in the model input's frame,
   from one stateless draw, composed with the example's `matrix` and applied by one warp.
 
-  Returns an op `(example, seed) -> example`, for a float32 image or an `encoded` one of
-  `channels`.
+  Returns an op `(example, seed) -> example`, for a uint8 or float32 image or an `encoded`
+  one of `channels`.
   """
   def op(example, seed):
     augment, flip = draw_affine(seed, max_rotation_deg, scale_range, max_shift,
