@@ -7,10 +7,10 @@ Compare with the model's images/s (benchmarks/models.py): the step waits for inp
 pipeline is slower, and on a 2-core CPU the two share the cores.
 
 --coco_like N writes N COCO-sized RGB JPEGs (640x480, quality 90, two to four people each
-with 17 keypoints) and runs `configs/coco_person.py`'s pipeline on them: each
-instance decoded, cropped to 256x192 with its full augmentation (rotation, scale, flip,
-half-body). It prints crops/s, crops/s per host core (tf.data uses every core) and crops per
-CPU-second the process spent, the figures to hold against an accelerator's appetite (an H200
+with 17 keypoints) and runs `configs/coco_person.py`'s pipeline on them: each instance
+cropped to 256x192 with its full augmentation (rotation, scale, flip, half-body), its pixels
+from each of three decodings (DECODINGS). It prints crops/s, crops/s per host core (tf.data
+uses every core) and crops per CPU-second the process spent, the figures to hold against an accelerator's appetite (an H200
 training SimpleBaseline-R50 in bf16 took 5,441 crops/s: 340 from each core of a 16-core host).
 """
 
@@ -61,12 +61,22 @@ def write_coco_like(folder: str, num_images: int, seed: int = 0) -> str:
   return path
 
 
-def examples_per_second(config, batches: int, whole_images: bool = False) -> tuple[float, float]:
+# --coco_like's decodings: how each crop gets its pixels.
+DECODINGS = {
+    "whole image": "each instance's JPEG decoded whole, as before window decoding",
+    "crop's window": "each instance's JPEG decoded in its crop's window (coco_person's path)",
+    "in memory": "decoded once, kept in memory (`data.cache`, for sets that fit in RAM)",
+}
+
+
+def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float, float]:
   """(examples/s, examples per CPU-second of this process: what each core busy with the
-  pipeline delivers, whether or not tf.data keeps every core busy)."""
+  pipeline delivers, whether or not tf.data keeps every core busy); `decoding`: a DECODINGS
+  key, or "" for the config as it is."""
   source = pipeline.get_source(config.data)
-  if whole_images:  # each image decoded whole, as before window decoding
+  if decoding == "whole image":
     source = dataclasses.replace(source, load_encoded=None)
+  config.data.cache = decoding == "in memory" or (not decoding and config.data.cache)
   stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
   for _ in range(20):  # fills the cache and the prefetch buffer
     next(stream)
@@ -85,12 +95,14 @@ def main():
   parser.add_argument("--coco_like", type=int, default=0,
                       help="images of a COCO-like set to run configs/coco_person.py's pipeline on")
   parser.add_argument("--rounds", type=int, default=1,
-                      help="--coco_like: rounds of (whole-image decoding, window decoding)")
+                      help="--coco_like: rounds of the three decodings (DECODINGS)")
   args = parser.parse_args()
   cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
                        text=True).stdout.split(":")[-1].strip()
   cores = os.cpu_count()
   print(f"CPU: {cpu}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
+  if args.coco_like:
+    print("".join(f"- {decoding}: {meaning}\n" for decoding, meaning in DECODINGS.items()))
   print("| config | decoding | batch | examples/s (pipeline alone) | per core | per CPU-second |\n"
         "|---|---|---|---|---|---|")
   if not args.coco_like:
@@ -103,9 +115,9 @@ def main():
   path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), args.coco_like)
   config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
   name = f"`configs/coco_person.py` on {args.coco_like} COCO-sized JPEGs"
-  for _ in range(args.rounds):  # alternating, so both see the machine alike
-    for whole, decoding in ((True, "whole image"), (False, "crop's window")):
-      rate, per_cpu_second = examples_per_second(config, args.batches, whole)
+  for _ in range(args.rounds):  # alternating, so all see the machine alike
+    for decoding in DECODINGS:
+      rate, per_cpu_second = examples_per_second(config, args.batches, decoding)
       print(f"| {name} | {decoding} | {config.batch_size} | {rate:.0f} | {rate / cores:.0f} | "
             f"{per_cpu_second:.0f} |", flush=True)
 
