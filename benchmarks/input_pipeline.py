@@ -2,6 +2,7 @@
 
   python benchmarks/input_pipeline.py [configs/default.py] [--batches 200]
   python benchmarks/input_pipeline.py --coco_like 300   # accelerator-scale capacity check
+  python benchmarks/input_pipeline.py --ops             # its pieces, one core, ms a call
 
 Compare with the model's images/s (benchmarks/models.py): the step waits for input when the
 pipeline is slower, and on a 2-core CPU the two share the cores.
@@ -10,8 +11,9 @@ pipeline is slower, and on a 2-core CPU the two share the cores.
 with 17 keypoints) and runs `configs/coco_person.py`'s pipeline on them: each instance
 cropped to 256x192 with its full augmentation (rotation, scale, flip, half-body), its pixels
 from each of three decodings (DECODINGS). It prints crops/s, crops/s per host core (tf.data
-uses every core) and crops per CPU-second the process spent, the figures to hold against an accelerator's appetite (an H200
-training SimpleBaseline-R50 in bf16 took 5,441 crops/s: 340 from each core of a 16-core host).
+uses every core) and crops per CPU-second the process spent, the figures to hold against an
+accelerator's appetite (an H200 training SimpleBaseline-R50 in bf16 took 5,441 crops/s: 340
+from each core of a 16-core host).
 """
 
 import argparse
@@ -23,10 +25,11 @@ import tempfile
 import time
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from config_shapes import load_config
-from kp_jax.data import pipeline
+from kp_jax.data import pipeline, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
 
@@ -88,6 +91,45 @@ def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float
           examples / (time.process_time() - cpu_start))
 
 
+def time_ops(calls: int = 300):
+  """Milliseconds a call on one core of the pieces a crop costs, on one of --coco_like's JPEGs,
+  with the alternatives kp-jax had before."""
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  folder = tempfile.mkdtemp(prefix="kp_jax_coco_like_")
+  write_coco_like(folder, 1)
+  encoded = tf.io.read_file(os.path.join(folder, "000001.jpg"))
+  image = tf.io.decode_jpeg(encoded, channels=3)
+  window = image[100:350, 200:500]  # 250x300: a person's crop window
+  matrix = tf.constant([[0.8, 0.1, -20.0], [-0.1, 0.8, 10.0], [0.0, 0.0, 1.0]])
+  crop = tf.random.uniform((256, 192, 3))
+  mean, std = tf.constant([0.485, 0.456, 0.406]), tf.constant([0.229, 0.224, 0.225])
+  full_shape = transforms.normalizer(load_config("configs/coco_person.py").data, (256, 192, 3))
+  # ImageProjectiveTransformV3 takes the output -> source map, flattened to 8 numbers.
+  inverse = tf.reshape(tf.linalg.inv(matrix), [-1])[:8]
+  ops = {
+      "decode the 640x480 JPEG whole": lambda: tf.io.decode_jpeg(encoded, channels=3),
+      "decode a 250x300 window of it": lambda: tf.image.decode_and_crop_jpeg(
+          encoded, [100, 200, 250, 300], channels=3),
+      "warp the window to 256x192, TensorFlow (before)":
+          lambda: tf.raw_ops.ImageProjectiveTransformV3(
+              images=tf.cast(window, tf.float32)[None] / 255, transforms=inverse[None],
+              output_shape=[256, 192], fill_value=0.0, interpolation="BILINEAR"),
+      "warp the window to 256x192, OpenCV (after)": lambda: transforms.resample(
+          window, matrix, (256, 192)),
+      "normalise a crop, per-channel mean and std (before)": lambda: (crop - mean) / std,
+      "normalise a crop, full-shape mean and std (after)": lambda: full_shape(crop),
+  }
+  print("| op, one core | ms a call |\n|---|---|")
+  for name, op in ops.items():
+    op = tf.function(op)
+    op()
+    start = time.perf_counter()
+    for _ in range(calls):
+      op()
+    print(f"| {name} | {(time.perf_counter() - start) / calls * 1e3:.2f} |", flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("config", nargs="?", default="configs/default.py")
@@ -96,11 +138,14 @@ def main():
                       help="images of a COCO-like set to run configs/coco_person.py's pipeline on")
   parser.add_argument("--rounds", type=int, default=1,
                       help="--coco_like: rounds of the three decodings (DECODINGS)")
+  parser.add_argument("--ops", action="store_true", help="time the pipeline's pieces instead")
   args = parser.parse_args()
   cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
                        text=True).stdout.split(":")[-1].strip()
   cores = os.cpu_count()
   print(f"CPU: {cpu}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
+  if args.ops:
+    return time_ops()
   if args.coco_like:
     print("".join(f"- {decoding}: {meaning}\n" for decoding, meaning in DECODINGS.items()))
   print("| config | decoding | batch | examples/s (pipeline alone) | per core | per CPU-second |\n"

@@ -39,8 +39,9 @@ def to_float(example):
 def normalizer(data_config, input_hwc):
   """float32 images [..., H, W, C] in [0, 1] -> (image - mean) / std (`pixels.normalisation`).
   The statistics are laid out over the whole input: TensorFlow's CPU kernels apply a
-  same-shape operand ~6x faster than they broadcast a per-channel one (0.28 against 1.6 ms a
-  256x192 RGB crop on one core), which made this the costliest op after the JPEG decode."""
+  same-shape operand 5-8x faster than they broadcast a per-channel one (0.22-0.26 against
+  1.2-1.8 ms a 256x192 RGB crop on one core, `benchmarks/input_pipeline.py --ops`), which
+  made this the costliest op after the JPEG decode."""
   mean, std = (tf.constant(np.broadcast_to(value, input_hwc))
                for value in pixels.normalisation(data_config, input_hwc[2]))
   return lambda image: (image - mean) / std
@@ -118,10 +119,11 @@ def move_keypoints(keypoints, visible, matrix, output_hw):
 
 def _bilinear_warp(image, matrix, output_hw):
   """NumPy [h, w, C] -> [H, W, C] of the same dtype through `matrix` (source -> output
-  pixels, centres at integers), bilinear, zero outside: OpenCV's `warpAffine`, 25x faster
-  than TensorFlow's ImageProjectiveTransformV3 on a 256x192 RGB crop (0.12 against 3.1 ms,
-  benchmarks/input_pipeline.py). As in MMPose, it samples at 1/32-pixel positions (off by at
-  most 1/64 px per axis) and rounds a uint8 image's values."""
+  pixels, centres at integers), bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster
+  than TensorFlow's ImageProjectiveTransformV3 for a 256x192 RGB crop in the pipeline (0.4
+  against 3.2 ms a core, the NumPy call included; `benchmarks/input_pipeline.py --ops`). As in
+  MMPose, it samples at 1/32-pixel positions (off by at most 1/64 px per axis) and rounds a
+  uint8 image's values."""
   height, width = output_hw
   warped = cv2.warpAffine(image, matrix[:2].astype(np.float64), (width, height),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
