@@ -2,9 +2,12 @@
 # A lent GPU's session (docs/benchmarks.md, "On a GPU"): the machine and versions, then every
 # row of benchmarks/accelerator.py in bf16 with a fresh compilation cache (cold), then kp-jax's
 # rows again from that cache (warm). Rows are written as they finish, so a session cut short
-# keeps what it measured.
+# keeps what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is
+# set, a third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one transformer block,
+# one block with the classic decoder, and the whole model without XLA's autotuner.
 #
-#   bash benchmarks/accelerator_session.sh OUT_DIR COLD_BUDGET_S WARM_BUDGET_S [CONFIG ...]
+#   [DIAGNOSE_BUDGET_S=S] bash benchmarks/accelerator_session.sh OUT_DIR COLD_BUDGET_S \
+#       WARM_BUDGET_S [CONFIG ...]
 set -u
 out=$1 cold_budget=$2 warm_budget=$3
 shift 3
@@ -28,3 +31,16 @@ echo "== cold: ${configs[*]}"
 echo "== warm (the same rows, kp-jax, from the cache)"
 "${bench[@]}" --frameworks kp-jax --budget_s "$warm_budget" --json "$out/warm.jsonl" \
   --log "$out/warm.log"
+vitpose_failed=$(python3 -c "import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print(any(r['framework'] == 'kp-jax' and r['config'] == 'coco_vitpose_b'
+          and r['status'] != 'ok' and not r['status'].startswith('not started') for r in rows))
+" "$out/cold.jsonl" 2>/dev/null)
+if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
+  echo "== diagnose: kp-jax's ViTPose-B failed cold"
+  diagnose=("${bench[@]}" --frameworks kp-jax --budget_s $((DIAGNOSE_BUDGET_S / 2))
+            --json "$out/diagnose.jsonl" --log "$out/diagnose.log")
+  "${diagnose[@]}" --configs coco_vitpose_b:model.backbone.depth=1 \
+      "coco_vitpose_b:model.backbone.depth=1,model.head.upsample=bilinear,model.head.final_kernel=3"
+  "${diagnose[@]}" --configs coco_vitpose_b --xla_flags=--xla_gpu_autotune_level=0
+fi
