@@ -3,8 +3,9 @@
 # row of benchmarks/accelerator.py in bf16 with a fresh compilation cache (cold), then kp-jax's
 # rows again from that cache (warm). Rows are written as they finish, so a session cut short
 # keeps what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is
-# set, a third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one transformer block,
-# one block with the classic decoder, and the whole model without XLA's autotuner.
+# set, a third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA
+# H200"): one transformer block, one block with the classic decoder, and the whole model
+# without XLA's autotuner.
 #
 #   [DIAGNOSE_BUDGET_S=S] bash benchmarks/accelerator_session.sh OUT_DIR COLD_BUDGET_S \
 #       WARM_BUDGET_S [CONFIG ...]

@@ -29,7 +29,7 @@ import tensorflow as tf
 from PIL import Image
 
 from config_shapes import load_config
-from kp_jax.data import pipeline, transforms
+from kp_jax.data import pipeline, pixels, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
 
@@ -79,7 +79,8 @@ def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float
   source = pipeline.get_source(config.data)
   if decoding == "whole image":
     source = dataclasses.replace(source, load_encoded=None)
-  config.data.cache = decoding == "in memory" or (not decoding and config.data.cache)
+  if decoding:
+    config.data.cache = decoding == "in memory"
   stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
   for _ in range(20):  # fills the cache and the prefetch buffer
     next(stream)
@@ -103,8 +104,9 @@ def time_ops(calls: int = 300):
   window = image[100:350, 200:500]  # 250x300: a person's crop window
   matrix = tf.constant([[0.8, 0.1, -20.0], [-0.1, 0.8, 10.0], [0.0, 0.0, 1.0]])
   crop = tf.random.uniform((256, 192, 3))
-  mean, std = tf.constant([0.485, 0.456, 0.406]), tf.constant([0.229, 0.224, 0.225])
-  full_shape = transforms.normalizer(load_config("configs/coco_person.py").data, (256, 192, 3))
+  data = load_config("configs/coco_person.py").data
+  mean, std = (tf.constant(value) for value in pixels.normalisation(data, 3))  # per channel
+  full_shape = transforms.normalizer(data, (256, 192, 3))
   # ImageProjectiveTransformV3 takes the output -> source map, flattened to 8 numbers.
   inverse = tf.reshape(tf.linalg.inv(matrix), [-1])[:8]
   ops = {

@@ -134,7 +134,7 @@ def _augment_op(data_config, spec: KeypointSpec, input_hwc):
     seeded.append(transforms.half_body(upper, lower, aug.half_body_probability,
                                        aug.half_body_min_keypoints, data_config.box_padding))
   start = _start_geometry(data_config)
-  seeded.append(lambda example, seed: affine(start(example), seed))  # uint8 in, float32 out
+  seeded.append(lambda example, seed: affine(start(example), seed))  # the warp makes it float32
   if aug.brightness or aug.contrast or aug.saturation:
     seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:

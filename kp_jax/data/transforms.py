@@ -29,11 +29,14 @@ def select_keypoints(indices):
   return op
 
 
+def unit_float(image):
+  """uint8 pixels -> float32 in [0, 1]; float32 ones (already converted) pass as they are."""
+  return image if image.dtype == tf.float32 else tf.cast(image, tf.float32) / 255.0
+
+
 def to_float(example):
-  """uint8 image -> float32 in [0, 1]; a float32 one (`warp`'s output) passes as it is."""
-  if example["image"].dtype == tf.float32:
-    return example
-  return {**example, "image": tf.cast(example["image"], tf.float32) / 255.0}
+  """The example's image -> `unit_float`'s output (a no-op after `warp`, which converts)."""
+  return {**example, "image": unit_float(example["image"])}
 
 
 def normalizer(data_config, input_hwc):
@@ -202,8 +205,7 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
     warped = resample(pixels, window_matrix, output_hw)
   else:
     warped = resample(example["image"], matrix, output_hw)
-  if warped.dtype == tf.uint8:  # converted after the warp: it touches the crop, not the image
-    warped = tf.cast(warped, tf.float32) / 255.0
+  warped = unit_float(warped)  # converted after the warp: it touches the crop, not the image
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
@@ -256,8 +258,7 @@ def warp_clip(clip, matrix, output_hw):
   def frames(clip, matrix):
     return np.stack([_bilinear_warp(frame, matrix, output_hw) for frame in clip])
   warped = tf.numpy_function(frames, [clip, matrix], tf.uint8, stateful=False)
-  warped = tf.ensure_shape(warped, [clip.shape[0], *output_hw, clip.shape[-1]])
-  return tf.cast(warped, tf.float32) / 255.0
+  return unit_float(tf.ensure_shape(warped, [clip.shape[0], *output_hw, clip.shape[-1]]))
 
 
 def half_body(upper, lower, probability: float, min_keypoints: int, padding: float):
