@@ -151,7 +151,7 @@ def random_batch(batch_size: int, shape, keypoints: int):
   def make(key):
     image_key, point_key = jax.random.split(key)
     size = jnp.array([shape[1], shape[0]], jnp.float32)
-    return {"image": jax.random.uniform(image_key, (batch_size, *shape)),
+    return {"image": jax.random.bits(image_key, (batch_size, *shape), jnp.uint8),  # pixels
             "keypoints": jax.random.uniform(point_key, (batch_size, keypoints, 2)) * size,
             "visible": jnp.ones((batch_size, keypoints)),
             "norm": jnp.ones((batch_size,))}
@@ -163,6 +163,7 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   import jax  # noqa: PLC0415
 
   from kp_jax import compilation_cache, steps  # noqa: PLC0415
+  from kp_jax.data import pixels  # noqa: PLC0415
   from kp_jax.models import create_model  # noqa: PLC0415
   compilation_cache.enable(cache_dir)
   cache_hits = []  # programs read back from the persistent cache: a warm row's are all of them
@@ -172,7 +173,8 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
   parallel = steps.make_parallel("jit", head, ema_decay=config.optimizer.ema_decay,
-                                 seed=config.seed)
+                                 seed=config.seed,
+                                 image_stats=pixels.normalisation(config.data, shape[2]))
   holder = {"state": parallel.put_state(
       steps.create_train_state(config, model, shape, jax.random.key(0)))}
   batch = random_batch(batch_size, shape, keypoints)
@@ -256,7 +258,10 @@ def torch_loss(torch, config, keypoints: int, batch_size: int, shape, device: st
 
 
 def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled) -> dict:
+  import numpy as np  # noqa: PLC0415
   import torch  # noqa: PLC0415
+
+  from kp_jax.data import pixels  # noqa: PLC0415
   shape = input_shape(config.data)
   network = torch_network(name, config, keypoints, shape[2])
   if network is None:
@@ -270,13 +275,16 @@ def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled)
   optimizer = torch_optimizer(torch, network, config.optimizer, fused=cuda)
   forward = torch.compile(network) if compiled else network
   clip = config.optimizer.grad_clip_norm
-  x = torch.rand(batch_size, shape[2], shape[0], shape[1], device=device).to(
-      memory_format=torch.channels_last)
+  # uint8 pixels normalised in the step, as kp-jax's batches are (kp_jax/data/pixels.py).
+  x = torch.randint(0, 256, (batch_size, shape[2], shape[0], shape[1]), dtype=torch.uint8,
+                    device=device).to(memory_format=torch.channels_last)
+  mean, std = (torch.tensor(np.reshape(value, (-1, 1, 1)), device=device)
+               for value in pixels.normalisation(config.data, shape[2]))
 
   def step():
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-      out = forward(x)
+      out = forward((x.float() / 255 - mean) / std)
     loss_fn(out).backward()
     if clip:
       torch.nn.utils.clip_grad_norm_(network.parameters(), clip, foreach=True)

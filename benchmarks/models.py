@@ -27,6 +27,7 @@ import numpy as np
 
 from config_shapes import input_shape, keypoint_count, load_config
 from kp_jax import flops, steps
+from kp_jax.data import pixels
 from kp_jax.models import create_model
 
 
@@ -47,10 +48,12 @@ def images_per_second(config, num_steps: int = 10, batch_size: int | None = None
   state = steps.create_train_state(config, model, shape, jax.random.key(0))
   rng = np.random.default_rng(0)
   b = batch_size or config.batch_size
-  batch = {"image": rng.normal(size=(b, *shape)).astype(np.float32),
+  batch = {"image": rng.integers(0, 256, size=(b, *shape), dtype=np.uint8),
            "keypoints": rng.uniform(0, min(shape[:2]) - 1, size=(b, k, 2)).astype(np.float32),
            "visible": np.ones((b, k), np.float32)}
-  step = jax.jit(functools.partial(steps.train_step, head=head), donate_argnums=(0,))
+  step = jax.jit(functools.partial(steps.train_step, head=head,
+                                   image_stats=pixels.normalisation(config.data, shape[2])),
+                 donate_argnums=(0,))
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   start = time.perf_counter()

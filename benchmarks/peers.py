@@ -89,7 +89,9 @@ def kp_jax(model_name, steps, rounds, kernels="auto"):
   model, head = create_model(config.model, keypoints, shape[:2])
   state = kp_steps.create_train_state(config, model, shape, jax.random.key(0))
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  parallel = kp_steps.make_parallel("jit", head)
+  # The peers' random images are their network's input already: kp-jax's step takes them
+  # as pixels in [0, 1] and normalises them by mean 0, std 1, which leaves them as they are.
+  parallel = kp_steps.make_parallel("jit", head, image_stats=(0.0, 1.0))
   images, targets = random_batch(model_name)
   batch = {"image": images, "keypoints": points_px(model_name, targets),
            "visible": np.ones((batch_size, keypoints), np.float32),

@@ -21,6 +21,7 @@ import numpy as np
 
 from config_shapes import input_shape, keypoint_count, load_config
 from kp_jax import steps
+from kp_jax.data import pixels
 from kp_jax.models import create_model
 
 def main():
@@ -37,10 +38,11 @@ def main():
   batch_size = args.batch or config.batch_size
   model, head = create_model(config.model, keypoints, shape[:2])
   state = steps.create_train_state(config, model, shape, jax.random.key(0))
-  parallel = steps.make_parallel("jit", head)
+  parallel = steps.make_parallel("jit", head,
+                                 image_stats=pixels.normalisation(config.data, shape[2]))
   rng = np.random.default_rng(0)
   batch = parallel.put_batch({
-      "image": rng.uniform(0, 1, (batch_size, *shape)).astype(np.float32),
+      "image": rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8),
       "keypoints": rng.uniform(0, min(shape[:2]), (batch_size, keypoints, 2)).astype(
           np.float32),
       "visible": np.ones((batch_size, keypoints), np.float32),

@@ -15,7 +15,7 @@ from absl import logging
 from etils import epath
 
 from kp_jax import coco_eval, metrics, poses, steps
-from kp_jax.data import coco, pipeline
+from kp_jax.data import coco, pipeline, pixels
 from kp_jax.exported import to_source_pixels
 from kp_jax.runs import load_run
 
@@ -139,7 +139,9 @@ def evaluate_run(workdir: str, split: str, output_dir: str | None = None,
   if spec.names != run.keypoint_names:
     raise ValueError(f"{workdir}: the checkpoint's keypoints {run.keypoint_names} differ from "
                      f"its config's data ({spec.names}).")
-  parallel = steps.make_parallel("jit", run.head, flip_permutation=run.flip_permutation)
+  parallel = steps.make_parallel("jit", run.head, flip_permutation=run.flip_permutation,
+                                 image_stats=pixels.normalisation(config.data,
+                                                                  run.image_shape[2]))
   mean_shape = (pipeline.training_mean_shape(config.data, source) if run.mean_shape is None
                 else run.mean_shape)
   collected = []

@@ -37,7 +37,7 @@ from absl import app, flags, logging
 from etils import epath
 
 from kp_jax import compilation_cache, find_refine, steps
-from kp_jax.data.pixels import normalisation
+from kp_jax.data.pixels import model_input, normalisation
 from kp_jax.runs import load_run
 from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 
@@ -52,7 +52,7 @@ def serving_function(run):
   mean, std = normalisation(run.config.data, run.image_shape[2])
 
   def serve(pixels):
-    return steps.predict(run.model.apply, variables, (pixels / 255.0 - mean) / std,
+    return steps.predict(run.model.apply, variables, model_input(pixels / 255.0, mean, std),
                          head=run.head, flip_permutation=run.flip_permutation)
   return serve
 

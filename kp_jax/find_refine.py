@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kp_jax import steps
+from kp_jax.data import pixels
 
 
 def centred_matrix(centre, scale, output_hw):
@@ -100,7 +101,7 @@ class Stages:
 
 
 def _normalize(stages: Stages, images):
-  return (images - stages.image_mean) / stages.image_std
+  return pixels.model_input(images, stages.image_mean, stages.image_std)
 
 
 def find(stages: Stages, centre_variables, frames) -> dict:

@@ -103,6 +103,7 @@ def model_macs(config, num_keypoints: int, image_shape, count_inserted_zeros: bo
            "keypoints": jax.ShapeDtypeStruct((1, num_keypoints, 2), jnp.float32),
            "visible": jax.ShapeDtypeStruct((1, num_keypoints), jnp.float32),
            "norm": jax.ShapeDtypeStruct((1,), jnp.float32)}
-  train = lambda state, batch: steps.train_step(state, batch, head=head)
+  train = lambda state, batch: steps.train_step(state, batch, head=head,
+                                                image_stats=(0.0, 1.0))  # no multiply-adds
   return {"forward": macs(model.apply, variables, image, **options),
           "train_step": macs(train, state, batch, **options)}

@@ -123,8 +123,8 @@ class Predictor(Drawing):
     matrix32 = tf.constant(matrix, tf.float32)
     mean, std = pixels.normalisation(self.config.data, self.image_shape[2])
     # The training pipeline's own warp, so predictions see inputs made as in training.
-    inputs = np.stack([(transforms.resample(tf.constant(image, tf.float32), matrix32,
-                                            self.image_shape[:2]).numpy() - mean) / std
-                       for image in images])
+    inputs = np.stack([pixels.model_input(transforms.resample(
+        tf.constant(image, tf.float32), matrix32, self.image_shape[:2]).numpy(), mean, std)
+        for image in images])
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood

@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from kp_jax import metrics
+from kp_jax.data import pixels
 
 AXIS_NAME = "batch"  # the pmap axis over which gradients, BN statistics and metric sums reduce
 PARALLEL_MODES = ("auto", "jit", "pmap")
@@ -169,11 +170,12 @@ def checkpointable(state: TrainState) -> dict:
 # Pure steps.
 
 
-def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | None = None,
-               seed: int = 0, unsupervised=None):
-  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params}). Layers that
-  draw random numbers in training (drop path) get the "dropout" stream of `seed` and the
-  step (and the replica, under pmap).
+def train_step(state, batch, *, head, image_stats, ema_decay: float = 0.0,
+               axis_name: str | None = None, seed: int = 0, unsupervised=None):
+  """One update on `batch`; returns (new state, {loss, l2_grads, l2_params}). Its images
+  (uint8 pixels) become the network's input here, normalised by `image_stats` (mean, std:
+  `pixels.normalisation`). Layers that draw random numbers in training (drop path) get the
+  "dropout" stream of `seed` and the step (and the replica, under pmap).
 
   With `unsupervised` (kp_jax.unsupervised.Unsupervised) and the batch's clips of unlabelled
   frames (`unlabelled` [U, T, H, W, C], with their `unlabelled_matrix`, and for the
@@ -184,14 +186,15 @@ def train_step(state, batch, *, head, ema_decay: float = 0.0, axis_name: str | N
   rng = jax.random.fold_in(jax.random.key(seed), state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-  images = batch["image"]
+  images = pixels.model_input(batch["image"], *image_stats)
   clips = batch.get("unlabelled") if unsupervised is not None else None
   if clips is not None:  # one forward pass: BatchNorm sees labelled and unlabelled frames
-    images = jnp.concatenate([images, clips.reshape(-1, *clips.shape[2:])])
+    frames = clips.reshape(-1, *clips.shape[2:])
+    images = jnp.concatenate([images, pixels.model_input(frames, *image_stats)])
     teacher = None
     if "teacher" in batch:
-      teacher = state.apply_fn(eval_variables(state), batch["teacher"].reshape(
-          -1, *clips.shape[2:]))
+      teacher = state.apply_fn(eval_variables(state), pixels.model_input(
+          batch["teacher"].reshape(frames.shape), *image_stats))
   labelled = len(batch["image"])
 
   def loss_fn(params):
@@ -242,12 +245,14 @@ def eval_variables(state):
   return {"params": state.ema_params, "batch_stats": state.batch_stats}
 
 
-def eval_step(state, batch, mean_shape, *, head, flip_permutation=None,
+def eval_step(state, batch, mean_shape, *, head, image_stats, flip_permutation=None,
               axis_name: str | None = None):
   """(metric sums of the model and of the mean-shape baseline, per-keypoint sums, and the
-  (predictions, likelihoods)) on a (masked) batch carrying its crop `matrix`."""
+  (predictions, likelihoods)) on a (masked) batch carrying its crop `matrix`; its images
+  normalised by `image_stats` as in `train_step`."""
+  images = pixels.model_input(batch["image"], *image_stats)
   pred, likelihood = head.match_labels(
-      *predict(state.apply_fn, eval_variables(state), batch["image"], head=head,
+      *predict(state.apply_fn, eval_variables(state), images, head=head,
                flip_permutation=flip_permutation), batch["keypoints"])
   baseline = jnp.broadcast_to(mean_shape, pred.shape)
   real = batch["mask"][:, None, None] > 0  # padding rows have no crop matrix to invert
@@ -345,15 +350,19 @@ def one_in_flight(step: Callable) -> Callable:
   return synchronous
 
 
-def make_parallel(mode: str, head, *, ema_decay: float = 0.0, flip_permutation=None,
-                  seed: int = 0, shard_state: bool = False, unsupervised=None) -> Parallel:
-  """Steps for `mode` ("jit" or "pmap", as resolved); under pmap the model's BatchNorm must
-  name AXIS_NAME. `shard_state` (jit only): the state split over the devices (`fsdp_spec`)
-  rather than copied to each; XLA gathers each layer's parameters where the step needs them
-  and reduce-scatters the gradients, so the step computes what the replicated one does."""
-  train = functools.partial(train_step, head=head, ema_decay=ema_decay, seed=seed,
-                            unsupervised=unsupervised)
-  evaluate_batch = functools.partial(eval_step, head=head, flip_permutation=flip_permutation)
+def make_parallel(mode: str, head, *, image_stats, ema_decay: float = 0.0,
+                  flip_permutation=None, seed: int = 0, shard_state: bool = False,
+                  unsupervised=None) -> Parallel:
+  """Steps for `mode` ("jit" or "pmap", as resolved), making the network's input from the
+  batches' pixels with `image_stats` (`pixels.normalisation`); under pmap the model's
+  BatchNorm must name AXIS_NAME. `shard_state` (jit only): the state split over the devices
+  (`fsdp_spec`) rather than copied to each; XLA gathers each layer's parameters where the step
+  needs them and reduce-scatters the gradients, so the step computes what the replicated one
+  does."""
+  train = functools.partial(train_step, head=head, image_stats=image_stats,
+                            ema_decay=ema_decay, seed=seed, unsupervised=unsupervised)
+  evaluate_batch = functools.partial(eval_step, head=head, image_stats=image_stats,
+                                     flip_permutation=flip_permutation)
   if mode == "pmap":
     if shard_state:
       raise ValueError("config.shard_state=True needs config.parallel='jit' (or 'auto').")

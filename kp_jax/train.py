@@ -22,7 +22,7 @@ from clu import metric_writers, periodic_actions
 from etils import epath
 
 from kp_jax import checkpoint, evaluation, pretrained, steps, unsupervised, visualize
-from kp_jax.data import pipeline
+from kp_jax.data import pipeline, pixels
 from kp_jax.models import create_model
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +156,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model, head = create_model(config.model, spec.num_keypoints, image_shape[:2],
                              axis_name=steps.AXIS_NAME if mode == "pmap" else None)
   flip_permutation = np.array(spec.flip_permutation()) if config.flip_test else None
-  parallel = steps.make_parallel(mode, head, ema_decay=config.optimizer.ema_decay,
+  image_stats = pixels.normalisation(config.data, image_shape[2])
+  parallel = steps.make_parallel(mode, head, image_stats=image_stats,
+                                 ema_decay=config.optimizer.ema_decay,
                                  flip_permutation=flip_permutation, seed=config.seed,
                                  shard_state=config.get("shard_state", False),
                                  unsupervised=unsupervised.fit(config, source))
@@ -276,8 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       with _finishing("Drawing predictions.png"):
         batch = next(pipeline.eval_iterator(config, source, "validation", local_devices=1))
         images = batch["image"][:visualize.GRID_COUNT]  # predict only the images drawn
-        pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state), images,
-                                         head=head, flip_permutation=flip_permutation)
+        pred, likelihood = steps.predict(model.apply, steps.eval_variables(host_state),
+                                         pixels.model_input(images, *image_stats), head=head,
+                                         flip_permutation=flip_permutation)
         visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
                             np.asarray(likelihood), batch["keypoints"][:len(images)],
                             batch["visible"][:len(images)],

@@ -8,18 +8,12 @@ import numpy as np
 from etils import epath
 from PIL import Image, ImageDraw, ImageFont
 
-from kp_jax.data import pixels
 
 # matplotlib's "tab10": distinct colours for up to 10 keypoints.
 TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
          (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 GRID_TILE = 192  # the grid's images are scaled up (by a whole factor) to about this size
 WHITE = (255, 255, 255)
-
-
-def denormalize(image, data_config):
-  mean, std = pixels.normalisation(data_config, image.shape[-1])
-  return np.clip(image * std + mean, 0.0, 1.0)
 
 
 def keypoint_colors(num_keypoints: int) -> np.ndarray:
@@ -88,7 +82,7 @@ GRID_COUNT = 24  # validation images that predictions.png shows
 
 def save_grid(path, images, pred, likelihood, true, visible, spec, config, columns=6,
               count=GRID_COUNT):
-  """Validation images (model inputs [N, H, W, C], keypoints in their pixels): predictions
+  """Validation images (uint8 model inputs [N, H, W, C], keypoints in their pixels): predictions
   (circles) and true keypoints (crosses), a colour each, named in a legend beside the grid."""
   count = min(count, len(images))
   columns = min(columns, count)
@@ -103,8 +97,7 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   grid = Image.new("RGB", (columns * step_x + legend_width, grid_height), (32, 32, 32))
   to_tile = lambda p: (np.asarray(p, np.float64) + 0.5) * scale - 0.5  # pixel centres
   for i in range(count):
-    image = (denormalize(images[i], config.data) * 255).round().astype(np.uint8)
-    image = np.repeat(np.repeat(image, scale, 0), scale, 1)
+    image = np.repeat(np.repeat(images[i], scale, 0), scale, 1)
     tile = draw_frame(np.repeat(image, 3, -1) if image.shape[-1] == 1 else image,
                       to_tile(pred[i]), likelihood[i], spec.names, spec.skeleton_indices(),
                       config.likelihood_cutoff, to_tile(true[i]), visible[i], legend=False)

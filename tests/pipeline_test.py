@@ -1,10 +1,11 @@
 import itertools
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import NUM_DEVICES
-from kp_jax.data import pipeline
+from kp_jax.data import pipeline, pixels
 from kp_jax.data.keypoints import FACE5_NAMES
 
 
@@ -17,7 +18,7 @@ def test_train_batches_are_global_batch_shaped(config):
   source = pipeline.get_source(config.data)
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES))
   assert batch["image"].shape == (config.batch_size, 32, 32, 1)
-  assert batch["image"].dtype == np.float32
+  assert batch["image"].dtype == np.uint8  # pixels: the compiled step normalises them
   assert batch["keypoints"].shape == (config.batch_size, 15, 2)
   assert batch["visible"].shape == (config.batch_size, 15)
   assert batch["norm"].shape == (config.batch_size,)
@@ -130,3 +131,17 @@ def test_configuration_errors_name_the_key(config):
                                        r"the number of devices \(4\)"):
     next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                  local_devices=NUM_DEVICES))
+
+
+def test_model_input_normalises_pixels_per_channel():
+  mean, std = pixels.normalisation(dict(zip(("image_mean", "image_std"),
+                                            pixels.MMPOSE_NORMALISATION)), 3)
+  image = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+  want = (image / 255.0 - np.array(pixels.MMPOSE_NORMALISATION[0])) / np.array(
+      pixels.MMPOSE_NORMALISATION[1])  # float64
+  unit = (image / 255.0).astype(np.float32)  # float images are taken to be in [0, 1]
+  for got in (pixels.model_input(image, mean, std), pixels.model_input(jnp.asarray(image),
+                                                                        mean, std),
+              pixels.model_input(unit, mean, std)):
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-6)  # values up to 2.7: float32 rounding

@@ -213,7 +213,7 @@ def test_a_planted_nan_batch_names_the_step_and_the_last_checkpoint(config, tmp_
     for step, batch in enumerate(batches(*args, start_step=start_step, **kwargs),
                                  start_step + 1):
       if step == 13:
-        batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+        batch = {**batch, "keypoints": np.full_like(batch["keypoints"], np.nan)}
       yield batch
   monkeypatch.setattr(pipeline, "train_iterator", poisoned)
   closed, create_manager = [], checkpoint.create_manager
@@ -245,7 +245,8 @@ def test_skipping_nonfinite_updates_counts_them_and_finishes(config, tmp_path, m
   def poisoned(*args, start_step, **kwargs):
     for step, batch in enumerate(batches(*args, start_step=start_step, **kwargs),
                                  start_step + 1):
-      yield {**batch, "image": np.full_like(batch["image"], np.nan)} if step == 13 else batch
+      yield ({**batch, "keypoints": np.full_like(batch["keypoints"], np.nan)} if step == 13
+             else batch)
   monkeypatch.setattr(pipeline, "train_iterator", poisoned)
   config.optimizer.max_skipped_nonfinite = 3
   workdir = str(tmp_path / "run")

@@ -13,13 +13,17 @@ import pytest
 
 from conftest import NUM_DEVICES, relative_difference, tiny_config
 from kp_jax import checkpoint, evaluation, metrics, steps, train
-from kp_jax.data import pipeline
+from kp_jax.data import pipeline, pixels
 from kp_jax.models import create_model
 
 
 def model_and_head(config, mode="jit"):
   return create_model(config.model, 15, (32, 32),
                       axis_name=steps.AXIS_NAME if mode == "pmap" else None)
+
+
+def image_stats(config):
+  return pixels.normalisation(config.data, 1)  # the built-in faces are grey
 
 
 def initial_state(config):
@@ -43,7 +47,8 @@ def test_jit_and_pmap_match_a_single_device_run(config):
   batches = list(itertools.islice(
       pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 3))
   _, head = model_and_head(config)
-  single = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.5))
+  single = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.5,
+                                     image_stats=image_stats(config)))
   results = {}
   for mode in ("single", "jit", "pmap"):
     if mode == "single":  # the whole global batch on one device, no collectives
@@ -54,7 +59,7 @@ def test_jit_and_pmap_match_a_single_device_run(config):
       results[mode] = (losses, jax.device_get(steps.checkpointable(s)))
       continue
     model, head = model_and_head(config, mode)  # under pmap, BatchNorm syncs over AXIS_NAME
-    parallel = steps.make_parallel(mode, head, ema_decay=0.5)
+    parallel = steps.make_parallel(mode, head, ema_decay=0.5, image_stats=image_stats(config))
     s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
     for b in batches:
       s, m = parallel.train_step(s, parallel.put_batch(b))
@@ -87,7 +92,7 @@ def test_cpu_kernels_and_xla_layers_train_alike_sharded_over_devices(config):
   for kernels in ("cpu", "xla"):
     config.model.kernels = kernels
     model, head = model_and_head(config)
-    parallel = steps.make_parallel("jit", head)
+    parallel = steps.make_parallel("jit", head, image_stats=image_stats(config))
     s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
     for b in batches:
       s, m = parallel.train_step(s, parallel.put_batch(b))
@@ -105,7 +110,7 @@ def test_collective_steps_run_one_at_a_time(config, mode):
   # return with its outputs computed.
   state, source = initial_state(config)
   model, head = model_and_head(config, mode)
-  parallel = steps.make_parallel(mode, head)
+  parallel = steps.make_parallel(mode, head, image_stats=image_stats(config))
   batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES))
   s = parallel.put_state(state.replace(apply_fn=model.apply))
   for _ in range(3):
@@ -122,7 +127,7 @@ def test_collective_steps_run_one_at_a_time(config, mode):
 def test_evaluation_counts_each_example_once(config, mode):
   state, source = initial_state(config)
   model, head = model_and_head(config, mode)
-  parallel = steps.make_parallel(mode, head)
+  parallel = steps.make_parallel(mode, head, image_stats=image_stats(config))
   mean_shape = pipeline.training_mean_shape(config.data, source)
   got, per_keypoint = evaluation.evaluate_split(parallel, parallel.put_state(state), config,
                                                 source, "validation", mean_shape)
@@ -239,7 +244,7 @@ def test_bad_config_values_name_the_key(config, tmp_path):
   with pytest.raises(ValueError, match=r"config.optimizer.warmup_steps=20"):
     steps.create_optimizer(bad)
   with pytest.raises(ValueError, match=r"config.shard_state=True needs config.parallel='jit'"):
-    steps.make_parallel("pmap", None, shard_state=True)
+    steps.make_parallel("pmap", None, shard_state=True, image_stats=(0.0, 1.0))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -277,11 +282,36 @@ def test_parameter_ema_follows_its_decay(config):
   data = next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                       local_devices=1))
   before = jax.device_get(state.ema_params)
-  after, _ = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.75))(state, data)
+  after, _ = jax.jit(functools.partial(steps.train_step, head=head, ema_decay=0.75,
+                                       image_stats=image_stats(config)))(state, data)
   # ema' = 0.75 * ema + 0.25 * params'
   jax.tree.map(lambda e0, e1, p1: np.testing.assert_allclose(e1, 0.75 * e0 + 0.25 * p1,
                                                              rtol=1e-6, atol=1e-7),
                before, jax.device_get(after.ema_params), jax.device_get(after.params))
+
+
+def test_the_step_normalises_pixels_as_the_host_did(config):
+  """Batches carry uint8 pixels and the step makes the network's input: the same update as a
+  batch normalised beforehand, (x / 255 - mean) / std in float64, given to a step that
+  normalises by mean 0 and std 1 (which leaves float inputs as they are)."""
+  config.data.image_mean, config.data.image_std = (0.4,), (0.3,)
+  state, source = initial_state(config)
+  _, head = model_and_head(config)
+  batch = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  assert batch["image"].dtype == np.uint8
+  normalised = {**batch, "image": ((batch["image"] / 255.0 - 0.4) / 0.3).astype(np.float32)}
+  step = lambda stats: jax.jit(functools.partial(steps.train_step, head=head,
+                                                 image_stats=stats))
+  pixels_in, pixels_metrics = step(image_stats(config))(state, batch)
+  floats_in, floats_metrics = step((0.0, 1.0))(state, normalised)
+  unnormalised, _ = step((0.0, 1.0))(state, batch)  # the pixels / 255 alone
+  # Inputs 1e-7 apart (float32 rounding) through one step: the loss and the gradients'
+  # statistics (the learning rate is 0 at step 0) to 1e-5. The first BatchNorm undoes most of
+  # an affine change of the input, yet the unnormalised pixels' gradients differ by ~1e-3.
+  assert float(pixels_metrics["loss"]) == pytest.approx(float(floats_metrics["loss"]), rel=1e-5)
+  gradients = lambda state: jax.device_get(state.opt_state)
+  assert relative_difference(gradients(pixels_in), gradients(floats_in)) < 1e-5
+  assert relative_difference(gradients(pixels_in), gradients(unnormalised)) > 1e-4
 
 
 def test_step_schedule_is_mmposes_multistep_after_a_linear_warmup(config):
@@ -319,7 +349,8 @@ def test_a_sharded_state_steps_as_the_replicated_one(config):
       pipeline.train_iterator(config, source, start_step=0, local_devices=NUM_DEVICES), 3))
   results = {}
   for shard in (False, True):
-    parallel = steps.make_parallel("jit", head, ema_decay=0.5, seed=1, shard_state=shard)
+    parallel = steps.make_parallel("jit", head, ema_decay=0.5, seed=1, shard_state=shard,
+                                   image_stats=image_stats(config))
     s, losses = parallel.put_state(state.replace(apply_fn=model.apply)), []
     for b in batches:
       s, m = parallel.train_step(s, parallel.put_batch(b))

@@ -109,8 +109,10 @@ def test_a_training_step_learns_from_clips(faces):
            "teacher_matrix": np.broadcast_to(np.array(
                [[-1.0, 0, 31], [0, 1, 0], [0, 0, 1]], np.float32), (2, 3, 3))}
   with_clips, metrics = jax.jit(lambda s, b: steps.train_step(
-      s, b, head=head, ema_decay=0.5, unsupervised=losses))(state, {**batch, **clips})
-  alone, _ = jax.jit(lambda s, b: steps.train_step(s, b, head=head, ema_decay=0.5))(state, batch)
+      s, b, head=head, ema_decay=0.5, image_stats=(0.0, 1.0), unsupervised=losses))(
+          state, {**batch, **clips})
+  alone, _ = jax.jit(lambda s, b: steps.train_step(s, b, head=head, ema_decay=0.5,
+                                                   image_stats=(0.0, 1.0)))(state, batch)
   for name in unsupervised.LOSSES:
     assert np.isfinite(metrics[f"unsupervised/{name}"]), name
   assert metrics["loss"] > metrics["supervised_loss"]

@@ -9,7 +9,8 @@ a resumed run sees exactly the batches an uninterrupted one would have seen, and
 
 Batches come out as NumPy arrays of this process's share of the global batch,
 [global_batch / processes, ...], so the train loop never touches TensorFlow; the device layout
-(`steps.Parallel.put_batch`) places them.
+(`steps.Parallel.put_batch`) places them. Their images are uint8 pixels: the compiled steps
+make the network's input (`pixels.model_input`).
 """
 
 import dataclasses
@@ -116,13 +117,11 @@ def _eval_ops(data_config, input_hwc):
   ops = [_select(), _start_geometry(data_config)]
   if data_config.input_size:
     ops.append(transforms.warp_to_input(input_hwc[:2]))
-  ops += [transforms.to_float, transforms.normalize_image(data_config, input_hwc),
-          _keep(*EVAL_KEYS)]
-  return _compose(*ops)
+  return _compose(*ops, _keep(*EVAL_KEYS))
 
 
 def _augment_op(data_config, spec: KeypointSpec, input_hwc):
-  """(example, seed) -> augmented, normalised training example, from one stateless seed."""
+  """(example, seed) -> augmented training example, from one stateless seed."""
   aug = data_config.augment
   affine = transforms.random_affine(
       spec.flip_permutation(), aug.max_rotation_deg, tuple(aug.scale_range), aug.max_shift,
@@ -134,18 +133,20 @@ def _augment_op(data_config, spec: KeypointSpec, input_hwc):
     seeded.append(transforms.half_body(upper, lower, aug.half_body_probability,
                                        aug.half_body_min_keypoints, data_config.box_padding))
   start = _start_geometry(data_config)
-  seeded.append(lambda example, seed: affine(start(example), seed))  # the warp makes it float32
+  seeded.append(lambda example, seed: affine(start(example), seed))
+  photometric = []
   if aug.brightness or aug.contrast or aug.saturation:
-    seeded.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
+    photometric.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:
-    seeded.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
-  normalize = transforms.normalize_image(data_config, input_hwc)
+    photometric.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
+  if photometric:
+    seeded.append(transforms.on_unit_float(*photometric))
 
   def op(example, seed):
     op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(seeded)))
     for augment, op_seed in zip(seeded, op_seeds):
       example = augment(example, op_seed)
-    return _keep(*TRAIN_KEYS)(normalize(example))
+    return _keep(*TRAIN_KEYS)(example)
   return op
 
 
@@ -226,14 +227,13 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
 
 
 def _clip_op(data_config, input_hwc, teacher_view: bool):
-  """(uint8 clip [T, h, w, C], seed) -> {"unlabelled": [T, H, W, C] normalised,
+  """(uint8 clip [T, h, w, C], seed) -> {"unlabelled": uint8 [T, H, W, C],
   "unlabelled_matrix": [3, 3]}: every frame of the clip fitted into the input as the labelled
   frames are and moved by one draw of the geometric augmentation, so the frames stay
   comparable. Without flips: a flip swaps left and right keypoints, which a loss on the
   clip's own predictions cannot undo. `teacher_view`: a second, independent draw of the same
   frames for the EMA teacher (`teacher`, `teacher_matrix`)."""
   aug = data_config.augment
-  normalize = transforms.normalizer(data_config, input_hwc)
   input_hw = input_hwc[:2]
 
   def view(clip, seed):
@@ -243,7 +243,7 @@ def _clip_op(data_config, input_hwc, teacher_view: bool):
     augment, _ = transforms.draw_affine(seed, aug.max_rotation_deg, tuple(aug.scale_range),
                                         aug.max_shift, 0.0, input_hw)
     matrix = augment @ frame
-    return normalize(transforms.warp_clip(clip, matrix, input_hw)), matrix
+    return transforms.warp_clip(clip, matrix, input_hw), matrix
 
   def op(clip, seed):
     student_seed, teacher_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from kp_jax.data import pixels
 
 
 def select_keypoints(indices):
@@ -30,32 +29,22 @@ def select_keypoints(indices):
 
 
 def unit_float(image):
-  """uint8 pixels -> float32 in [0, 1]; float32 ones (already converted) pass as they are."""
-  return image if image.dtype == tf.float32 else tf.cast(image, tf.float32) / 255.0
+  """uint8 pixels -> float32 in [0, 1]."""
+  return tf.cast(image, tf.float32) / 255.0
 
 
-def to_float(example):
-  """The example's image -> `unit_float`'s output (a no-op after `warp`, which converts)."""
-  return {**example, "image": unit_float(example["image"])}
-
-
-def normalizer(data_config, input_hwc):
-  """float32 images [..., H, W, C] in [0, 1] -> (image - mean) / std (`pixels.normalisation`).
-  The statistics are laid out over the whole input: TensorFlow's CPU kernels apply a
-  same-shape operand 5-8x faster than they broadcast a per-channel one (0.22-0.26 against
-  1.2-1.8 ms a 256x192 RGB crop on one core, `benchmarks/input_pipeline.py --ops`), which
-  made this the costliest op after the JPEG decode."""
-  mean, std = (tf.constant(np.broadcast_to(value, input_hwc))
-               for value in pixels.normalisation(data_config, input_hwc[2]))
-  return lambda image: (image - mean) / std
-
-
-def normalize_image(data_config, input_hwc):
-  """The example's image -> `normalizer`'s output."""
-  normalize = normalizer(data_config, input_hwc)
-
-  def op(example):
-    return {**example, "image": normalize(example["image"])}
+def on_unit_float(*ops):
+  """An op `(example, seed) -> example` applying `ops` (each `(example, seed) -> example`,
+  with its own seed) to the example's uint8 image seen as float32 in [0, 1], and rounding the
+  result back to uint8: photometric augmentations work on floats, batches carry pixels
+  (`pixels.model_input`)."""
+  def op(example, seed):
+    example = {**example, "image": unit_float(example["image"])}
+    for each, each_seed in zip(ops, tf.unstack(tf.random.experimental.stateless_split(
+        seed, len(ops)))):
+      example = each(example, each_seed)
+    image = tf.clip_by_value(example["image"], 0.0, 1.0)
+    return {**example, "image": tf.cast(tf.round(image * 255.0), tf.uint8)}
   return op
 
 
@@ -196,8 +185,7 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
   Keypoints that leave the output become invisible; `flip_permutation` relabels left/right
   keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
   example's `matrix` becomes `matrix`. An `encoded` image is decoded here, in the window the
-  warp reads (`decode_window`, `channels` of it); a uint8 image becomes a float32 output in
-  [0, 1].
+  warp reads (`decode_window`, `channels` of it); the output has the image's dtype.
   """
   if "encoded" in example:
     pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels)
@@ -205,7 +193,6 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
     warped = resample(pixels, window_matrix, output_hw)
   else:
     warped = resample(example["image"], matrix, output_hw)
-  warped = unit_float(warped)  # converted after the warp: it touches the crop, not the image
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
     perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
@@ -253,12 +240,12 @@ def draw_affine(seed, max_rotation_deg, scale_range, max_shift, flip_probability
 
 
 def warp_clip(clip, matrix, output_hw):
-  """uint8 frames [T, h, w, C] -> float32 [T, H, W, C] in [0, 1], every frame through the same
-  `matrix` (source -> output pixels), bilinear, zero outside (`_bilinear_warp`)."""
+  """uint8 frames [T, h, w, C] -> uint8 [T, H, W, C], every frame through the same `matrix`
+  (source -> output pixels), bilinear, zero outside (`_bilinear_warp`)."""
   def frames(clip, matrix):
     return np.stack([_bilinear_warp(frame, matrix, output_hw) for frame in clip])
   warped = tf.numpy_function(frames, [clip, matrix], tf.uint8, stateful=False)
-  return unit_float(tf.ensure_shape(warped, [clip.shape[0], *output_hw, clip.shape[-1]]))
+  return tf.ensure_shape(warped, [clip.shape[0], *output_hw, clip.shape[-1]])
 
 
 def half_body(upper, lower, probability: float, min_keypoints: int, padding: float):
