@@ -18,15 +18,17 @@ and the next row starts. Rows print as they finish; `--json` appends each as a J
 and no row starts with less than `MIN_ROW_SECONDS` left.
 
 - kp-jax: its own train step (`steps.make_parallel("jit")`: forward, loss with Gaussian
-  targets made in the step, gradients, the config's optimiser), on random batches made on the
-  devices and split over them. JAX's persistent compilation cache is on
-  (kp_jax/compilation_cache.py), so a second run of the same rows compiles from it.
+  targets made in the step, gradients, the config's optimiser), on random batches (uint8
+  pixels, normalised in the step, as the input pipeline's) made on the devices and split over
+  them. JAX's persistent compilation cache is on (kp_jax/compilation_cache.py), so a second
+  run of the same rows compiles from it.
 - pytorch / pytorch-compile: the same network (torchvision's ResNet-18 for resnet18_heatmap;
   benchmarks/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
-  benchmarks/peers.py's ports of the seed CNN and configs/default.py), the same batch, dtype
-  (bf16 autocast), loss shape (heatmap MSE against Gaussian targets, or the coordinate loss)
-  and optimiser family (fused Adam/AdamW, RMSprop; clipping where the config clips),
-  channels-last, cuDNN autotuning on; eager, and the network under `torch.compile`.
+  benchmarks/peers.py's ports of the seed CNN and configs/default.py), the same batch (uint8
+  pixels normalised in the step), dtype (bf16 autocast), loss shape (heatmap MSE against
+  Gaussian targets, or the coordinate loss) and optimiser family (fused Adam/AdamW, RMSprop;
+  clipping where the config clips), channels-last, cuDNN autotuning on; eager, and the
+  network under `torch.compile`.
 
 Reported: images/s and ms per step (the mean of `--steps` steps after warm-up steps),
 `compile_seconds` (the first step's wall time less one step: tracing, compiling, autotuning;

@@ -3,6 +3,7 @@
   python benchmarks/input_pipeline.py [configs/default.py] [--batches 200]
   python benchmarks/input_pipeline.py --coco_like 300   # accelerator-scale capacity check
   python benchmarks/input_pipeline.py --ops             # its pieces, one core, ms a call
+  python benchmarks/input_pipeline.py --stages          # CPU ms a crop, stage by stage
 
 Compare with the model's images/s (benchmarks/models.py): the step waits for input when the
 pipeline is slower, and on a 2-core CPU the two share the cores.
@@ -133,6 +134,52 @@ def time_ops(calls: int = 300):
     for _ in range(calls):
       op()
     print(f"| {name} | {(time.perf_counter() - start) / calls * 1e3:.2f} |", flush=True)
+  window, matrix = window.numpy(), matrix.numpy()
+  start = time.perf_counter()
+  for _ in range(calls):
+    transforms._bilinear_warp(window, matrix, (256, 192))  # noqa: SLF001
+  print(f"| warp the window to 256x192, OpenCV called directly (no TensorFlow, no call "
+        f"overhead) | {(time.perf_counter() - start) / calls * 1e3:.2f} |")
+
+
+def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
+  """CPU milliseconds a crop of configs/coco_person.py's training map, in tf.data as it runs
+  (parallel, batched), built up stage by stage on --coco_like images decoded in memory: what
+  each stage adds to a crop's cost."""
+  config = load_config("configs/coco_person.py")
+  path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), num_images)
+  config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
+  source = pipeline.get_source(config.data)
+  examples = source.load("train", 0, 1).map(pipeline._select()).cache()  # noqa: SLF001
+  for _ in examples:  # decoded once, before timing
+    pass
+  input_hwc = pipeline.input_shape(config.data, source)
+  crop = transforms.crop_to_box(input_hwc[:2], config.data.box_padding)
+  warp = transforms.warp_to_input(input_hwc[:2])
+  augment = pipeline._augment_op(config.data, source.spec, input_hwc)  # noqa: SLF001
+  stages = {
+      "batching one small label per example": lambda i, ex: {"box": ex["box"]},
+      "batching a uint8 crop per example, nothing computed": lambda i, ex: {
+          "image": tf.fill(input_hwc, tf.cast(i % 2, tf.uint8))},
+      "batching a float32 crop per example (as before 2026-12-06), nothing computed":
+          lambda i, ex: {"image": tf.fill(input_hwc, tf.cast(i % 2, tf.float32))},
+      "crop matrix and warp (OpenCV through tf.numpy_function), keypoints moved": lambda i, ex:
+          {k: v for k, v in warp(crop(ex)).items() if k in pipeline.TRAIN_KEYS},
+      "the whole augmentation (coco_person's: + rotation, scale, flip, half-body)":
+          lambda i, ex: augment(ex, transforms.example_seed(0, i)),
+  }
+  print("| stage, in tf.data | CPU ms a crop |\n|---|---|")
+  for _ in range(rounds):
+    for name, op in stages.items():
+      stream = examples.repeat().enumerate().map(op, num_parallel_calls=tf.data.AUTOTUNE)
+      stream = stream.batch(config.batch_size).prefetch(4).as_numpy_iterator()
+      for _ in range(10):
+        next(stream)
+      cpu_start = time.process_time()
+      for _ in range(batches):
+        next(stream)
+      crops = batches * config.batch_size
+      print(f"| {name} | {(time.process_time() - cpu_start) / crops * 1e3:.2f} |", flush=True)
 
 
 def main():
@@ -144,6 +191,8 @@ def main():
   parser.add_argument("--rounds", type=int, default=1,
                       help="--coco_like: rounds of the three decodings (DECODINGS)")
   parser.add_argument("--ops", action="store_true", help="time the pipeline's pieces instead")
+  parser.add_argument("--stages", action="store_true",
+                      help="CPU ms a crop of the training map, stage by stage, instead")
   args = parser.parse_args()
   cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
                        text=True).stdout.split(":")[-1].strip()
@@ -151,6 +200,8 @@ def main():
   print(f"CPU: {cpu}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
   if args.ops:
     return time_ops()
+  if args.stages:
+    return time_stages()
   if args.coco_like:
     print("".join(f"- {decoding}: {meaning}\n" for decoding, meaning in DECODINGS.items()))
   print("| config | decoding | batch | examples/s (pipeline alone) | per core | per CPU-second |\n"
