@@ -145,3 +145,15 @@ def test_model_input_normalises_pixels_per_channel():
               pixels.model_input(unit, mean, std)):
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-6)  # values up to 2.7: float32 rounding
+
+
+def test_photometric_augmentation_returns_pixels(config):
+  # Colour jitter and blur work on floats in [0, 1]; the batch still carries uint8 pixels.
+  source = pipeline.get_source(config.data)
+  plain = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  config.data.augment.brightness, config.data.augment.contrast = 0.3, 0.3
+  config.data.augment.blur_probability = 1.0
+  jittered = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  assert jittered["image"].dtype == np.uint8
+  assert jittered["image"].shape == plain["image"].shape
+  assert not np.array_equal(jittered["image"], plain["image"])

@@ -16,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 
 
-
 def select_keypoints(indices):
   """Keeps the keypoints at `indices` (a keypoint subset, in the subset's order), of one
   instance (`keypoints` [K, 2]) or of several ([N, K, 2])."""
