@@ -65,6 +65,14 @@ def write_coco_like(folder: str, num_images: int, seed: int = 0) -> str:
   return path
 
 
+def coco_like_config(num_images: int):
+  """configs/coco_person.py reading `num_images` fresh --coco_like JPEGs."""
+  config = load_config("configs/coco_person.py")
+  path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), num_images)
+  config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
+  return config
+
+
 # --coco_like's decodings: how each crop gets its pixels.
 DECODINGS = {
     "whole image": "each instance's JPEG decoded whole, as before window decoding",
@@ -146,9 +154,7 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   """CPU milliseconds a crop of configs/coco_person.py's training map, in tf.data as it runs
   (parallel, batched), built up stage by stage on --coco_like images decoded in memory: what
   each stage adds to a crop's cost."""
-  config = load_config("configs/coco_person.py")
-  path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), num_images)
-  config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
+  config = coco_like_config(num_images)
   source = pipeline.get_source(config.data)
   examples = source.load("train", 0, 1).map(pipeline._select()).cache()  # noqa: SLF001
   for _ in examples:  # decoded once, before timing
@@ -212,9 +218,7 @@ def main():
     print(f"| `{args.config}` | - | {config.batch_size} | {rate:.0f} | {rate / cores:.0f} | "
           f"{per_cpu_second:.0f} |")
     return
-  config = load_config("configs/coco_person.py")
-  path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), args.coco_like)
-  config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
+  config = coco_like_config(args.coco_like)
   name = f"`configs/coco_person.py` on {args.coco_like} COCO-sized JPEGs"
   for _ in range(args.rounds):  # alternating, so all see the machine alike
     for decoding in DECODINGS:

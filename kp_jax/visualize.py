@@ -82,7 +82,7 @@ GRID_COUNT = 24  # validation images that predictions.png shows
 
 def save_grid(path, images, pred, likelihood, true, visible, spec, config, columns=6,
               count=GRID_COUNT):
-  """Validation images (uint8 model inputs [N, H, W, C], keypoints in their pixels): predictions
+  """Validation images (uint8 pixels [N, H, W, C], keypoints in their pixels): predictions
   (circles) and true keypoints (crosses), a colour each, named in a legend beside the grid."""
   count = min(count, len(images))
   columns = min(columns, count)
