@@ -80,6 +80,8 @@ def get_config():
   #                        Fix it to keep the data order when the number of processes changes.
   data.cache = True  # keep the decoded training split in memory
   data.shuffle_buffer = 10_000  # examples; at least the split size shuffles whole epochs
+  #                               (uncached crops of photos of several: photos, each decoded
+  #                               once for its instances, which stay together)
   data.prefetch = 4  # batches prepared ahead of the train step
   # Unlabelled video beside the labels (kp_jax/data/video.py, kp_jax/unsupervised.py):
   data.unlabelled_videos = ()  # video files or folders; (): the project's videos/ folder

@@ -1,6 +1,7 @@
 import collections
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -343,6 +344,57 @@ def test_images_with_several_people_are_grouped_for_the_centre_model(data_dir, d
     assert len(image["keypoints"]) == len(want)
     np.testing.assert_allclose(image["box"], [a["bbox"] for a in want], atol=1e-4)
   assert instances.most_instances(source) == max(per_image.values())
+
+
+def unaugmented(config):
+  augment = config.data.augment
+  augment.max_rotation_deg, augment.scale_range, augment.max_shift = 0.0, (1.0, 1.0), 0.0
+  augment.flip_probability = 0.0
+  return config
+
+
+def crops_by_keypoints(batches):
+  """{keypoints' bytes: crop} over the batches' rows (an unaugmented crop's keypoints name
+  its instance)."""
+  return {row_keypoints.tobytes(): image for batch in batches
+          for row_keypoints, image, real in zip(batch["keypoints"], batch["image"],
+                                               batch.get("mask", np.ones(len(batch["image"]))))
+          if real}
+
+
+def test_each_photo_is_decoded_once_for_all_its_instances(data_dir, dataset):
+  _, files = dataset
+  config = unaugmented(coco_config(data_dir, files))
+  config.batch_size = 1
+  source = pipeline.get_source(config.data)
+  counts = source.images.instance_counts("train", 0, 1)
+  size = source.split_sizes["train"]
+  assert counts.sum() == size and counts.max() > 1  # the training stream reads photos
+  assert sum(source.images.instance_counts("train", i, 3).sum() for i in range(3)) == size
+  # The eval path decodes the image of each instance on its own: the same crops.
+  alone = crops_by_keypoints(pipeline.eval_iterator(config, source, "train", local_devices=1))
+  assert len(alone) == size
+  for epoch in range(2):
+    stream = pipeline.train_iterator(config, source, start_step=epoch * size, local_devices=1)
+    together = crops_by_keypoints(next(stream) for _ in range(size))
+    assert together.keys() == alone.keys()  # each instance once an epoch
+    for key, crop in together.items():
+      np.testing.assert_array_equal(crop, alone[key])
+
+
+def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset):
+  _, files = dataset
+  config = coco_config(data_dir, files)  # every augmentation of configs/tiny.py on
+  config.batch_size = 3  # some of the resumed streams start inside a photo of two faces
+  source = pipeline.get_source(config.data)
+  whole = list(itertools.islice(pipeline.train_iterator(config, source, start_step=0,
+                                                        local_devices=1), 14))
+  for start in (1, 5, 11):  # 11: the second epoch (19 faces)
+    resumed = pipeline.train_iterator(config, source, start_step=start, local_devices=1)
+    for step in range(start, 14):
+      batch = next(resumed)
+      for key in batch:
+        np.testing.assert_array_equal(batch[key], whole[step][key])
 
 
 def test_crowds_and_unlabelled_people_are_regions_the_centre_model_ignores(data_dir, dataset):

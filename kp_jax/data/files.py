@@ -288,11 +288,11 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=loader(read),
                 ground_truth=ground_truth or {}, annotations=annotations,
-                images=_images_view(splits, read) if several else None,
+                images=_images_view(splits, read, read_encoded) if several else None,
                 load_encoded=None if first.in_memory else loader(read_encoded))
 
 
-def _images_view(splits: dict[str, Records], read) -> Images:
+def _images_view(splits: dict[str, Records], read, read_encoded) -> Images:
   """The records grouped by image (`image_id`), each image with all its instances."""
   grouped = {}
   for split, records in splits.items():
@@ -301,17 +301,21 @@ def _images_view(splits: dict[str, Records], read) -> Images:
       order[image_id].append(index)
     grouped[split] = list(order.values())
 
-  def load(split, process_index, process_count):
-    records, groups = splits[split], grouped[split]
-    start, end = process_shard(len(groups), process_index, process_count)
+  def shard(split, process_index, process_count):
+    start, end = process_shard(len(grouped[split]), process_index, process_count)
+    return grouped[split][start:end]
+
+  def per_image(split, groups, ignored: bool, reader) -> tf.data.Dataset:
+    """Each group's image, its instances' labels and, with `ignored`, its ignored regions."""
+    records = splits[split]
     arrays = records.arrays(0, len(records))
     arrays["ignore"] = np.zeros(len(records), np.float32)
     regions = collections.defaultdict(list)
-    for image_id, box in records.ignored:
+    for image_id, box in records.ignored if ignored else ():
       regions[image_id].append(box)
     labels, bounds = collections.defaultdict(list), [0]
     k = arrays["keypoints"].shape[1]
-    for group in groups[start:end]:  # each image's instances, then its ignored regions
+    for group in groups:  # each image's instances, then its ignored regions
       boxes = np.array(regions[records.image_id[group[0]]], np.float32).reshape(-1, 4)
       for key in ("keypoints", "visible", "norm", "box", "ignore"):
         labels[key].append(arrays[key][group])
@@ -321,17 +325,31 @@ def _images_view(splits: dict[str, Records], read) -> Images:
       labels["box"].append(boxes)
       labels["ignore"].append(np.ones(len(boxes), np.float32))
       bounds.append(bounds[-1] + len(group) + len(boxes))
+    if not ignored:
+      del labels["ignore"]
     labels = {k: tf.constant(np.concatenate(v)) for k, v in labels.items()}
-    firsts = [group[0] for group in groups[start:end]]
-    per_image = {**{k: arrays[k][firsts] for k in ("image", "path", "image_id") if k in arrays},
-                 "first": np.array(bounds[:-1]), "end": np.array(bounds[1:])}
+    firsts = [group[0] for group in groups]
+    images = {**{k: arrays[k][firsts] for k in ("image", "path", "image_id") if k in arrays},
+              "first": np.array(bounds[:-1]), "end": np.array(bounds[1:])}
 
     def gather(image):
       rows = tf.range(image["first"], image["end"])
       return {**{k: v for k, v in image.items() if k not in ("first", "end")},
               **{k: tf.gather(v, rows) for k, v in labels.items()}}
-    return tf.data.Dataset.from_tensor_slices(per_image).map(
-        gather, num_parallel_calls=tf.data.AUTOTUNE).map(read,
+    return tf.data.Dataset.from_tensor_slices(images).map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE).map(reader,
                                                          num_parallel_calls=tf.data.AUTOTUNE)
 
-  return Images({split: len(groups) for split, groups in grouped.items()}, load)
+  def load(split, process_index, process_count):
+    return per_image(split, shard(split, process_index, process_count), True, read)
+
+  def load_encoded(split, process_index, process_count):
+    return per_image(split, shard(split, process_index, process_count), False, read_encoded)
+
+  def instance_counts(split, process_index, process_count):
+    return np.array([len(group) for group in shard(split, process_index, process_count)])
+
+  in_memory = next(iter(splits.values())).in_memory
+  return Images({split: len(groups) for split, groups in grouped.items()}, load,
+                load_encoded=None if in_memory else load_encoded,
+                instance_counts=None if in_memory else instance_counts)

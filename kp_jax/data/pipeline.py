@@ -3,9 +3,12 @@
 The training stream is a pure function of (seed, shard, step): the training split is cut into
 `data.input_shards` shards (default: one per process), epoch `e` of a shard is that shard
 shuffled with seed (seed, shard, e), and its example at stream position `i` is augmented with
-the stateless seed (seed, shard, i). Starting at a step therefore only skips undecoded records,
-a resumed run sees exactly the batches an uninterrupted one would have seen, and with a fixed
-`input_shards` the global batches do not depend on the number of processes.
+the stateless seed (seed, shard, i). Where image files hold several instances (COCO's people),
+the shard's images are shuffled instead, each decoded once for all its instances, which follow
+one another in the stream; positions still count instances. Starting at a step therefore only
+skips undecoded records, a resumed run sees exactly the batches an uninterrupted one would have
+seen, and with a fixed `input_shards` the global batches do not depend on the number of
+processes.
 
 Batches come out as NumPy arrays of this process's share of the global batch,
 [global_batch / processes, ...], so the train loop never touches TensorFlow; the device layout
@@ -13,7 +16,6 @@ Batches come out as NumPy arrays of this process's share of the global batch,
 make the network's input (`pixels.model_input`).
 """
 
-import dataclasses
 import math
 from typing import Iterator
 
@@ -24,7 +26,7 @@ from absl import logging
 from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, synthetic,
                          tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
-from kp_jax.data.source import Source, map_labels
+from kp_jax.data.source import Source, map_images, map_labels
 
 SOURCES = {
     "synthetic_faces": synthetic.source,
@@ -57,14 +59,11 @@ def keypoint_subset(source: Source, names) -> Source:
     raise ValueError(f"config.data.keypoints: {e}") from None
   select = transforms.select_keypoints([source.spec.index(n) for n in names])
   annotations, images = source.annotations, source.images
-  images_load = None if images is None else images.load
   return map_labels(
       source, select, spec=spec, ground_truth={},
       annotations=None if annotations is None else (
           lambda split: annotations(split).map(select)),
-      images=None if images is None else dataclasses.replace(
-          images, load=lambda split, index, count: images_load(split, index, count).map(
-              select, num_parallel_calls=tf.data.AUTOTUNE)))
+      images=None if images is None else map_images(images, select))
 
 
 def input_shape(data_config, source: Source) -> tuple[int, int, int]:
@@ -199,11 +198,24 @@ def input_shards(data_config, process_index: int, process_count: int) -> tuple[r
   return range(process_index * per_process, (process_index + 1) * per_process), num_shards
 
 
-def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_size: int,
-                   start_step: int) -> tf.data.Dataset:
-  """Endless augmented batches of one training shard, from `start_step` on."""
+def _epochs(items: tf.data.Dataset, count: int, seed: int, first_epoch: int,
+            shuffle_buffer: int) -> tf.data.Dataset:
+  """Epochs `first_epoch`, `first_epoch + 1`, ... of `items` (`count` of them), each shuffled
+  with its own seed."""
+  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+  return epochs.flat_map(lambda epoch: items.shuffle(
+      min(shuffle_buffer, count), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
+
+
+def _empty_shard(source: Source, shard: int, num_shards: int):
+  return ValueError(f"{source.name}: training shard {shard} of {num_shards} is empty.")
+
+
+def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
+               start: int) -> tf.data.Dataset:
+  """(stream position, example) of a training shard's instances, from position `start` on.
+  Uncached crops of image files decode each JPEG only in the window its crop reads."""
   data = config.data
-  # Uncached crops of image files: each JPEG decoded only in the window its crop reads.
   encoded = not data.cache and data.input_size and source.load_encoded is not None
   load = source.load_encoded if encoded else source.load
   examples = load("train", shard, num_shards).map(_select(), num_parallel_calls=tf.data.AUTOTUNE)
@@ -211,15 +223,62 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
     examples = examples.cache()
   size = int(examples.cardinality())
   if size <= 0:
-    raise ValueError(f"{source.name}: training shard {shard} of {num_shards} is empty.")
-
-  seed = config.seed * 1_000_003 + shard  # shards are shuffled and augmented independently
-  start = start_step * batch_size
+    raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
-  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
-  stream = epochs.flat_map(lambda epoch: examples.shuffle(
-      min(data.shuffle_buffer, size), seed=seed * 7919 + epoch, reshuffle_each_iteration=False))
-  stream = stream.enumerate(start=first_epoch * size).skip(start % size)
+  stream = _epochs(examples, size, seed, first_epoch, data.shuffle_buffer)
+  return stream.enumerate(start=first_epoch * size).skip(start % size)
+
+
+def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
+                            start: int) -> tf.data.Dataset:
+  """As `_instances`, for uncached crops of image files that hold several instances: the
+  images are shuffled, and each is decoded once, whole, for all its instances, which follow
+  one another in the stream. At COCO's 2.6 people a photo this costs less than decoding each
+  crop's window (benchmarks/input_pipeline.py --coco_like)."""
+  images = source.images
+  photos = images.load_encoded("train", shard, num_shards)
+  counts = images.instance_counts("train", shard, num_shards)
+  size = int(counts.sum())
+  if size <= 0:
+    raise _empty_shard(source, shard, num_shards)
+  first_epoch = start // size
+
+  def count(photo):
+    return tf.cast(tf.shape(photo["box"])[0], tf.int64)
+
+  def decode(first, photo):
+    image = tf.io.decode_image(photo["encoded"], channels=source.channels,
+                               expand_animations=False)
+    return first, {**photo, "image": tf.ensure_shape(image, [None, None, source.channels])}
+
+  def instances(first, photo):
+    labels = {k: photo[k] for k in ("keypoints", "visible", "norm", "box")}
+    labels["image_id"] = tf.fill([count(photo)], photo["image_id"])
+    return tf.data.Dataset.zip(
+        tf.data.Dataset.range(first, first + count(photo)),
+        tf.data.Dataset.from_tensor_slices(labels),
+        tf.data.Dataset.from_tensors(photo["image"]).repeat()).map(
+            lambda position, example, image: (position, {**example, "image": image}))
+
+  stream = _epochs(photos, len(counts), seed, first_epoch, config.data.shuffle_buffer)
+  # Each photo with the stream position of its first instance; those wholly before `start`
+  # are passed over undecoded.
+  stream = stream.scan(tf.constant(first_epoch * size, tf.int64),
+                       lambda first, photo: (first + count(photo), (first, photo)))
+  stream = stream.filter(lambda first, photo: first + count(photo) > start)
+  stream = stream.map(decode, num_parallel_calls=tf.data.AUTOTUNE).flat_map(instances)
+  return stream.filter(lambda position, example: position >= start)
+
+
+def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_size: int,
+                   start_step: int) -> tf.data.Dataset:
+  """Endless augmented batches of one training shard, from `start_step` on."""
+  data = config.data
+  seed = config.seed * 1_000_003 + shard  # shards are shuffled and augmented independently
+  decode_once = (not data.cache and data.input_size and source.images is not None
+                 and source.images.load_encoded is not None)
+  stream = (_instances_decoded_once if decode_once else _instances)(
+      config, source, shard, num_shards, seed, start_step * batch_size)
   augment = _augment_op(data, source.spec, input_shape(data, source))
   stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
                       num_parallel_calls=tf.data.AUTOTUNE)
