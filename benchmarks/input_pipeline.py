@@ -88,13 +88,11 @@ def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float
   pipeline delivers, whether or not tf.data keeps every core busy); `decoding`: a DECODINGS
   key, or "" for the config as it is."""
   source = pipeline.get_source(config.data)
-  # Without its image-level view, the pipeline takes each instance as an image of its own.
-  if decoding == "whole image":
-    source = dataclasses.replace(source, load_encoded=None, images=None)
-  if decoding == "crop's window":
-    source = dataclasses.replace(source, images=None)
+  if decoding == "whole image":  # as a source that reads no encoded files
+    source = dataclasses.replace(source, load_encoded=None)
   if decoding:
     config.data.cache = decoding == "in memory"
+    config.data.decode_once_per_photo = decoding == "once per photo"
   stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
   for _ in range(20):  # fills the cache and the prefetch buffer
     next(stream)

@@ -367,10 +367,10 @@ def test_each_photo_is_decoded_once_for_all_its_instances(data_dir, dataset):
   config = unaugmented(coco_config(data_dir, files))
   config.batch_size = 1
   source = pipeline.get_source(config.data)
-  counts = source.images.instance_counts("train", 0, 1)
   size = source.split_sizes["train"]
-  assert counts.sum() == size and counts.max() > 1  # the training stream reads photos
-  assert sum(source.images.instance_counts("train", i, 3).sum() for i in range(3)) == size
+  counts = [[len(photo["box"]) for photo in shard.as_numpy_iterator()]
+            for shard in (source.images.files("train", i, 3) for i in range(3))]
+  assert sum(sum(c) for c in counts) == size and max(max(c) for c in counts) > 1
   # The eval path decodes the image of each instance on its own: the same crops.
   alone = crops_by_keypoints(pipeline.eval_iterator(config, source, "train", local_devices=1))
   assert len(alone) == size
@@ -380,6 +380,21 @@ def test_each_photo_is_decoded_once_for_all_its_instances(data_dir, dataset):
     assert together.keys() == alone.keys()  # each instance once an epoch
     for key, crop in together.items():
       np.testing.assert_array_equal(crop, alone[key])
+
+
+def test_decoding_each_crops_window_instead_shuffles_instances_alone(data_dir, dataset):
+  _, files = dataset
+  config = unaugmented(coco_config(data_dir, files, decode_once_per_photo=False))
+  source = pipeline.get_source(config.data)
+  alone = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  # The same stream as a source whose every instance is an image of its own.
+  one_each = dataclasses.replace(source, images=None)
+  want = next(pipeline.train_iterator(config, one_each, start_step=0, local_devices=1))
+  for key in want:
+    np.testing.assert_array_equal(alone[key], want[key])
+  config.data.decode_once_per_photo = True
+  together = next(pipeline.train_iterator(config, source, start_step=0, local_devices=1))
+  assert not np.array_equal(together["keypoints"], want["keypoints"])
 
 
 def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset):

@@ -262,9 +262,7 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   def read(example):
     if "path" not in example:
       return example
-    image = tf.io.decode_image(tf.io.read_file(example.pop("path")), channels=channels,
-                               expand_animations=False)
-    return {**example, "image": image}
+    return {**example, "image": decode_file(example.pop("path"), channels)}
 
   def read_encoded(example):
     return {**{k: v for k, v in example.items() if k != "path"},
@@ -288,11 +286,16 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=loader(read),
                 ground_truth=ground_truth or {}, annotations=annotations,
-                images=_images_view(splits, read, read_encoded) if several else None,
+                images=_images_view(splits, read) if several else None,
                 load_encoded=None if first.in_memory else loader(read_encoded))
 
 
-def _images_view(splits: dict[str, Records], read, read_encoded) -> Images:
+def decode_file(path, channels: int):
+  """uint8 pixels [h, w, channels] of an image file (JPEG, PNG, BMP; a GIF's first frame)."""
+  return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
+def _images_view(splits: dict[str, Records], read) -> Images:
   """The records grouped by image (`image_id`), each image with all its instances."""
   grouped = {}
   for split, records in splits.items():
@@ -305,8 +308,9 @@ def _images_view(splits: dict[str, Records], read, read_encoded) -> Images:
     start, end = process_shard(len(grouped[split]), process_index, process_count)
     return grouped[split][start:end]
 
-  def per_image(split, groups, ignored: bool, reader) -> tf.data.Dataset:
-    """Each group's image, its instances' labels and, with `ignored`, its ignored regions."""
+  def per_image(split, groups, ignored: bool) -> tf.data.Dataset:
+    """Each group's image (or path), its instances' labels and, with `ignored`, its ignored
+    regions."""
     records = splits[split]
     arrays = records.arrays(0, len(records))
     arrays["ignore"] = np.zeros(len(records), np.float32)
@@ -336,20 +340,16 @@ def _images_view(splits: dict[str, Records], read, read_encoded) -> Images:
       rows = tf.range(image["first"], image["end"])
       return {**{k: v for k, v in image.items() if k not in ("first", "end")},
               **{k: tf.gather(v, rows) for k, v in labels.items()}}
-    return tf.data.Dataset.from_tensor_slices(images).map(
-        gather, num_parallel_calls=tf.data.AUTOTUNE).map(reader,
-                                                         num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices(images).map(gather,
+                                                          num_parallel_calls=tf.data.AUTOTUNE)
 
   def load(split, process_index, process_count):
-    return per_image(split, shard(split, process_index, process_count), True, read)
+    return per_image(split, shard(split, process_index, process_count), True).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE)
 
-  def load_encoded(split, process_index, process_count):
-    return per_image(split, shard(split, process_index, process_count), False, read_encoded)
-
-  def instance_counts(split, process_index, process_count):
-    return np.array([len(group) for group in shard(split, process_index, process_count)])
+  def files(split, process_index, process_count):
+    return per_image(split, shard(split, process_index, process_count), False)
 
   in_memory = next(iter(splits.values())).in_memory
   return Images({split: len(groups) for split, groups in grouped.items()}, load,
-                load_encoded=None if in_memory else load_encoded,
-                instance_counts=None if in_memory else instance_counts)
+                files=None if in_memory else files)

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kp_jax.data import (coco, csv_keypoints, deeplabcut, instances, synthetic,
+from kp_jax.data import (coco, csv_keypoints, deeplabcut, files, instances, synthetic,
                          tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source, map_images, map_labels
@@ -232,23 +232,20 @@ def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
                             start: int) -> tf.data.Dataset:
   """As `_instances`, for uncached crops of image files that hold several instances: the
-  images are shuffled, and each is decoded once, whole, for all its instances, which follow
-  one another in the stream. At COCO's 2.6 people a photo this costs less than decoding each
-  crop's window (benchmarks/input_pipeline.py --coco_like)."""
-  images = source.images
-  photos = images.load_encoded("train", shard, num_shards)
-  counts = images.instance_counts("train", shard, num_shards)
-  size = int(counts.sum())
+  images are shuffled by their labels, and each is read and decoded once, whole, for all its
+  instances, which follow one another in the stream. At COCO's 2.6 people a photo this costs
+  less than decoding each crop's window (benchmarks/input_pipeline.py --coco_like)."""
+  def count(photo):
+    return tf.cast(tf.shape(photo["box"])[0], tf.int64)
+
+  photos = source.images.files("train", shard, num_shards)  # labels and paths: nothing read
+  size = int(photos.map(count).reduce(tf.constant(0, tf.int64), lambda a, b: a + b))
   if size <= 0:
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
 
-  def count(photo):
-    return tf.cast(tf.shape(photo["box"])[0], tf.int64)
-
   def decode(first, photo):
-    image = tf.io.decode_image(photo["encoded"], channels=source.channels,
-                               expand_animations=False)
+    image = files.decode_file(photo["path"], source.channels)
     return first, {**photo, "image": tf.ensure_shape(image, [None, None, source.channels])}
 
   def instances(first, photo):
@@ -260,9 +257,10 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
         tf.data.Dataset.from_tensors(photo["image"]).repeat()).map(
             lambda position, example, image: (position, {**example, "image": image}))
 
-  stream = _epochs(photos, len(counts), seed, first_epoch, config.data.shuffle_buffer)
+  stream = _epochs(photos, int(photos.cardinality()), seed, first_epoch,
+                   config.data.shuffle_buffer)
   # Each photo with the stream position of its first instance; those wholly before `start`
-  # are passed over undecoded.
+  # are passed over unread.
   stream = stream.scan(tf.constant(first_epoch * size, tf.int64),
                        lambda first, photo: (first + count(photo), (first, photo)))
   stream = stream.filter(lambda first, photo: first + count(photo) > start)
@@ -275,8 +273,9 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   """Endless augmented batches of one training shard, from `start_step` on."""
   data = config.data
   seed = config.seed * 1_000_003 + shard  # shards are shuffled and augmented independently
-  decode_once = (not data.cache and data.input_size and source.images is not None
-                 and source.images.load_encoded is not None)
+  decode_once = (data.get("decode_once_per_photo", True)  # absent in older runs
+                 and not data.cache and data.input_size and source.images is not None
+                 and source.images.files is not None)
   stream = (_instances_decoded_once if decode_once else _instances)(
       config, source, shard, num_shards, seed, start_step * batch_size)
   augment = _augment_op(data, source.spec, input_shape(data, source))

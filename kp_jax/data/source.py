@@ -35,8 +35,8 @@ class Source:
       gives one example per instance); None: `load`'s examples are the images.
     load_encoded: as `load`, with each image's file bytes as `encoded` [] (tf.string) in
       place of `image`, for sources that read image files: training decodes only the window
-      its crop reads (transforms.decode_window) where `images` is None (one instance an
-      image). None: `load` only.
+      its crop reads (transforms.decode_window) unless it decodes whole images once for their
+      instances (`Images.files`). None: `load` only.
   """
   name: str
   spec: KeypointSpec
@@ -63,18 +63,14 @@ class Images:
       them), int64 `image_id` []; N varies from image to image. Optionally `ignore` [N]: 1
       for a region that is neither an instance nor background (COCO's crowds and unlabelled
       people, boxes without keypoints).
-    load_encoded: as `load`, with each image's file bytes as `encoded` [] (tf.string) in
-      place of `image` and only its labelled instances (no `ignore`), for sources that read
-      image files: training crops decode each image once for all its instances. None: `load`
-      only.
-    instance_counts: `(split, process_index, process_count) -> int array`, the number of
-      instances of each image `load_encoded` gives, in its order, known without reading a
-      file (a training stream that starts at a step passes over whole images undecoded).
+    files: as `load`, with each image's file path as `path` [] (tf.string) in place of
+      `image`, and only its labelled instances (no `ignore`): nothing is read, so training
+      crops shuffle and skip images by their labels, then decode each once for all its
+      instances. None where the images are not files.
   """
   split_sizes: dict[str, int]
   load: Callable[[str, int, int], tf.data.Dataset]
-  load_encoded: Callable[[str, int, int], tf.data.Dataset] | None = None
-  instance_counts: Callable[[str, int, int], np.ndarray] | None = None
+  files: Callable[[str, int, int], tf.data.Dataset] | None = None
 
 
 def _mapped(load, op):
@@ -93,9 +89,9 @@ def map_labels(source: Source, op, **changes) -> Source:
 
 def map_images(images: Images, op) -> Images:
   """`images` with `op` (image -> image, on its instances' labels only) applied to every image
-  of `load` and `load_encoded` alike."""
+  of `load` and `files` alike."""
   return dataclasses.replace(images, load=_mapped(images.load, op),
-                             load_encoded=_mapped(images.load_encoded, op))
+                             files=_mapped(images.files, op))
 
 
 def one_instance_images(source: Source) -> Images:
