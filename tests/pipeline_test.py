@@ -157,3 +157,15 @@ def test_photometric_augmentation_returns_pixels(config):
   assert jittered["image"].dtype == np.uint8
   assert jittered["image"].shape == plain["image"].shape
   assert not np.array_equal(jittered["image"], plain["image"])
+
+
+
+def test_training_streams_left_open_are_closed_at_exit(config):
+  # tf.data's threads outliving the interpreter abort its exit or hang it: what atexit runs
+  # closes the streams a script left open.
+  source = pipeline.get_source(config.data)
+  stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
+  next(stream)
+  pipeline._close_open_iterators()  # noqa: SLF001
+  with pytest.raises(StopIteration):
+    next(stream)

@@ -16,7 +16,10 @@ Batches come out as NumPy arrays of this process's share of the global batch,
 make the network's input (`pixels.model_input`).
 """
 
+import atexit
+import functools
 import math
+import weakref
 from typing import Iterator
 
 import numpy as np
@@ -341,6 +344,29 @@ def _clip_batches(config, input_hwc, process_index: int, process_count: int,
                                                                  drop_remainder=True)
 
 
+# tf.data's threads still running when the interpreter exits abort its exit ("terminate called
+# without an active exception") or hang it; training streams never end, so the iterators left
+# open are closed first (their datasets are freed with them).
+_OPEN_ITERATORS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_iterators():
+  for iterator in list(_OPEN_ITERATORS):
+    iterator.close()
+
+
+def _closed_at_exit(generator_function):
+  """`generator_function`, whose generators are closed at exit if still open."""
+  @functools.wraps(generator_function)
+  def start(*args, **kwargs):
+    generator = generator_function(*args, **kwargs)
+    _OPEN_ITERATORS.add(generator)
+    return generator
+  return start
+
+
+@_closed_at_exit
 def train_iterator(config, source: Source, *, start_step: int, local_devices: int,
                    process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Endless augmented training batches of this process, starting at `start_step`; with
@@ -372,6 +398,7 @@ def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
   return math.ceil(source.split_sizes[split] / global_batch)
 
 
+@_closed_at_exit
 def eval_iterator(config, source: Source, split: str, *, local_devices: int,
                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """One pass over `split`, unaugmented, padded to whole batches with a `mask` (1 = real)."""
