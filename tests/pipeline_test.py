@@ -159,7 +159,6 @@ def test_photometric_augmentation_returns_pixels(config):
   assert not np.array_equal(jittered["image"], plain["image"])
 
 
-
 def test_training_streams_left_open_are_closed_at_exit(config):
   # tf.data's threads outliving the interpreter abort its exit or hang it: what atexit runs
   # closes the streams a script left open.
