@@ -165,7 +165,7 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   input_hwc = pipeline.input_shape(config.data, source)
   crop = transforms.crop_to_box(input_hwc[:2], config.data.box_padding)
   warp = transforms.warp_to_input(input_hwc[:2])
-  augment = pipeline._augment_op(config.data, source.spec, input_hwc)  # noqa: SLF001
+  augment = pipeline._geometric_op(config.data, source.spec, input_hwc)  # noqa: SLF001
   stages = {
       "batching one small label per example": lambda i, ex: {"box": ex["box"]},
       "batching a uint8 crop per example, nothing computed": lambda i, ex: {
@@ -175,7 +175,8 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
       "crop matrix and warp (OpenCV through tf.numpy_function), keypoints moved": lambda i, ex:
           {k: v for k, v in warp(crop(ex)).items() if k in pipeline.TRAIN_KEYS},
       "the whole augmentation (coco_person's: + rotation, scale, flip, half-body)":
-          lambda i, ex: augment(ex, transforms.example_seed(0, i)),
+          lambda i, ex: {k: v for k, v in augment(ex, transforms.example_seed(0, i)).items()
+                         if k in pipeline.TRAIN_KEYS},
   }
   print("| stage, in tf.data | CPU ms a crop |\n|---|---|")
   for _ in range(rounds):

@@ -178,6 +178,48 @@ def test_half_body_boxes_the_chosen_half():
                                 [0, 0, 50, 70])
 
 
+def test_half_body_draws_for_each_instance_of_an_image():
+  points = np.array([[10, 10], [20, 12], [30, 40], [34, 60]], np.float32)
+  group = {"keypoints": tf.constant([points, points + 5, points]),
+           "visible": tf.constant([[1.0] * 4, [1.0] * 4, [1.0, 0.0, 1.0, 0.0]]),
+           "box": tf.constant([[0.0, 0.0, 50.0, 70.0]] * 3)}
+  op = transforms.half_body([0, 1], [2, 3], probability=1.0, min_keypoints=2, padding=1.0)
+  boxes = np.stack([op(group, tf.constant([0, i], tf.int64))["box"].numpy() for i in range(20)])
+  upper, lower = [10.0, 10.0, 11.0, 3.0], [30.0, 40.0, 5.0, 21.0]  # as in the test above
+  for instance, shift in ((0, 0.0), (1, 5.0)):
+    chosen = {tuple(np.round(box - [shift, shift, 0, 0], 4)) for box in boxes[:, instance]}
+    assert chosen == {tuple(upper), tuple(lower)}
+  # Each instance draws its own half: the first two do not always agree.
+  assert not np.allclose(boxes[:, 0, :2] + 5, boxes[:, 1, :2])
+  # The third sees one keypoint of each half, fewer than min_keypoints: its box stays.
+  np.testing.assert_array_equal(boxes[:, 2], np.tile([0.0, 0.0, 50.0, 70.0], (20, 1)))
+
+
+def test_instances_of_one_image_are_warped_together_as_each_alone():
+  image = dots_example(POINTS * 2.5, INTENSITIES, height=100, width=130)["image"]
+  boxes = np.array([[30.0, 35.0, 42.0, 42.0], [10.0, 20.0, 60.0, 50.0], [70, 5, 40, 80]],
+                   np.float32)
+  labels = {"keypoints": tf.constant(np.stack([POINTS * 2.5, POINTS * 2, POINTS * 3])),
+            "visible": tf.ones((3, 3)), "norm": tf.constant([10.0, 12.0, 14.0]),
+            "box": tf.constant(boxes)}
+  crop = transforms.crop_to_box((SIZE, SIZE), 1.25)
+  augment = transforms.random_affine(SWAP_FIRST_TWO, 20, (0.9, 1.1), 0.05, 0.5, (SIZE, SIZE))
+  together = augment(crop({**labels, "image": image}), tf.constant([2, 0], tf.int64))
+  assert together["image"].shape == (3, SIZE, SIZE, 1)
+  matrices = together["matrix"].numpy()
+  assert len({m.tobytes() for m in matrices}) == 3  # a draw each
+  for i in range(3):
+    alone = crop({**{k: v[i] for k, v in labels.items()}, "image": image})
+    np.testing.assert_allclose(crop({**labels, "image": image})["matrix"][i], alone["matrix"],
+                               rtol=1e-6)
+    flip = np.linalg.det(matrices[i][:2, :2]) < 0
+    want = transforms.warp(alone, matrices[i], (SIZE, SIZE), SWAP_FIRST_TWO, flip)
+    np.testing.assert_array_equal(together["image"][i], want["image"])  # the same OpenCV call
+    np.testing.assert_array_equal(together["visible"][i], want["visible"])
+    for key in ("keypoints", "norm"):  # a batched matmul, a hair from the single one
+      np.testing.assert_allclose(together[key][i], want[key], rtol=1e-5, atol=1e-4)
+
+
 def test_photometric_ops_leave_geometry_alone_and_follow_the_seed():
   example = {**dots_example(POINTS, INTENSITIES), "image": tf.random.uniform((SIZE, SIZE, 3))}
   jitter = transforms.color_jitter(0.2, 0.3, 0.3)

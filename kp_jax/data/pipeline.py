@@ -122,34 +122,38 @@ def _eval_ops(data_config, input_hwc):
   return _compose(*ops, _keep(*EVAL_KEYS))
 
 
-def _augment_op(data_config, spec: KeypointSpec, input_hwc):
-  """(example, seed) -> augmented training example, from one stateless seed."""
+def _geometric_op(data_config, spec: KeypointSpec, input_hwc):
+  """(example, seed) -> the example warped into the model input by the training augmentation's
+  geometry (half-body, crop, rotation, scale, shift, flip: one warp). The example may be
+  several instances of one image (`transforms.warp`): each has its own draw from the seed."""
   aug = data_config.augment
   affine = transforms.random_affine(
       spec.flip_permutation(), aug.max_rotation_deg, tuple(aug.scale_range), aug.max_shift,
       aug.flip_probability, input_hwc[:2], input_hwc[2])
-  seeded = []  # (example, seed) ops around the affine warp, in order
-  if aug.half_body_probability:
-    upper = [spec.index(n) for n in aug.upper_body]
-    lower = [i for i in range(spec.num_keypoints) if i not in upper]
-    seeded.append(transforms.half_body(upper, lower, aug.half_body_probability,
-                                       aug.half_body_min_keypoints, data_config.box_padding))
   start = _start_geometry(data_config)
-  seeded.append(lambda example, seed: affine(start(example), seed))
+  if not aug.half_body_probability:
+    return lambda example, seed: affine(start(example), seed)
+  upper = [spec.index(n) for n in aug.upper_body]
+  lower = [i for i in range(spec.num_keypoints) if i not in upper]
+  half_body = transforms.half_body(upper, lower, aug.half_body_probability,
+                                   aug.half_body_min_keypoints, data_config.box_padding)
+
+  def op(example, seed):
+    half_body_seed, affine_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    return affine(start(half_body(example, half_body_seed)), affine_seed)
+  return op
+
+
+def _photometric_op(data_config):
+  """(example, seed) -> the example's uint8 crop with colour jitter and blur, or None when the
+  config has neither."""
+  aug = data_config.augment
   photometric = []
   if aug.brightness or aug.contrast or aug.saturation:
     photometric.append(transforms.color_jitter(aug.brightness, aug.contrast, aug.saturation))
   if aug.blur_probability:
     photometric.append(transforms.random_blur(aug.blur_probability, aug.max_blur_sigma))
-  if photometric:
-    seeded.append(transforms.on_unit_float(*photometric))
-
-  def op(example, seed):
-    op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(seeded)))
-    for augment, op_seed in zip(seeded, op_seeds):
-      example = augment(example, op_seed)
-    return _keep(*TRAIN_KEYS)(example)
-  return op
+  return transforms.on_unit_float(*photometric) if photometric else None
 
 
 def _check_augment_config(data_config, spec: KeypointSpec):
@@ -214,10 +218,11 @@ def _empty_shard(source: Source, shard: int, num_shards: int):
   return ValueError(f"{source.name}: training shard {shard} of {num_shards} is empty.")
 
 
-def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
-               start: int) -> tf.data.Dataset:
-  """(stream position, example) of a training shard's instances, from position `start` on.
-  Uncached crops of image files decode each JPEG only in the window its crop reads."""
+def _instances(config, source: Source, shard: int, num_shards: int, seed: int, start: int,
+               augment) -> tf.data.Dataset:
+  """(stream position, example) of a training shard's instances shuffled with `seed`, from
+  position `start` on, each through `augment(example, position)`. Uncached crops of image
+  files decode each JPEG only in the window its crop reads."""
   data = config.data
   encoded = not data.cache and data.input_size and source.load_encoded is not None
   load = source.load_encoded if encoded else source.load
@@ -229,15 +234,18 @@ def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
   stream = _epochs(examples, size, seed, first_epoch, data.shuffle_buffer)
-  return stream.enumerate(start=first_epoch * size).skip(start % size)
+  stream = stream.enumerate(start=first_epoch * size).skip(start % size)
+  return stream.map(lambda position, example: (position, augment(example, position)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
-                            start: int) -> tf.data.Dataset:
+                            start: int, augment) -> tf.data.Dataset:
   """As `_instances`, for uncached crops of image files that hold several instances: the
   images are shuffled by their labels, and each is read and decoded once, whole, for all its
-  instances, which follow one another in the stream. At COCO's 2.6 people a photo this costs
-  less than decoding each crop's window (benchmarks/input_pipeline.py --coco_like)."""
+  instances, which follow one another in the stream; `augment` takes them together (one warp
+  call, one set of ops for all) at the first one's position. At COCO's 2.6 people a photo
+  this costs less than an instance at a time (benchmarks/input_pipeline.py --coco_like)."""
   def count(photo):
     return tf.cast(tf.shape(photo["box"])[0], tf.int64)
 
@@ -247,18 +255,12 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
 
-  def decode(first, photo):
-    image = files.decode_file(photo["path"], source.channels)
-    return first, {**photo, "image": tf.ensure_shape(image, [None, None, source.channels])}
-
   def instances(first, photo):
-    labels = {k: photo[k] for k in ("keypoints", "visible", "norm", "box")}
-    labels["image_id"] = tf.fill([count(photo)], photo["image_id"])
-    return tf.data.Dataset.zip(
-        tf.data.Dataset.range(first, first + count(photo)),
-        tf.data.Dataset.from_tensor_slices(labels),
-        tf.data.Dataset.from_tensors(photo["image"]).repeat()).map(
-            lambda position, example, image: (position, {**example, "image": image}))
+    image = files.decode_file(photo["path"], source.channels)
+    together = {k: photo[k] for k in ("keypoints", "visible", "norm", "box")}
+    together["image_id"] = tf.fill([count(photo)], photo["image_id"])
+    together["image"] = tf.ensure_shape(image, [None, None, source.channels])
+    return tf.range(first, first + count(photo)), augment(together, first)
 
   stream = _epochs(photos, int(photos.cardinality()), seed, first_epoch,
                    config.data.shuffle_buffer)
@@ -267,7 +269,7 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   stream = stream.scan(tf.constant(first_epoch * size, tf.int64),
                        lambda first, photo: (first + count(photo), (first, photo)))
   stream = stream.filter(lambda first, photo: first + count(photo) > start)
-  stream = stream.map(decode, num_parallel_calls=tf.data.AUTOTUNE).flat_map(instances)
+  stream = stream.map(instances, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
   return stream.filter(lambda position, example: position >= start)
 
 
@@ -279,11 +281,23 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   decode_once = (data.get("decode_once_per_photo", True)  # absent in older runs
                  and not data.cache and data.input_size and source.images is not None
                  and source.images.files is not None)
+  geometric = _geometric_op(data, source.spec, input_shape(data, source))
+  photometric = _photometric_op(data)
+
+  def seeds(position):  # (geometric, photometric) seeds of the example at `position`
+    return tf.unstack(tf.random.experimental.stateless_split(
+        transforms.example_seed(seed, position), 2))
+
+  def augment(example, position):  # one instance, or several of one image
+    return _keep(*TRAIN_KEYS)(geometric(example, seeds(position)[0]))
+
   stream = (_instances_decoded_once if decode_once else _instances)(
-      config, source, shard, num_shards, seed, start_step * batch_size)
-  augment = _augment_op(data, source.spec, input_shape(data, source))
-  stream = stream.map(lambda i, ex: augment(ex, transforms.example_seed(seed, i)),
-                      num_parallel_calls=tf.data.AUTOTUNE)
+      config, source, shard, num_shards, seed, start_step * batch_size, augment)
+  if photometric:  # one instance at a time: each its own draw
+    stream = stream.map(lambda position, example: photometric(example, seeds(position)[1]),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    stream = stream.map(lambda position, example: example)
   return stream.batch(batch_size, drop_remainder=True)
 
 

@@ -52,8 +52,14 @@ def identity_matrix(example):
   return {**example, "matrix": tf.eye(3)}
 
 
+def _matrix(a, b, tx, d, e, ty):
+  """3x3 affine matrices [..., 3, 3] from their six entries (tensors of one shape [...])."""
+  return tf.stack([tf.stack([a, b, tx], -1), tf.stack([d, e, ty], -1),
+                   tf.stack([tf.zeros_like(a), tf.zeros_like(a), tf.ones_like(a)], -1)], -2)
+
+
 def box_matrix(box, output_hw, padding, udp: bool = False):
-  """3x3 matrix fitting `box` into an image of `output_hw`.
+  """3x3 matrix fitting `box` into an image of `output_hw` ([..., 4] boxes: [..., 3, 3]).
 
   `box` is (x, y, w, h) as in COCO: (x, y) is the top-left corner of the box's first pixel, so in
   kp-jax's convention (pixel centres at integers) the box spans [x - 0.5, x + w - 0.5]. The box
@@ -65,15 +71,15 @@ def box_matrix(box, output_hw, padding, udp: bool = False):
   """
   box = tf.cast(box, tf.float32)
   out_h, out_w = float(output_hw[0]), float(output_hw[1])
-  centre = box[:2] + box[2:] / 2 - 0.5
-  width = tf.maximum(tf.maximum(box[2], box[3] * out_w / out_h) * padding, 1e-6)
+  centre = box[..., :2] + box[..., 2:] / 2 - 0.5
+  width = tf.maximum(tf.maximum(box[..., 2], box[..., 3] * out_w / out_h) * padding, 1e-6)
   if udp:
     scale_x, scale_y = (out_w - 1) / width, (out_h - 1) / (width * out_h / out_w)
   else:
     scale_x = scale_y = out_w / width
-  tx = (out_w - 1) / 2 - scale_x * centre[0]
-  ty = (out_h - 1) / 2 - scale_y * centre[1]
-  return tf.stack([[scale_x, 0.0, tx], [0.0, scale_y, ty], [0.0, 0.0, 1.0]])
+  tx = (out_w - 1) / 2 - scale_x * centre[..., 0]
+  ty = (out_h - 1) / 2 - scale_y * centre[..., 1]
+  return _matrix(scale_x, tf.zeros_like(tx), tx, tf.zeros_like(ty), scale_y, ty)
 
 
 def crop_to_box(output_hw, padding: float, udp: bool = False):
@@ -87,7 +93,8 @@ def affine_matrix(angle, scale, shift, flip, height, width):
   """3x3 matrix of an augmentation in an image of (height, width) (pixel centres at integers).
 
   Mirror horizontally when `flip`, then rotate by `angle` (radians) and scale about the image
-  centre, then translate by `shift` (pixels, [2]). All arguments may be tensors.
+  centre, then translate by `shift` (pixels, [..., 2]). All arguments may be tensors, of
+  shape [...] for [..., 3, 3] matrices.
   """
   cx, cy = (tf.cast(width, tf.float32) - 1) / 2, (tf.cast(height, tf.float32) - 1) / 2
   mirror = tf.where(flip, -1.0, 1.0)
@@ -95,14 +102,16 @@ def affine_matrix(angle, scale, shift, flip, height, width):
   # out = S R (F(p) - c) + c + shift, where F(p) = (2 cx - x, y) when flipping.
   a, b = cos * mirror, -sin
   d, e = sin * mirror, cos
-  tx = cx + shift[0] - (a * cx + b * cy)
-  ty = cy + shift[1] - (d * cx + e * cy)
-  return tf.stack([[a, b, tx], [d, e, ty], [0.0, 0.0, 1.0]])
+  tx = cx + shift[..., 0] - (a * cx + b * cy)
+  ty = cy + shift[..., 1] - (d * cx + e * cy)
+  return _matrix(a, b, tx, d, e, ty)
 
 
 def move_keypoints(keypoints, visible, matrix, output_hw):
-  """(keypoints through `matrix`, visibility with those outside the output cleared)."""
-  points = keypoints @ tf.transpose(matrix[:2, :2]) + matrix[:2, 2]
+  """(keypoints through `matrix`, visibility with those outside the output cleared), of one
+  instance ([K, 2], [K], [3, 3]) or of several ([..., K, 2], [..., K], [..., 3, 3])."""
+  points = (keypoints @ tf.linalg.matrix_transpose(matrix[..., :2, :2])
+            + matrix[..., None, :2, 2])
   size = tf.constant([output_hw[1], output_hw[0]], tf.float32)
   inside = tf.reduce_all((points >= -0.5) & (points <= size - 0.5), axis=-1)
   return points, visible * tf.cast(inside, tf.float32)
@@ -110,11 +119,14 @@ def move_keypoints(keypoints, visible, matrix, output_hw):
 
 def _bilinear_warp(image, matrix, output_hw):
   """NumPy [h, w, C] -> [H, W, C] of the same dtype through `matrix` (source -> output
-  pixels, centres at integers), bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster
+  pixels, centres at integers), or -> [N, H, W, C] through each of [N, 3, 3] matrices,
+  bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster
   than TensorFlow's ImageProjectiveTransformV3 for a 256x192 RGB crop in the pipeline (0.4
   against 3.2 ms a core, the NumPy call included; `benchmarks/input_pipeline.py --ops`). As in
   MMPose, it samples at 1/32-pixel positions (off by at most 1/64 px per axis) and rounds a
   uint8 image's values."""
+  if matrix.ndim == 3:
+    return np.stack([_bilinear_warp(image, each, output_hw) for each in matrix])
   height, width = output_hw
   warped = cv2.warpAffine(image, matrix[:2].astype(np.float64), (width, height),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -123,7 +135,8 @@ def _bilinear_warp(image, matrix, output_hw):
 
 def resample(image, matrix, output_hw):
   """The image ([h, w, C], uint8 or float32) seen through `matrix` (source -> output pixels),
-  bilinear (`_bilinear_warp`), zero outside, in the image's dtype.
+  bilinear (`_bilinear_warp`), zero outside, in the image's dtype; through each of [N, 3, 3]
+  matrices, [N, H, W, C] from one call.
 
   The identity and the plain mirror (a flip-only augmentation of a same-size image) sample
   pixel centres exactly, so they are copies, done as such.
@@ -131,9 +144,9 @@ def resample(image, matrix, output_hw):
   def bilinear():
     warped = tf.numpy_function(lambda x, m: _bilinear_warp(x, m, output_hw), [image, matrix],
                                image.dtype, stateful=False)
-    return tf.ensure_shape(warped, [*output_hw, image.shape[-1]])
+    return tf.ensure_shape(warped, [*matrix.shape[:-2], *output_hw, image.shape[-1]])
 
-  if tuple(image.shape[:2]) != tuple(output_hw):
+  if len(matrix.shape) != 2 or tuple(image.shape[:2]) != tuple(output_hw):
     return bilinear()
   width = float(output_hw[1])
   identity = tf.eye(3)
@@ -185,6 +198,9 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
   keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
   example's `matrix` becomes `matrix`. An `encoded` image is decoded here, in the window the
   warp reads (`decode_window`, `channels` of it); the output has the image's dtype.
+
+  Several instances of one image (labels with a leading axis N, `matrix` [N, 3, 3], `flip`
+  [N]) are warped each through its own matrix by one call: images [N, H, W, C].
   """
   if "encoded" in example:
     pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels)
@@ -194,10 +210,13 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
     warped = resample(example["image"], matrix, output_hw)
   points, visible = move_keypoints(example["keypoints"], example["visible"], matrix, output_hw)
   if flip_permutation is not None:
-    perm = tf.where(flip, tf.constant(flip_permutation, tf.int32),
+    flips = tf.convert_to_tensor(flip)[..., None]
+    perm = tf.where(flips, tf.constant(flip_permutation, tf.int32),
                     tf.range(len(flip_permutation), dtype=tf.int32))
-    points, visible = tf.gather(points, perm), tf.gather(visible, perm)
-  scale = tf.sqrt(tf.abs(tf.linalg.det(matrix[:2, :2])))
+    instance_axes = perm.shape.rank - 1
+    points = tf.gather(points, perm, batch_dims=instance_axes)
+    visible = tf.gather(visible, perm, batch_dims=instance_axes)
+  scale = tf.sqrt(tf.abs(tf.linalg.det(matrix[..., :2, :2])))
   lengths = {k: example[k] * scale for k in ("norm", "size") if k in example}
   return {**example, "image": warped, "keypoints": points,
           "visible": visible, **lengths, "matrix": matrix}
@@ -216,25 +235,27 @@ def random_affine(flip_permutation, max_rotation_deg, scale_range, max_shift, fl
   from one stateless draw, composed with the example's `matrix` and applied by one warp.
 
   Returns an op `(example, seed) -> example`, for a uint8 or float32 image or an `encoded`
-  one of `channels`.
+  one of `channels`, or for several instances of one image (`warp`), each with its own draw.
   """
   def op(example, seed):
     augment, flip = draw_affine(seed, max_rotation_deg, scale_range, max_shift,
-                                flip_probability, output_hw)
+                                flip_probability, output_hw, _instances_shape(example))
     return warp(example, augment @ example["matrix"], output_hw, flip_permutation, flip,
                 channels)
   return op
 
 
-def draw_affine(seed, max_rotation_deg, scale_range, max_shift, flip_probability, output_hw):
+def draw_affine(seed, max_rotation_deg, scale_range, max_shift, flip_probability, output_hw,
+                shape=()):
   """(3x3 augmentation matrix in the model input's frame, whether it flips), from one
-  stateless draw: rotation, scale, shift (a fraction of the size) and flip."""
+  stateless draw: rotation, scale, shift (a fraction of the size) and flip; of `shape`
+  ([*shape, 3, 3], [*shape]), each its own draw."""
   height, width = output_hw
-  u = tf.random.stateless_uniform([5], seed=seed)
-  angle = (2 * u[0] - 1) * math.radians(max_rotation_deg)
-  scale = scale_range[0] + u[1] * (scale_range[1] - scale_range[0])
-  shift = (2 * u[2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
-  flip = u[4] < flip_probability
+  u = tf.random.stateless_uniform(tf.concat([tf.cast(shape, tf.int32), [5]], 0), seed=seed)
+  angle = (2 * u[..., 0] - 1) * math.radians(max_rotation_deg)
+  scale = scale_range[0] + u[..., 1] * (scale_range[1] - scale_range[0])
+  shift = (2 * u[..., 2:4] - 1) * max_shift * tf.constant([width, height], tf.float32)
+  flip = u[..., 4] < flip_probability
   return affine_matrix(angle, scale, shift, flip, height, width), flip
 
 
@@ -252,24 +273,25 @@ def half_body(upper, lower, probability: float, min_keypoints: int, padding: flo
   keypoints (index lists, chosen at random), scaled by `padding`, as in MMPose's half-body
   transform. Needs at least `min_keypoints` visible in the chosen half; otherwise a no-op.
 
-  Returns an op `(example, seed) -> example`, to run before `crop_to_box`.
+  Returns an op `(example, seed) -> example`, to run before `crop_to_box`, for one instance
+  or several of one image, each with its own draw.
   """
-  upper, lower = tf.constant(upper, tf.int32), tf.constant(lower, tf.int32)
+  num_keypoints = len(upper) + len(lower)
+  in_upper, in_lower = (tf.constant(np.isin(np.arange(num_keypoints), part))
+                        for part in (upper, lower))
 
   def op(example, seed):
-    u = tf.random.stateless_uniform([2], seed=seed)
-    part = tf.cond(u[1] < 0.5, lambda: upper, lambda: lower)
-    points = tf.gather(example["keypoints"], part)
-    visible = tf.gather(example["visible"], part) > 0
-    chosen = tf.boolean_mask(points, visible)
-    use = (u[0] < probability) & (tf.shape(chosen)[0] >= min_keypoints)
-
-    def part_box():
-      low, high = tf.reduce_min(chosen, 0), tf.reduce_max(chosen, 0)
-      size = (high - low + 1) * padding
-      return tf.concat([(low + high) / 2 + 0.5 - size / 2, size], 0)
-    box = tf.cond(use, part_box, lambda: tf.cast(example["box"], tf.float32))
-    return {**example, "box": box}
+    u = tf.random.stateless_uniform(tf.concat([_instances_shape(example), [2]], 0), seed=seed)
+    keypoints = example["keypoints"]
+    chosen = tf.where(u[..., 1:] < 0.5, in_upper, in_lower) & (example["visible"] > 0)
+    use = (u[..., 0] < probability) & (
+        tf.reduce_sum(tf.cast(chosen, tf.int32), -1) >= min_keypoints)
+    low = tf.reduce_min(tf.where(chosen[..., None], keypoints, np.inf), -2)
+    high = tf.reduce_max(tf.where(chosen[..., None], keypoints, -np.inf), -2)
+    size = (high - low + 1) * padding
+    part_box = tf.concat([(low + high) / 2 + 0.5 - size / 2, size], -1)
+    return {**example, "box": tf.where(use[..., None], part_box,
+                                       tf.cast(example["box"], tf.float32))}
   return op
 
 
@@ -313,6 +335,11 @@ def random_blur(probability: float, max_sigma: float):
                       lambda: gaussian_blur(image, u[1] * max_sigma, radius), lambda: image)
     return {**example, "image": blurred}
   return op
+
+
+def _instances_shape(example):
+  """[] for one instance, [N] for N instances of one image: the leading axes of its box."""
+  return tf.shape(example["box"])[:-1] if "box" in example else tf.constant([], tf.int32)
 
 
 def example_seed(run_seed: int, index):
