@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 
+import cv2
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -151,6 +152,28 @@ def time_ops(calls: int = 300):
     transforms._bilinear_warp(window, matrix, (256, 192))  # noqa: SLF001
   print(f"| warp the window to 256x192, OpenCV called directly (no TensorFlow, no call "
         f"overhead) | {(time.perf_counter() - start) / calls * 1e3:.2f} |")
+  time_opencv_threads(folder)
+
+
+def time_opencv_threads(folder: str, photos: int = 50, calls: int = 2000):
+  """CPU ms of OpenCV's warp of a 256x192 crop out of one of `photos` JPEGs at a random
+  rotation (+-40 degrees) and scale (0.4-1.2), with OpenCV's own threads (its default, one a
+  core) and with one (kp-jax's setting: tf.data runs a warp on every core)."""
+  write_coco_like(folder, photos)
+  images = [np.asarray(Image.open(os.path.join(folder, f"{i:06d}.jpg")))
+            for i in range(1, photos + 1)]
+  rng = np.random.default_rng(0)
+  angles, scales = rng.uniform(-0.7, 0.7, calls), rng.uniform(0.4, 1.2, calls)
+  matrices = [np.array([[s * np.cos(a), -s * np.sin(a), x], [s * np.sin(a), s * np.cos(a), y],
+                        [0.0, 0.0, 1.0]])
+              for a, s, x, y in zip(angles, scales, *rng.uniform(-100, 50, (2, calls)))]
+  for threads in (cv2.getNumberOfCPUs(), 1):
+    cv2.setNumThreads(threads)
+    start = time.process_time()
+    for i, matrix in enumerate(matrices):
+      transforms._bilinear_warp(images[i % photos], matrix, (256, 192))  # noqa: SLF001
+    print(f"| warp 256x192 crops of {photos} photos at random angles and scales, OpenCV "
+          f"with {threads} thread(s), CPU ms | {(time.process_time() - start) / calls * 1e3:.2f} |")
 
 
 def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):

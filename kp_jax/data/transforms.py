@@ -15,6 +15,10 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+# tf.data already runs a warp on every core; OpenCV's own threads, splitting each crop's warp,
+# would only add CPU time (`benchmarks/input_pipeline.py --ops`).
+cv2.setNumThreads(1)
+
 
 def select_keypoints(indices):
   """Keeps the keypoints at `indices` (a keypoint subset, in the subset's order), of one
@@ -120,11 +124,11 @@ def move_keypoints(keypoints, visible, matrix, output_hw):
 def _bilinear_warp(image, matrix, output_hw):
   """NumPy [h, w, C] -> [H, W, C] of the same dtype through `matrix` (source -> output
   pixels, centres at integers), or -> [N, H, W, C] through each of [N, 3, 3] matrices,
-  bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster
-  than TensorFlow's ImageProjectiveTransformV3 for a 256x192 RGB crop in the pipeline (0.4
-  against 3.2 ms a core, the NumPy call included; `benchmarks/input_pipeline.py --ops`). As in
-  MMPose, it samples at 1/32-pixel positions (off by at most 1/64 px per axis) and rounds a
-  uint8 image's values."""
+  bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster than TensorFlow's
+  ImageProjectiveTransformV3 for a 256x192 RGB crop in the pipeline (0.4 against 3.2 ms a
+  core, the NumPy call included; `benchmarks/input_pipeline.py --ops`). As in MMPose, it
+  samples at 1/32-pixel positions (off by at most 1/64 px per axis) and rounds a uint8
+  image's values."""
   if matrix.ndim == 3:
     return np.stack([_bilinear_warp(image, each, output_hw) for each in matrix])
   height, width = output_hw
