@@ -4,11 +4,11 @@ The training stream is a pure function of (seed, shard, step): the training spli
 `data.input_shards` shards (default: one per process), epoch `e` of a shard is that shard
 shuffled with seed (seed, shard, e), and its example at stream position `i` is augmented with
 the stateless seed (seed, shard, i). Where image files hold several instances (COCO's people),
-the shard's images are shuffled instead, each decoded once for all its instances, which follow
-one another in the stream; positions still count instances. Starting at a step therefore only
-skips undecoded records, a resumed run sees exactly the batches an uninterrupted one would have
-seen, and with a fixed `input_shards` the global batches do not depend on the number of
-processes.
+the shard's images are shuffled instead, each decoded once and augmented together for all its
+instances (at the seed of the first one's position), which follow one another in the stream;
+positions still count instances. Starting at a step therefore only skips undecoded records, a
+resumed run sees exactly the batches an uninterrupted one would have seen, and with a fixed
+`input_shards` the global batches do not depend on the number of processes.
 
 Batches come out as NumPy arrays of this process's share of the global batch,
 [global_batch / processes, ...], so the train loop never touches TensorFlow; the device layout
