@@ -1,6 +1,6 @@
 """Examples/s of the training input pipeline alone (no model), for a config.
 
-  python benchmarks/input_pipeline.py [configs/default.py] [--batches 200]
+  python benchmarks/input_pipeline.py [configs/default.py] [--batches 200] [--uncached]
   python benchmarks/input_pipeline.py --coco_like 300   # accelerator-scale capacity check
   python benchmarks/input_pipeline.py --ops             # its pieces, one core, ms a call
   python benchmarks/input_pipeline.py --stages          # CPU ms a crop, stage by stage
@@ -234,6 +234,8 @@ def main():
                       help="images of a COCO-like set to run configs/coco_person.py's pipeline on")
   parser.add_argument("--rounds", type=int, default=1,
                       help="--coco_like: rounds of the decodings (DECODINGS)")
+  parser.add_argument("--uncached", action="store_true",
+                      help="the config with data.cache = False: images read from their files")
   parser.add_argument("--ops", action="store_true", help="time the pipeline's pieces instead")
   parser.add_argument("--stages", action="store_true",
                       help="CPU ms a crop of the training map, stage by stage, instead")
@@ -252,9 +254,11 @@ def main():
         "|---|---|---|---|---|---|")
   if not args.coco_like:
     config = load_config(args.config)
+    config.data.cache = config.data.cache and not args.uncached
     rate, per_cpu_second = examples_per_second(config, args.batches)
-    print(f"| `{args.config}` | - | {config.batch_size} | {rate:.0f} | {rate / cores:.0f} | "
-          f"{per_cpu_second:.0f} |")
+    decoding = "in memory" if config.data.cache else "from files"
+    print(f"| `{args.config}` | {decoding} | {config.batch_size} | {rate:.0f} | "
+          f"{rate / cores:.0f} | {per_cpu_second:.0f} |")
     return
   config = coco_like_config(args.coco_like)
   name = f"`configs/coco_person.py` on {args.coco_like} COCO-sized JPEGs"

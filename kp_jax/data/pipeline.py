@@ -218,11 +218,10 @@ def _empty_shard(source: Source, shard: int, num_shards: int):
   return ValueError(f"{source.name}: training shard {shard} of {num_shards} is empty.")
 
 
-def _instances(config, source: Source, shard: int, num_shards: int, seed: int, start: int,
-               augment) -> tf.data.Dataset:
-  """(stream position, example) of a training shard's instances shuffled with `seed`, from
-  position `start` on, each through `augment(example, position)`. Uncached crops of image
-  files decode each JPEG only in the window its crop reads."""
+def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
+               start: int) -> tf.data.Dataset:
+  """(stream position, example) of a training shard's instances, from position `start` on.
+  Uncached crops of image files decode each JPEG only in the window its crop reads."""
   data = config.data
   encoded = not data.cache and data.input_size and source.load_encoded is not None
   load = source.load_encoded if encoded else source.load
@@ -234,18 +233,17 @@ def _instances(config, source: Source, shard: int, num_shards: int, seed: int, s
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
   stream = _epochs(examples, size, seed, first_epoch, data.shuffle_buffer)
-  stream = stream.enumerate(start=first_epoch * size).skip(start % size)
-  return stream.map(lambda position, example: (position, augment(example, position)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+  return stream.enumerate(start=first_epoch * size).skip(start % size)
 
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
                             start: int, augment) -> tf.data.Dataset:
-  """As `_instances`, for uncached crops of image files that hold several instances: the
-  images are shuffled by their labels, and each is read and decoded once, whole, for all its
-  instances, which follow one another in the stream; `augment` takes them together (one warp
-  call, one set of ops for all) at the first one's position. At COCO's 2.6 people a photo
-  this costs less than an instance at a time (benchmarks/input_pipeline.py --coco_like)."""
+  """As `_instances`, for uncached crops of image files that hold several instances, each
+  through `augment(example, position)`: the images are shuffled by their labels, and each is
+  read and decoded once, whole, for all its instances, which follow one another in the
+  stream; `augment` takes them together (one warp call, one set of ops for all) at the first
+  one's position. At COCO's 2.6 people a photo this costs less than an instance at a time
+  (benchmarks/input_pipeline.py --coco_like)."""
   def count(photo):
     return tf.cast(tf.shape(photo["box"])[0], tf.int64)
 
@@ -288,16 +286,24 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
     return tf.unstack(tf.random.experimental.stateless_split(
         transforms.example_seed(seed, position), 2))
 
-  def augment(example, position):  # one instance, or several of one image
+  def geometric_at(example, position):  # one instance, or several of one image
     return _keep(*TRAIN_KEYS)(geometric(example, seeds(position)[0]))
 
-  stream = (_instances_decoded_once if decode_once else _instances)(
-      config, source, shard, num_shards, seed, start_step * batch_size, augment)
-  if photometric:  # one instance at a time: each its own draw
-    stream = stream.map(lambda position, example: photometric(example, seeds(position)[1]),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-  else:
-    stream = stream.map(lambda position, example: example)
+  def photometric_at(position, example):  # one instance: each its own draw
+    return photometric(example, seeds(position)[1]) if photometric else example
+
+  start = start_step * batch_size
+  if decode_once:
+    stream = _instances_decoded_once(config, source, shard, num_shards, seed, start,
+                                     geometric_at)
+    # Without photometric ops the map only drops the position: cheaper done in this thread
+    # than handed to the parallel workers.
+    stream = stream.map(photometric_at,
+                        num_parallel_calls=tf.data.AUTOTUNE if photometric else None)
+  else:  # the geometric and photometric draws in one map
+    stream = _instances(config, source, shard, num_shards, seed, start).map(
+        lambda position, example: photometric_at(position, geometric_at(example, position)),
+        num_parallel_calls=tf.data.AUTOTUNE)
   return stream.batch(batch_size, drop_remainder=True)
 
 
