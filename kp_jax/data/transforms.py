@@ -342,7 +342,9 @@ def random_blur(probability: float, max_sigma: float):
 
 
 def _instances_shape(example):
-  """[] for one instance, [N] for N instances of one image: the leading axes of its box."""
+  """[] for one instance, [N] for N instances of one image: the leading axes of its box. Not
+  its keypoints': a whole-image example of several instances (the centre model's) has one
+  box, and takes one draw."""
   return tf.shape(example["box"])[:-1] if "box" in example else tf.constant([], tf.int32)
 
 
