@@ -195,6 +195,10 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   crop = transforms.crop_to_box(input_hwc[:2], config.data.box_padding)
   warp = transforms.warp_to_input(input_hwc[:2])
   augment = pipeline._geometric_op(config.data, source.spec, input_hwc)  # noqa: SLF001
+
+  def augmented(i, example):  # one instance, or a photo's together
+    return {k: v for k, v in augment(example, transforms.example_seed(0, i)).items()
+            if k in pipeline.TRAIN_KEYS}
   stages = {
       "batching one small label per example": lambda i, ex: {"box": ex["box"]},
       "batching a uint8 crop per example, nothing computed": lambda i, ex: {
@@ -203,15 +207,13 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
           lambda i, ex: {"image": tf.fill(input_hwc, tf.cast(i % 2, tf.float32))},
       "crop matrix and warp (OpenCV through tf.numpy_function), keypoints moved": lambda i, ex:
           {k: v for k, v in warp(crop(ex)).items() if k in pipeline.TRAIN_KEYS},
-      "the whole augmentation (coco_person's: + rotation, scale, flip, half-body)":
-          lambda i, ex: {k: v for k, v in augment(ex, transforms.example_seed(0, i)).items()
-                         if k in pipeline.TRAIN_KEYS},
+      "the whole augmentation (coco_person's: + rotation, scale, flip, half-body)": augmented,
   }
   together = ("the whole augmentation of each photo's people together (one call each), as "
               "decoding once per photo runs it")
   print("| stage, in tf.data | CPU ms a crop |\n|---|---|")
   for _ in range(rounds):
-    for name, op in [*stages.items(), (together, stages[list(stages)[-1]])]:
+    for name, op in [*stages.items(), (together, augmented)]:
       stream = (photos if name == together else examples).repeat().enumerate()
       stream = stream.map(op, num_parallel_calls=tf.data.AUTOTUNE)
       if name == together:
