@@ -214,6 +214,34 @@ def test_default_config_parameter_count():
   assert num_params(model, (96, 96, 1)) == 390_431
 
 
+def test_batch_norm_is_flaxs_traced_once_for_its_calls_alike():
+  x = jax.random.normal(jax.random.key(0), (4, 6, 5, 3))
+  ours, flaxs = (cls(momentum=0.9, use_running_average=False) for cls in (backbones.BatchNorm,
+                                                                          nn.BatchNorm))
+  variables = flaxs.init(jax.random.key(1), x)
+  variables = {"params": {"scale": jnp.array([0.5, 1.0, 2.0]), "bias": jnp.array([0.0, 1.0, -1.0])},
+               "batch_stats": variables["batch_stats"]}
+  assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+
+  def loss(params, module):  # output, gradients and the updated running statistics
+    y, updates = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+    return jnp.sum(y * jnp.arange(3.0)), (y, updates)
+  expected_grads, expected = jax.grad(loss, has_aux=True)(variables["params"], flaxs)
+  grads, got = jax.grad(loss, has_aux=True)(variables["params"], ours)
+  for a, b in zip(jax.tree.leaves((got, grads)), jax.tree.leaves((expected, expected_grads))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+  # A ResNet-18's 20 BatchNorms: one traced function per input shape and scale initialiser
+  # (a block's last BatchNorm starts at zero), 9 in all, called 20 times.
+  model = backbones.ResNet((2, 2, 2, 2), "basic", width=8)
+  image = jnp.zeros((2, 32, 32, 3))
+  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, image, train=True, mutable=["batch_stats"]))(
+      model.init(jax.random.key(0), image)).jaxpr
+  calls = [e.params["jaxpr"] for e in jaxpr.eqns if e.params.get("name") == "core_fn"]
+  assert len(calls) == 20
+  assert len({id(traced) for traced in calls}) == 9
+
+
 def test_unknown_names_and_fields_name_the_config_key():
   ok_head = {"name": "regression"}
   with pytest.raises(ValueError, match=r"config.model.backbone.name='resnet9'.*conv_pool"):

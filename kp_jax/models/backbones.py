@@ -110,10 +110,18 @@ class ConvPool(nn.Module):
     return x
 
 
+class BatchNorm(nn.jit(nn.BatchNorm)):
+  """flax's BatchNorm under flax's lifted jit: traced once for all its calls alike (same
+  input shape and settings), so a train step's hundreds of BatchNorms trace and lower as a
+  few dozen; a run whose program comes back from the compilation cache still pays tracing
+  and lowering (benchmarks/compile_time.py). XLA inlines the calls, so the compiled program
+  is the same. Named BatchNorm, its variables keep flax's names (BatchNorm_0, ...)."""
+
+
 def batch_norm(train: bool, dtype, axis_name):
   # Under pmap, `axis_name` makes the batch statistics those of the global batch (sync BN);
   # under jit over a mesh the batch axis is already global.
-  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+  return functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
                            epsilon=1e-5, dtype=dtype, axis_name=axis_name if train else None)
 
 

@@ -1,0 +1,110 @@
+"""Where a training step's start-up goes before its first step: tracing, lowering, compiling.
+
+  python benchmarks/compile_time.py [--configs coco_hrnet_w32 coco_person coco_vitpose_b]
+      [--dtype bfloat16] [--kernels xla] [--compile] [--rounds 2]
+
+Tracing (Python: the flax modules, autodiff, the optax update) and lowering to StableHLO are
+paid by every run, on every backend, also when XLA's executable comes back from the
+persistent compilation cache: they are what a warm accelerator run's `compile_seconds`
+(benchmarks/accelerator.py) is made of. Each row traces the config's jit train step anew
+(state and batch abstract: nothing is initialised or run) in a fresh process, as a run
+starts, `--rounds` times; `--compile` adds XLA's compile for this machine's CPU, without the
+persistent cache. `--kernels xla` (the default) traces the
+layers accelerators run, not kernels.py's CPU forms.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from config_shapes import input_shape, keypoint_count, load_config
+from kp_jax import steps
+from kp_jax.data import pixels
+from kp_jax.models import create_model
+
+BATCH = 2  # tracing and lowering do not depend on it
+
+
+def abstract_step(config, keypoints: int):
+  """(the config's train step, abstract state, abstract batch)."""
+  shape = input_shape(config.data)
+  model, head = create_model(config.model, keypoints, shape[:2])
+  state = jax.eval_shape(lambda: steps.create_train_state(config, model, shape,
+                                                          jax.random.key(0)))
+  batch = {"image": jax.ShapeDtypeStruct((BATCH, *shape), jnp.uint8),
+           "keypoints": jax.ShapeDtypeStruct((BATCH, keypoints, 2), jnp.float32),
+           "visible": jax.ShapeDtypeStruct((BATCH, keypoints), jnp.float32),
+           "norm": jax.ShapeDtypeStruct((BATCH,), jnp.float32)}
+
+  def step(state, batch):
+    return steps.train_step(state, batch, head=head,
+                            image_stats=pixels.normalisation(config.data, shape[2]))
+  return step, state, batch
+
+
+def time_row(step, state, batch, compile_: bool) -> dict:
+  start = time.perf_counter()
+  traced = jax.jit(step).trace(state, batch)
+  traced_at = time.perf_counter()
+  lowered = traced.lower()
+  lowered_at = time.perf_counter()
+  row = {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
+         "stablehlo_ops": len(re.findall(r"\bstablehlo\.\w+", lowered.as_text()))}
+  if compile_:
+    lowered.compile()
+    row["compile_s"] = time.perf_counter() - lowered_at
+  return row
+
+
+def run_row(args) -> dict:
+  config = load_config(args.row)
+  config.model.dtype, config.model.kernels = args.dtype, args.kernels
+  step, state, batch = abstract_step(config, keypoint_count(config.data, args.keypoints))
+  return {"params": len(jax.tree.leaves(state.params)),
+          **time_row(step, state, batch, args.compile)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--configs", nargs="+",
+                      default=["coco_hrnet_w32", "coco_person", "coco_vitpose_b"])
+  parser.add_argument("--dtype", default="bfloat16")
+  parser.add_argument("--kernels", default="xla", help="config.model.kernels")
+  parser.add_argument("--compile", action="store_true", help="also XLA's compile, for the CPU")
+  parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
+  parser.add_argument("--row", help=argparse.SUPPRESS)  # one config, in this process
+  args = parser.parse_args()
+  jax.config.update("jax_platforms", "cpu")
+  jax.config.update("jax_compilation_cache_dir", None)  # XLA's own compile, when timed
+  if args.row:
+    print(json.dumps(run_row(args)))
+    return
+  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
+                       text=True).stdout.split(":")[-1].strip()
+  print(f"CPU: {cpu}; jax {jax.__version__}; {time.strftime('%Y-%m-%d')}; batch {BATCH}, "
+        f"{args.dtype}, kernels {args.kernels}\n")
+  print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
+        + (" CPU compile s |" if args.compile else "")
+        + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))
+  for _ in range(args.rounds):  # alternating, so all see the machine alike
+    for name in args.configs:
+      command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
+                 "--kernels", args.kernels, *(["--compile"] if args.compile else []),
+                 *(["--keypoints", str(args.keypoints)] if args.keypoints else [])]
+      row = json.loads(subprocess.run(command, check=True, capture_output=True,
+                                      text=True).stdout.splitlines()[-1])
+      compiled = f" {row['compile_s']:.1f} |" if args.compile else ""
+      print(f"| `{name}` | {row['params']} arrays | {row['stablehlo_ops']:,} | "
+            f"{row['trace_s']:.2f} | {row['lower_s']:.2f} | "
+            f"{row['trace_s'] + row['lower_s']:.2f} |{compiled}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
