@@ -33,7 +33,9 @@ and no row starts with less than `MIN_ROW_SECONDS` left.
 Reported: images/s and ms per step (the mean of `--steps` steps after warm-up steps),
 `compile_seconds` (the first step's wall time less one step: tracing, compiling, autotuning;
 torch.compile's compile for pytorch-compile, cuDNN's autotuning for eager), kp-jax's
-`cache_hits` (programs read back from the compilation cache), and the
+`cache_hits` (programs read back from the compilation cache) and, by JAX's own timings of
+the train step's compile, `trace_seconds`, `lower_seconds` and `xla_seconds` (XLA's compile
+and autotuning, or reading the program back from the cache), and the
 multiply-adds per image counted from the program (kp_jax/flops.py, on the CPU, the same on
 every backend): `forward_gmacs_per_image` and `train_gmacs_per_image` (one training step;
 about three forwards). MFU = 2 FLOPs per multiply-add x train_gmacs_per_image x images/s /
@@ -43,6 +45,7 @@ peak on NVIDIA GPUs, where XLA and PyTorch compute float32 matrix products in TF
 
 import argparse
 import ast
+import collections
 import functools
 import json
 import os
@@ -76,6 +79,9 @@ FRAMEWORKS = ("kp-jax", "pytorch", "pytorch-compile")
 MIN_ROW_SECONDS = 20
 WARMUP_STEPS = 3
 ROW_PREFIX = "ROW "  # a row process's result line on stdout
+COMPILE_STAGES = {"trace_seconds": "/jax/core/compile/jaxpr_trace_duration",  # JAX's events
+                  "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "xla_seconds": "/jax/core/compile/backend_compile_duration"}
 
 
 def peak_tflops(device: str, dtype: str, override: float | None) -> float | None:
@@ -171,6 +177,9 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   cache_hits = []  # programs read back from the persistent cache: a warm row's are all of them
   jax.monitoring.register_event_listener(
       lambda event, **_: cache_hits.append(event) if event.endswith("/cache_hits") else None)
+  stages = collections.Counter()  # JAX's own timings of tracing, lowering and XLA's compile
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, **_: stages.update({event: seconds}))
   config.model.dtype = dtype
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
@@ -184,8 +193,11 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   def step():
     holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
 
+  stages.clear()  # from here on, only the train step compiles
   timing = time_steps(step, num_steps, lambda: jax.block_until_ready(holder))
-  return {**timing, "cache_hits": len(cache_hits), "version": f"jax {jax.__version__}",
+  return {**timing, "cache_hits": len(cache_hits),
+          **{key: stages[event] for key, event in COMPILE_STAGES.items()},
+          "version": f"jax {jax.__version__}",
           "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
                     f"({jax.default_backend()})"}
 
