@@ -49,6 +49,9 @@ def test_accelerator_benchmark_rows(tmp_path):
     assert r["images_per_sec"] == pytest.approx(4 / (r["step_ms"] / 1e3), rel=1e-6)
     assert r["mfu"] == pytest.approx(
         2e9 * r["train_gmacs_per_image"] * r["images_per_sec"] / 0.5e12, rel=1e-6)
+    # The train step's tracing, lowering and XLA compile, all within its first call.
+    stages = [r["trace_seconds"], r["lower_seconds"], r["xla_seconds"]]
+    assert min(stages) > 0 and sum(stages) <= r["compile_seconds"] + r["step_ms"] / 1e3
   # A row that fails (here: no torch) is a row saying why; the next row still runs.
   for r in rows[1::2]:
     assert r["status"].startswith("crashed (exit 1): ModuleNotFoundError: import of torch")
