@@ -196,7 +196,7 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   stages.clear()  # from here on, only the train step compiles
   timing = time_steps(step, num_steps, lambda: jax.block_until_ready(holder))
   return {**timing, "cache_hits": len(cache_hits),
-          **{key: stages[event] for key, event in COMPILE_STAGES.items()},
+          **{key: stages.get(event) for key, event in COMPILE_STAGES.items()},  # None: not seen
           "version": f"jax {jax.__version__}",
           "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
                     f"({jax.default_backend()})"}
