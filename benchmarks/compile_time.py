@@ -9,8 +9,8 @@ persistent compilation cache: they are what a warm accelerator run's `compile_se
 (benchmarks/accelerator.py) is made of. Each row traces the config's jit train step anew
 (state and batch abstract: nothing is initialised or run) in a fresh process, as a run
 starts, `--rounds` times; `--compile` adds XLA's compile for this machine's CPU, without the
-persistent cache. `--kernels xla` (the default) traces the
-layers accelerators run, not kernels.py's CPU forms.
+persistent cache. `--kernels xla` (the default) traces the layers accelerators run, not
+kernels.py's CPU forms.
 """
 
 import argparse
