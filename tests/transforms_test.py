@@ -220,6 +220,15 @@ def test_instances_of_one_image_are_warped_together_as_each_alone():
       np.testing.assert_allclose(together[key][i], want[key], rtol=1e-5, atol=1e-4)
 
 
+def test_frames_of_a_clip_are_warped_together_as_each_alone():
+  clip = np.random.default_rng(2).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+  matrix = transforms.affine_matrix(0.3, 1.2, tf.constant([2.0, -1.0]), True, 40, 50)
+  together = transforms.warp_clip(tf.constant(clip), matrix, (32, 36)).numpy()
+  assert together.shape == (3, 32, 36, 3) and together.dtype == np.uint8
+  for frame, warped in zip(clip, together):  # each frame's own pixels, in its own slot
+    np.testing.assert_array_equal(warped, transforms.resample(frame, matrix, (32, 36)))
+
+
 def test_photometric_ops_leave_geometry_alone_and_follow_the_seed():
   example = {**dots_example(POINTS, INTENSITIES), "image": tf.random.uniform((SIZE, SIZE, 3))}
   jitter = transforms.color_jitter(0.2, 0.3, 0.3)

@@ -123,18 +123,23 @@ def move_keypoints(keypoints, visible, matrix, output_hw):
 
 def _bilinear_warp(image, matrix, output_hw):
   """NumPy [h, w, C] -> [H, W, C] of the same dtype through `matrix` (source -> output
-  pixels, centres at integers), or -> [N, H, W, C] through each of [N, 3, 3] matrices,
-  bilinear, zero outside: OpenCV's `warpAffine`, ~7x faster than TensorFlow's
-  ImageProjectiveTransformV3 for a 256x192 RGB crop in the pipeline (0.4 against 3.2 ms a
-  core, the NumPy call included; `benchmarks/input_pipeline.py --ops`). As in MMPose, it
-  samples at 1/32-pixel positions (off by at most 1/64 px per axis) and rounds a uint8
-  image's values."""
-  if matrix.ndim == 3:
-    return np.stack([_bilinear_warp(image, each, output_hw) for each in matrix])
+  pixels, centres at integers), bilinear, zero outside; -> [N, H, W, C] through each of
+  [N, 3, 3] matrices, or for frames [N, h, w, C] each through the one matrix. OpenCV's
+  `warpAffine`, ~7x faster than TensorFlow's ImageProjectiveTransformV3 for a 256x192 RGB crop
+  in the pipeline (0.4 against 3.2 ms a core, the NumPy call included;
+  `benchmarks/input_pipeline.py --ops`). As in MMPose, it samples at 1/32-pixel positions (off
+  by at most 1/64 px per axis) and rounds a uint8 image's values."""
+  images = image if image.ndim == 4 else image[None]
+  matrices = matrix if matrix.ndim == 3 else matrix[None]
   height, width = output_hw
-  warped = cv2.warpAffine(image, matrix[:2].astype(np.float64), (width, height),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-  return warped.reshape(height, width, image.shape[-1])  # OpenCV drops a single channel
+  warped = np.empty((max(len(images), len(matrices)), height, width, images.shape[-1]),
+                    images.dtype)
+  for i, out in enumerate(warped):  # one image through each matrix, or each through one
+    # Written in place, not stacked afterwards: one copy less of every crop.
+    cv2.warpAffine(images[i % len(images)], matrices[i % len(matrices)][:2].astype(np.float64),
+                   (width, height), dst=out, flags=cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+  return warped if image.ndim == 4 or matrix.ndim == 3 else warped[0]
 
 
 def resample(image, matrix, output_hw):
@@ -266,9 +271,8 @@ def draw_affine(seed, max_rotation_deg, scale_range, max_shift, flip_probability
 def warp_clip(clip, matrix, output_hw):
   """uint8 frames [T, h, w, C] -> uint8 [T, H, W, C], every frame through the same `matrix`
   (source -> output pixels), bilinear, zero outside (`_bilinear_warp`)."""
-  def frames(clip, matrix):
-    return np.stack([_bilinear_warp(frame, matrix, output_hw) for frame in clip])
-  warped = tf.numpy_function(frames, [clip, matrix], tf.uint8, stateful=False)
+  warped = tf.numpy_function(lambda x, m: _bilinear_warp(x, m, output_hw), [clip, matrix],
+                             tf.uint8, stateful=False)
   return tf.ensure_shape(warped, [clip.shape[0], *output_hw, clip.shape[-1]])
 
 
