@@ -18,12 +18,12 @@ the keypoint model's crop); `--score_threshold` replaces the run's own.
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 from PIL import Image
+
+from machine import machine_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -111,11 +111,9 @@ def main():
     raise ValueError(f"{args.workdir}: one instance slot; train with "
                      "--config.data.instances.max_instances=2.")
   before = after.with_stages(centre_scale=None)
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip()
   print(f"{args.workdir}, {args.split} split, score threshold "
         f"{after.selection.score_threshold}, keypoints left out: {args.leave_out or 'none'}; "
-        f"CPU: {cpu}; {time.strftime('%Y-%m-%d')}\n")
+        f"{machine_line()}\n")
   print("| pictures | animals | found, squeezed (before) | found, at training scale (after) "
         "| error px, before | error px, after | instances returned, before / after |\n"
         "|---|---|---|---|---|---|---|")

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from config_shapes import input_shape, keypoint_count, load_config
+from machine import machine_line
 from kp_jax import steps
 from kp_jax.data import pixels
 from kp_jax.models import create_model
@@ -86,10 +87,8 @@ def main():
   if args.row:
     print(json.dumps(run_row(args)))
     return
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip()
-  print(f"CPU: {cpu}; jax {jax.__version__}; {time.strftime('%Y-%m-%d')}; batch {BATCH}, "
-        f"{args.dtype}, kernels {args.kernels}\n")
+  print(f"{machine_line()}; jax {jax.__version__}; batch {BATCH}, {args.dtype}, "
+        f"kernels {args.kernels}\n")
   print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
         + (" CPU compile s |" if args.compile else "")
         + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))

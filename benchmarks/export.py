@@ -14,13 +14,13 @@ Needs requirements-export.txt (and jax2onnx, see there) for onnx and tflite.
 import argparse
 import importlib.util
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from machine import machine_line
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from kp_jax import export, exported, predict, train  # noqa: E402
@@ -84,10 +84,8 @@ def main():
     rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, inputs[1], args.calls),
                  median_seconds(models[32].on_inputs, inputs[32], max(3, args.calls // 4)),
                  difference))
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip() or platform.processor()
-  print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; CPU: {cpu}, "
-        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n")
+  print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; "
+        f"{machine_line()}\n")
   print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |")
   print("| --- | --- | --- | --- | --- |")
   for name, runtime, one, many, difference in rows:

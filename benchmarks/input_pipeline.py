@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import tempfile
 import time
 
@@ -31,6 +30,7 @@ import tensorflow as tf
 from PIL import Image
 
 from config_shapes import load_config
+from machine import machine_line
 from kp_jax.data import files, pipeline, pixels, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
@@ -242,10 +242,8 @@ def main():
   parser.add_argument("--stages", action="store_true",
                       help="CPU ms a crop of the training map, stage by stage, instead")
   args = parser.parse_args()
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip()
   cores = os.cpu_count()
-  print(f"CPU: {cpu}, {cores} cores; {time.strftime('%Y-%m-%d')}\n")
+  print(f"{machine_line()}\n")
   if args.ops:
     return time_ops()
   if args.stages:

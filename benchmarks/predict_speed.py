@@ -22,6 +22,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from machine import machine_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -66,10 +68,8 @@ def main():
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
   folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
   paths = write_pictures(folder, args.frames, args.project, size)
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip()
-  print(f"{args.workdir}: {len(paths)} pictures {args.size or '(their own size)'}; CPU: {cpu}, "
-        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n")
+  print(f"{args.workdir}: {len(paths)} pictures {args.size or '(their own size)'}; "
+        f"{machine_line()}\n")
   print(f"| checkout | commit | wall s | images/s | wall s, first {args.first} "
         f"| images/s past the first {args.first} |\n|---|---|---|---|---|---|")
   for checkout in args.checkouts:

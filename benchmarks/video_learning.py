@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from machine import machine_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -177,10 +179,7 @@ def main():
     video = training_frames_video(args, os.path.join(args.root, "training_frames.mp4"))
     extra += [f"--config.data.unlabelled_videos=('{os.path.abspath(video)}',)",
               "--config.data.clip_length=1"]
-  cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                       text=True).stdout.split(":")[-1].strip()
-  print(f"CPU: {cpu}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; {args.config}",
-        flush=True)
+  print(f"{machine_line()}; {args.config}", flush=True)
   rows = []
   for seed in args.seeds:
     for variant in args.variants:
