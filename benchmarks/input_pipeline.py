@@ -31,7 +31,7 @@ from PIL import Image
 
 from config_shapes import load_config
 from machine import machine_line
-from kp_jax.data import files, pipeline, pixels, transforms
+from kp_jax.data import pipeline, pixels, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
 
@@ -185,9 +185,8 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   config = coco_like_config(num_images)
   source = pipeline.get_source(config.data)
   examples = source.load("train", 0, 1).map(pipeline._select()).cache()  # noqa: SLF001
-  photos = source.images.files("train", 0, 1).map(lambda photo: {
-      **{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
-      "image": files.decode_file(photo["path"], source.channels)}).cache()
+  photos = source.images.files("train", 0, 1).map(
+      lambda photo: pipeline._decoded_photo(photo, source.channels)).cache()  # noqa: SLF001
   for dataset in (examples, photos):  # decoded once, before timing
     for _ in dataset:
       pass

@@ -236,6 +236,15 @@ def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
   return stream.enumerate(start=first_epoch * size).skip(start % size)
 
 
+def _decoded_photo(photo, channels: int) -> dict:
+  """A photo's labels and paths (`Images.files`) -> its instances' labels ([N, ...]) with the
+  image they share, decoded whole."""
+  image = files.decode_file(photo["path"], channels)
+  return {**{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
+          "image_id": tf.fill(tf.shape(photo["box"])[:1], photo["image_id"]),
+          "image": tf.ensure_shape(image, [None, None, channels])}
+
+
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
                             start: int, augment) -> tf.data.Dataset:
   """As `_instances`, for uncached crops of image files that hold several instances, each
@@ -254,11 +263,8 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   first_epoch = start // size
 
   def instances(first, photo):
-    image = files.decode_file(photo["path"], source.channels)
-    together = {k: photo[k] for k in ("keypoints", "visible", "norm", "box")}
-    together["image_id"] = tf.fill([count(photo)], photo["image_id"])
-    together["image"] = tf.ensure_shape(image, [None, None, source.channels])
-    return tf.range(first, first + count(photo)), augment(together, first)
+    return (tf.range(first, first + count(photo)),
+            augment(_decoded_photo(photo, source.channels), first))
 
   stream = _epochs(photos, int(photos.cardinality()), seed, first_epoch,
                    config.data.shuffle_buffer)
