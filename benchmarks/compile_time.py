@@ -1,7 +1,7 @@
 """Where a training step's start-up goes before its first step: tracing, lowering, compiling.
 
   python benchmarks/compile_time.py [--configs coco_hrnet_w32 coco_person coco_vitpose_b]
-      [--dtype bfloat16] [--kernels xla] [--compile] [--rounds 2]
+      [--dtype bfloat16] [--kernels xla] [--compile | --state] [--rounds 2]
 
 Tracing (Python: the flax modules, autodiff, the optax update) and lowering to StableHLO are
 paid by every run, on every backend, also when XLA's executable comes back from the
@@ -10,7 +10,9 @@ persistent compilation cache: they are what a warm accelerator run's `compile_se
 (state and batch abstract: nothing is initialised or run) in a fresh process, as a run
 starts, `--rounds` times; `--compile` adds XLA's compile for this machine's CPU, without the
 persistent cache. `--kernels xla` (the default) traces the layers accelerators run, not
-kernels.py's CPU forms.
+kernels.py's CPU forms. `--state` times what a fresh run does before that instead: making its
+training state (`steps.create_train_state`: initialisation, EMA, optimiser state) on this CPU,
+wall seconds and the programs XLA compiled for it, without the persistent cache.
 """
 
 import argparse
@@ -63,10 +65,27 @@ def time_row(step, state, batch, compile_: bool) -> dict:
   return row
 
 
+def state_row(config, keypoints: int) -> dict:
+  shape = input_shape(config.data)
+  model, _ = create_model(config.model, keypoints, shape[:2])
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, **_: compiles.append(seconds)
+      if event == "/jax/core/compile/backend_compile_duration" else None)
+  start = time.perf_counter()
+  state = jax.block_until_ready(steps.create_train_state(config, model, shape,
+                                                         jax.random.key(0)))
+  return {"params": len(jax.tree.leaves(state.params)), "state_s": time.perf_counter() - start,
+          "compiles": len(compiles), "compile_s": sum(compiles)}
+
+
 def run_row(args) -> dict:
   config = load_config(args.row)
   config.model.dtype, config.model.kernels = args.dtype, args.kernels
-  step, state, batch = abstract_step(config, keypoint_count(config.data, args.keypoints))
+  keypoints = keypoint_count(config.data, args.keypoints)
+  if args.state:
+    return state_row(config, keypoints)
+  step, state, batch = abstract_step(config, keypoints)
   return {"params": len(jax.tree.leaves(state.params)),
           **time_row(step, state, batch, args.compile)}
 
@@ -78,6 +97,8 @@ def main():
   parser.add_argument("--dtype", default="bfloat16")
   parser.add_argument("--kernels", default="xla", help="config.model.kernels")
   parser.add_argument("--compile", action="store_true", help="also XLA's compile, for the CPU")
+  parser.add_argument("--state", action="store_true",
+                      help="time a fresh training state's creation instead")
   parser.add_argument("--rounds", type=int, default=2)
   parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
   parser.add_argument("--row", help=argparse.SUPPRESS)  # one config, in this process
@@ -89,16 +110,24 @@ def main():
     return
   print(f"{machine_line()}; jax {jax.__version__}; batch {BATCH}, {args.dtype}, "
         f"kernels {args.kernels}\n")
-  print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
-        + (" CPU compile s |" if args.compile else "")
-        + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))
+  if args.state:
+    print("| config | params | state s | XLA compiles | their compile s |\n|---|---|---|---|---|")
+  else:
+    print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
+          + (" CPU compile s |" if args.compile else "")
+          + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))
   for _ in range(args.rounds):  # alternating, so all see the machine alike
     for name in args.configs:
       command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
                  "--kernels", args.kernels, *(["--compile"] if args.compile else []),
+                 *(["--state"] if args.state else []),
                  *(["--keypoints", str(args.keypoints)] if args.keypoints else [])]
       row = json.loads(subprocess.run(command, check=True, capture_output=True,
                                       text=True).stdout.splitlines()[-1])
+      if args.state:
+        print(f"| `{name}` | {row['params']} arrays | {row['state_s']:.1f} | {row['compiles']} | "
+              f"{row['compile_s']:.1f} |", flush=True)
+        continue
       compiled = f" {row['compile_s']:.1f} |" if args.compile else ""
       print(f"| `{name}` | {row['params']} arrays | {row['stablehlo_ops']:,} | "
             f"{row['trace_s']:.2f} | {row['lower_s']:.2f} | "
