@@ -66,7 +66,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
                             f"{workdir}/checkpoints (it has {list(manager.all_steps())}).")
   meta = checkpoint.restore_meta(manager, step)
   model, head = create_model(config.model, len(meta.keypoint_names), meta.image_shape[:2])
-  template = steps.create_train_state(config, model, meta.image_shape, jax.random.key(0))
+  template = steps.state_shapes(config, model, meta.image_shape)
   restored, _ = checkpoint.restore(manager, step, steps.checkpointable(template))
   manager.close()
   flip = np.array(meta.flip_permutation) if config.flip_test else None

@@ -152,6 +152,18 @@ def create_train_state(config, model, image_shape, rng) -> TrainState:
                            tx=create_optimizer(config))  # as steps donate the state
 
 
+def state_shapes(config, model, image_shape) -> TrainState:
+  """The training state as shapes and dtypes on this process's first device, where
+  `create_train_state` puts it: a target to restore a checkpoint into without initialising
+  the network, whose random initialisers compile for long (HRNet-W32's for ~40 s on a CPU,
+  `benchmarks/compile_time.py --state`)."""
+  abstract = jax.eval_shape(lambda: create_train_state(config, model, image_shape,
+                                                       jax.random.key(0)))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                      abstract)
+
+
 def with_variables(state: TrainState, variables: dict) -> TrainState:
   """`state` restarted from other {"params", "batch_stats"} (pretrained weights): fresh
   optimiser state and EMA."""

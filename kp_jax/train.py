@@ -166,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())
 
-  state = steps.create_train_state(config, model, image_shape, jax.random.key(config.seed))
+  shapes = steps.state_shapes(config, model, image_shape)  # a resumed run initialises nothing
   # One owner for what must be released on every exit (a NaN stop, a full disk, a
   # preemption): the checkpoint manager, the metric writers and the SIGTERM handler.
   with contextlib.ExitStack() as stack:
@@ -175,16 +175,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.keep_best_checkpoints)))
     meta = checkpoint.RunMeta.of_run(config, source.name, spec, image_shape)
     last_checkpoint = None
-    restored = checkpoint.restore_latest(manager, steps.checkpointable(state), meta, is_writer)
+    restored = checkpoint.restore_latest(manager, steps.checkpointable(shapes), meta, is_writer)
     if restored is not None:
       last_checkpoint, restored_state, saved_meta = restored
-      state = state.replace(**restored_state)
+      state = shapes.replace(**restored_state)
       meta = dataclasses.replace(meta, mean_shape=saved_meta.mean_shape)
       logging.info("Resuming from the checkpoint at step %d in %s.", last_checkpoint, workdir)
-    elif config.model.get("init_from"):  # a new run starts from pretrained weights
-      state = steps.with_variables(state, pretrained.load(
-          config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats},
-          config.data))
+    else:
+      state = steps.create_train_state(config, model, image_shape, jax.random.key(config.seed))
+      if config.model.get("init_from"):  # a new run starts from pretrained weights
+        state = steps.with_variables(state, pretrained.load(
+            config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats},
+            config.data))
     start_step = int(state.step)
     if is_writer:
       (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
