@@ -166,7 +166,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                source.split_sizes, spec.num_keypoints, image_shape, parallel.mode,
                jax.device_count())
 
-  shapes = steps.state_shapes(config, model, image_shape)  # a resumed run initialises nothing
   # One owner for what must be released on every exit (a NaN stop, a full disk, a
   # preemption): the checkpoint manager, the metric writers and the SIGTERM handler.
   with contextlib.ExitStack() as stack:
@@ -175,7 +174,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.keep_best_checkpoints)))
     meta = checkpoint.RunMeta.of_run(config, source.name, spec, image_shape)
     last_checkpoint = None
-    restored = checkpoint.restore_latest(manager, steps.checkpointable(shapes), meta, is_writer)
+    restored = None
+    if manager.all_steps():  # restored into the state's shapes: a resumed run initialises nothing
+      shapes = steps.state_shapes(config, model, image_shape)
+      restored = checkpoint.restore_latest(manager, steps.checkpointable(shapes), meta, is_writer)
     if restored is not None:
       last_checkpoint, restored_state, saved_meta = restored
       state = shapes.replace(**restored_state)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from conftest import NUM_DEVICES, relative_difference, tiny_config
-from kp_jax import checkpoint, evaluation, metrics, steps, train
+from kp_jax import checkpoint, evaluation, metrics, runs, steps, train
 from kp_jax.data import pipeline, pixels
 from kp_jax.models import create_model
 
@@ -167,6 +167,31 @@ def test_a_run_writes_its_outputs_and_lowers_the_loss(trained):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
 
 
+def watch_initialisation(monkeypatch) -> list:
+  """Records, for each `steps.create_train_state` call from here on, whether it ran (True) or
+  was only traced for the state's shapes (False)."""
+  real, ran = steps.create_train_state, []
+
+  def watched(config, model, image_shape, rng):
+    ran.append(jax.core.is_concrete(rng))
+    return real(config, model, image_shape, rng)
+  monkeypatch.setattr(steps, "create_train_state", watched)
+  return ran
+
+
+def test_a_restored_run_is_not_initialised(trained, monkeypatch):
+  """Prediction, evaluation and export restore into the state's shapes: a large network's
+  initialisers compile for long (benchmarks/compile_time.py --state)."""
+  config, workdir, _ = trained
+  step, saved, _ = final_params(config, workdir)
+  ran = watch_initialisation(monkeypatch)
+  run = runs.load_run(workdir, step=step)
+  assert ran == [False]
+  assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(run.state))  # on device
+  for a, b in zip(jax.tree.leaves(run.state.params), jax.tree.leaves(saved), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tmp_path,
                                                            monkeypatch):
   config, reference_workdir, _ = trained
@@ -183,8 +208,10 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tm
     train.train_and_evaluate(tiny_config(data_dir), workdir)
   assert final_params(config, workdir)[0] == 10
   monkeypatch.setattr(checkpoint, "save", real_save)
+  ran = watch_initialisation(monkeypatch)
   summary = train.train_and_evaluate(tiny_config(data_dir), workdir)  # resumes at step 10
   assert summary["steps"] == 20
+  assert ran == [False]  # restored into its shapes, not initialised
   train_steps = [json.loads(l)["step"] for l in open(os.path.join(workdir, "metrics.jsonl"))
                  if '"train"' in l]
   assert train_steps == [5, 10, 15, 20]  # steps 11-20 ran once, after the resume
