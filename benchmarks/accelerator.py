@@ -324,7 +324,9 @@ def run_row(args) -> dict:
     result = run_kp_jax(config, dtype, batch_size, keypoints, args.steps,
                         args.compilation_cache_dir)
   else:
-    batch_size = row_batch(spec, config, args.batch_size, on_cpu=False)  # as kp-jax's on GPUs
+    import torch  # noqa: PLC0415 -- only the PyTorch rows need it
+    # The batch of kp-jax's row on this machine: an accelerator's, or on the CPU the config's.
+    batch_size = row_batch(spec, config, args.batch_size, on_cpu=not torch.cuda.is_available())
     result = run_pytorch(short_name(spec), config, dtype, batch_size, keypoints, args.steps,
                          compiled=framework == "pytorch-compile")
   return {**result, "batch": batch_size, "input": list(shape)}
