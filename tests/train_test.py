@@ -2,6 +2,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,18 @@ def test_train_command_rejects_unknown_keys_and_wrong_types(override, message, t
        override], capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
   assert result.returncode != 0 and message in result.stderr
   assert not workdir.exists()  # refused before any work
+
+
+def test_global_norm_reduces_small_arrays_once_per_shape():
+  rng = np.random.default_rng(0)
+  shapes = [(8,), (16,), (8,), (3, 3, 4, 8), (64, 64), (8,), (64, 64), (16,)]
+  tree = {f"w{i}": rng.normal(size=shape).astype(np.float32) for i, shape in enumerate(shapes)}
+  want = np.sqrt(sum(np.sum(np.float64(x) ** 2) for x in tree.values()))
+  np.testing.assert_allclose(steps.global_norm(tree), want, rtol=1e-5)  # float32 sums of 8k
+  # Below MIN_SHARDED_SIZE (4,096 elements) one reduction for each of the three shapes; the
+  # two 64x64 arrays (4,096) one each.
+  lowered = jax.jit(steps.global_norm).lower(tree).as_text()
+  assert len(re.findall(r"stablehlo\.reduce\b", lowered)) == 3 + 2
 
 
 def test_weight_decay_skips_biases_and_norms(config):
