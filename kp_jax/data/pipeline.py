@@ -236,12 +236,17 @@ def _instances(config, source: Source, shard: int, num_shards: int, seed: int,
   return stream.enumerate(start=first_epoch * size).skip(start % size)
 
 
+def _instance_count(photo):
+  """How many instances a photo's labels (`Images.files`) hold, as int64."""
+  return tf.cast(tf.shape(photo["box"])[0], tf.int64)
+
+
 def _decoded_photo(photo, channels: int) -> dict:
   """A photo's labels and paths (`Images.files`) -> its instances' labels ([N, ...]) with the
   image they share, decoded whole."""
   image = files.decode_file(photo["path"], channels)
   return {**{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
-          "image_id": tf.fill(tf.shape(photo["box"])[:1], photo["image_id"]),
+          "image_id": tf.fill([_instance_count(photo)], photo["image_id"]),
           "image": tf.ensure_shape(image, [None, None, channels])}
 
 
@@ -253,17 +258,14 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   stream; `augment` takes them together (one warp call, one set of ops for all) at the first
   one's position. At COCO's 2.6 people a photo this costs less than an instance at a time
   (benchmarks/input_pipeline.py --coco_like)."""
-  def count(photo):
-    return tf.cast(tf.shape(photo["box"])[0], tf.int64)
-
   photos = source.images.files("train", shard, num_shards)  # labels and paths: nothing read
-  size = int(photos.map(count).reduce(tf.constant(0, tf.int64), lambda a, b: a + b))
+  size = int(photos.map(_instance_count).reduce(tf.constant(0, tf.int64), lambda a, b: a + b))
   if size <= 0:
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
 
   def instances(first, photo):
-    return (tf.range(first, first + count(photo)),
+    return (tf.range(first, first + _instance_count(photo)),
             augment(_decoded_photo(photo, source.channels), first))
 
   stream = _epochs(photos, int(photos.cardinality()), seed, first_epoch,
@@ -271,8 +273,8 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   # Each photo with the stream position of its first instance; those wholly before `start`
   # are passed over unread.
   stream = stream.scan(tf.constant(first_epoch * size, tf.int64),
-                       lambda first, photo: (first + count(photo), (first, photo)))
-  stream = stream.filter(lambda first, photo: first + count(photo) > start)
+                       lambda first, photo: (first + _instance_count(photo), (first, photo)))
+  stream = stream.filter(lambda first, photo: first + _instance_count(photo) > start)
   stream = stream.map(instances, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
   return stream.filter(lambda position, example: position >= start)
 
