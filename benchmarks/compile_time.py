@@ -25,6 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from accelerator import COMPILE_STAGES
 from config_shapes import input_shape, keypoint_count, load_config
 from machine import machine_line
 from kp_jax import steps
@@ -71,7 +72,7 @@ def state_row(config, keypoints: int) -> dict:
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda event, seconds, **_: compiles.append(seconds)
-      if event == "/jax/core/compile/backend_compile_duration" else None)
+      if event == COMPILE_STAGES["xla_seconds"] else None)
   start = time.perf_counter()
   state = jax.block_until_ready(steps.create_train_state(config, model, shape,
                                                          jax.random.key(0)))
