@@ -39,8 +39,7 @@ def abstract_step(config, keypoints: int):
   """(the config's train step, abstract state, abstract batch)."""
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
-  state = jax.eval_shape(lambda: steps.create_train_state(config, model, shape,
-                                                          jax.random.key(0)))
+  state = steps.state_shapes(config, model, shape)
   batch = {"image": jax.ShapeDtypeStruct((BATCH, *shape), jnp.uint8),
            "keypoints": jax.ShapeDtypeStruct((BATCH, keypoints, 2), jnp.float32),
            "visible": jax.ShapeDtypeStruct((BATCH, keypoints), jnp.float32),

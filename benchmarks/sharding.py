@@ -28,8 +28,7 @@ def state_shapes(size: str):
   config = load_config("coco_vitpose_b")
   config.model.backbone = {"name": "vit", **vit_shape(size)}
   model, _ = create_model(config.model, 17, (256, 192))
-  return jax.eval_shape(lambda: steps.create_train_state(config, model, (256, 192, 3),
-                                                         jax.random.key(0)))
+  return steps.state_shapes(config, model, (256, 192, 3))
 
 
 def bytes_per_device(tree, shardings) -> int:

@@ -96,8 +96,7 @@ def model_macs(config, num_keypoints: int, image_shape, count_inserted_zeros: bo
   if not train_step:
     variables = jax.eval_shape(model.init, jax.random.key(0), image)
     return {"forward": macs(model.apply, variables, image, **options)}
-  state = jax.eval_shape(lambda: steps.create_train_state(config, model, image_shape,
-                                                          jax.random.key(0)))
+  state = steps.state_shapes(config, model, image_shape)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   batch = {"image": image,
            "keypoints": jax.ShapeDtypeStruct((1, num_keypoints, 2), jnp.float32),
