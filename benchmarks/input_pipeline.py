@@ -2,6 +2,7 @@
 
   python benchmarks/input_pipeline.py [configs/default.py] [--batches 200] [--uncached]
   python benchmarks/input_pipeline.py --coco_like 300   # accelerator-scale capacity check
+  python benchmarks/input_pipeline.py --coco_like 300 --decodings "once per photo" --rounds 3
   python benchmarks/input_pipeline.py --ops             # its pieces, one core, ms a call
   python benchmarks/input_pipeline.py --stages          # CPU ms a crop, stage by stage
 
@@ -235,6 +236,8 @@ def main():
                       help="images of a COCO-like set to run configs/coco_person.py's pipeline on")
   parser.add_argument("--rounds", type=int, default=1,
                       help="--coco_like: rounds of the decodings (DECODINGS)")
+  parser.add_argument("--decodings", nargs="+", choices=list(DECODINGS), default=list(DECODINGS),
+                      help="--coco_like: which decodings to run")
   parser.add_argument("--uncached", action="store_true",
                       help="the config with data.cache = False: images read from their files")
   parser.add_argument("--ops", action="store_true", help="time the pipeline's pieces instead")
@@ -262,7 +265,7 @@ def main():
   config = coco_like_config(args.coco_like)
   name = f"`configs/coco_person.py` on {args.coco_like} COCO-sized JPEGs"
   for _ in range(args.rounds):  # alternating, so all see the machine alike
-    for decoding in DECODINGS:
+    for decoding in args.decodings:
       rate, per_cpu_second = examples_per_second(config, args.batches, decoding)
       print(f"| {name} | {decoding} | {config.batch_size} | {rate:.0f} | {rate / cores:.0f} | "
             f"{per_cpu_second:.0f} |", flush=True)
