@@ -116,7 +116,7 @@ def time_ops(calls: int = 300):
   folder = tempfile.mkdtemp(prefix="kp_jax_coco_like_")
   write_coco_like(folder, 1)
   encoded = tf.io.read_file(os.path.join(folder, "000001.jpg"))
-  image = tf.io.decode_jpeg(encoded, channels=3)
+  image = transforms.decode_image(encoded, 3)
   window = image[100:350, 200:500]  # 250x300: a person's crop window
   matrix = tf.constant([[0.8, 0.1, -20.0], [-0.1, 0.8, 10.0], [0.0, 0.0, 1.0]])
   crop = tf.cast(tf.random.uniform((256, 192, 3), maxval=256, dtype=tf.int32), tf.uint8)
@@ -126,11 +126,17 @@ def time_ops(calls: int = 300):
                for value in pixels.normalisation(data, 3))
   # ImageProjectiveTransformV3 takes the output -> source map, flattened to 8 numbers.
   inverse = tf.reshape(tf.linalg.inv(matrix), [-1])[:8]
+  opencv_decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   ops = {
       "a call doing nothing (every row's overhead)": lambda: crop,
-      "decode the 640x480 JPEG whole": lambda: tf.io.decode_jpeg(encoded, channels=3),
+      "decode the 640x480 JPEG whole, TensorFlow's default (fast) IDCT":
+          lambda: tf.io.decode_jpeg(encoded, channels=3),
+      "decode the 640x480 JPEG whole, the accurate IDCT (`transforms.decode_image`)":
+          lambda: transforms.decode_image(encoded, 3),
+      "decode the 640x480 JPEG whole, OpenCV's `imdecode` (the accurate IDCT) in NumPy":
+          lambda: tf.numpy_function(opencv_decode, [encoded], tf.uint8, stateful=False),
       "decode a 250x300 window of it": lambda: tf.image.decode_and_crop_jpeg(
-          encoded, [100, 200, 250, 300], channels=3),
+          encoded, [100, 200, 250, 300], channels=3, dct_method=transforms.JPEG_IDCT),
       "warp the window to 256x192, TensorFlow (first)":
           lambda: tf.raw_ops.ImageProjectiveTransformV3(
               images=tf.cast(window, tf.float32)[None] / 255, transforms=inverse[None],

@@ -1,8 +1,11 @@
+import io
 import math
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from conftest import bilinear_reference, opencv_warp_tolerance
 from kp_jax.data import faces, transforms
@@ -302,6 +305,42 @@ def test_warp_is_bilinear_within_opencvs_sampling_step(dtype, channels, angle_de
   assert np.median(np.abs(got - want)) < opencv_warp_tolerance(image) / 4
 
 
+def _photo(height: int, width: int, channels: int) -> np.ndarray:
+  """Smooth shapes and noise, as a photo's pixels."""
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[0:height, 0:width]
+  smooth = np.stack([np.sin(xx / 23 + c) * np.cos(yy / 17 - c) for c in range(channels)], -1)
+  return np.clip(127 + 100 * smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels, subsampling", [(3, "4:2:0"), (3, "4:4:4"), (1, "4:4:4")])
+def test_a_jpeg_decodes_to_the_pixels_pil_and_opencv_read(channels, subsampling):
+  """transforms.decode_image decodes a JPEG with libjpeg's accurate IDCT, as PIL and OpenCV do
+  (so MMPose, and kp-jax's prediction on pictures). It is integer arithmetic that every
+  libjpeg-turbo build (SIMD or not) computes bit for bit, so the values are equal; TensorFlow's
+  default, the fast IDCT, differs in most of them."""
+  pixels = _photo(101, 67, channels)  # odd sizes: partial blocks at the right and bottom
+  stream = io.BytesIO()
+  Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(
+      stream, format="JPEG", quality=90, subsampling=subsampling)
+  encoded = stream.getvalue()
+  ours = transforms.decode_image(tf.constant(encoded), channels).numpy()
+  mode = "RGB" if channels == 3 else "L"
+  np.testing.assert_array_equal(ours, np.asarray(Image.open(stream).convert(mode)).reshape(
+      ours.shape))
+  opencv = cv2.imdecode(np.frombuffer(encoded, np.uint8), (
+      cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION)
+  np.testing.assert_array_equal(ours, opencv[..., ::-1] if channels == 3 else opencv[..., None])
+  fast = tf.io.decode_jpeg(encoded, channels=channels).numpy()
+  assert np.mean(fast != ours) > 0.3
+
+
+def test_a_png_decodes_to_its_pixels():
+  pixels = _photo(31, 45, 3)
+  ours = transforms.decode_image(tf.io.encode_png(pixels), 3).numpy()
+  np.testing.assert_array_equal(ours, pixels)
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 @pytest.mark.parametrize("angle_deg, scale, box", [
     (0.0, 1.0, (200, 120, 80, 160)),  # a person inside the photo
@@ -311,10 +350,7 @@ def test_warp_is_bilinear_within_opencvs_sampling_step(dtype, channels, angle_de
 def test_warp_of_an_encoded_image_decodes_only_its_window(fmt, angle_deg, scale, box):
   """Decoding the window the warp reads (transforms.decode_window) gives the warp of the whole
   decoded image: the same crop of a 640x480 photo through the same matrix."""
-  rng = np.random.default_rng(0)
-  yy, xx = np.mgrid[0:480, 0:640]
-  smooth = np.stack([np.sin(xx / 23 + c) * np.cos(yy / 17 - c) for c in range(3)], -1)
-  pixels = np.clip(127 + 100 * smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+  pixels = _photo(480, 640, 3)
   encoded = (tf.io.encode_jpeg(pixels, quality=95) if fmt == "jpeg"
              else tf.io.encode_png(pixels))
   output_hw = (256, 192)
@@ -323,7 +359,7 @@ def test_warp_of_an_encoded_image_decodes_only_its_window(fmt, angle_deg, scale,
                                      *output_hw)
   matrix = augment @ crop
   labels = {"keypoints": tf.zeros((3, 2)), "visible": tf.ones(3), "norm": tf.constant(1.0)}
-  whole = transforms.warp({**labels, "image": tf.io.decode_image(encoded, channels=3)},
+  whole = transforms.warp({**labels, "image": transforms.decode_image(encoded, 3)},
                           matrix, output_hw)
   window = transforms.warp({**labels, "encoded": encoded}, matrix, output_hw, channels=3)
   assert "encoded" not in window and window["image"].dtype == tf.uint8

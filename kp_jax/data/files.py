@@ -14,6 +14,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from kp_jax.data import transforms
 from kp_jax.data.keypoints import KeypointSpec, flip_pairs_from_names
 from kp_jax.data.source import Images, Source, process_shard
 
@@ -291,8 +292,8 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
 
 
 def decode_file(path, channels: int):
-  """uint8 pixels [h, w, channels] of an image file (JPEG, PNG, BMP; a GIF's first frame)."""
-  return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+  """uint8 pixels [h, w, channels] of an image file (`transforms.decode_image`)."""
+  return transforms.decode_image(tf.io.read_file(path), channels)
 
 
 def _images_view(splits: dict[str, Records], read) -> Images:

@@ -244,10 +244,9 @@ def _instance_count(photo):
 def _decoded_photo(photo, channels: int) -> dict:
   """A photo's labels and paths (`Images.files`) -> its instances' labels ([N, ...]) with the
   image they share, decoded whole."""
-  image = files.decode_file(photo["path"], channels)
   return {**{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
           "image_id": tf.fill([_instance_count(photo)], photo["image_id"]),
-          "image": tf.ensure_shape(image, [None, None, channels])}
+          "image": files.decode_file(photo["path"], channels)}
 
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,

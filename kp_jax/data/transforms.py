@@ -179,6 +179,22 @@ def _window(image_hw, matrix, output_hw):
   return tf.stack([low[1], low[0], high[1] - low[1] + 1, high[0] - low[0] + 1])
 
 
+# libjpeg's accurate integer IDCT: the pixels PIL and OpenCV (so MMPose, and kp-jax's own
+# prediction on pictures) decode. TensorFlow's default, the fast IDCT, differs from them in
+# about two thirds of a photo's values, by up to 4 levels (tests/transforms_test.py), and saves
+# only a few percent of a decode (benchmarks/input_pipeline.py --ops).
+JPEG_IDCT = "INTEGER_ACCURATE"
+
+
+def decode_image(encoded, channels: int):
+  """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame)."""
+  pixels = tf.cond(
+      tf.io.is_jpeg(encoded),
+      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method=JPEG_IDCT),
+      lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False))
+  return tf.ensure_shape(pixels, [None, None, channels])
+
+
 def decode_window(encoded, matrix, output_hw, channels: int):
   """(uint8 pixels, matrix from them to the output): the part of an encoded image that the
   warp through `matrix` reads, and `matrix` moved to that part's origin. A JPEG is decoded in
@@ -186,10 +202,11 @@ def decode_window(encoded, matrix, output_hw, channels: int):
   photo); other formats are decoded whole, then cut."""
   def jpeg():
     window = _window(tf.io.extract_jpeg_shape(encoded)[:2], matrix, output_hw)
-    return tf.io.decode_and_crop_jpeg(encoded, window, channels=channels), window
+    return tf.io.decode_and_crop_jpeg(encoded, window, channels=channels,
+                                      dct_method=JPEG_IDCT), window
 
   def other():
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image = decode_image(encoded, channels)
     window = _window(tf.shape(image)[:2], matrix, output_hw)
     return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]], window
 
