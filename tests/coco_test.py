@@ -397,9 +397,12 @@ def test_decoding_each_crops_window_instead_shuffles_instances_alone(data_dir, d
   assert not np.array_equal(together["keypoints"], want["keypoints"])
 
 
-def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset):
+@pytest.mark.parametrize("photometric", [False, True])
+def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset, photometric):
   _, files = dataset
   config = coco_config(data_dir, files)  # every augmentation of configs/tiny.py on
+  if photometric:  # a crop at a time after its photo's warp: another way into the batch
+    config.data.augment.update(brightness=0.2, contrast=0.2, blur_probability=0.5)
   config.batch_size = 3  # some of the resumed streams start inside a photo of two faces
   source = pipeline.get_source(config.data)
   whole = list(itertools.islice(pipeline.train_iterator(config, source, start_step=0,

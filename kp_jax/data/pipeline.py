@@ -251,7 +251,8 @@ def _decoded_photo(photo, channels: int) -> dict:
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
                             start: int, augment) -> tf.data.Dataset:
-  """As `_instances`, for uncached crops of image files that hold several instances, each
+  """As `_instances`, a photo at a time ((positions [N], examples [N, ...]) of its instances
+  from `start` on), for uncached crops of image files that hold several instances, each
   through `augment(example, position)`: the images are shuffled by their labels, and each is
   read and decoded once, whole, for all its instances, which follow one another in the
   stream; `augment` takes them together (one warp call, one set of ops for all) at the first
@@ -263,9 +264,11 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
 
-  def instances(first, photo):
-    return (tf.range(first, first + _instance_count(photo)),
-            augment(_decoded_photo(photo, source.channels), first))
+  def instances(first, photo):  # those before `start` (a resumed run's first photo) dropped
+    skip = tf.maximum(start - first, 0)
+    examples = augment(_decoded_photo(photo, source.channels), first)
+    return (tf.range(first + skip, first + _instance_count(photo)),
+            {k: v[skip:] for k, v in examples.items()})
 
   stream = _epochs(photos, int(photos.cardinality()), seed, first_epoch,
                    config.data.shuffle_buffer)
@@ -274,8 +277,7 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   stream = stream.scan(tf.constant(first_epoch * size, tf.int64),
                        lambda first, photo: (first + _instance_count(photo), (first, photo)))
   stream = stream.filter(lambda first, photo: first + _instance_count(photo) > start)
-  stream = stream.map(instances, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-  return stream.filter(lambda position, example: position >= start)
+  return stream.map(instances, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_size: int,
@@ -301,12 +303,12 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
 
   start = start_step * batch_size
   if decode_once:
-    stream = _instances_decoded_once(config, source, shard, num_shards, seed, start,
+    photos = _instances_decoded_once(config, source, shard, num_shards, seed, start,
                                      geometric_at)
-    # Without photometric ops the map only drops the position: cheaper done in this thread
-    # than handed to the parallel workers.
-    stream = stream.map(photometric_at,
-                        num_parallel_calls=tf.data.AUTOTUNE if photometric else None)
+    if not photometric:  # each photo's crops copied into the batch at once
+      return photos.map(lambda positions, examples: examples).rebatch(batch_size,
+                                                                       drop_remainder=True)
+    stream = photos.unbatch().map(photometric_at, num_parallel_calls=tf.data.AUTOTUNE)
   else:  # the geometric and photometric draws in one map
     stream = _instances(config, source, shard, num_shards, seed, start).map(
         lambda position, example: photometric_at(position, geometric_at(example, position)),
