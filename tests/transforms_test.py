@@ -335,10 +335,17 @@ def test_a_jpeg_decodes_to_the_pixels_pil_and_opencv_read(channels, subsampling)
   assert np.mean(fast != ours) > 0.3
 
 
-def test_a_png_decodes_to_its_pixels():
-  pixels = _photo(31, 45, 3)
-  ours = transforms.decode_image(tf.io.encode_png(pixels), 3).numpy()
-  np.testing.assert_array_equal(ours, pixels)
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "GIF"])
+@pytest.mark.parametrize("stored", ["RGB", "L"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_other_formats_decode_to_the_pixels_pil_reads(fmt, stored, channels):
+  """Lossless formats, in colour or grey, read as PIL reads them: one channel of colour is
+  PIL's grey (TensorFlow decodes BMP and GIF in colour only)."""
+  stream = io.BytesIO()
+  Image.fromarray(_photo(31, 45, 3)).convert(stored).save(stream, format=fmt)
+  ours = transforms.decode_image(tf.constant(stream.getvalue()), channels).numpy()
+  want = np.asarray(Image.open(stream).convert("RGB" if channels == 3 else "L"))
+  np.testing.assert_array_equal(ours, want.reshape(31, 45, channels))
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])

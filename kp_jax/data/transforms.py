@@ -186,12 +186,25 @@ def _window(image_hw, matrix, output_hw):
 JPEG_IDCT = "INTEGER_ACCURATE"
 
 
+def _pil_grey(rgb):
+  """uint8 [h, w, 1] of uint8 RGB [h, w, 3] with PIL's "L" weights and rounding (ITU-R 601-2
+  luma in 16-bit fixed point; the weights add up to 2**16, so grey stays as it was)."""
+  weighted = tf.cast(rgb, tf.int32) * tf.constant([19595, 38470, 7471])
+  return tf.cast((tf.reduce_sum(weighted, -1, keepdims=True) + 2**15) // 2**16, tf.uint8)
+
+
 def decode_image(encoded, channels: int):
-  """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame)."""
+  """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame),
+  as PIL reads them. One channel from other formats than JPEG (whose own luma libjpeg gives) is
+  PIL's grey of their colours: TensorFlow decodes BMP and GIF in colour only."""
+  def other():
+    if channels != 1:
+      return tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    return _pil_grey(tf.io.decode_image(encoded, channels=3, expand_animations=False))
+
   pixels = tf.cond(
       tf.io.is_jpeg(encoded),
-      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method=JPEG_IDCT),
-      lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False))
+      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method=JPEG_IDCT), other)
   return tf.ensure_shape(pixels, [None, None, channels])
 
 
