@@ -1,7 +1,7 @@
 """Where a training step's start-up goes before its first step: tracing, lowering, compiling.
 
   python benchmarks/compile_time.py [--configs coco_hrnet_w32 coco_person coco_vitpose_b]
-      [--dtype bfloat16] [--kernels xla] [--compile | --state] [--rounds 2]
+      [--dtype bfloat16] [--kernels xla] [--compile | --state | --init both] [--rounds 2]
 
 Tracing (Python: the flax modules, autodiff, the optax update) and lowering to StableHLO are
 paid by every run, on every backend, also when XLA's executable comes back from the
@@ -12,10 +12,13 @@ starts, `--rounds` times; `--compile` adds XLA's compile for this machine's CPU,
 persistent cache. `--kernels xla` (the default) traces the layers accelerators run, not
 kernels.py's CPU forms. `--state` times what a fresh run does before that instead: making its
 training state (`steps.create_train_state`: initialisation, EMA, optimiser state) on this CPU,
-wall seconds and the programs XLA compiled for it, without the persistent cache.
+wall seconds and the programs XLA compiled for it, without the persistent cache. `--init`
+times the network's initialisation alone both ways, `jax.jit(model.init)` and flax's eager
+`lazy_init`, each in a fresh process, and says whether their values are the same.
 """
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -24,6 +27,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from accelerator import COMPILE_STAGES
 from config_shapes import input_shape, keypoint_count, load_config
@@ -79,12 +83,34 @@ def state_row(config, keypoints: int) -> dict:
           "compiles": len(compiles), "compile_s": sum(compiles)}
 
 
+def init_row(config, keypoints: int, how: str) -> dict:
+  """Seconds to make the network's variables `how`: "jit" (`create_train_state`'s way: one
+  program, each array's random draw compiled apart) or "eager" (flax's `lazy_init`, no
+  forward pass: each distinct initialiser program compiled once, reused for every array of
+  its shape); with a digest of the values, to show the two equal."""
+  shape = input_shape(config.data)
+  model, _ = create_model(config.model, keypoints, shape[:2])
+  image = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+  start = time.perf_counter()
+  if how == "jit":
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros(image.shape, image.dtype))
+  else:
+    variables = model.lazy_init(jax.random.key(0), image)
+  leaves = jax.block_until_ready(jax.tree.leaves(variables))
+  seconds = time.perf_counter() - start
+  digest = hashlib.sha256(b"".join(np.asarray(leaf).tobytes() for leaf in leaves))
+  return {"init_s": seconds, "arrays": len(leaves), "digest": digest.hexdigest(),
+          "shapes": len({(leaf.shape, leaf.dtype) for leaf in leaves})}
+
+
 def run_row(args) -> dict:
   config = load_config(args.row)
   config.model.dtype, config.model.kernels = args.dtype, args.kernels
   keypoints = keypoint_count(config.data, args.keypoints)
   if args.state:
     return state_row(config, keypoints)
+  if args.init:
+    return init_row(config, keypoints, args.init)
   step, state, batch = abstract_step(config, keypoints)
   return {"params": len(jax.tree.leaves(state.params)),
           **time_row(step, state, batch, args.compile)}
@@ -99,6 +125,8 @@ def main():
   parser.add_argument("--compile", action="store_true", help="also XLA's compile, for the CPU")
   parser.add_argument("--state", action="store_true",
                       help="time a fresh training state's creation instead")
+  parser.add_argument("--init", choices=["both", "jit", "eager"],
+                      help="time the network's initialisation alone, jit and eager, instead")
   parser.add_argument("--rounds", type=int, default=2)
   parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
   parser.add_argument("--row", help=argparse.SUPPRESS)  # one config, in this process
@@ -112,18 +140,29 @@ def main():
         f"kernels {args.kernels}\n")
   if args.state:
     print("| config | params | state s | XLA compiles | their compile s |\n|---|---|---|---|---|")
+  elif args.init:
+    print("| config | variable arrays | distinct shapes | jit(model.init) s | eager lazy_init s "
+          "| same values |\n|---|---|---|---|---|---|")
   else:
     print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
           + (" CPU compile s |" if args.compile else "")
           + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))
+  def fresh_process_row(name, *flags):
+    command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
+               "--kernels", args.kernels, *(["--compile"] if args.compile else []),
+               *(["--state"] if args.state else []), *flags,
+               *(["--keypoints", str(args.keypoints)] if args.keypoints else [])]
+    return json.loads(subprocess.run(command, check=True, capture_output=True,
+                                     text=True).stdout.splitlines()[-1])
+
   for _ in range(args.rounds):  # alternating, so all see the machine alike
     for name in args.configs:
-      command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
-                 "--kernels", args.kernels, *(["--compile"] if args.compile else []),
-                 *(["--state"] if args.state else []),
-                 *(["--keypoints", str(args.keypoints)] if args.keypoints else [])]
-      row = json.loads(subprocess.run(command, check=True, capture_output=True,
-                                      text=True).stdout.splitlines()[-1])
+      if args.init:
+        jit, eager = (fresh_process_row(name, "--init", how) for how in ("jit", "eager"))
+        print(f"| `{name}` | {jit['arrays']} | {jit['shapes']} | {jit['init_s']:.1f} | "
+              f"{eager['init_s']:.1f} | {jit['digest'] == eager['digest']} |", flush=True)
+        continue
+      row = fresh_process_row(name)
       if args.state:
         print(f"| `{name}` | {row['params']} arrays | {row['state_s']:.1f} | {row['compiles']} | "
               f"{row['compile_s']:.1f} |", flush=True)
