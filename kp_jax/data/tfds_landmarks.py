@@ -17,7 +17,7 @@ from typing import Callable
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kp_jax.data import keypoints as kp
+from kp_jax.data import keypoints as kp, transforms
 from kp_jax.data.source import Source, tfds_shard, tfds_split_size
 
 CELEB_A_LANDMARKS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
@@ -91,9 +91,12 @@ def source(data_config) -> Source:
   def load(split, process_index, process_count):
     if split not in splits:
       raise ValueError(f"config.data.tfds_splits has no {split!r} entry: {splits}.")
-    return tfds_shard(builder, splits[split], process_index, process_count).map(
-        lambda index, ex: {**adapter.to_example(ex), "image_id": index},
-        num_parallel_calls=tf.data.AUTOTUNE)
+    # The sets keep their JPEG files' bytes: decoded as image files are (transforms.decode_image).
+    encoded = tfds_shard(builder, splits[split], process_index, process_count,
+                         decoders={"image": tfds.decode.SkipDecoding()})
+    return encoded.map(lambda index, ex: {
+        **adapter.to_example({**ex, "image": transforms.decode_image(ex["image"], 3)}),
+        "image_id": index}, num_parallel_calls=tf.data.AUTOTUNE)
 
   sizes = {split: tfds_split_size(builder, tfds_split) for split, tfds_split in splits.items()}
   return Source(name=f"{name}/{builder.info.version}", spec=adapter.spec, split_sizes=sizes,
