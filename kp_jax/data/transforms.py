@@ -186,25 +186,24 @@ def _window(image_hw, matrix, output_hw):
 JPEG_IDCT = "INTEGER_ACCURATE"
 
 
-def _pil_grey(rgb):
-  """uint8 [h, w, 1] of uint8 RGB [h, w, 3] with PIL's "L" weights and rounding (ITU-R 601-2
-  luma in 16-bit fixed point; the weights add up to 2**16, so grey stays as it was)."""
-  weighted = tf.cast(rgb, tf.int32) * tf.constant([19595, 38470, 7471])
+def _as_pil_reads(decode, channels: int):
+  """`decode(channels)`'s uint8 pixels, one channel as PIL's grey ("L") of the colours: ITU-R
+  601-2 luma in PIL's 16-bit fixed point, whose weights add up to 2**16 (grey stays as it was).
+  libjpeg's own luma of a colour JPEG can differ from it, and TensorFlow decodes BMP and GIF in
+  colour only."""
+  if channels != 1:
+    return decode(channels)
+  weighted = tf.cast(decode(3), tf.int32) * tf.constant([19595, 38470, 7471])
   return tf.cast((tf.reduce_sum(weighted, -1, keepdims=True) + 2**15) // 2**16, tf.uint8)
 
 
 def decode_image(encoded, channels: int):
   """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame),
-  as PIL reads them. One channel from other formats than JPEG (whose own luma libjpeg gives) is
-  PIL's grey of their colours: TensorFlow decodes BMP and GIF in colour only."""
-  def other():
-    if channels != 1:
-      return tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-    return _pil_grey(tf.io.decode_image(encoded, channels=3, expand_animations=False))
-
-  pixels = tf.cond(
+  as PIL reads them."""
+  pixels = _as_pil_reads(lambda decoded: tf.cond(
       tf.io.is_jpeg(encoded),
-      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method=JPEG_IDCT), other)
+      lambda: tf.io.decode_jpeg(encoded, channels=decoded, dct_method=JPEG_IDCT),
+      lambda: tf.io.decode_image(encoded, channels=decoded, expand_animations=False)), channels)
   return tf.ensure_shape(pixels, [None, None, channels])
 
 
@@ -215,8 +214,8 @@ def decode_window(encoded, matrix, output_hw, channels: int):
   photo); other formats are decoded whole, then cut."""
   def jpeg():
     window = _window(tf.io.extract_jpeg_shape(encoded)[:2], matrix, output_hw)
-    return tf.io.decode_and_crop_jpeg(encoded, window, channels=channels,
-                                      dct_method=JPEG_IDCT), window
+    return _as_pil_reads(lambda decoded: tf.io.decode_and_crop_jpeg(
+        encoded, window, channels=decoded, dct_method=JPEG_IDCT), channels), window
 
   def other():
     image = decode_image(encoded, channels)
