@@ -1,7 +1,7 @@
 """Where a training step's start-up goes before its first step: tracing, lowering, compiling.
 
   python benchmarks/compile_time.py [--configs coco_hrnet_w32 coco_person coco_vitpose_b]
-      [--dtype bfloat16] [--kernels xla] [--compile | --state | --init both] [--rounds 2]
+      [--dtype bfloat16] [--kernels xla] [--compile | --state | --init] [--rounds 2]
 
 Tracing (Python: the flax modules, autodiff, the optax update) and lowering to StableHLO are
 paid by every run, on every backend, also when XLA's executable comes back from the
@@ -110,7 +110,7 @@ def run_row(args) -> dict:
   if args.state:
     return state_row(config, keypoints)
   if args.init:
-    return init_row(config, keypoints, args.init)
+    return init_row(config, keypoints, args.how)
   step, state, batch = abstract_step(config, keypoints)
   return {"params": len(jax.tree.leaves(state.params)),
           **time_row(step, state, batch, args.compile)}
@@ -125,11 +125,12 @@ def main():
   parser.add_argument("--compile", action="store_true", help="also XLA's compile, for the CPU")
   parser.add_argument("--state", action="store_true",
                       help="time a fresh training state's creation instead")
-  parser.add_argument("--init", choices=["both", "jit", "eager"],
+  parser.add_argument("--init", action="store_true",
                       help="time the network's initialisation alone, jit and eager, instead")
   parser.add_argument("--rounds", type=int, default=2)
   parser.add_argument("--keypoints", type=int, help="for configs whose source does not say")
   parser.add_argument("--row", help=argparse.SUPPRESS)  # one config, in this process
+  parser.add_argument("--how", choices=["jit", "eager"], help=argparse.SUPPRESS)  # --init's
   args = parser.parse_args()
   jax.config.update("jax_platforms", "cpu")
   jax.config.update("jax_compilation_cache_dir", None)  # XLA's own compile, when timed
@@ -147,6 +148,7 @@ def main():
     print("| config | params | StableHLO ops | trace s | lower s | trace + lower s |"
           + (" CPU compile s |" if args.compile else "")
           + "\n|---|---|---|---|---|---|" + ("---|" if args.compile else ""))
+
   def fresh_process_row(name, *flags):
     command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
                "--kernels", args.kernels, *(["--compile"] if args.compile else []),
@@ -158,7 +160,7 @@ def main():
   for _ in range(args.rounds):  # alternating, so all see the machine alike
     for name in args.configs:
       if args.init:
-        jit, eager = (fresh_process_row(name, "--init", how) for how in ("jit", "eager"))
+        jit, eager = (fresh_process_row(name, "--init", "--how", how) for how in ("jit", "eager"))
         print(f"| `{name}` | {jit['arrays']} | {jit['shapes']} | {jit['init_s']:.1f} | "
               f"{eager['init_s']:.1f} | {jit['digest'] == eager['digest']} |", flush=True)
         continue

@@ -306,7 +306,8 @@ def test_warp_is_bilinear_within_opencvs_sampling_step(dtype, channels, angle_de
 
 
 def _photo(height: int, width: int, channels: int, amplitude: float = 100) -> np.ndarray:
-  """Smooth shapes and noise, as a photo's pixels (saturated colours above 127 `amplitude`)."""
+  """Smooth shapes and noise, as a photo's pixels; colours saturate where `amplitude` passes
+  127."""
   rng = np.random.default_rng(0)
   yy, xx = np.mgrid[0:height, 0:width]
   smooth = np.stack([np.sin(xx / 23 + c) * np.cos(yy / 17 - c) for c in range(channels)], -1)

@@ -129,9 +129,9 @@ def tfds_split_size(builder, split: str) -> int:
 def tfds_shard(builder, split: str, process_index: int, process_count: int,
                decoders: dict | None = None):
   """(image id, example) pairs of this process's share of a prepared TFDS split (which may be
-  a slice such as "train[:90%]"), features decoded by TFDS but for `decoders`'. Ids are unique
-  over processes: the process index in the high bits, the position in its share in the low
-  ones."""
+  a slice such as "train[:90%]"), its features decoded by TFDS unless `decoders` says
+  otherwise. Ids are unique over processes: the process index in the high bits, the position
+  in its share in the low ones."""
   shard = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
   return builder.as_dataset(split=shard, shuffle_files=False, decoders=decoders).enumerate(
       process_index << 32)
