@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -32,7 +33,7 @@ from PIL import Image
 
 from config_shapes import load_config
 from machine import machine_line
-from kp_jax.data import pipeline, pixels, transforms
+from kp_jax.data import files, pipeline, pixels, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
 
@@ -82,6 +83,8 @@ DECODINGS = {
                      "that hold one instance each)",
     "once per photo": "each JPEG decoded whole once for all its instances, augmented together "
                       "(coco_person's path)",
+    "decoded copies": "each JPEG decoded whole once into `data.decoded_copies` (raw pixels on "
+                      "local disk) and read back every epoch, augmented as once per photo",
     "in memory": "decoded once, kept in memory (`data.cache`, for sets that fit in RAM)",
 }
 
@@ -95,7 +98,8 @@ def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float
     source = dataclasses.replace(source, load_encoded=None)
   if decoding:
     config.data.cache = decoding == "in memory"
-    config.data.decode_once_per_photo = decoding == "once per photo"
+    config.data.decode_once_per_photo = decoding in ("once per photo", "decoded copies")
+    config.data.decoded_copies = copies_folder(config) if decoding == "decoded copies" else ""
   stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
   for _ in range(20):  # fills the cache and the prefetch buffer
     next(stream)
@@ -105,6 +109,26 @@ def examples_per_second(config, batches: int, decoding: str = "") -> tuple[float
   examples = batches * config.batch_size
   return (examples / (time.perf_counter() - start),
           examples / (time.process_time() - cpu_start))
+
+
+def copies_folder(config) -> str:
+  """Where the "decoded copies" rows keep them: beside the JPEGs."""
+  return os.path.join(os.path.dirname(config.data.files["train"]), "decoded")
+
+
+def time_decoded_copies(config) -> str:
+  """Writes the decoded copies the "decoded copies" rows read (`files.decoded_copies`); says
+  how long that took and how much disk they take."""
+  folder = os.path.dirname(config.data.files["train"])
+  paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                 if name.endswith(".jpg"))
+  copies = copies_folder(config)
+  start = time.perf_counter()
+  files.decoded_copies(paths, 3, copies)
+  seconds = time.perf_counter() - start
+  size = sum(entry.stat().st_size for entry in os.scandir(copies))
+  return (f"Decoded copies of the {len(paths)} JPEGs written in {seconds:.1f} s (the first "
+          f"epoch's price): {size / 1e6:.0f} MB, {size / len(paths) / 1e6:.2f} MB a photo.")
 
 
 def time_ops(calls: int = 300):
@@ -193,7 +217,8 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   source = pipeline.get_source(config.data)
   examples = source.load("train", 0, 1).map(pipeline._select()).cache()  # noqa: SLF001
   photos = source.images.files("train", 0, 1).map(
-      lambda photo: pipeline._decoded_photo(photo, source.channels)).cache()  # noqa: SLF001
+      lambda photo: pipeline._decoded_photo(  # noqa: SLF001
+          photo, lambda path: files.decode_file(path, source.channels))).cache()
   for dataset in (examples, photos):  # decoded once, before timing
     for _ in dataset:
       pass
@@ -259,6 +284,9 @@ def main():
     return time_stages()
   if args.coco_like:
     print("".join(f"- {decoding}: {meaning}\n" for decoding, meaning in DECODINGS.items()))
+    config = coco_like_config(args.coco_like)
+    if "decoded copies" in args.decodings:
+      print(f"{time_decoded_copies(config)}\n")
   print("| config | decoding | batch | examples/s (pipeline alone) | per core | per CPU-second |\n"
         "|---|---|---|---|---|---|")
   if not args.coco_like:
@@ -269,13 +297,13 @@ def main():
     print(f"| `{args.config}` | {decoding} | {config.batch_size} | {rate:.0f} | "
           f"{rate / cores:.0f} | {per_cpu_second:.0f} |")
     return
-  config = coco_like_config(args.coco_like)
   name = f"`configs/coco_person.py` on {args.coco_like} COCO-sized JPEGs"
   for _ in range(args.rounds):  # alternating, so all see the machine alike
     for decoding in args.decodings:
       rate, per_cpu_second = examples_per_second(config, args.batches, decoding)
       print(f"| {name} | {decoding} | {config.batch_size} | {rate:.0f} | {rate / cores:.0f} | "
             f"{per_cpu_second:.0f} |", flush=True)
+  shutil.rmtree(copies_folder(config), ignore_errors=True)  # ~0.9 MB a photo
 
 if __name__ == "__main__":
   main()

@@ -83,6 +83,9 @@ def get_config():
   # photo once for all of them, which then stay together in the shuffle (1.3x the crops a
   # core at COCO's 2.6 a photo); False: decode each crop's window, instances shuffled alone.
   data.decode_once_per_photo = True
+  data.decoded_copies = ""  # a local folder: those photos decoded once into it, 0.9 MB a 640x480
+  #                          photo, and read back every epoch and run (2.2x the crops a core on
+  #                          COCO-sized JPEGs, docs/benchmarks.md); "": decoded every epoch
   data.shuffle_buffer = 10_000  # examples (photos, when decoded once); at least the split
   #                               size shuffles whole epochs
   data.prefetch = 4  # batches prepared ahead of the train step

@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -413,6 +414,56 @@ def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset, p
       batch = next(resumed)
       for key in batch:
         np.testing.assert_array_equal(batch[key], whole[step][key])
+
+
+def test_decoded_copies_give_the_batches_of_the_photos_and_follow_their_edits(
+    data_dir, dataset, tmp_path):
+  out, files = dataset
+  copied = str(shutil.copytree(out, tmp_path / "faces"))  # one photo gets edited
+  files = {split: path.replace(out, copied) for split, path in files.items()}
+  config = coco_config(data_dir, files)  # every augmentation of configs/tiny.py on
+  config.batch_size = 2  # 10 batches: the first epoch's 19 faces
+  copies = tmp_path / "copies"
+
+  def epoch(decoded_copies: str):
+    config.data.decoded_copies = decoded_copies
+    stream = pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                     local_devices=1)
+    return {key: np.stack([next(stream)[key] for _ in range(10)]) for key in pipeline.TRAIN_KEYS}
+
+  def made():  # each copy's name and when it was written
+    return {p.name: p.stat().st_mtime_ns for p in copies.iterdir()}
+
+  def assert_same(got, want):
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+
+  photos = json.load(open(files["train"]))["images"]
+  decoded = epoch("")
+  assert_same(epoch(str(copies)), decoded)
+  first = made()
+  assert len(first) == len(photos) and not list(copies.glob("*.partial"))
+  assert_same(epoch(str(copies)), decoded)  # read back, none written again
+  assert made() == first
+  edited = os.path.join(copied, photos[0]["file_name"])
+  Image.fromarray(255 - np.asarray(Image.open(edited))).save(edited)
+  decoded_edited = epoch("")
+  assert not np.array_equal(decoded_edited["image"], decoded["image"])
+  assert_same(epoch(str(copies)), decoded_edited)  # the edited photo's fresh copy
+  assert len(made()) == len(photos) + 1 and made().items() >= first.items()
+
+
+def test_decoded_copies_are_refused_where_photos_are_not_decoded_once(data_dir, dataset):
+  _, files = dataset
+  for unsupported in ({"cache": True}, {"decode_once_per_photo": False}):
+    config = coco_config(data_dir, files, decoded_copies="copies", **unsupported)
+    with pytest.raises(ValueError, match=r"config.data.decoded_copies .* set it to \"\""):
+      next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                   local_devices=1))
+  config = coco_config(data_dir, files, decoded_copies="gs://bucket/copies")
+  with pytest.raises(ValueError, match="must be a local folder"):
+    next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                 local_devices=1))
 
 
 def test_crowds_and_unlabelled_people_are_regions_the_centre_model_ignores(data_dir, dataset):

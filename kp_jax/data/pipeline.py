@@ -241,12 +241,22 @@ def _instance_count(photo):
   return tf.cast(tf.shape(photo["box"])[0], tf.int64)
 
 
-def _decoded_photo(photo, channels: int) -> dict:
-  """A photo's labels and paths (`Images.files`) -> its instances' labels ([N, ...]) with the
-  image they share, decoded whole."""
+def _photo_reader(data_config, source: Source, photos: tf.data.Dataset):
+  """path -> uint8 pixels [h, w, C] of the `photos` (labels and paths, `Images.files`):
+  decoded from their files, or read back from their copies in `data.decoded_copies`."""
+  folder = data_config.get("decoded_copies")  # absent in older runs
+  if not folder:
+    return lambda path: files.decode_file(path, source.channels)
+  paths = [path.decode() for path in photos.map(lambda photo: photo["path"]).as_numpy_iterator()]
+  return files.decoded_copies(paths, source.channels, folder)
+
+
+def _decoded_photo(photo, read_image) -> dict:
+  """A photo's labels and path (`Images.files`) -> its instances' labels ([N, ...]) with the
+  image they share, whole (`read_image`: `_photo_reader`'s)."""
   return {**{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
           "image_id": tf.fill([_instance_count(photo)], photo["image_id"]),
-          "image": files.decode_file(photo["path"], channels)}
+          "image": read_image(photo["path"])}
 
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,
@@ -263,10 +273,11 @@ def _instances_decoded_once(config, source: Source, shard: int, num_shards: int,
   if size <= 0:
     raise _empty_shard(source, shard, num_shards)
   first_epoch = start // size
+  read_image = _photo_reader(config.data, source, photos)
 
   def instances(first, photo):  # those before `start` (a resumed run's first photo) dropped
     skip = tf.maximum(start - first, 0)
-    examples = augment(_decoded_photo(photo, source.channels), first)
+    examples = augment(_decoded_photo(photo, read_image), first)
     return (tf.range(first + skip, first + _instance_count(photo)),
             {k: v[skip:] for k, v in examples.items()})
 
@@ -288,6 +299,12 @@ def _shard_batches(config, source: Source, shard: int, num_shards: int, batch_si
   decode_once = (data.get("decode_once_per_photo", True)  # absent in older runs
                  and not data.cache and data.input_size and source.images is not None
                  and source.images.files is not None)
+  if data.get("decoded_copies") and not decode_once:
+    raise ValueError(
+        "config.data.decoded_copies keeps decoded copies of photos that are decoded once for "
+        "all their instances (uncached crops of image files that hold several instances: "
+        "data.cache = False, data.decode_once_per_photo = True, data.input_size set); "
+        f"{source.name} here is read another way: set it to \"\".")
   geometric = _geometric_op(data, source.spec, input_shape(data, source))
   photometric = _photometric_op(data)
 

@@ -199,7 +199,8 @@ def _as_pil_reads(decode, channels: int):
 
 def decode_image(encoded, channels: int):
   """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame),
-  as PIL reads them."""
+  as PIL reads them. Decoded copies on disk are named by `files.DECODED_COPY_FORMAT`: bump it
+  when these pixels change."""
   pixels = _as_pil_reads(lambda decoded: tf.cond(
       tf.io.is_jpeg(encoded),
       lambda: tf.io.decode_jpeg(encoded, channels=decoded, dct_method=JPEG_IDCT),
