@@ -445,6 +445,12 @@ def test_decoded_copies_give_the_batches_of_the_photos_and_follow_their_edits(
   assert len(first) == len(photos) and not list(copies.glob("*.partial"))
   assert_same(epoch(str(copies)), decoded)  # read back, none written again
   assert made() == first
+  cut_short = next(copies.iterdir())
+  whole = cut_short.read_bytes()
+  cut_short.write_bytes(whole[:len(whole) // 2])  # as a machine gone down mid-write leaves it
+  assert_same(epoch(str(copies)), decoded)
+  assert cut_short.read_bytes() == whole
+  first = made()
   edited = os.path.join(copied, photos[0]["file_name"])
   Image.fromarray(255 - np.asarray(Image.open(edited))).save(edited)
   decoded_edited = epoch("")

@@ -313,6 +313,19 @@ def _copy_name(path: str, channels: int) -> str:
   return hashlib.sha256(key.encode()).hexdigest()[:32] + ".pixels"
 
 
+def _is_whole(copy: str) -> bool:
+  """Whether `copy` exists with as many pixels as its header says (a machine that goes down
+  while writing can leave a file cut short under its name)."""
+  try:
+    with open(copy, "rb") as f:
+      header = f.read(_HEADER_BYTES)
+      size = os.fstat(f.fileno()).st_size
+  except FileNotFoundError:
+    return False
+  return (len(header) == _HEADER_BYTES
+          and size == _HEADER_BYTES + int(np.prod(np.frombuffer(header, np.int32))))
+
+
 def _write_decoded_copies(copies: dict[str, str], channels: int):
   """Decodes each image file (key) of `copies` into its copy (value), in parallel."""
   paths = list(copies)
@@ -342,14 +355,14 @@ def _write_decoded_copies(copies: dict[str, str], channels: int):
 def decoded_copies(paths, channels: int, folder: str):
   """A reader (path -> uint8 pixels [h, w, channels], as `decode_file`) of the image files
   `paths` that reads each from its copy in the local `folder`, decoded once: those missing
-  are decoded and written first. Reading a 640x480 photo's copy takes a fraction of decoding
+  or cut short are decoded and written first. Reading a 640x480 photo's copy takes a fraction of decoding
   its JPEG (benchmarks/input_pipeline.py --coco_like), for 0.9 MB of disk a photo."""
   if "://" in folder:
     raise ValueError(f"config.data.decoded_copies={folder!r} must be a local folder (the copies "
                      "are read back every epoch).")
   os.makedirs(folder, exist_ok=True)
   copies = {path: os.path.join(folder, _copy_name(path, channels)) for path in paths}
-  missing = {path: copy for path, copy in copies.items() if not os.path.exists(copy)}
+  missing = {path: copy for path, copy in copies.items() if not _is_whole(copy)}
   if missing:
     _write_decoded_copies(missing, channels)
   table = tf.lookup.StaticHashTable(
