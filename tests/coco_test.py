@@ -416,11 +416,16 @@ def test_a_run_resumed_inside_a_photo_sees_the_same_batches(data_dir, dataset, p
         np.testing.assert_array_equal(batch[key], whole[step][key])
 
 
+def editable_copy(dataset, tmp_path) -> tuple[str, dict]:
+  """A copy of the module's COCO files and images, and its annotation files by split."""
+  out, files = dataset
+  copied = str(shutil.copytree(out, tmp_path / "faces"))
+  return copied, {split: path.replace(out, copied) for split, path in files.items()}
+
+
 def test_decoded_copies_give_the_batches_of_the_photos_and_follow_their_edits(
     data_dir, dataset, tmp_path):
-  out, files = dataset
-  copied = str(shutil.copytree(out, tmp_path / "faces"))  # one photo gets edited
-  files = {split: path.replace(out, copied) for split, path in files.items()}
+  copied, files = editable_copy(dataset, tmp_path)  # one photo gets edited
   config = coco_config(data_dir, files)  # every augmentation of configs/tiny.py on
   config.batch_size = 2  # 10 batches: the first epoch's 19 faces
   copies = tmp_path / "copies"
@@ -468,6 +473,20 @@ def test_decoded_copies_are_refused_where_photos_are_not_decoded_once(data_dir, 
                                    local_devices=1))
   config = coco_config(data_dir, files, decoded_copies="gs://bucket/copies")
   with pytest.raises(ValueError, match="must be a local folder"):
+    next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
+                                 local_devices=1))
+
+
+def test_a_photo_that_does_not_decode_is_named_when_its_copy_is_made(data_dir, dataset,
+                                                                      tmp_path):
+  copied, files = editable_copy(dataset, tmp_path)
+  broken = os.path.join(copied, json.load(open(files["train"]))["images"][3]["file_name"])
+  whole = open(broken, "rb").read()
+  open(broken, "wb").write(whole[:len(whole) // 3])  # a download cut short
+  config = coco_config(data_dir, files, verify_images=False,  # as configs/coco_person.py
+                       decoded_copies=str(tmp_path / "copies"))
+  why = r"\(jpeg::Uncompress failed. Invalid JPEG data or crop window.\)"
+  with pytest.raises(ValueError, match=rf"cannot decode image {broken} {why} .* replace or remove"):
     next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                  local_devices=1))
 

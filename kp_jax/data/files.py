@@ -335,7 +335,15 @@ def _write_decoded_copies(copies: dict[str, str], channels: int):
   start, written = time.perf_counter(), 0
   decoded = tf.data.Dataset.from_tensor_slices(paths).map(
       lambda path: decode_file(path, channels), num_parallel_calls=tf.data.AUTOTUNE)
-  for path, pixels in zip(paths, decoded.as_numpy_iterator()):
+  decoded = decoded.as_numpy_iterator()  # in the order of `paths`
+  for path in paths:
+    try:
+      pixels = next(decoded)
+    except tf.errors.OpError as e:  # its first line's end says why, after tf.data's context
+      reason = e.message.split("\n")[0].rsplit(": ", 1)[-1]
+      raise ValueError(f"cannot decode image {path} ({reason}) for its copy in "
+                       "config.data.decoded_copies: replace or remove it; "
+                       "config.data.verify_images = True checks every image first.") from None
     partial = f"{copies[path]}.{os.getpid()}.partial"  # whole copies only, under their names
     try:
       with open(partial, "wb") as f:
