@@ -363,8 +363,9 @@ def _write_decoded_copies(copies: dict[str, str], channels: int):
 def decoded_copies(paths, channels: int, folder: str):
   """A reader (path -> uint8 pixels [h, w, channels], as `decode_file`) of the image files
   `paths` that reads each from its copy in the local `folder`, decoded once: those missing
-  or cut short are decoded and written first. Reading a 640x480 photo's copy takes a fraction of decoding
-  its JPEG (benchmarks/input_pipeline.py --coco_like), for 0.9 MB of disk a photo."""
+  or cut short are decoded and written first. Reading a 640x480 photo's copy takes a
+  fraction of decoding its JPEG (benchmarks/input_pipeline.py --coco_like), for 0.9 MB of
+  disk a photo."""
   if "://" in folder:
     raise ValueError(f"config.data.decoded_copies={folder!r} must be a local folder (the copies "
                      "are read back every epoch).")
