@@ -235,12 +235,11 @@ def torch_network(name: str, config, keypoints: int, channels: int):
 
 
 def torch_optimizer(torch, network, optimizer_config, fused: bool):
-  """The config's optimiser family at PyTorch's fastest (fused Adam/AdamW on CUDA, foreach
-  RMSprop)."""
+  """The config's optimiser family at PyTorch's fastest (fused Adam/AdamW on CUDA; RMSprop and
+  the others foreach, PyTorch's own default for CUDA tensors)."""
   params, o = network.parameters(), optimizer_config
   if o.name == "rmsprop":
-    return torch.optim.RMSprop(params, lr=o.learning_rate, alpha=o.rmsprop_decay, eps=o.eps,
-                               foreach=True)
+    return torch.optim.RMSprop(params, lr=o.learning_rate, alpha=o.rmsprop_decay, eps=o.eps)
   if o.name == "adamw":
     return torch.optim.AdamW(params, lr=o.learning_rate, eps=o.eps,
                              weight_decay=o.weight_decay, fused=fused)
@@ -271,7 +270,12 @@ def torch_loss(torch, config, keypoints: int, batch_size: int, shape, device: st
   return lambda out: (out.float() - target).abs().sum(-1).mean()  # integral: L1 in pixels
 
 
-def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled) -> dict:
+def torch_train_step(name, config, dtype, batch_size, keypoints, device: str, compiled: bool):
+  """One training step of the config's PyTorch peer on `device` (a closure), or None where
+  there is no port of it. Every tensor is made on `device`: on "meta" (no memory, no compute)
+  a tensor left on the CPU fails the step, as it would on CUDA."""
+  import contextlib  # noqa: PLC0415
+
   import numpy as np  # noqa: PLC0415
   import torch  # noqa: PLC0415
 
@@ -279,14 +283,10 @@ def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled)
   shape = input_shape(config.data)
   network = torch_network(name, config, keypoints, shape[2])
   if network is None:
-    return {"status": f"skipped: no PyTorch port of {name}"}
-  cuda = torch.cuda.is_available()
-  device = "cuda" if cuda else "cpu"  # the CPU for tests
+    return None
   loss_fn = torch_loss(torch, config, keypoints, batch_size, shape, device)
-  torch.backends.cudnn.benchmark = True
-  torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
   network = network.to(device, memory_format=torch.channels_last).train()
-  optimizer = torch_optimizer(torch, network, config.optimizer, fused=cuda)
+  optimizer = torch_optimizer(torch, network, config.optimizer, fused=device == "cuda")
   forward = torch.compile(network) if compiled else network
   clip = config.optimizer.grad_clip_norm
   # uint8 pixels normalised in the step, as kp-jax's batches are (kp_jax/data/pixels.py).
@@ -297,13 +297,25 @@ def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled)
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+    with (torch.autocast(device, dtype=torch.bfloat16) if dtype == "bfloat16"
+          else contextlib.nullcontext()):
       out = forward((x.float() / 255 - mean) / std)
     loss_fn(out).backward()
-    if clip:
-      torch.nn.utils.clip_grad_norm_(network.parameters(), clip, foreach=True)
+    if clip:  # foreach on CUDA, PyTorch's default there
+      torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
     optimizer.step()
+  return step
 
+
+def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled) -> dict:
+  import torch  # noqa: PLC0415
+  cuda = torch.cuda.is_available()
+  device = "cuda" if cuda else "cpu"  # the CPU for tests
+  torch.backends.cudnn.benchmark = True
+  torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+  step = torch_train_step(name, config, dtype, batch_size, keypoints, device, compiled)
+  if step is None:
+    return {"status": f"skipped: no PyTorch port of {name}"}
   timing = time_steps(step, num_steps, torch.cuda.synchronize if cuda else lambda: None)
   name = torch.cuda.get_device_name() if cuda else "cpu"
   return {**timing, "version": f"torch {torch.__version__}", "device": f"1 x {name} ({device})"}
