@@ -1,20 +1,23 @@
 """Where a training step's start-up goes before its first step: tracing, lowering, compiling.
 
   python benchmarks/compile_time.py [--configs coco_hrnet_w32 coco_person coco_vitpose_b]
-      [--dtype bfloat16] [--kernels xla] [--compile | --state | --init] [--rounds 2]
+      [--dtype bfloat16] [--kernels xla] [--compile [--cache_dir DIR] | --state | --init]
+      [--rounds 2]
 
 Tracing (Python: the flax modules, autodiff, the optax update) and lowering to StableHLO are
-paid by every run, on every backend, also when XLA's executable comes back from the
-persistent compilation cache: they are what a warm accelerator run's `compile_seconds`
-(benchmarks/accelerator.py) is made of. Each row traces the config's jit train step anew
-(state and batch abstract: nothing is initialised or run) in a fresh process, as a run
-starts, `--rounds` times; `--compile` adds XLA's compile for this machine's CPU, without the
-persistent cache. `--kernels xla` (the default) traces the layers accelerators run, not
-kernels.py's CPU forms. `--state` times what a fresh run does before that instead: making its
-training state (`steps.create_train_state`: initialisation, EMA, optimiser state) on this CPU,
-wall seconds and the programs XLA compiled for it, without the persistent cache. `--init`
-times the network's initialisation alone both ways, `jax.jit(model.init)` and flax's eager
-`lazy_init`, each in a fresh process, and says whether their values are the same.
+paid by every run, on every backend, also when XLA's executable comes back from the persistent
+compilation cache: they are what a warm accelerator run's `compile_seconds`
+(benchmarks/accelerator.py) is made of. Each row traces the config's jit train step anew (state
+and batch abstract: nothing is initialised or run) in a fresh process, as a run starts,
+`--rounds` times; `--compile` adds XLA's compile for this machine's CPU, without the persistent
+cache, or with it in `--cache_dir` (an empty folder: the first round compiles and writes, later
+rounds read the program back, as a warm run does). `--kernels xla` (the default) traces the
+layers accelerators run, not kernels.py's CPU forms. `--state` times what a fresh run does
+before that instead: making its training state (`steps.create_train_state`: initialisation,
+EMA, optimiser state) on this CPU, wall seconds and the programs XLA compiled for it, without
+the persistent cache. `--init` times the network's initialisation alone both ways,
+`jax.jit(model.init)` and flax's eager `lazy_init`, each in a fresh process, and says whether
+their values are the same.
 """
 
 import argparse
@@ -32,7 +35,7 @@ import numpy as np
 from accelerator import COMPILE_STAGES
 from config_shapes import input_shape, keypoint_count, load_config
 from machine import machine_line
-from kp_jax import steps
+from kp_jax import compilation_cache, steps
 from kp_jax.data import pixels
 from kp_jax.models import create_model
 
@@ -123,6 +126,8 @@ def main():
   parser.add_argument("--dtype", default="bfloat16")
   parser.add_argument("--kernels", default="xla", help="config.model.kernels")
   parser.add_argument("--compile", action="store_true", help="also XLA's compile, for the CPU")
+  parser.add_argument("--cache_dir", default="",
+                      help="with --compile: JAX's persistent compilation cache here")
   parser.add_argument("--state", action="store_true",
                       help="time a fresh training state's creation instead")
   parser.add_argument("--init", action="store_true",
@@ -133,7 +138,7 @@ def main():
   parser.add_argument("--how", choices=["jit", "eager"], help=argparse.SUPPRESS)  # --init's
   args = parser.parse_args()
   jax.config.update("jax_platforms", "cpu")
-  jax.config.update("jax_compilation_cache_dir", None)  # XLA's own compile, when timed
+  compilation_cache.enable(args.cache_dir)  # "": XLA's own compile, when timed
   if args.row:
     print(json.dumps(run_row(args)))
     return
@@ -151,7 +156,8 @@ def main():
 
   def fresh_process_row(name, *flags):
     command = [sys.executable, __file__, "--row", name, "--dtype", args.dtype,
-               "--kernels", args.kernels, *(["--compile"] if args.compile else []),
+               "--kernels", args.kernels, "--cache_dir", args.cache_dir,
+               *(["--compile"] if args.compile else []),
                *(["--state"] if args.state else []), *flags,
                *(["--keypoints", str(args.keypoints)] if args.keypoints else [])]
     return json.loads(subprocess.run(command, check=True, capture_output=True,
