@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A lent GPU's session (docs/benchmarks.md, "On a GPU"): the machine and versions, then every
-# row of benchmarks/accelerator.py in bf16 with a fresh compilation cache (cold), then kp-jax's
-# rows again from that cache (warm). Rows are written as they finish, so a session cut short
-# keeps what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is
-# set, a third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA
-# H200"): one transformer block, one block with the classic decoder, and the whole model
-# without XLA's autotuner.
+# A lent GPU's session (docs/benchmarks.md, "On a GPU"): the machine and versions and whether
+# cuDNN's fused attention runs (a small bf16 forward and gradient), then every row of
+# benchmarks/accelerator.py in bf16 with a fresh compilation cache (cold), then kp-jax's rows
+# again from that cache (warm). Rows are written as they finish, so a session cut short keeps
+# what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is set, a
+# third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one
+# transformer block, one block with the classic decoder, and the whole model without XLA's
+# autotuner.
 #
 #   [DIAGNOSE_BUDGET_S=S] [ROW_TIMEOUT_S=200] bash benchmarks/accelerator_session.sh OUT_DIR \
 #       COLD_BUDGET_S WARM_BUDGET_S [CONFIG ...]
@@ -27,6 +28,14 @@ cache=$(mktemp -d)  # empty: the first pass compiles everything
 flax.__version__, '| optax', optax.__version__, '| torch', torch.__version__)"
   lscpu | grep 'Model name'
   date -u
+  # ViTPose-B's attention in bf16 takes cuDNN's fused kernel ("auto"): does it run at all here?
+  python3 -c "import jax, jax.numpy as jnp
+q = jnp.ones((2, 192, 12, 64), jnp.bfloat16)
+f = lambda q: jax.nn.dot_product_attention(q, q, q, implementation='cudnn').sum()
+try:
+  print('cuDNN attention, forward and gradient: ran', jax.jit(jax.grad(f))(q).shape)
+except Exception as e:
+  print('cuDNN attention, forward and gradient: failed:', type(e).__name__, str(e)[:300])"
 } 2>&1 | tee -a "$out/machine.txt"
 bench=(python3 benchmarks/accelerator.py --configs "${configs[@]}" --dtypes bfloat16
        --compilation_cache_dir "$cache" --row_timeout_s "${ROW_TIMEOUT_S:-200}")
