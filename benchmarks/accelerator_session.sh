@@ -17,7 +17,7 @@ set -u
 out=$1 cold_budget=$2 warm_budget=$3
 shift 3
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(coco_vitpose_b coco_hrnet_w32 coco_person resnet18_heatmap
+[ ${#configs[@]} -gt 0 ] || configs=(coco_vitpose_b coco_person coco_hrnet_w32 resnet18_heatmap
                                      default seed)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
