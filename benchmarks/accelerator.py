@@ -271,9 +271,9 @@ def torch_loss(torch, config, keypoints: int, batch_size: int, shape, device: st
 
 
 def torch_train_step(name, config, dtype, batch_size, keypoints, device: str, compiled: bool):
-  """One training step of the config's PyTorch peer on `device` (a closure), or None where
-  there is no port of it. Every tensor is made on `device`: on "meta" (no memory, no compute)
-  a tensor left on the CPU fails the step, as it would on CUDA."""
+  """(one training step of the config's PyTorch peer on `device`, a closure; its network), or
+  None where there is no port of it. Every tensor is made on `device`: on "meta" (no memory,
+  no compute) a tensor left on the CPU fails the step, as it would on CUDA."""
   import contextlib  # noqa: PLC0415
 
   import numpy as np  # noqa: PLC0415
@@ -304,7 +304,7 @@ def torch_train_step(name, config, dtype, batch_size, keypoints, device: str, co
     if clip:  # foreach on CUDA, PyTorch's default there
       torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
     optimizer.step()
-  return step
+  return step, network
 
 
 def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled) -> dict:
@@ -313,9 +313,10 @@ def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled)
   device = "cuda" if cuda else "cpu"  # the CPU for tests
   torch.backends.cudnn.benchmark = True
   torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-  step = torch_train_step(name, config, dtype, batch_size, keypoints, device, compiled)
-  if step is None:
+  peer = torch_train_step(name, config, dtype, batch_size, keypoints, device, compiled)
+  if peer is None:
     return {"status": f"skipped: no PyTorch port of {name}"}
+  step, _ = peer
   timing = time_steps(step, num_steps, torch.cuda.synchronize if cuda else lambda: None)
   name = torch.cuda.get_device_name() if cuda else "cpu"
   return {**timing, "version": f"torch {torch.__version__}", "device": f"1 x {name} ({device})"}

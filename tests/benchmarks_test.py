@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from benchmarks import accelerator
 from tests.flops_test import default_forward_macs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,29 +79,19 @@ def test_accelerator_benchmark_time_limits(tmp_path):
   assert "| kp-jax | seed | float32 | - |" in stdout and "not started: 5 s budget spent" in stdout
 
 
-
 # resnet18_heatmap's peer is torchvision's ResNet-18 (torchvision is not a test requirement).
 @pytest.mark.parametrize("spec", ["seed", "default", "coco_person", "coco_hrnet_w32",
                                   "coco_vitpose_b"])
-def test_pytorch_peers_make_every_tensor_on_their_device(spec, monkeypatch):
+def test_pytorch_peers_make_every_tensor_on_their_device(spec):
   """Each PyTorch peer's training step on the "meta" device (shapes only; a tensor made on the
   CPU fails it, as one did on CUDA before: `torch.arange` in peers.py), every parameter
   reached by the loss's gradient."""
   torch = pytest.importorskip("torch")
-  monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
-  accelerator = pytest.importorskip("accelerator")
   config = accelerator.config_of(spec)
-  captured = {}
-  real_optimizer = accelerator.torch_optimizer
-
-  def optimizer(torch, network, *args, **kwargs):
-    captured["network"] = network
-    return real_optimizer(torch, network, *args, **kwargs)
-  monkeypatch.setattr(accelerator, "torch_optimizer", optimizer)
-  step = accelerator.torch_train_step(accelerator.short_name(spec), config, "float32", 2,
-                                      accelerator.keypoint_count(config.data, None), "meta",
-                                      compiled=False)
+  step, network = accelerator.torch_train_step(
+      accelerator.short_name(spec), config, "float32", 2,
+      accelerator.keypoint_count(config.data, None), "meta", compiled=False)
   step()
-  grads = [(p.shape, p.grad) for p in captured["network"].parameters()]
+  grads = [(p.shape, p.grad) for p in network.parameters()]
   assert grads and all(g is not None and g.device == torch.device("meta") and g.shape == shape
                        for shape, g in grads)
