@@ -19,6 +19,7 @@ make the network's input (`pixels.model_input`).
 import atexit
 import functools
 import math
+import os
 import weakref
 from typing import Iterator
 
@@ -187,6 +188,12 @@ def _options() -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True
+  # Parallel maps untuned, a call per core (TensorFlow caps this at its thread pool; its own
+  # default, 16, would cap a larger host): tf.data's autotuning thread sleeps up to 60 s
+  # between rounds, and closing an iterator sometimes waited that sleep out (23.5 s at the end
+  # of a `make train`); crops/s were the same either way (docs/benchmarks.md).
+  options.autotune.enabled = False
+  options.autotune.initial_parallelism = os.cpu_count() or 1
   return options
 
 
