@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from configs import default, seed
-from kp_jax.models import (HRNet, VIT_SIZES, backbones, create_model, hrnet_shape, resnet_shape,
-                           vit_shape)
+from kp_jax.models import (HRNet, VIT_SIZES, backbones, create_model, hrnet, hrnet_shape,
+                           resnet_shape, vit_shape)
 
 
 def init_shapes(module, input_shape):
@@ -240,6 +240,29 @@ def test_batch_norm_is_flaxs_traced_once_for_its_calls_alike():
   calls = [e.params["jaxpr"] for e in jaxpr.eqns if e.params.get("name") == "core_fn"]
   assert len(calls) == 20
   assert len({id(traced) for traced in calls}) == 9
+
+
+def test_hrnet_blocks_are_traced_once_per_branch_and_compute_as_plain_blocks(monkeypatch):
+  net = HRNet(width=4, modules_per_stage=(1, 1, 1), blocks=1)
+  image = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = net.init(jax.random.key(1), image)  # plain blocks: the same draws as ever
+
+  def loss(params):  # output, gradients and the updated running statistics
+    y, updates = net.apply({**variables, "params": params}, image, train=True,
+                           mutable=["batch_stats"])
+    return jnp.sum(y * jnp.arange(4.0)), (y, updates)
+  grads, got = jax.grad(loss, has_aux=True)(variables["params"])
+  # One block a branch and module, 2 + 3 + 4 calls, traced once for each of the 4 branches.
+  jaxpr = jax.make_jaxpr(loss)(variables["params"]).jaxpr
+  blocks = [e.params["jaxpr"] for e in jaxpr.eqns if e.params.get("name") == "core_fn"
+            and "conv_general_dilated" in str(e.params["jaxpr"])]
+  assert len(blocks) == 9
+  assert len({id(traced) for traced in blocks}) == 4
+
+  monkeypatch.setattr(hrnet, "_TracedOnceBasicBlock", backbones.BasicBlock)
+  expected_grads, expected = jax.grad(loss, has_aux=True)(variables["params"])
+  for a, b in zip(jax.tree.leaves((got, grads)), jax.tree.leaves((expected, expected_grads))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_names_and_fields_name_the_config_key():

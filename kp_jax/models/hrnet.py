@@ -27,6 +27,13 @@ from kp_jax.models.backbones import BasicBlock, Bottleneck, batch_norm
 _3x3 = ((1, 1), (1, 1))  # torch's padding=1: symmetric, also at stride 2
 
 
+class _TracedOnceBasicBlock(nn.jit(BasicBlock)):
+  """The residual block under flax's lifted jit, as `backbones.BatchNorm` is: HRNet-W32's
+  modules call it 104 times on 4 shapes (one per branch), so a train step traces it 4 times
+  and a warm run, which still traces, starts sooner (benchmarks/compile_time.py). XLA inlines
+  the calls. Its variables are the plain block's, names and shapes."""
+
+
 class _ConvNorm(nn.Module):
   """conv (no bias) -> BatchNorm [-> ReLU]."""
   features: int
@@ -80,10 +87,13 @@ class HRModule(nn.Module):
   def __call__(self, branches):
     layer = functools.partial(_ConvNorm, norm=self.norm, dtype=self.dtype)
     branches = list(branches)
+    # Initialised as plain blocks: the lifted jit would split the RNG its own way (other
+    # random weights than before) and XLA:CPU compiled that initialiser 15% slower.
+    block = BasicBlock if self.is_initializing() else _TracedOnceBasicBlock
     for i, width in enumerate(self.widths):
       for b in range(self.blocks):
-        branches[i] = BasicBlock(width, norm=self.norm, dtype=self.dtype,
-                                 name=f"branch{i}_block{b}")(branches[i])
+        branches[i] = block(width, norm=self.norm, dtype=self.dtype,
+                            name=f"branch{i}_block{b}")(branches[i])
     fused = []
     for i in range(self.outputs):
       total = branches[i]
