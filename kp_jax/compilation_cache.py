@@ -2,9 +2,13 @@
 
 A large network's training step compiles for minutes on a GPU, where XLA autotunes every
 convolution and GEMM; with the cache a later run of the same program (same shapes, dtypes,
-devices, flags and JAX) reads the compiled executable back in seconds. It is switched on once,
-at start-up, by the entry points (train.py, `kp_jax.predict` / `evaluate` / `export`,
-`benchmarks/accelerator.py`), never inside library functions: the cache is process-wide.
+devices, flags and JAX) reads the compiled executable back in seconds. With the cache on,
+JAX also points XLA:GPU's per-fusion autotuning cache into it
+(`jax_persistent_cache_enable_xla_caches`), so a changed program (another learning rate or
+head) may reuse the autotuning results of fusions it shares with an earlier one; kp-jax has
+not measured that on a GPU yet. The cache is switched on once, at start-up, by the
+entry points (train.py, `kp_jax.predict` / `evaluate` / `export`, `benchmarks/accelerator.py`),
+never inside library functions: the cache is process-wide.
 
 `config.compilation_cache_dir` moves it (any path JAX can write, gs:// too) or turns it off
 (""); unset, it is the folder JAX's own JAX_COMPILATION_CACHE_DIR names, else the user cache
