@@ -20,7 +20,7 @@ and no row starts with less than `MIN_ROW_SECONDS` left.
 - kp-jax: its own train step (`steps.make_parallel("jit")`: forward, loss with Gaussian
   targets made in the step, gradients, the config's optimiser), on random batches (uint8
   pixels, normalised in the step, as the input pipeline's) made on the devices and split over
-  them. JAX's persistent compilation cache is on (kp_jax/compilation_cache.py), so a second
+  them, from parameters drawn on the host (`host_drawn_state`). JAX's persistent compilation cache is on (kp_jax/compilation_cache.py), so a second
   run of the same rows compiles from it.
 - pytorch / pytorch-compile: the same network (torchvision's ResNet-18 for resnet18_heatmap;
   benchmarks/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
@@ -166,6 +166,26 @@ def random_batch(batch_size: int, shape, keypoints: int):
   return make(jax.random.key(0))
 
 
+def host_drawn_state(config, model, shape):
+  """A training state of the network's shapes whose parameters NumPy draws on the host
+  (normal, standard deviation 0.02; BatchNorm statistics 1), where `steps.create_train_state`
+  runs the network's initialisers: a step's speed does not depend on the values, while
+  compiling the initialisers (HRNet-W32's: ~40 s on a CPU, benchmarks/compile_time.py --state)
+  is no part of the step and ran inside the row's time limit."""
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+
+  from kp_jax import steps  # noqa: PLC0415
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *shape), jnp.float32))
+  rng = np.random.default_rng(0)
+  variables = {"params": jax.tree.map(
+      lambda v: (0.02 * rng.standard_normal(v.shape)).astype(v.dtype), shapes["params"]),
+      "batch_stats": jax.tree.map(lambda v: np.ones(v.shape, v.dtype),
+                                  shapes.get("batch_stats", {}))}
+  return steps.train_state_around(config, model, variables)
+
+
 def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: int,
                cache_dir: str | None) -> dict:
   import jax  # noqa: PLC0415
@@ -186,8 +206,7 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   parallel = steps.make_parallel("jit", head, ema_decay=config.optimizer.ema_decay,
                                  seed=config.seed,
                                  image_stats=pixels.normalisation(config.data, shape[2]))
-  holder = {"state": parallel.put_state(
-      steps.create_train_state(config, model, shape, jax.random.key(0)))}
+  holder = {"state": parallel.put_state(host_drawn_state(config, model, shape))}
   batch = random_batch(batch_size, shape, keypoints)
 
   def step():

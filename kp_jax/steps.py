@@ -147,6 +147,12 @@ def create_optimizer(config) -> optax.GradientTransformation:
 
 def create_train_state(config, model, image_shape, rng) -> TrainState:
   variables = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))
+  return train_state_around(config, model, variables)
+
+
+def train_state_around(config, model, variables: dict) -> TrainState:
+  """A training state at step 0 around the network's `variables` ({"params"[,
+  "batch_stats"]}): the EMA a copy of the parameters, the optimiser's state fresh."""
   return TrainState.create(apply_fn=model.apply, params=variables["params"],
                            batch_stats=variables.get("batch_stats", {}),
                            ema_params=jax.tree.map(jnp.copy, variables["params"]),  # own buffers,
