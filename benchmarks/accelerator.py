@@ -4,7 +4,8 @@ under torch.compile, with compile seconds and MFU from a backend-independent cou
   python benchmarks/accelerator.py [--configs coco_vitpose_b coco_hrnet_w32 coco_person
       resnet18_heatmap default seed] [--dtypes bfloat16 float32]
       [--frameworks kp-jax pytorch pytorch-compile] [--batch_size N] [--steps 20]
-      [--budget_s S] [--row_timeout_s S] [--json rows.jsonl] [--log FILE]
+      [--budget_s S] [--row_timeout_s S] [--json rows.jsonl] [--counts_from rows.jsonl]
+      [--log FILE]
       [--compilation_cache_dir DIR] [--xla_flags FLAGS] [--platform gpu|tpu|cpu]
 
 Needs only jax (with its accelerator plugin), flax, optax and ml_collections, and torch for
@@ -20,8 +21,8 @@ and no row starts with less than `MIN_ROW_SECONDS` left.
 - kp-jax: its own train step (`steps.make_parallel("jit")`: forward, loss with Gaussian
   targets made in the step, gradients, the config's optimiser), on random batches (uint8
   pixels, normalised in the step, as the input pipeline's) made on the devices and split over
-  them, from parameters drawn on the host (`host_drawn_state`). JAX's persistent compilation cache is on (kp_jax/compilation_cache.py), so a second
-  run of the same rows compiles from it.
+  them, from parameters drawn on the host (`host_drawn_state`). JAX's persistent compilation
+  cache is on (kp_jax/compilation_cache.py), so a second run of the same rows compiles from it.
 - pytorch / pytorch-compile: the same network (torchvision's ResNet-18 for resnet18_heatmap;
   benchmarks/torch_reference.py's MMPose modules for SimpleBaseline, HRNet-W32 and ViTPose-B;
   benchmarks/peers.py's ports of the seed CNN and configs/default.py), the same batch (uint8
@@ -378,6 +379,14 @@ def count_macs(spec: str, keypoints: int | None) -> dict:
           "train_gmacs_per_image": counts["train_step"] / 1e9}
 
 
+def earlier_counts(path: str | None) -> dict:
+  """{config: its multiply-adds} from an earlier run's --json rows (tracing HRNet-W32 to count
+  them takes seconds of a warm pass's budget)."""
+  keys = ("forward_gmacs_per_image", "train_gmacs_per_image")
+  rows = [json.loads(line) for line in open(path)] if path else []
+  return {r["config"]: {k: r[k] for k in keys} for r in rows if all(k in r for k in keys)}
+
+
 def row_command(args, spec, dtype, framework) -> list:
   command = [sys.executable, os.path.abspath(__file__), "--row", spec, dtype, framework,
              "--steps", str(args.steps)]
@@ -482,6 +491,8 @@ def main(argv=None):
   parser.add_argument("--xla_flags", help="added to the rows' XLA_FLAGS, e.g. "
                       "--xla_gpu_autotune_level=0")
   parser.add_argument("--json", help="append each row here as a JSON line")
+  parser.add_argument("--counts_from", help="an earlier run's --json file: its configs' "
+                      "multiply-adds are taken from it instead of counted again")
   parser.add_argument("--log", help="append each row process's output to this file")
   parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:DTYPE",
                       help="combinations not to run, e.g. resnet18_heatmap:bfloat16")
@@ -496,9 +507,10 @@ def main(argv=None):
   deadline = time.monotonic() + args.budget_s
   print(HEADER, flush=True)
   rows = []
+  counted = earlier_counts(args.counts_from)
   for spec in args.configs:
     try:
-      counts = count_macs(spec, args.keypoints)
+      counts = counted.get(spec) or count_macs(spec, args.keypoints)
     except Exception as e:  # noqa: BLE001 -- the rows still run, without MFU
       print(f"{spec}: multiply-adds not counted: {e!r}", flush=True)
       counts = {}

@@ -81,6 +81,25 @@ def test_accelerator_benchmark_time_limits(tmp_path):
   assert "| kp-jax | seed | float32 | - |" in stdout and "not started: 5 s budget spent" in stdout
 
 
+def test_accelerator_benchmark_takes_the_counts_of_an_earlier_run(tmp_path, monkeypatch, capsys):
+  earlier, out = tmp_path / "earlier.jsonl", tmp_path / "rows.jsonl"
+  counts = {"forward_gmacs_per_image": 1.5, "train_gmacs_per_image": 4.0}
+  earlier.write_text(json.dumps({"config": "seed", "status": "ok", **counts}) + "\n"
+                     + json.dumps({"config": "default", "status": "crashed"}) + "\n")
+
+  def count_macs(spec, keypoints):
+    raise RuntimeError(f"counted {spec}")
+  monkeypatch.setattr(accelerator, "count_macs", count_macs)
+  accelerator.main(["--configs", "seed", "default", "--dtypes", "float32", "--frameworks",
+                    "kp-jax", "--budget_s", "0", "--counts_from", str(earlier), "--json",
+                    str(out)])
+  rows = rows_of(out)
+  assert [r["status"] for r in rows] == ["not started: 0 s budget spent"] * 2
+  assert {k: rows[0][k] for k in counts} == counts  # seed's from the earlier run
+  assert "default: multiply-adds not counted: RuntimeError('counted default')" in (
+      capsys.readouterr().out)  # counted anew: the earlier row had none
+
+
 # resnet18_heatmap's peer is torchvision's ResNet-18 (torchvision is not a test requirement).
 @pytest.mark.parametrize("spec", ["seed", "default", "coco_person", "coco_hrnet_w32",
                                   "coco_vitpose_b"])
