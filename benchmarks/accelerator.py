@@ -382,8 +382,11 @@ def count_macs(spec: str, keypoints: int | None) -> dict:
 def earlier_counts(path: str | None) -> dict:
   """{config: its multiply-adds} from an earlier run's --json rows (tracing HRNet-W32 to count
   them takes seconds of a warm pass's budget)."""
+  if not path:
+    return {}
   keys = ("forward_gmacs_per_image", "train_gmacs_per_image")
-  rows = [json.loads(line) for line in open(path)] if path else []
+  with open(path) as f:
+    rows = [json.loads(line) for line in f]
   return {r["config"]: {k: r[k] for k in keys} for r in rows if all(k in r for k in keys)}
 
 
