@@ -174,16 +174,14 @@ def host_drawn_state(config, model, shape):
   compiling the initialisers (HRNet-W32's: ~40 s on a CPU, benchmarks/compile_time.py --state)
   is no part of the step and ran inside the row's time limit."""
   import jax  # noqa: PLC0415
-  import jax.numpy as jnp  # noqa: PLC0415
   import numpy as np  # noqa: PLC0415
 
   from kp_jax import steps  # noqa: PLC0415
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *shape), jnp.float32))
+  shapes = steps.state_shapes(config, model, shape)
   rng = np.random.default_rng(0)
   variables = {"params": jax.tree.map(
-      lambda v: (0.02 * rng.standard_normal(v.shape)).astype(v.dtype), shapes["params"]),
-      "batch_stats": jax.tree.map(lambda v: np.ones(v.shape, v.dtype),
-                                  shapes.get("batch_stats", {}))}
+      lambda v: (0.02 * rng.standard_normal(v.shape)).astype(v.dtype), shapes.params),
+      "batch_stats": jax.tree.map(lambda v: np.ones(v.shape, v.dtype), shapes.batch_stats)}
   return steps.train_state_around(config, model, variables)
 
 
