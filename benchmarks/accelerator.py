@@ -5,7 +5,7 @@ under torch.compile, with compile seconds and MFU from a backend-independent cou
       resnet18_heatmap default seed] [--dtypes bfloat16 float32]
       [--frameworks kp-jax pytorch pytorch-compile] [--batch_size N] [--steps 20]
       [--budget_s S] [--row_timeout_s S] [--json rows.jsonl] [--counts_from rows.jsonl]
-      [--log FILE]
+      [--log FILE] [--profile_steps N]
       [--compilation_cache_dir DIR] [--xla_flags FLAGS] [--platform gpu|tpu|cpu]
 
 Needs only jax (with its accelerator plugin), flax, optax and ml_collections, and torch for
@@ -42,6 +42,11 @@ every backend): `forward_gmacs_per_image` and `train_gmacs_per_image` (one train
 about three forwards). MFU = 2 FLOPs per multiply-add x train_gmacs_per_image x images/s /
 the device's dense peak (PEAK_TFLOPS; `--peak_tflops` otherwise). float32 rows use the TF32
 peak on NVIDIA GPUs, where XLA and PyTorch compute float32 matrix products in TF32 by default.
+
+With `--profile_steps N`, each kp-jax row then traces N more steps (profile_step.py's
+`profiled`): `profile` holds its busiest lanes (a GPU's streams), each with its busy ms a step
+and its kernels by time, and the busiest lane's kernels by kind print after the table. A row
+reports its timings before it profiles, so a profiler that fails or hangs costs it nothing.
 """
 
 import argparse
@@ -79,7 +84,8 @@ ACCELERATOR_BATCH = {"seed": 1024, "default": 512, "resnet18_heatmap": 256, "coc
 FRAMEWORKS = ("kp-jax", "pytorch", "pytorch-compile")
 MIN_ROW_SECONDS = 20
 WARMUP_STEPS = 3
-ROW_PREFIX = "ROW "  # a row process's result line on stdout
+ROW_PREFIX = "ROW "  # a row process's result line on stdout (the last one counts)
+PROFILE_TOP = 12  # kernels a lane of a row's profile lists
 COMPILE_STAGES = {"trace_seconds": "/jax/core/compile/jaxpr_trace_duration",  # JAX's events
                   "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "xla_seconds": "/jax/core/compile/backend_compile_duration"}
@@ -186,7 +192,8 @@ def host_drawn_state(config, model, shape):
 
 
 def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: int,
-               cache_dir: str | None) -> dict:
+               cache_dir: str | None, report, profile_steps: int = 0) -> None:
+  """Reports the row's result, and with `profile_steps` reports it again with its profile."""
   import jax  # noqa: PLC0415
 
   from kp_jax import compilation_cache, steps  # noqa: PLC0415
@@ -211,13 +218,19 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   def step():
     holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
 
+  synchronize = lambda: jax.block_until_ready(holder)
   stages.clear()  # from here on, only the train step compiles
-  timing = time_steps(step, num_steps, lambda: jax.block_until_ready(holder))
-  return {**timing, "cache_hits": len(cache_hits),
-          **{key: stages.get(event) for key, event in COMPILE_STAGES.items()},  # None: not seen
-          "version": f"jax {jax.__version__}",
-          "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
-                    f"({jax.default_backend()})"}
+  timing = time_steps(step, num_steps, synchronize)
+  result = {**timing, "cache_hits": len(cache_hits),
+            **{key: stages.get(event) for key, event in COMPILE_STAGES.items()},  # None: unseen
+            "version": f"jax {jax.__version__}",
+            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
+                      f"({jax.default_backend()})"}
+  report(result)
+  if profile_steps:
+    import profile_step  # noqa: PLC0415 -- benchmarks/, beside this script
+    report({**result, "profile": profile_step.profiled(step, profile_steps, synchronize,
+                                                        PROFILE_TOP)})
 
 
 def torch_network(name: str, config, keypoints: int, channels: int):
@@ -340,7 +353,7 @@ def run_pytorch(name, config, dtype, batch_size, keypoints, num_steps, compiled)
   return {**timing, "version": f"torch {torch.__version__}", "device": f"1 x {name} ({device})"}
 
 
-def run_row(args) -> dict:
+def run_row(args, report) -> None:
   import jax  # noqa: PLC0415
   spec, dtype, framework = args.row
   # JAX runs on the accelerator in kp-jax's rows; in PyTorch's it only makes the targets.
@@ -352,15 +365,17 @@ def run_row(args) -> dict:
   keypoints = keypoint_count(config.data, args.keypoints)
   if framework == "kp-jax":
     batch_size = row_batch(spec, config, args.batch_size, jax.default_backend() == "cpu")
-    result = run_kp_jax(config, dtype, batch_size, keypoints, args.steps,
-                        args.compilation_cache_dir)
   else:
     import torch  # noqa: PLC0415 -- only the PyTorch rows need it
     # The batch of kp-jax's row on this machine: an accelerator's, or on the CPU the config's.
     batch_size = row_batch(spec, config, args.batch_size, on_cpu=not torch.cuda.is_available())
-    result = run_pytorch(short_name(spec), config, dtype, batch_size, keypoints, args.steps,
-                         compiled=framework == "pytorch-compile")
-  return {**result, "batch": batch_size, "input": list(shape)}
+  done = lambda result: report({**result, "batch": batch_size, "input": list(shape)})
+  if framework == "kp-jax":
+    run_kp_jax(config, dtype, batch_size, keypoints, args.steps, args.compilation_cache_dir,
+               done, args.profile_steps)
+  else:
+    done(run_pytorch(short_name(spec), config, dtype, batch_size, keypoints, args.steps,
+                     compiled=framework == "pytorch-compile"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +406,8 @@ def earlier_counts(path: str | None) -> dict:
 def row_command(args, spec, dtype, framework) -> list:
   command = [sys.executable, os.path.abspath(__file__), "--row", spec, dtype, framework,
              "--steps", str(args.steps)]
-  for flag in ("batch_size", "keypoints", "platform", "compilation_cache_dir"):
+  for flag in ("batch_size", "keypoints", "platform", "compilation_cache_dir",
+               "profile_steps"):
     if getattr(args, flag) is not None:
       command += [f"--{flag}", str(getattr(args, flag))]
   return command
@@ -419,15 +435,19 @@ def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, 
                              start_new_session=True)  # its own group: compile workers go too
   try:
     stdout, stderr = process.communicate(timeout=limit_s)
+    ended = failure(process.returncode, stderr) if process.returncode else None
   except subprocess.TimeoutExpired:
     os.killpg(process.pid, signal.SIGKILL)
     stdout, stderr = process.communicate()
-    return {"status": f"timed out after {limit_s:.0f} s"}, stdout + stderr
+    ended = f"timed out after {limit_s:.0f} s"
   results = [line[len(ROW_PREFIX):] for line in stdout.splitlines()
              if line.startswith(ROW_PREFIX)]
-  if process.returncode or not results:
-    return {"status": failure(process.returncode, stderr)}, stdout + stderr
-  return {"status": "ok", **json.loads(results[-1])}, stdout + stderr  # or its own status
+  if not results:
+    return {"status": ended or failure(process.returncode, stderr)}, stdout + stderr
+  row = {"status": "ok", **json.loads(results[-1])}  # or its own status
+  if ended:  # after reporting its timings: in the profile
+    row["profile"] = ended
+  return row, stdout + stderr
 
 
 def finish_row(row: dict, counts: dict, peak_override) -> dict:
@@ -455,6 +475,20 @@ def table_line(r: dict) -> str:
           f"| {number('images_per_sec', speed)} | {number('step_ms', '.2f')} "
           f"| {number('compile_seconds', '.1f')} | {number('forward_gmacs_per_image', '.3f')} "
           f"| {mfu} | {r['status']} |")
+
+
+def profile_lines(r: dict) -> list[str]:
+  """A row's profile: its busiest lane's kernels by kind, or why there is none."""
+  if "profile" not in r:
+    return []
+  title = f"{r['framework']} {r['config']} {r['dtype']} profile"
+  if isinstance(r["profile"], str):
+    return [f"{title}: {r['profile']}"]
+  lines = [f"{title} (a step: {r['step_ms']:.2f} ms):"]
+  for lane in r["profile"][:1]:
+    lines.append(f"  {lane['lane']}: {lane['ms_per_step']:.2f} ms busy a step")
+    lines += [f"    {ms:8.3f} ms  {calls:6g} calls  {name}" for name, ms, calls in lane["kinds"]]
+  return lines
 
 
 def ratios(rows) -> list[str]:
@@ -495,13 +529,15 @@ def main(argv=None):
   parser.add_argument("--counts_from", help="an earlier run's --json file: its configs' "
                       "multiply-adds are taken from it instead of counted again")
   parser.add_argument("--log", help="append each row process's output to this file")
+  parser.add_argument("--profile_steps", type=int, default=0,
+                      help="kp-jax rows: trace this many more steps and list their kernels")
   parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:DTYPE",
                       help="combinations not to run, e.g. resnet18_heatmap:bfloat16")
   parser.add_argument("--row", nargs=3, metavar=("CONFIG", "DTYPE", "FRAMEWORK"),
                       help=argparse.SUPPRESS)  # one row, in this process
   args = parser.parse_args(argv)
   if args.row:
-    print(ROW_PREFIX + json.dumps(run_row(args)), flush=True)
+    run_row(args, lambda result: print(ROW_PREFIX + json.dumps(result), flush=True))
     return
   import jax  # noqa: PLC0415
   jax.config.update("jax_platforms", "cpu")  # for the counts: the rows get the accelerator
@@ -536,7 +572,7 @@ def main(argv=None):
         if args.log and output:
           with open(args.log, "a") as f:
             f.write(f"\n===== {framework} {spec} {dtype}: {row['status']}\n{output}")
-  print("\n" + "\n".join(ratios(rows)))
+  print("\n" + "\n".join(ratios(rows) + [line for r in rows for line in profile_lines(r)]))
 
 
 if __name__ == "__main__":

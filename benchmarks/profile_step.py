@@ -3,9 +3,11 @@
   .venv/bin/python benchmarks/profile_step.py configs/seed_96.py --batch 128 [--top 25]
 
 Random data at the config's input size; a `jax.profiler` trace of `--steps` steps after a
-warm-up, read back from its trace events. Convolutions run as asynchronous thunks, so their
-time shows under "ThunkExecutor::Execute" rather than by name; fusions show by name (match
-them to the HLO with `--hlo FILE`, which writes the compiled step).
+warm-up, read back from its trace events (`profiled`, which benchmarks/accelerator.py's
+`--profile_steps` uses too). On an accelerator the lanes are its streams and the ops its
+kernels; on the CPU the lanes are host threads, convolutions run as asynchronous thunks, so
+their time shows under "ThunkExecutor::Execute" rather than by name, and fusions show by name
+(match them to the HLO with `--hlo FILE`, which writes the compiled step).
 """
 
 import argparse
@@ -14,6 +16,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import tempfile
 
 import jax
@@ -23,6 +26,59 @@ from config_shapes import input_shape, keypoint_count, load_config
 from kp_jax import steps
 from kp_jax.data import pixels
 from kp_jax.models import create_model
+
+LANES = 4  # the busiest lanes of a trace that a summary keeps
+
+
+def trace_lanes(events, num_steps: int, top: int) -> list[dict]:
+  """Where `num_steps` steps' time went, lane by lane, busiest first: [{"lane", "ms_per_step"
+  (the time of its events), "ops": [[name, ms a step, calls a step], ...] (its `top` events by
+  time), "kinds": the same with names' numeric suffixes dropped ("loop_add_fusion_12" ->
+  "loop_add_fusion": all fusions of a kind together)}]. The lanes are an accelerator's
+  ("/device:..." processes' threads: a GPU's streams, whose kernels run one after another, so
+  a lane's time is its busy time), or on the CPU, which has none, the host's threads (whose
+  events nest, so their times overlap)."""
+  processes = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+  threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
+             if e.get("name") == "thread_name"}
+  devices = {pid for pid, name in processes.items() if name.startswith("/device:")}
+  lanes = collections.defaultdict(lambda: (collections.Counter(), collections.Counter()))
+  for e in events:
+    if e.get("ph") != "X" or (devices and e["pid"] not in devices):
+      continue
+    key = (e["pid"], e.get("tid"))
+    micros, calls = lanes[f"{processes.get(e['pid'], e['pid'])} {threads.get(key, key[1])}"]
+    micros[e["name"]] += e.get("dur", 0)
+    calls[e["name"]] += 1
+
+  def table(micros, calls):
+    return [[name[:120], micros[name] / num_steps / 1e3, calls[name] / num_steps]
+            for name, _ in micros.most_common(top)]
+
+  summary = []
+  for lane, (micros, calls) in lanes.items():
+    kind_micros, kind_calls = collections.Counter(), collections.Counter()
+    for name in micros:
+      kind = re.sub(r"[._]\d+$", "", name)
+      kind_micros[kind] += micros[name]
+      kind_calls[kind] += calls[name]
+    summary.append({"lane": lane, "ms_per_step": sum(micros.values()) / num_steps / 1e3,
+                    "ops": table(micros, calls), "kinds": table(kind_micros, kind_calls)})
+  return sorted(summary, key=lambda lane: -lane["ms_per_step"])[:LANES]
+
+
+def profiled(step, num_steps: int, synchronize, top: int) -> list[dict]:
+  """`trace_lanes` of a `jax.profiler` trace of `num_steps` calls of `step()` (compiled and
+  warmed up already)."""
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir):
+      for _ in range(num_steps):
+        step()
+      synchronize()
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True))
+    with gzip.open(path[-1]) as f:
+      events = json.load(f)["traceEvents"]
+  return trace_lanes(events, num_steps, top)
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -54,24 +110,18 @@ def main():
   for _ in range(3):  # compile and warm up
     state, metrics = parallel.train_step(state, batch)
   jax.block_until_ready(metrics)
-  with tempfile.TemporaryDirectory() as trace_dir:
-    jax.profiler.start_trace(trace_dir)
-    for _ in range(args.steps):
-      state, metrics = parallel.train_step(state, batch)
-    jax.block_until_ready(metrics)
-    jax.profiler.stop_trace()
-    trace = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True))
-    events = json.load(gzip.open(trace[-1]))["traceEvents"]
-  total, count = collections.Counter(), collections.Counter()
-  for event in events:
-    if event.get("ph") == "X":
-      total[event["name"]] += event.get("dur", 0)
-      count[event["name"]] += 1
-  print(f"{args.config}, batch {batch_size}, {args.steps} profiled steps\n")
-  print("| ms/step | calls/step | op |")
-  print("|---|---|---|")
-  for name, micros in total.most_common(args.top):
-    print(f"| {micros / args.steps / 1e3:.1f} | {count[name] / args.steps:g} | {name[:90]} |")
+  holder = {"state": state}
+
+  def step():
+    holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
+  lanes = profiled(step, args.steps, lambda: jax.block_until_ready(holder), args.top)
+  print(f"{args.config}, batch {batch_size}, {args.steps} profiled steps")
+  for lane in lanes:
+    print(f"\n{lane['lane']}: {lane['ms_per_step']:.1f} ms a step\n")
+    print("| ms/step | calls/step | op |")
+    print("|---|---|---|")
+    for name, ms, calls in lane["ops"]:
+      print(f"| {ms:.1f} | {calls:g} | {name[:90]} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import accelerator
+from benchmarks import accelerator, profile_step
 from tests.flops_test import default_forward_macs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,11 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKED = ("tensorflow", "tensorflow_datasets", "clu", "orbax", "orbax.checkpoint", "torch")
 
 
-def run_accelerator(tmp_path, *args):
+def run_accelerator(tmp_path, *args, blocked=BLOCKED):
   site = tmp_path / "site"
   site.mkdir(exist_ok=True)
   (site / "sitecustomize.py").write_text(
-      "import sys\nfor name in %r:\n  sys.modules[name] = None\n" % (BLOCKED,))
+      "import sys\nfor name in %r:\n  sys.modules[name] = None\n" % (blocked,))
   env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
          # With a compilation cache, every program is written, however short its compile.
@@ -62,13 +62,53 @@ def test_accelerator_benchmark_rows(tmp_path):
   assert rows[4]["forward_gmacs_per_image"] == pytest.approx(forward / 1e9, rel=1e-12)
   assert "| kp-jax | seed | bfloat16 | 4 |" in stdout
   # The same row again: its programs come from the compilation cache the first run wrote.
-  run_accelerator(tmp_path, "--configs", "configs/default.py", "--dtypes", "float32",
-                  "--frameworks", "kp-jax", *common)
+  # Then it traces two more steps: its profile.
+  stdout = run_accelerator(tmp_path, "--configs", "configs/default.py", "--dtypes", "float32",
+                           "--frameworks", "kp-jax", "--profile_steps", "2", *common)
   first, again = rows[4], rows_of(out)[-1]
   assert again["status"] == "ok"
   # At least its train step and the program making its batch besides what the seed rows
   # before it had already written (small programs both share).
   assert again["cache_hits"] >= first["cache_hits"] + 2
+  # On the CPU the lanes are host threads; the step's own call is in one of them, once a step.
+  calls = {name: n for lane in again["profile"] for name, _, n in lane["ops"]}
+  assert calls["PjitFunction(train_step)"] >= 1
+  assert "kp-jax configs/default.py float32 profile (a step:" in stdout
+
+
+def test_accelerator_benchmark_keeps_a_row_whose_profile_fails(tmp_path):
+  out = tmp_path / "rows.jsonl"
+  run_accelerator(tmp_path, "--configs", "seed", "--dtypes", "float32", "--frameworks",
+                  "kp-jax", "--profile_steps", "1", "--json", str(out),
+                  blocked=(*BLOCKED, "profile_step"))
+  row, = rows_of(out)
+  assert row["status"] == "ok" and row["step_ms"] > 0 and row["compile_seconds"] >= 0
+  assert row["profile"].startswith(
+      "crashed (exit 1): ModuleNotFoundError: import of profile_step halted")
+
+
+def test_trace_lanes_times_an_accelerators_lanes_by_kernel_and_kind():
+  """Two steps' trace: a GPU's two streams and the host; only the device's lanes count."""
+  meta = lambda pid, tid, kind, name: {"ph": "M", "pid": pid, "tid": tid, "name": kind,
+                                       "args": {"name": name}}
+  run = lambda tid, name, dur, pid=2: {"ph": "X", "pid": pid, "tid": tid, "ts": 0.0,
+                                       "name": name, "dur": dur}
+  events = [meta(1, None, "process_name", "/host:CPU"), meta(2, None, "process_name",
+                                                                "/device:GPU:0 NVIDIA H200"),
+            meta(2, 7, "thread_name", "Stream #7(Compute)"),
+            meta(2, 9, "thread_name", "Stream #9(MemcpyD2D)"),
+            run(5, "PjitFunction(train_step)", 90_000.0, pid=1),
+            run(7, "loop_add_fusion_3", 1000.0), run(7, "loop_add_fusion_12", 3000.0),
+            run(7, "sm90_xmma_fprop", 5000.0), run(7, "sm90_xmma_fprop", 5000.0),
+            run(7, "loop_add_fusion", 500.0), run(9, "memcpy", 400.0)]
+  compute, copies = profile_step.trace_lanes(events, num_steps=2, top=2)
+  assert compute["lane"] == "/device:GPU:0 NVIDIA H200 Stream #7(Compute)"
+  assert compute["ms_per_step"] == pytest.approx((1000 + 3000 + 10_000 + 500) / 2 / 1e3)
+  assert compute["ops"] == [["sm90_xmma_fprop", 5.0, 1.0], ["loop_add_fusion_12", 1.5, 0.5]]
+  assert compute["kinds"] == [["sm90_xmma_fprop", 5.0, 1.0], ["loop_add_fusion", 2.25, 1.5]]
+  assert copies == {"lane": "/device:GPU:0 NVIDIA H200 Stream #9(MemcpyD2D)",
+                    "ms_per_step": 0.2, "ops": [["memcpy", 0.2, 0.5]],
+                    "kinds": [["memcpy", 0.2, 0.5]]}
 
 
 def test_accelerator_benchmark_time_limits(tmp_path):
