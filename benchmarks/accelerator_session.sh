@@ -6,7 +6,8 @@
 # what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is set, a
 # third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one
 # transformer block, one block with the classic decoder, and the whole model without XLA's
-# autotuner; where it did not fail, the warm pass gets that budget as well.
+# autotuner; where it did not fail, the warm pass gets that budget as well and profiles each
+# step after timing it (its kernels by time: where the step's time goes, for the MFU work).
 #
 #   [DIAGNOSE_BUDGET_S=S] [ROW_TIMEOUT_S=200] bash benchmarks/accelerator_session.sh OUT_DIR \
 #       COLD_BUDGET_S WARM_BUDGET_S [CONFIG ...]
@@ -46,11 +47,16 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 print(any(r['framework'] == 'kp-jax' and r['config'] == 'coco_vitpose_b'
           and r['status'] != 'ok' and not r['status'].startswith('not started') for r in rows))
 " "$out/cold.jsonl" 2>/dev/null)
-# Nothing to bisect: the warm pass, which the issue asks for, gets the bisection's time too.
-[ "$vitpose_failed" = True ] || warm_budget=$((warm_budget + ${DIAGNOSE_BUDGET_S:-0}))
-echo "== warm (the same rows, kp-jax, from the cache; ${warm_budget} s)"
+# Nothing to bisect: the warm pass, which the issue asks for, gets the bisection's time too,
+# and profiles each row (after its timings are written).
+profile=()
+if [ "$vitpose_failed" != True ]; then
+  warm_budget=$((warm_budget + ${DIAGNOSE_BUDGET_S:-0}))
+  profile=(--profile_steps 3)
+fi
+echo "== warm (the same rows, kp-jax, from the cache; ${warm_budget} s) ${profile[*]:-}"
 "${bench[@]}" --frameworks kp-jax --budget_s "$warm_budget" --json "$out/warm.jsonl" \
-  --log "$out/warm.log" --counts_from "$out/cold.jsonl"
+  --log "$out/warm.log" --counts_from "$out/cold.jsonl" ${profile[@]+"${profile[@]}"}
 if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
   echo "== diagnose: kp-jax's ViTPose-B failed cold"
   diagnose=("${bench[@]}" --frameworks kp-jax --budget_s $((DIAGNOSE_BUDGET_S / 2))
