@@ -445,8 +445,8 @@ def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, 
   if not results:
     return {"status": ended or failure(process.returncode, stderr)}, stdout + stderr
   row = {"status": "ok", **json.loads(results[-1])}  # or its own status
-  if ended:  # after reporting its timings: in the profile
-    row["profile"] = ended
+  if ended:  # after reporting its timings: in the profile, if it was asked for one
+    row["profile" if framework == "kp-jax" and args.profile_steps else "after_timings"] = ended
   return row, stdout + stderr
 
 
