@@ -2,8 +2,10 @@
 # A lent GPU's session (docs/benchmarks.md, "On a GPU"): the machine and versions and whether
 # cuDNN's fused attention runs (a small bf16 forward and gradient), then every row of
 # benchmarks/accelerator.py in bf16 with a fresh compilation cache (cold), then kp-jax's rows
-# again from that cache (warm). Rows are written as they finish, so a session cut short keeps
-# what it measured. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is set, a
+# that ran cold again from that cache (warm; a row that did not has nothing there to read
+# back, and would only compile cold again). Rows are written as they finish, so a session cut
+# short keeps what it measured, and one whose warm rows end early leaves device time for
+# another call. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is set, a
 # third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one
 # transformer block, one block with the classic decoder, and the whole model without XLA's
 # autotuner; where it did not fail, the warm pass gets that budget as well and profiles each
@@ -54,9 +56,18 @@ if [ "$vitpose_failed" != True ]; then
   warm_budget=$((warm_budget + ${DIAGNOSE_BUDGET_S:-0}))
   profile=(--profile_steps 3)
 fi
-echo "== warm (the same rows, kp-jax, from the cache; ${warm_budget} s) ${profile[*]:-}"
-"${bench[@]}" --frameworks kp-jax --budget_s "$warm_budget" --json "$out/warm.jsonl" \
-  --log "$out/warm.log" --counts_from "$out/cold.jsonl" ${profile[@]+"${profile[@]}"}
+ran_cold=($(python3 -c "import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print(*[r['config'] for r in rows if r['framework'] == 'kp-jax' and r['status'] == 'ok'])
+" "$out/cold.jsonl" 2>/dev/null))
+if [ ${#ran_cold[@]} -gt 0 ]; then
+  echo "== warm: ${ran_cold[*]} (kp-jax, from the cache; ${warm_budget} s) ${profile[*]:-}"
+  "${bench[@]}" --configs "${ran_cold[@]}" --frameworks kp-jax --budget_s "$warm_budget" \
+    --json "$out/warm.jsonl" --log "$out/warm.log" --counts_from "$out/cold.jsonl" \
+    ${profile[@]+"${profile[@]}"}
+else
+  echo "== warm: no kp-jax row ran cold, so none can be read back"
+fi
 if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
   echo "== diagnose: kp-jax's ViTPose-B failed cold"
   diagnose=("${bench[@]}" --frameworks kp-jax --budget_s $((DIAGNOSE_BUDGET_S / 2))
