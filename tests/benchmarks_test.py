@@ -1,5 +1,6 @@
 """benchmarks/accelerator.py on the CPU: what a bare accelerator machine would run."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -85,6 +86,22 @@ def test_accelerator_benchmark_keeps_a_row_whose_profile_fails(tmp_path):
   assert row["status"] == "ok" and row["step_ms"] > 0 and row["compile_seconds"] >= 0
   assert row["profile"].startswith(
       "crashed (exit 1): ModuleNotFoundError: import of profile_step halted")
+
+
+@pytest.mark.parametrize("framework, profile_steps, key", [
+    ("kp-jax", 3, "profile"), ("kp-jax", 0, "after_timings"), ("pytorch", 3, "after_timings")])
+def test_a_row_that_fails_or_hangs_after_reporting_keeps_its_timings(monkeypatch, framework,
+                                                                    profile_steps, key):
+  """A row process that reports, then exits 3 or sleeps past its limit: the row is its
+  report, with how it ended under "profile" where one was asked for."""
+  report = json.dumps({"seconds": 0.25, "batch": 4})
+  args = argparse.Namespace(xla_flags=None, profile_steps=profile_steps)
+  for then, limit, ended in [("sys.exit(3)", 60, "crashed (exit 3)"),
+                             ("time.sleep(60)", 2, "timed out after 2 s")]:
+    monkeypatch.setattr(accelerator, "row_command", lambda *_, then=then: [
+        sys.executable, "-c", f"import sys, time; print('ROW ' + {report!r}, flush=True); {then}"])
+    row, _ = accelerator.run_in_process(args, "seed", "float32", framework, limit)
+    assert row == {"status": "ok", "seconds": 0.25, "batch": 4, key: ended}
 
 
 def test_trace_lanes_times_an_accelerators_lanes_by_kernel_and_kind():
