@@ -80,6 +80,7 @@ def profiled(step, num_steps: int, synchronize, top: int) -> list[dict]:
       events = json.load(f)["traceEvents"]
   return trace_lanes(events, num_steps, top)
 
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("config")
@@ -114,6 +115,7 @@ def main():
 
   def step():
     holder["state"], holder["metrics"] = parallel.train_step(holder["state"], batch)
+
   lanes = profiled(step, args.steps, lambda: jax.block_until_ready(holder), args.top)
   print(f"{args.config}, batch {batch_size}, {args.steps} profiled steps")
   for lane in lanes:
