@@ -45,7 +45,8 @@ peak on NVIDIA GPUs, where XLA and PyTorch compute float32 matrix products in TF
 
 With `--profile_steps N`, each kp-jax row then traces N more steps (profile_step.py's
 `profiled`): `profile` holds its busiest lanes (a GPU's streams), each with its busy ms a step
-and its kernels by time, and the busiest lane's kernels by kind print after the table. A row
+and its kernels by time (and by XLA op, where the trace names them), and the busiest lane's
+print after the table. A row
 reports its timings before it profiles, so a profiler that fails or hangs costs it nothing.
 """
 
@@ -478,7 +479,8 @@ def table_line(r: dict) -> str:
 
 
 def profile_lines(r: dict) -> list[str]:
-  """A row's profile: its busiest lane's kernels by kind, or why there is none."""
+  """A row's profile: its busiest lane's kernels by kind, and by XLA op where the trace names
+  them; or why there is none."""
   if "profile" not in r:
     return []
   title = f"{r['framework']} {r['config']} {r['dtype']} profile"
@@ -487,7 +489,9 @@ def profile_lines(r: dict) -> list[str]:
   lines = [f"{title} (a step: {r['step_ms']:.2f} ms):"]
   for lane in r["profile"][:1]:
     lines.append(f"  {lane['lane']}: {lane['ms_per_step']:.2f} ms busy a step")
-    lines += [f"    {ms:8.3f} ms  {calls:6g} calls  {name}" for name, ms, calls in lane["kinds"]]
+    for view in ("kinds", "xla_ops"):
+      lines += [f"    {ms:8.3f} ms  {calls:6g} calls  {name}"
+                for name, ms, calls in lane.get(view, [])]
   return lines
 
 

@@ -28,42 +28,51 @@ from kp_jax.data import pixels
 from kp_jax.models import create_model
 
 LANES = 4  # the busiest lanes of a trace that a summary keeps
+# Where a GPU kernel's trace event may name the XLA op it ran for (XLA's annotation of it).
+XLA_OP_ARGS = ("hlo_op", "kernel_annotation")
+
+
+def kind(name: str) -> str:
+  """`name` without its numeric suffix: "loop_add_fusion_12" and "fusion.3" -> their kind."""
+  return re.sub(r"[._]\d+$", "", name)
 
 
 def trace_lanes(events, num_steps: int, top: int) -> list[dict]:
   """Where `num_steps` steps' time went, lane by lane, busiest first: [{"lane", "ms_per_step"
   (the time of its events), "ops": [[name, ms a step, calls a step], ...] (its `top` events by
-  time), "kinds": the same with names' numeric suffixes dropped ("loop_add_fusion_12" ->
-  "loop_add_fusion": all fusions of a kind together)}]. The lanes are an accelerator's
-  ("/device:..." processes' threads: a GPU's streams, whose kernels run one after another, so
-  a lane's time is its busy time), or on the CPU, which has none, the host's threads (whose
-  events nest, so their times overlap)."""
+  time), "kinds": the same by `kind` (all fusions of a kind together), and where the events
+  name the XLA op they ran for (`XLA_OP_ARGS`), "xla_ops": the same by that op's kind}]. The
+  lanes are an accelerator's ("/device:..." processes' threads: a GPU's streams, whose kernels
+  run one after another, so a lane's time is its busy time), or on the CPU, which has none,
+  the host's threads (whose events nest, so their times overlap)."""
   processes = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
   threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
              if e.get("name") == "thread_name"}
   devices = {pid for pid, name in processes.items() if name.startswith("/device:")}
-  lanes = collections.defaultdict(lambda: (collections.Counter(), collections.Counter()))
+  # lane -> view ("ops", "kinds", "xla_ops") -> (microseconds, calls) by name
+  lanes = collections.defaultdict(lambda: collections.defaultdict(
+      lambda: (collections.Counter(), collections.Counter())))
   for e in events:
     if e.get("ph") != "X" or (devices and e["pid"] not in devices):
       continue
     key = (e["pid"], e.get("tid"))
-    micros, calls = lanes[f"{processes.get(e['pid'], e['pid'])} {threads.get(key, key[1])}"]
-    micros[e["name"]] += e.get("dur", 0)
-    calls[e["name"]] += 1
+    lane = lanes[f"{processes.get(e['pid'], e['pid'])} {threads.get(key, key[1])}"]
+    views = {"ops": e["name"], "kinds": kind(e["name"])}
+    op = next((str(e["args"][k]) for k in XLA_OP_ARGS if k in e.get("args", {})), None)
+    if op:
+      views["xla_ops"] = kind(op)
+    for view, name in views.items():
+      micros, calls = lane[view]
+      micros[name] += e.get("dur", 0)
+      calls[name] += 1
 
   def table(micros, calls):
     return [[name[:120], micros[name] / num_steps / 1e3, calls[name] / num_steps]
             for name, _ in micros.most_common(top)]
 
-  summary = []
-  for lane, (micros, calls) in lanes.items():
-    kind_micros, kind_calls = collections.Counter(), collections.Counter()
-    for name in micros:
-      kind = re.sub(r"[._]\d+$", "", name)
-      kind_micros[kind] += micros[name]
-      kind_calls[kind] += calls[name]
-    summary.append({"lane": lane, "ms_per_step": sum(micros.values()) / num_steps / 1e3,
-                    "ops": table(micros, calls), "kinds": table(kind_micros, kind_calls)})
+  summary = [{"lane": lane, "ms_per_step": sum(views["ops"][0].values()) / num_steps / 1e3,
+              **{view: table(*counts) for view, counts in views.items()}}
+             for lane, views in lanes.items()]
   return sorted(summary, key=lambda lane: -lane["ms_per_step"])[:LANES]
 
 

@@ -108,21 +108,25 @@ def test_trace_lanes_times_an_accelerators_lanes_by_kernel_and_kind():
   """Two steps' trace: a GPU's two streams and the host; only the device's lanes count."""
   meta = lambda pid, tid, kind, name: {"ph": "M", "pid": pid, "tid": tid, "name": kind,
                                        "args": {"name": name}}
-  run = lambda tid, name, dur, pid=2: {"ph": "X", "pid": pid, "tid": tid, "ts": 0.0,
-                                       "name": name, "dur": dur}
+  run = lambda tid, name, dur, pid=2, **args: {"ph": "X", "pid": pid, "tid": tid, "ts": 0.0,
+                                               "name": name, "dur": dur, "args": args}
   events = [meta(1, None, "process_name", "/host:CPU"), meta(2, None, "process_name",
                                                                 "/device:GPU:0 NVIDIA H200"),
             meta(2, 7, "thread_name", "Stream #7(Compute)"),
             meta(2, 9, "thread_name", "Stream #9(MemcpyD2D)"),
             run(5, "PjitFunction(train_step)", 90_000.0, pid=1),
-            run(7, "loop_add_fusion_3", 1000.0), run(7, "loop_add_fusion_12", 3000.0),
-            run(7, "sm90_xmma_fprop", 5000.0), run(7, "sm90_xmma_fprop", 5000.0),
+            run(7, "loop_add_fusion_3", 1000.0, hlo_op="add_fusion.3"),
+            run(7, "loop_add_fusion_12", 3000.0, hlo_op="add_fusion.12"),
+            run(7, "sm90_xmma_fprop", 5000.0, hlo_op="cudnn-conv.1"),
+            run(7, "sm90_xmma_fprop", 5000.0, kernel_annotation="cudnn-conv.2"),
             run(7, "loop_add_fusion", 500.0), run(9, "memcpy", 400.0)]
   compute, copies = profile_step.trace_lanes(events, num_steps=2, top=2)
   assert compute["lane"] == "/device:GPU:0 NVIDIA H200 Stream #7(Compute)"
   assert compute["ms_per_step"] == pytest.approx((1000 + 3000 + 10_000 + 500) / 2 / 1e3)
   assert compute["ops"] == [["sm90_xmma_fprop", 5.0, 1.0], ["loop_add_fusion_12", 1.5, 0.5]]
   assert compute["kinds"] == [["sm90_xmma_fprop", 5.0, 1.0], ["loop_add_fusion", 2.25, 1.5]]
+  # The XLA ops the kernels ran for, where their events say: the last fusion's does not.
+  assert compute["xla_ops"] == [["cudnn-conv", 5.0, 1.0], ["add_fusion", 2.0, 1.0]]
   assert copies == {"lane": "/device:GPU:0 NVIDIA H200 Stream #9(MemcpyD2D)",
                     "ms_per_step": 0.2, "ops": [["memcpy", 0.2, 0.5]],
                     "kinds": [["memcpy", 0.2, 0.5]]}
