@@ -472,7 +472,8 @@ def table_line(r: dict) -> str:
   number = lambda key, fmt: format(r[key], fmt) if r.get(key) is not None else "-"
   speed = ",.0f" if (r.get("images_per_sec") or 0) >= 100 else ".3g"
   mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "-"
-  return (f"| {r['framework']} | {r['config']} | {r['dtype']} | {r.get('batch', '-')} "
+  config = f"{r['config']} ({r['xla_flags']})" if r.get("xla_flags") else r["config"]
+  return (f"| {r['framework']} | {config} | {r['dtype']} | {r.get('batch', '-')} "
           f"| {number('images_per_sec', speed)} | {number('step_ms', '.2f')} "
           f"| {number('compile_seconds', '.1f')} | {number('forward_gmacs_per_image', '.3f')} "
           f"| {mfu} | {r['status']} |")
@@ -560,7 +561,8 @@ def main(argv=None):
         continue
       for framework in args.frameworks:
         left = deadline - time.monotonic()
-        base = {"framework": framework, "config": spec, "dtype": dtype}
+        base = {"framework": framework, "config": spec, "dtype": dtype,
+                **({"xla_flags": args.xla_flags} if args.xla_flags else {})}
         if left < MIN_ROW_SECONDS:
           result = {"status": f"not started: {args.budget_s:.0f} s budget spent"}
           output = ""

@@ -6,10 +6,11 @@
 # back, and would only compile cold again). Rows are written as they finish, so a session cut
 # short keeps what it measured, and one whose warm rows end early leaves device time for
 # another call. Where kp-jax's ViTPose-B row failed cold and DIAGNOSE_BUDGET_S is set, a
-# third pass (two halves of that budget) bisects it (docs/benchmarks.md, "One NVIDIA H200"): one
-# transformer block, one block with the classic decoder, and the whole model without XLA's
-# autotuner; where it did not fail, the warm pass gets that budget as well and profiles each
-# step after timing it (its kernels by time: where the step's time goes, for the MFU work).
+# third pass bisects it in that budget (docs/benchmarks.md, "One NVIDIA H200"): the whole model
+# with XLA's autotuner but not its checks, one transformer block with and without the classic
+# decoder, and the whole model without the autotuner; where it did not fail, the warm pass
+# gets that budget as well and profiles each step after timing it (its kernels by time: where
+# the step's time goes, for the MFU work).
 #
 #   [DIAGNOSE_BUDGET_S=S] [ROW_TIMEOUT_S=200] bash benchmarks/accelerator_session.sh OUT_DIR \
 #       COLD_BUDGET_S WARM_BUDGET_S [CONFIG ...]
@@ -70,9 +71,16 @@ else
 fi
 if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
   echo "== diagnose: kp-jax's ViTPose-B failed cold"
-  diagnose=("${bench[@]}" --frameworks kp-jax --budget_s $((DIAGNOSE_BUDGET_S / 2))
-            --json "$out/diagnose.jsonl" --log "$out/diagnose.log" --counts_from "$out/cold.jsonl")
-  "${diagnose[@]}" --configs coco_vitpose_b:model.backbone.depth=1 \
+  diagnose_end=$((SECONDS + DIAGNOSE_BUDGET_S))
+  diagnose() {  # kp-jax's rows of "$@" in what is left of the bisection's budget
+    local left=$((diagnose_end - SECONDS))
+    "${bench[@]}" --frameworks kp-jax --budget_s $((left > 0 ? left : 0)) \
+      --json "$out/diagnose.jsonl" --log "$out/diagnose.log" --counts_from "$out/cold.jsonl" "$@"
+  }
+  # XLA's autotuner without its buffer initialisation and result checks: if the whole model
+  # runs so, the crash is in those checks, and this level keeps the autotuned kernels.
+  diagnose --configs coco_vitpose_b --xla_flags=--xla_gpu_autotune_level=1
+  diagnose --configs coco_vitpose_b:model.backbone.depth=1 \
       "coco_vitpose_b:model.backbone.depth=1,model.head.upsample=bilinear,model.head.final_kernel=3"
-  "${diagnose[@]}" --configs coco_vitpose_b --xla_flags=--xla_gpu_autotune_level=0
+  diagnose --configs coco_vitpose_b --xla_flags=--xla_gpu_autotune_level=0  # no autotuning
 fi

@@ -137,9 +137,15 @@ def test_accelerator_benchmark_time_limits(tmp_path):
   stdout = run_accelerator(tmp_path, "--configs", "seed", "--dtypes", "float32", "bfloat16",
                            "--frameworks", "kp-jax", "--row_timeout_s", "1", "--json", str(out))
   assert [r["status"] for r in rows_of(out)] == ["timed out after 1 s"] * 2
+  # A row says which XLA flags it was given (the GPU session's bisection runs one config
+  # under several).
   stdout = run_accelerator(tmp_path, "--configs", "seed", "--dtypes", "float32",
-                           "--frameworks", "kp-jax", "--budget_s", "5")
-  assert "| kp-jax | seed | float32 | - |" in stdout and "not started: 5 s budget spent" in stdout
+                           "--frameworks", "kp-jax", "--budget_s", "5", "--json", str(out),
+                           "--xla_flags=--xla_gpu_autotune_level=0")
+  assert "| kp-jax | seed (--xla_gpu_autotune_level=0) | float32 | - |" in stdout
+  row = rows_of(out)[-1]
+  assert (row["config"], row["xla_flags"], row["status"]) == (
+      "seed", "--xla_gpu_autotune_level=0", "not started: 5 s budget spent")
 
 
 def test_accelerator_benchmark_takes_the_counts_of_an_earlier_run(tmp_path, monkeypatch, capsys):
