@@ -78,7 +78,7 @@ if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
       --json "$out/diagnose.jsonl" --log "$out/diagnose.log" --counts_from "$out/cold.jsonl" "$@"
   }
   # XLA's autotuner without its buffer initialisation and result checks: if the whole model
-  # runs so, the crash is in those checks, and this level keeps the autotuned kernels.
+  # runs so, the crash lies in what this level leaves out, and it keeps the autotuned kernels.
   diagnose --configs coco_vitpose_b --xla_flags=--xla_gpu_autotune_level=1
   diagnose --configs coco_vitpose_b:model.backbone.depth=1 \
       "coco_vitpose_b:model.backbone.depth=1,model.head.upsample=bilinear,model.head.final_kernel=3"
