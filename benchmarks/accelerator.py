@@ -14,7 +14,9 @@ optional overrides after a colon (`coco_vitpose_b:model.backbone.attention=xla`)
 
 Rows. Each (config, dtype, framework) runs in its own process with a time limit, one after
 another, each with the whole accelerator: a crash or a time-out becomes a row that says so,
-and the next row starts. Rows print as they finish; `--json` appends each as a JSON line.
+and the next row starts. A kp-jax row prints its step's compile stages as they end, so one
+that ends before reporting says how far its compile got ("in XLA's compile (train step:
+trace 3.8 s, lower 1.1 s)"). Rows print as they finish; `--json` appends each as a JSON line.
 `--budget_s` stops starting rows in time: a row's limit is cut to what is left of the budget,
 and no row starts with less than `MIN_ROW_SECONDS` left.
 
@@ -86,6 +88,7 @@ FRAMEWORKS = ("kp-jax", "pytorch", "pytorch-compile")
 MIN_ROW_SECONDS = 20
 WARMUP_STEPS = 3
 ROW_PREFIX = "ROW "  # a row process's result line on stdout (the last one counts)
+STAGE_PREFIX = "STAGE "  # a row process's line for each compile stage of its step, as it ends
 PROFILE_TOP = 12  # kernels a lane of a row's profile lists
 COMPILE_STAGES = {"trace_seconds": "/jax/core/compile/jaxpr_trace_duration",  # JAX's events
                   "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -205,8 +208,14 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
   jax.monitoring.register_event_listener(
       lambda event, **_: cache_hits.append(event) if event.endswith("/cache_hits") else None)
   stages = collections.Counter()  # JAX's own timings of tracing, lowering and XLA's compile
-  jax.monitoring.register_event_duration_secs_listener(
-      lambda event, seconds, **_: stages.update({event: seconds}))
+  stage_of = {event: key for key, event in COMPILE_STAGES.items()}
+  watching = []  # non-empty once only the train step compiles
+
+  def on_stage(event, seconds, **_):
+    stages.update({event: seconds})
+    if watching and event in stage_of:  # now: a row killed in XLA's compile says how far it got
+      print(STAGE_PREFIX + json.dumps({stage_of[event]: seconds}), flush=True)
+  jax.monitoring.register_event_duration_secs_listener(on_stage)
   config.model.dtype = dtype
   shape = input_shape(config.data)
   model, head = create_model(config.model, keypoints, shape[:2])
@@ -221,6 +230,7 @@ def run_kp_jax(config, dtype: str, batch_size: int, keypoints: int, num_steps: i
 
   synchronize = lambda: jax.block_until_ready(holder)
   stages.clear()  # from here on, only the train step compiles
+  watching.append(True)
   timing = time_steps(step, num_steps, synchronize)
   result = {**timing, "cache_hits": len(cache_hits),
             **{key: stages.get(event) for key, event in COMPILE_STAGES.items()},  # None: unseen
@@ -426,6 +436,21 @@ def failure(returncode: int, stderr: str) -> str:
   return f"crashed ({how}): {cause}" if cause else f"crashed ({how})"
 
 
+def compile_progress(stdout: str) -> dict:
+  """The compile stages of its train step that a row process printed as they ended, summed,
+  and a word on how far it got: {} where it printed none (it never reached its step)."""
+  stages = collections.Counter()
+  for line in stdout.splitlines():
+    if line.startswith(STAGE_PREFIX):
+      stages.update(json.loads(line[len(STAGE_PREFIX):]))
+  if not stages:
+    return {}
+  done = ", ".join(f"{key.removesuffix('_seconds')} {seconds:.1f} s"
+                   for key, seconds in stages.items())
+  where = "after its compile" if "xla_seconds" in stages else "in XLA's compile"
+  return {**stages, "progress": f"{where} (train step: {done})"}
+
+
 def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, str]:
   """(the row's result or {"status": why not}, its stdout and stderr)."""
   env = dict(os.environ)
@@ -443,8 +468,12 @@ def run_in_process(args, spec, dtype, framework, limit_s: float) -> tuple[dict, 
     ended = f"timed out after {limit_s:.0f} s"
   results = [line[len(ROW_PREFIX):] for line in stdout.splitlines()
              if line.startswith(ROW_PREFIX)]
-  if not results:
-    return {"status": ended or failure(process.returncode, stderr)}, stdout + stderr
+  if not results:  # with how far its step's compile got, if it got to its step
+    progress = compile_progress(stdout)
+    status = ended or failure(process.returncode, stderr)
+    if progress:
+      status = f"{status}, {progress.pop('progress')}"
+    return {"status": status, **progress}, stdout + stderr
   row = {"status": "ok", **json.loads(results[-1])}  # or its own status
   if ended:  # after reporting its timings: in the profile, if it was asked for one
     row["profile" if framework == "kp-jax" and args.profile_steps else "after_timings"] = ended

@@ -64,8 +64,10 @@ def test_accelerator_benchmark_rows(tmp_path):
   assert "| kp-jax | seed | bfloat16 | 4 |" in stdout
   # The same row again: its programs come from the compilation cache the first run wrote.
   # Then it traces two more steps: its profile.
+  log = tmp_path / "rows.log"
   stdout = run_accelerator(tmp_path, "--configs", "configs/default.py", "--dtypes", "float32",
-                           "--frameworks", "kp-jax", "--profile_steps", "2", *common)
+                           "--frameworks", "kp-jax", "--profile_steps", "2", "--log", str(log),
+                           *common)
   first, again = rows[4], rows_of(out)[-1]
   assert again["status"] == "ok"
   # At least its train step and the program making its batch besides what the seed rows
@@ -75,6 +77,8 @@ def test_accelerator_benchmark_rows(tmp_path):
   calls = {name: n for lane in again["profile"] for name, _, n in lane["ops"]}
   assert calls["PjitFunction(train_step)"] >= 1
   assert "kp-jax configs/default.py float32 profile (a step:" in stdout
+  # Its step's compile stages, printed as they ended (what a row killed in XLA's compile keeps).
+  assert 'STAGE {"trace_seconds": ' in log.read_text()
 
 
 def test_accelerator_benchmark_keeps_a_row_whose_profile_fails(tmp_path):
@@ -102,6 +106,26 @@ def test_a_row_that_fails_or_hangs_after_reporting_keeps_its_timings(monkeypatch
         sys.executable, "-c", f"import sys, time; print('ROW ' + {report!r}, flush=True); {then}"])
     row, _ = accelerator.run_in_process(args, "seed", "float32", framework, limit)
     assert row == {"status": "ok", "seconds": 0.25, "batch": 4, key: ended}
+
+
+def test_a_row_that_ends_before_reporting_says_how_far_its_compile_got(monkeypatch):
+  """Stand-in row processes that print their step's compile stages as they end, then are
+  killed in XLA's compile, or crash after it."""
+  args = argparse.Namespace(xla_flags=None, profile_steps=0)
+  stage = lambda **seconds: f"print('STAGE ' + {json.dumps(seconds)!r}, flush=True); "
+  for printed, then, limit, status in [
+      (stage(trace_seconds=1.25) + stage(trace_seconds=0.25) + stage(lower_seconds=0.5),
+       "time.sleep(60)", 2,
+       "timed out after 2 s, in XLA's compile (train step: trace 1.5 s, lower 0.5 s)"),
+      (stage(trace_seconds=1.5) + stage(lower_seconds=0.5) + stage(xla_seconds=30.0),
+       "sys.exit(3)", 60,
+       "crashed (exit 3), after its compile (train step: trace 1.5 s, lower 0.5 s, xla 30.0 s)")]:
+    monkeypatch.setattr(accelerator, "row_command", lambda *_, code=printed + then: [
+        sys.executable, "-c", "import sys, time; " + code])
+    row, _ = accelerator.run_in_process(args, "seed", "float32", "kp-jax", limit)
+    assert row.pop("status") == status
+    assert row == {"trace_seconds": 1.5, "lower_seconds": 0.5,
+                   **({"xla_seconds": 30.0} if "xla" in status else {})}
 
 
 def test_trace_lanes_times_an_accelerators_lanes_by_kernel_and_kind():
