@@ -152,11 +152,14 @@ def create_train_state(config, model, image_shape, rng) -> TrainState:
 
 def train_state_around(config, model, variables: dict) -> TrainState:
   """A training state at step 0 around the network's `variables` ({"params"[,
-  "batch_stats"]}): the EMA a copy of the parameters, the optimiser's state fresh."""
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           batch_stats=variables.get("batch_stats", {}),
-                           ema_params=jax.tree.map(jnp.copy, variables["params"]),  # own buffers,
-                           tx=create_optimizer(config))  # as steps donate the state
+  "batch_stats"]}, arrays or NumPy: initialised, pretrained or drawn on the host): the EMA a
+  copy of the parameters, the optimiser's state fresh."""
+  params = jax.tree.map(jnp.asarray, variables["params"])
+  return TrainState.create(apply_fn=model.apply, params=params,
+                           batch_stats=jax.tree.map(jnp.asarray,
+                                                    variables.get("batch_stats", {})),
+                           ema_params=jax.tree.map(jnp.copy, params),  # own buffers, as steps
+                           tx=create_optimizer(config))  # donate the state
 
 
 def state_shapes(config, model, image_shape) -> TrainState:
@@ -169,15 +172,6 @@ def state_shapes(config, model, image_shape) -> TrainState:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
                       abstract)
-
-
-def with_variables(state: TrainState, variables: dict) -> TrainState:
-  """`state` restarted from other {"params", "batch_stats"} (pretrained weights): fresh
-  optimiser state and EMA."""
-  params = jax.tree.map(jnp.asarray, variables["params"])
-  return state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray,
-                                                               variables["batch_stats"]),
-                       ema_params=jax.tree.map(jnp.copy, params), opt_state=state.tx.init(params))
 
 
 def checkpointable(state: TrainState) -> dict:

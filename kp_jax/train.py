@@ -186,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
       state = steps.create_train_state(config, model, image_shape, jax.random.key(config.seed))
       if config.model.get("init_from"):  # a new run starts from pretrained weights
-        state = steps.with_variables(state, pretrained.load(
+        state = steps.train_state_around(config, model, pretrained.load(
             config.model.init_from, {"params": state.params, "batch_stats": state.batch_stats},
             config.data))
     start_step = int(state.step)

@@ -90,7 +90,7 @@ def test_a_workdir_gives_its_backbone_and_the_head_where_keypoints_match(trained
       np.testing.assert_array_equal(value, source["params"][path] if taken else fresh[path])
     stats = traverse_util.flatten_dict(loaded["batch_stats"])
     assert stats and all(np.array_equal(v, source["batch_stats"][p]) for p, v in stats.items())
-  restarted = steps.with_variables(state, loaded)
+  restarted = steps.train_state_around(config, model, loaded)
   assert int(restarted.step) == 0
   jax.tree.map(np.testing.assert_array_equal, restarted.ema_params, restarted.params)
 
