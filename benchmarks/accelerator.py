@@ -48,8 +48,8 @@ peak on NVIDIA GPUs, where XLA and PyTorch compute float32 matrix products in TF
 With `--profile_steps N`, each kp-jax row then traces N more steps (profile_step.py's
 `profiled`): `profile` holds its busiest lanes (a GPU's streams), each with its busy ms a step
 and its kernels by time (and by XLA op, where the trace names them), and the busiest lane's
-print after the table. A row
-reports its timings before it profiles, so a profiler that fails or hangs costs it nothing.
+print after the table. A row reports its timings before it profiles, so a profiler that fails
+or hangs costs it nothing.
 """
 
 import argparse

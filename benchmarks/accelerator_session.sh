@@ -45,22 +45,23 @@ bench=(python3 benchmarks/accelerator.py --configs "${configs[@]}" --dtypes bflo
        --compilation_cache_dir "$cache" --row_timeout_s "${ROW_TIMEOUT_S:-200}")
 echo "== cold: ${configs[*]}"
 "${bench[@]}" --budget_s "$cold_budget" --json "$out/cold.jsonl" --log "$out/cold.log"
-vitpose_failed=$(python3 -c "import json, sys
+# From the cold rows: did kp-jax's ViTPose-B fail (not merely not start), and which configs'
+# kp-jax rows ran (the warm pass reads only those back from the cache)?
+read -r vitpose_failed ran_cold_configs < <(python3 -c "import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(any(r['framework'] == 'kp-jax' and r['config'] == 'coco_vitpose_b'
-          and r['status'] != 'ok' and not r['status'].startswith('not started') for r in rows))
+kp_jax = [r for r in rows if r['framework'] == 'kp-jax']
+print(any(r['config'] == 'coco_vitpose_b' and r['status'] != 'ok'
+          and not r['status'].startswith('not started') for r in kp_jax),
+      *[r['config'] for r in kp_jax if r['status'] == 'ok'])
 " "$out/cold.jsonl" 2>/dev/null)
+ran_cold=(${ran_cold_configs:-})
 # Nothing to bisect: the warm pass, which the issue asks for, gets the bisection's time too,
 # and profiles each row (after its timings are written).
 profile=()
-if [ "$vitpose_failed" != True ]; then
+if [ "${vitpose_failed:-}" != True ]; then
   warm_budget=$((warm_budget + ${DIAGNOSE_BUDGET_S:-0}))
   profile=(--profile_steps 3)
 fi
-ran_cold=($(python3 -c "import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-print(*[r['config'] for r in rows if r['framework'] == 'kp-jax' and r['status'] == 'ok'])
-" "$out/cold.jsonl" 2>/dev/null))
 if [ ${#ran_cold[@]} -gt 0 ]; then
   echo "== warm: ${ran_cold[*]} (kp-jax, from the cache; ${warm_budget} s) ${profile[*]:-}"
   "${bench[@]}" --configs "${ran_cold[@]}" --frameworks kp-jax --budget_s "$warm_budget" \
@@ -69,7 +70,7 @@ if [ ${#ran_cold[@]} -gt 0 ]; then
 else
   echo "== warm: no kp-jax row ran cold, so none can be read back"
 fi
-if [ "$vitpose_failed" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
+if [ "${vitpose_failed:-}" = True ] && [ "${DIAGNOSE_BUDGET_S:-0}" -gt 0 ]; then
   echo "== diagnose: kp-jax's ViTPose-B failed cold"
   diagnose_end=$((SECONDS + DIAGNOSE_BUDGET_S))
   diagnose() {  # kp-jax's rows of "$@" in what is left of the bisection's budget
