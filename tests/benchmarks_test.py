@@ -92,37 +92,46 @@ def test_accelerator_benchmark_keeps_a_row_whose_profile_fails(tmp_path):
       "crashed (exit 1): ModuleNotFoundError: import of profile_step halted")
 
 
+def stand_in_row(monkeypatch, code: str, limit: float, framework="kp-jax", profile_steps=0):
+  """What `run_in_process` makes of a stand-in row process that runs `code` (Python, with sys
+  and time imported) instead of a benchmark row."""
+  monkeypatch.setattr(accelerator, "row_command",
+                      lambda *_: [sys.executable, "-c", "import sys, time; " + code])
+  args = argparse.Namespace(xla_flags=None, profile_steps=profile_steps)
+  row, _ = accelerator.run_in_process(args, "seed", "float32", framework, limit)
+  return row
+
+
+def printed(prefix: str, **values) -> str:
+  """Python code printing one of a row process's lines (`prefix` and `values` as JSON)."""
+  return f"print({prefix + json.dumps(values)!r}, flush=True); "
+
+
 @pytest.mark.parametrize("framework, profile_steps, key", [
     ("kp-jax", 3, "profile"), ("kp-jax", 0, "after_timings"), ("pytorch", 3, "after_timings")])
 def test_a_row_that_fails_or_hangs_after_reporting_keeps_its_timings(monkeypatch, framework,
                                                                     profile_steps, key):
   """A row process that reports, then exits 3 or sleeps past its limit: the row is its
   report, with how it ended under "profile" where one was asked for."""
-  report = json.dumps({"seconds": 0.25, "batch": 4})
-  args = argparse.Namespace(xla_flags=None, profile_steps=profile_steps)
+  report = printed(accelerator.ROW_PREFIX, seconds=0.25, batch=4)
   for then, limit, ended in [("sys.exit(3)", 60, "crashed (exit 3)"),
                              ("time.sleep(60)", 2, "timed out after 2 s")]:
-    monkeypatch.setattr(accelerator, "row_command", lambda *_, then=then: [
-        sys.executable, "-c", f"import sys, time; print('ROW ' + {report!r}, flush=True); {then}"])
-    row, _ = accelerator.run_in_process(args, "seed", "float32", framework, limit)
+    row = stand_in_row(monkeypatch, report + then, limit, framework, profile_steps)
     assert row == {"status": "ok", "seconds": 0.25, "batch": 4, key: ended}
 
 
 def test_a_row_that_ends_before_reporting_says_how_far_its_compile_got(monkeypatch):
   """Stand-in row processes that print their step's compile stages as they end, then are
   killed in XLA's compile, or crash after it."""
-  args = argparse.Namespace(xla_flags=None, profile_steps=0)
-  stage = lambda **seconds: f"print('STAGE ' + {json.dumps(seconds)!r}, flush=True); "
-  for printed, then, limit, status in [
-      (stage(trace_seconds=1.25) + stage(trace_seconds=0.25) + stage(lower_seconds=0.5),
-       "time.sleep(60)", 2,
+  stage = lambda **seconds: printed(accelerator.STAGE_PREFIX, **seconds)
+  for code, limit, status in [
+      (stage(trace_seconds=1.25) + stage(trace_seconds=0.25) + stage(lower_seconds=0.5)
+       + "time.sleep(60)", 2,
        "timed out after 2 s, in XLA's compile (train step: trace 1.5 s, lower 0.5 s)"),
-      (stage(trace_seconds=1.5) + stage(lower_seconds=0.5) + stage(xla_seconds=30.0),
-       "sys.exit(3)", 60,
+      (stage(trace_seconds=1.5) + stage(lower_seconds=0.5) + stage(xla_seconds=30.0)
+       + "sys.exit(3)", 60,
        "crashed (exit 3), after its compile (train step: trace 1.5 s, lower 0.5 s, xla 30.0 s)")]:
-    monkeypatch.setattr(accelerator, "row_command", lambda *_, code=printed + then: [
-        sys.executable, "-c", "import sys, time; " + code])
-    row, _ = accelerator.run_in_process(args, "seed", "float32", "kp-jax", limit)
+    row = stand_in_row(monkeypatch, code, limit)
     assert row.pop("status") == status
     assert row == {"trace_seconds": 1.5, "lower_seconds": 0.5,
                    **({"xla_seconds": 30.0} if "xla" in status else {})}
