@@ -70,8 +70,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # config_shapes,
 from config_shapes import config_name, input_shape, keypoint_count, load_config  # noqa: E402
 
 # Dense peak TFLOP/s per device (bf16, and the rate float32 matrix products run at by default),
-# matched against the device's name in order.
+# matched against the device's name in order: the PCIe and NVL cards run at lower clocks than
+# the SXM parts, which name no form ("NVIDIA H100 80GB HBM3", "NVIDIA H200").
 PEAK_TFLOPS = (
+    ("H100 PCIe", {"bfloat16": 756.5, "float32": 378.0}),
+    ("NVL", {"bfloat16": 835.5, "float32": 417.5}),  # H100 NVL, H200 NVL
     ("H200", {"bfloat16": 989.4, "float32": 494.7}),
     ("H100", {"bfloat16": 989.4, "float32": 494.7}),
     ("A100", {"bfloat16": 312.0, "float32": 156.0}),

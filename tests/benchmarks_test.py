@@ -200,6 +200,19 @@ def test_accelerator_benchmark_takes_the_counts_of_an_earlier_run(tmp_path, monk
       capsys.readouterr().out)  # counted anew: the earlier row had none
 
 
+@pytest.mark.parametrize("device, bf16, tf32", [
+    ("1 x NVIDIA H100 80GB HBM3 (gpu)", 989.4, 494.7),  # SXM: NVIDIA's datasheet, halved
+    ("1 x NVIDIA H100 PCIe (gpu)", 756.5, 378.0),       # (its figures count 2:4 sparsity)
+    ("1 x NVIDIA H100 NVL (gpu)", 835.5, 417.5),
+    ("1 x NVIDIA H200 (gpu)", 989.4, 494.7),
+    ("1 x NVIDIA H200 NVL (gpu)", 835.5, 417.5),
+    ("2 x cpu (cpu)", None, None)])
+def test_peak_of_each_form_of_a_gpu(device, bf16, tf32):
+  assert accelerator.peak_tflops(device, "bfloat16", None) == bf16
+  assert accelerator.peak_tflops(device, "float32", None) == tf32
+  assert accelerator.peak_tflops(device, "bfloat16", 7.0) == 7.0
+
+
 # resnet18_heatmap's peer is torchvision's ResNet-18 (torchvision is not a test requirement).
 @pytest.mark.parametrize("spec", ["seed", "default", "coco_person", "coco_hrnet_w32",
                                   "coco_vitpose_b"])
