@@ -11,9 +11,10 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import traverse_util
 
 from conftest import NUM_DEVICES, relative_difference, tiny_config
-from kp_jax import checkpoint, evaluation, metrics, runs, steps, train
+from kp_jax import checkpoint, evaluation, metrics, pretrained, runs, steps, train
 from kp_jax.data import pipeline, pixels
 from kp_jax.models import create_model
 
@@ -221,6 +222,23 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(trained, data_dir, tm
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
     np.testing.assert_array_equal(a, b)
   assert meta.keypoint_names[0] == "left_eye_center"
+
+
+def test_a_new_run_starts_from_another_runs_weights(trained, data_dir, tmp_path):
+  """`--config.model.init_from=WORKDIR` through train.py: at learning rate 0 the new run's last
+  checkpoint holds exactly the weights it took from the other run."""
+  _, source_workdir, _ = trained
+  config = tiny_config(data_dir)
+  config.model.init_from = source_workdir
+  config.optimizer.learning_rate = 0.0
+  config.num_train_steps = 10
+  train.train_and_evaluate(config, str(tmp_path))
+  _, params, _ = final_params(config, str(tmp_path))
+  got = traverse_util.flatten_dict(params)
+  want = pretrained.workdir_variables(source_workdir)["params"]
+  assert got.keys() == want.keys()
+  for path, value in got.items():
+    np.testing.assert_array_equal(value, want[path], err_msg=str(path))
 
 
 def test_the_baseline_is_computed_once_and_stored_with_the_run(config, trained, tmp_path,
