@@ -3,7 +3,8 @@
   python -m kp_jax.export --workdir workdirs/default --format onnx [--batch 1] [--out PATH]
 
 Formats (docs/usage.md, "Deploying a model"):
-  stablehlo   `jax.export`'s serialized artifact (.stablehlo); runs with jax alone
+  stablehlo   `jax.export`'s serialized artifact (.stablehlo); runs with jax alone, on any
+              platform (PLATFORMS: lowered for each, whichever machine exports)
   savedmodel  a TensorFlow SavedModel (a folder) via jax2tf, signature "serving_default"
   onnx        an ONNX model (.onnx) via jax2onnx; runs with onnxruntime
   tflite      a LiteRT / TFLite flatbuffer (.tflite), converted from the SavedModel
@@ -44,6 +45,9 @@ from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 FIXED_BATCH_ONLY = ("onnx", "tflite")
 OUTPUT_NAMES = ("keypoints", "likelihood", "scores")  # in the serving function's order
+# What StableHLO and SavedModel artifacts are lowered for (jax.export's default is only the
+# exporting machine's: a model exported on a GPU cluster would refuse a CPU).
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 def serving_function(run):
@@ -75,7 +79,7 @@ def find_refine_serving_function(predictor: FindRefinePredictor):
 
 def _stablehlo(serve, shape, out):
   batch = shape[0] if shape[0] else jax.export.symbolic_shape("n")[0]
-  exported = jax.export.export(jax.jit(serve))(
+  exported = jax.export.export(jax.jit(serve), platforms=PLATFORMS)(
       jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.float32))
   epath.Path(out).write_bytes(exported.serialize())
 
@@ -84,7 +88,7 @@ def _savedmodel(serve, shape, out):
   from jax.experimental import jax2tf
   height, width, channels = shape[1:]
   converted = jax2tf.convert(
-      serve, with_gradient=False,
+      serve, with_gradient=False, native_serialization_platforms=PLATFORMS,
       polymorphic_shapes=None if shape[0] else [f"(n, {height}, {width}, {channels})"])
   module = tf.Module()
   module.serve = tf.function(
@@ -126,7 +130,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
       raise ValueError("A two-stage workdir exports each stage's best checkpoint, as one "
                        "program of whole frames of one size: leave --step out and set "
                        "--frame_size=HxW (your video's frame size).")
-    run = FindRefinePredictor(workdir)
+    run = FindRefinePredictor(workdir, portable=True)
     serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
     padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
     names, selection = run.names, None
@@ -135,7 +139,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
                  "likelihoods [N, M, K] and detection scores [N, M]")
       selection = dataclasses.asdict(run.selection)
   else:
-    run, selection = load_run(workdir, step), None
+    run, selection = load_run(workdir, step, portable=True), None
     serve, input_shape, outputs = serving_function(run), run.image_shape, \
         "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"
     names = run.keypoint_names

@@ -19,7 +19,7 @@ from kp_jax import checkpoint, steps, visualize
 from kp_jax.data import pixels, transforms
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
 from kp_jax.exported import to_source_pixels
-from kp_jax.models import create_model
+from kp_jax.models import create_model, loaded_model_config
 
 
 def load_image(path: str, channels: int) -> np.ndarray:
@@ -55,9 +55,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(config_path.read_text()))
 
 
-def load_run(workdir: str, step: int | None = None) -> Run:
-  """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME)."""
+def load_run(workdir: str, step: int | None = None, portable: bool = False) -> Run:
+  """`workdir`'s config and its checkpoint at `step` (default: the best by validation NME),
+  its model's layers those that run here, or with `portable` those that lower alike for every
+  platform (`models.loaded_model_config`)."""
   config = load_config(workdir)
+  config.model = loaded_model_config(config.model, portable)
   manager = checkpoint.create_manager(epath.Path(workdir) / "checkpoints", 1, 1)
   if step is None:  # the best by validation NME; a run never evaluated: the latest
     step = manager.best_step() or manager.latest_step()

@@ -188,14 +188,15 @@ class FindRefinePredictor(runs.Drawing):
   one compiled function of whole frames (kp_jax.find_refine)."""
 
   def __init__(self, workdir: str, likelihood_cutoff: float | None = None,
-               score_threshold: float | None = None, scale: float = 1.0):
+               score_threshold: float | None = None, scale: float = 1.0,
+               portable: bool = False):
     """`scale`: how much larger the animals look in the frames to predict than in the
     labelled ones (2: a camera zoomed in twice as far); both stages see them at their
-    training size."""
+    training size. `portable`: layers that lower alike for every platform (runs.load_run)."""
     if scale <= 0:
       raise ValueError(f"--scale {scale}: the frames' magnification must be positive.")
-    centre = runs.load_run(str(epath.Path(workdir) / "centre"))
-    keypoints = runs.load_run(str(epath.Path(workdir) / "keypoints"))
+    centre = runs.load_run(str(epath.Path(workdir) / "centre"), portable=portable)
+    keypoints = runs.load_run(str(epath.Path(workdir) / "keypoints"), portable=portable)
     data = keypoints.config.data
     self.config = keypoints.config
     self.step = {"centre": centre.step, "keypoints": keypoints.step}

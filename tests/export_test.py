@@ -5,11 +5,14 @@ DARK decoding), each in every format."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import tiny_config
@@ -31,6 +34,9 @@ def run_config(name, data_dir):
   elif name == "seed":
     seed_config = seed.get_config()
     config.model, config.data.keypoints = seed_config.model, seed_config.data.keypoints
+  elif name == "vit":  # one block over 4x4 patches of 8x8, its heatmaps at stride 4
+    config.model.backbone = {"name": "vit", "dim": 16, "depth": 1, "heads": 2, "mlp_dim": 32,
+                             "patch_size": 8, "patch_padding": 0}
   config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
   config.optimizer.warmup_steps = 1
   return config
@@ -83,3 +89,39 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
     # The runner fits the image with a float64 matrix, predict with the pipeline's float32 one.
     assert got[name][:2] == pytest.approx([x, y], abs=1e-2)
     assert got[name][2] == pytest.approx(p, abs=1e-4)
+
+
+def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_platform(
+    data_dir, tmp_path):
+  """A ViT run whose config names cuDNN's fused attention (as one trained on a GPU may) loads
+  on this CPU with XLA's, and exports StableHLO and SavedModel programs lowered for every
+  platform, the StableHLO one with no cuDNN call and predict's keypoints."""
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(run_config("vit", data_dir), workdir)  # "auto": XLA's on a CPU
+  config_path = os.path.join(workdir, "config.json")
+  saved = json.load(open(config_path))
+  saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU ("not detected")
+  json.dump(saved, open(config_path, "w"))
+  predictor = predict.Predictor(workdir)
+  path = export.export(workdir, "stablehlo", out=str(tmp_path / "model.stablehlo"))
+  artifact = jax.export.deserialize(bytearray(open(path, "rb").read()))
+  assert artifact.platforms == ("cpu", "cuda", "rocm", "tpu")
+  calls = re.findall(r'call_target_name = "([^"]+)"', artifact.mlir_module())
+  assert not [call for call in calls if "cudnn" in call.lower()], calls
+  model = exported.ExportedModel(path)
+  pixels = np.random.default_rng(2).uniform(0, 255, (3, *model.input_shape)).astype(np.float32)
+  data = predictor.config.data
+  want_points, want_likelihood = predictor.on_inputs(
+      (pixels / 255.0 - data.image_mean) / data.image_std)
+  points, likelihood = model.on_inputs(pixels)
+  np.testing.assert_allclose(points, want_points, atol=TOLERANCE_PX)
+  np.testing.assert_allclose(likelihood, want_likelihood, atol=1e-5)
+  # The SavedModel's program too (TF Serving on GPUs); tflite and onnx hold no XLA program.
+  saved_model = tf.saved_model.load(export.export(workdir, "savedmodel",
+                                                  out=str(tmp_path / "saved")))
+  graph = saved_model.signatures["serving_default"].graph.as_graph_def()
+  programs = [node for node in [*graph.node, *(n for f in graph.library.function
+                                                for n in f.node_def)]
+              if node.op == "XlaCallModule"]
+  assert programs and all(node.attr["platforms"].list.s == [b"CPU", b"CUDA", b"ROCM", b"TPU"]
+                          for node in programs)

@@ -1,3 +1,4 @@
+import copy
 import importlib
 import os
 
@@ -9,7 +10,7 @@ import pytest
 
 from configs import default, seed
 from kp_jax.models import (HRNet, VIT_SIZES, backbones, create_model, hrnet, hrnet_shape,
-                           resnet_shape, vit_shape)
+                           loaded_model_config, resnet_shape, vit_shape)
 
 
 def init_shapes(module, input_shape):
@@ -438,6 +439,20 @@ def test_attention_implementation_choice():
   with pytest.raises(ValueError, match="attention='flash'"):
     create_model(model_config({"name": "vit", **vit_shape("small"), "attention": "flash"},
                               VITPOSE_HEADS["classic"]), 17, (256, 192))
+
+
+@pytest.mark.parametrize("trained, loaded, exported", [
+    (None, "auto", "xla"), ("auto", "auto", "xla"), ("xla", "xla", "xla"),
+    ("cudnn", "auto", "xla")])  # cuDNN's where it runs; a chosen XLA stays XLA
+def test_a_loaded_vit_takes_attention_that_runs_where_it_is_loaded(trained, loaded, exported):
+  backbone = {"name": "vit", **vit_shape("small"), **({"attention": trained} if trained else {})}
+  saved = model_config(backbone, VITPOSE_HEADS["classic"])
+  as_saved = copy.deepcopy(saved)
+  assert loaded_model_config(saved)["backbone"]["attention"] == loaded
+  assert loaded_model_config(saved, portable=True)["backbone"]["attention"] == exported
+  assert saved == as_saved  # the run's own config is left as it was
+  resnet = model_config({"name": "resnet", **resnet_shape(18)}, SEED_HEAD)
+  assert loaded_model_config(resnet, portable=True) == resnet  # no attention to choose
 
 
 def test_patch_embedding_equals_the_strided_convolution():

@@ -5,6 +5,8 @@ images to the head's outputs, `head.decode` maps those to keypoints in pixels an
 `head.compute_loss` scores them against a batch.
 """
 
+import copy
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -44,6 +46,20 @@ def uses_cpu_kernels(kernels: str) -> bool:
   if kernels not in KERNELS:
     raise ValueError(f"config.model.kernels={kernels!r}: choose one of {KERNELS}.")
   return kernels == "cpu" or (kernels == "auto" and jax.default_backend() == "cpu")
+
+
+def loaded_model_config(model_config, portable: bool = False):
+  """A saved run's `model_config` (config.model) with its attention implementation chosen for
+  where the run is loaded; the parameters are the same whichever runs. cuDNN's fused kernel
+  ("cudnn") becomes "auto" (that kernel where it runs, XLA's elsewhere), so a run trained with
+  it predicts on a CPU; with `portable`, XLA's attention everywhere, for an artifact lowered for
+  every platform (kp_jax.export), which a cuDNN call would tie to NVIDIA GPUs."""
+  if model_config["backbone"].get("name") != "vit":  # the one backbone with attention
+    return model_config
+  config = copy.deepcopy(model_config)
+  chosen = config["backbone"].get("attention", "auto")
+  config["backbone"]["attention"] = "xla" if portable else "auto" if chosen == "cudnn" else chosen
+  return config
 
 
 def create_model(model_config, num_keypoints: int, image_hw, axis_name: str | None = None):
