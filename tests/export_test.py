@@ -1,8 +1,9 @@
 """Exported models (kp_jax.export), run in their own runtimes (kp_jax.exported), against
 kp_jax.predict's jitted function on the same inputs: the integral head of `default`, the seed
-CNN (its fused CPU conv+ReLU+pool kernels) and a heatmap model (the deconvolution kernel,
-DARK decoding), each in every format."""
+CNN (its fused CPU conv+ReLU+pool kernels), a heatmap model (the deconvolution kernel,
+DARK decoding) and a ViT, each in every format."""
 
+import importlib.util
 import json
 import os
 import re
@@ -58,8 +59,10 @@ def test_exported_models_give_predicts_keypoints(workdir, tmp_path, fmt, batch):
   if fmt == "tflite":
     pytest.importorskip("ai_edge_litert")
   path = export.export(workdir, fmt, batch, str(tmp_path / f"model{export.FORMATS[fmt]}"))
-  model = exported.ExportedModel(path)
-  predictor = predict.Predictor(workdir)
+  assert_gives_predicts_keypoints(exported.ExportedModel(path), predict.Predictor(workdir))
+
+
+def assert_gives_predicts_keypoints(model, predictor):
   pixels = np.random.default_rng(0).uniform(0, 255, (3, *model.input_shape)).astype(np.float32)
   data = predictor.config.data
   want_points, want_likelihood = predictor.on_inputs(
@@ -91,11 +94,25 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
     assert got[name][2] == pytest.approx(p, abs=1e-4)
 
 
+def xla_program_platforms(path: str, fmt: str) -> list:
+  """The platforms each XLA program in a StableHLO or SavedModel export was lowered for."""
+  if fmt == "stablehlo":
+    artifact = jax.export.deserialize(bytearray(open(path, "rb").read()))
+    calls = re.findall(r'call_target_name = "([^"]+)"', artifact.mlir_module())
+    assert not [call for call in calls if "cudnn" in call.lower()], calls
+    return [artifact.platforms]
+  graph = tf.saved_model.load(path).signatures["serving_default"].graph.as_graph_def()
+  nodes = [*graph.node, *(node for f in graph.library.function for node in f.node_def)]
+  return [tuple(platform.decode().lower() for platform in node.attr["platforms"].list.s)
+          for node in nodes if node.op == "XlaCallModule"]
+
+
 def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_platform(
     data_dir, tmp_path):
   """A ViT run whose config names cuDNN's fused attention (as one trained on a GPU may) loads
-  on this CPU with XLA's, and exports StableHLO and SavedModel programs lowered for every
-  platform, the StableHLO one with no cuDNN call and predict's keypoints."""
+  on this CPU with XLA's, and exports in every format (those whose runtime is installed) with
+  predict's keypoints, its StableHLO and SavedModel programs lowered for every platform and
+  the StableHLO one with no cuDNN call."""
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(run_config("vit", data_dir), workdir)  # "auto": XLA's on a CPU
   config_path = os.path.join(workdir, "config.json")
@@ -103,25 +120,11 @@ def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_
   saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU ("not detected")
   json.dump(saved, open(config_path, "w"))
   predictor = predict.Predictor(workdir)
-  path = export.export(workdir, "stablehlo", out=str(tmp_path / "model.stablehlo"))
-  artifact = jax.export.deserialize(bytearray(open(path, "rb").read()))
-  assert artifact.platforms == ("cpu", "cuda", "rocm", "tpu")
-  calls = re.findall(r'call_target_name = "([^"]+)"', artifact.mlir_module())
-  assert not [call for call in calls if "cudnn" in call.lower()], calls
-  model = exported.ExportedModel(path)
-  pixels = np.random.default_rng(2).uniform(0, 255, (3, *model.input_shape)).astype(np.float32)
-  data = predictor.config.data
-  want_points, want_likelihood = predictor.on_inputs(
-      (pixels / 255.0 - data.image_mean) / data.image_std)
-  points, likelihood = model.on_inputs(pixels)
-  np.testing.assert_allclose(points, want_points, atol=TOLERANCE_PX)
-  np.testing.assert_allclose(likelihood, want_likelihood, atol=1e-5)
-  # The SavedModel's program too (TF Serving on GPUs); tflite and onnx hold no XLA program.
-  saved_model = tf.saved_model.load(export.export(workdir, "savedmodel",
-                                                  out=str(tmp_path / "saved")))
-  graph = saved_model.signatures["serving_default"].graph.as_graph_def()
-  programs = [node for node in [*graph.node, *(n for f in graph.library.function
-                                                for n in f.node_def)]
-              if node.op == "XlaCallModule"]
-  assert programs and all(node.attr["platforms"].list.s == [b"CPU", b"CUDA", b"ROCM", b"TPU"]
-                          for node in programs)
+  runtimes = {"onnx": ("jax2onnx", "onnxruntime"), "tflite": ("ai_edge_litert",)}
+  for fmt in export.FORMATS:
+    if not all(importlib.util.find_spec(name) for name in runtimes.get(fmt, ())):
+      continue
+    path = export.export(workdir, fmt, out=str(tmp_path / f"model{export.FORMATS[fmt]}"))
+    assert_gives_predicts_keypoints(exported.ExportedModel(path), predictor)
+    if fmt in ("stablehlo", "savedmodel"):
+      assert xla_program_platforms(path, fmt) == [("cpu", "cuda", "rocm", "tpu")], fmt
