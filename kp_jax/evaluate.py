@@ -20,18 +20,16 @@ x mean keypoint likelihood above 0.2, OKS-NMS at 0.9): the protocol of published
 (docs/datasets.md says which table compares with which mode).
 """
 
-import tensorflow as tf
 from absl import app, flags
 
-from kp_jax import compilation_cache, two_stage
+from kp_jax import startup, two_stage
 from kp_jax.evaluation import evaluate_run, format_table
 
 
 def main(argv):
   del argv
-  tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
   args = flags.FLAGS
-  compilation_cache.enable_for_run(args.workdir)
+  startup.for_run(args.workdir)
   if two_stage.is_find_refine(args.workdir):  # both stages end to end, beside each alone
     if args.step is not None:
       raise app.UsageError("--step: a two-stage workdir is evaluated at each stage's best "

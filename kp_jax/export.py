@@ -37,7 +37,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from etils import epath
 
-from kp_jax import compilation_cache, find_refine, steps
+from kp_jax import find_refine, startup, steps
 from kp_jax.data.pixels import model_input, normalisation
 from kp_jax.runs import load_run
 from kp_jax.two_stage import FindRefinePredictor, is_find_refine
@@ -164,7 +164,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
 def main(argv):
   del argv
   args = flags.FLAGS
-  compilation_cache.enable_for_run(args.workdir)
+  startup.for_run(args.workdir)
   batch = None if args.batch in ("", "dynamic") else int(args.batch)
   frame_hw = tuple(int(v) for v in args.frame_size.split("x")) if args.frame_size else None
   print(export(args.workdir, args.format, batch, args.out, args.step, frame_hw))

@@ -40,7 +40,7 @@ from absl import app, flags, logging
 from etils import epath
 from PIL import Image
 
-from kp_jax import cli, compilation_cache, poses, smoothing, two_stage, visualize
+from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data.video import VideoWriter, is_video, read_video  # noqa: F401 -- predict's API
 from kp_jax.runs import Predictor, load_image
 
@@ -357,7 +357,7 @@ def main(argv):
     raise app.UsageError("Give one or more image or video files.")
   args = flags.FLAGS
   cli.quiet_console(args.verbose)
-  compilation_cache.enable_for_run(args.workdir)
+  startup.for_run(args.workdir)
   box = [float(v) for v in args.box] if args.box else None
   images = [p for p in argv[1:] if not is_video(p)]
   videos = [p for p in argv[1:] if is_video(p)]

@@ -349,11 +349,9 @@ def define_flags():
 def start_process(values):
   """What every process does before training: TensorFlow off the accelerators, the other
   processes joined, the compilation cache on."""
-  import tensorflow as tf  # noqa: PLC0415
+  from kp_jax import compilation_cache, startup  # noqa: PLC0415
 
-  from kp_jax import compilation_cache  # noqa: PLC0415
-
-  tf.config.set_visible_devices([], "GPU")  # TF only feeds data: leave accelerators to JAX
+  startup.tensorflow_off_accelerators()
   initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
   compilation_cache.enable(values.config.get("compilation_cache_dir"))
 

@@ -1,10 +1,16 @@
 """kp_jax/compilation_cache.py: JAX's persistent cache, on by default, moved or turned off by
-the config; a second process reads a program back instead of compiling it."""
+the config; a second process reads a program back instead of compiling it. kp_jax/startup.py:
+what a command on a run does first."""
 
 import json
 import os
 import subprocess
 import sys
+
+import jax
+import tensorflow as tf
+
+from kp_jax import startup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Enables the cache from a workdir's config, compiles one program and prints JAX's cache
@@ -51,3 +57,13 @@ def test_default_folder_and_off(tmp_path):
   assert run(XDG_CACHE_HOME=str(tmp_path)) == str(tmp_path / "kp_jax" / "xla")
   # A folder given to JAX itself (as this suite does for its processes) is kept.
   assert run(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax")) == str(tmp_path / "jax")
+
+
+def test_a_command_on_a_run_keeps_tensorflow_off_the_gpus_and_turns_its_cache_on(tmp_path,
+                                                                                 monkeypatch):
+  hidden = []
+  monkeypatch.setattr(tf.config, "set_visible_devices",
+                      lambda devices, kind=None: hidden.append((list(devices), kind)))
+  # A run with no compilation_cache_dir: the folder JAX was given (this suite's) is kept.
+  assert startup.for_run(str(tmp_path)) == jax.config.jax_compilation_cache_dir
+  assert hidden == [([], "GPU")]
