@@ -117,7 +117,7 @@ def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_
   train.train_and_evaluate(run_config("vit", data_dir), workdir)  # "auto": XLA's on a CPU
   config_path = os.path.join(workdir, "config.json")
   saved = json.load(open(config_path))
-  saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU ("not detected")
+  saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU
   json.dump(saved, open(config_path, "w"))
   predictor = predict.Predictor(workdir)
   runtimes = {"onnx": ("jax2onnx", "onnxruntime"), "tflite": ("ai_edge_litert",)}

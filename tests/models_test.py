@@ -433,7 +433,10 @@ def test_attention_equals_the_einsum_softmax_reference(attention):
 def test_attention_implementation_choice():
   from kp_jax.models import vit  # noqa: PLC0415
   assert vit.attention_implementation("auto", jnp.bfloat16, 64) == "xla"  # CPU: XLA's einsums
-  assert vit.attention_implementation("cudnn", jnp.float32, 64) == "cudnn"  # as asked
+  assert vit.attention_implementation("xla", jnp.bfloat16, 64) == "xla"
+  # cuDNN's where it cannot run: the key and what to set, not JAX's "cuDNN is not detected".
+  with pytest.raises(ValueError, match=r"attention='cudnn'.*backend is 'cpu'.*Set 'auto'"):
+    vit.attention_implementation("cudnn", jnp.bfloat16, 64)
   with pytest.raises(ValueError, match=r"config.model.backbone.attention='flash'.*'cudnn'"):
     vit.attention_implementation("flash", jnp.float32, 64)
   with pytest.raises(ValueError, match="attention='flash'"):

@@ -11,8 +11,8 @@ builds it (`mmpretrain.VisionTransformer` with `with_cls_token=False`, `out_type
   output    LayerNorm, back to a [B, h, w, dim] feature map at stride 16
 
 Attention is one `jax.nn.dot_product_attention` call (no masks: every shape static, so it
-jits and shards as one program): cuDNN's fused kernel on GPUs in 16 bits, XLA's einsums
-elsewhere (`attention`). Names follow MMPose's keys (`layer{i}/ln1`, `attn/qkv`, ...)
+jits and shards as one program): cuDNN's fused kernel on NVIDIA GPUs in 16 bits, XLA's
+einsums elsewhere (`attention`). Names follow MMPose's keys (`layer{i}/ln1`, `attn/qkv`, ...)
 so its checkpoints map onto it array for array. A head of stride 4 on top (`heads.Heatmap`
 with two deconvolutions: ViTPose's "classic" decoder; or `upsample="bilinear"` with a 3x3
 final conv: its "simple" one) completes the model.
@@ -20,6 +20,7 @@ final conv: its "simple" one) completes the model.
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,6 +55,12 @@ def check_attention(choice: str):
     raise ValueError(f"config.model.backbone.attention={choice!r}: choose one of {ATTENTION}.")
 
 
+def on_nvidia_gpu() -> bool:
+  """Whether JAX's default backend is CUDA's (ROCm's GPUs are "gpu" too, without cuDNN)."""
+  return (jax.default_backend() == "gpu"
+          and "cuda" in jax.extend.backend.get_backend().platform_version)
+
+
 def attention_implementation(choice: str, dtype, head_dim: int) -> str:
   """`jax.nn.dot_product_attention`'s implementation for `config.model.backbone.attention`:
   "xla" (einsums and a softmax; every backend), "cudnn" (cuDNN's fused flash attention,
@@ -66,10 +73,16 @@ def attention_implementation(choice: str, dtype, head_dim: int) -> str:
   kernel has no such dot.
   """
   check_attention(choice)
+  sixteen_bits = jnp.dtype(dtype).itemsize == 2
+  if choice == "cudnn" and not (on_nvidia_gpu() and sixteen_bits):
+    raise ValueError(
+        f"config.model.backbone.attention='cudnn': cuDNN's fused attention runs on NVIDIA "
+        f"GPUs in 16 bits (config.model.dtype='bfloat16'); here the backend is "
+        f"{jax.default_backend()!r} and the dtype {jnp.dtype(dtype).name}. Set 'auto' (cuDNN's "
+        f"where it runs, XLA's elsewhere) or 'xla'.")
   if choice != "auto":
     return choice
-  fused = (jax.default_backend() == "gpu" and jnp.dtype(dtype).itemsize == 2
-           and head_dim <= 128 and head_dim % 8 == 0)
+  fused = on_nvidia_gpu() and sixteen_bits and head_dim <= 128 and head_dim % 8 == 0
   return "cudnn" if fused else "xla"
 
 
@@ -148,7 +161,7 @@ class ViT(nn.Module):
   patch_padding: int = 2
   drop_path_rate: float = 0.0
   attention: str = "auto"  # jax.nn.dot_product_attention's implementation: "auto" (cuDNN's
-  #                          fused kernel on GPUs in 16 bits, else XLA's), "xla" or "cudnn"
+  #                          fused kernel on NVIDIA GPUs in 16 bits, else XLA's), "xla" or "cudnn"
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # unused: no BatchNorm
   cpu_kernels: bool = True  # unused: plain XLA layers
