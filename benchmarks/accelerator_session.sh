@@ -39,7 +39,9 @@ f = lambda q: jax.nn.dot_product_attention(q, q, q, implementation='cudnn').sum(
 try:
   print('cuDNN attention, forward and gradient: ran', jax.jit(jax.grad(f))(q).shape)
 except Exception as e:
-  print('cuDNN attention, forward and gradient: failed:', type(e).__name__, str(e)[:300])"
+  print('cuDNN attention, forward and gradient: failed:', type(e).__name__, str(e)[:300])
+from kp_jax.models import vit
+print('ViT attention auto in bf16 takes:', vit.attention_implementation('auto', jnp.bfloat16, 64))"
 } 2>&1 | tee -a "$out/machine.txt"
 bench=(python3 benchmarks/accelerator.py --configs "${configs[@]}" --dtypes bfloat16
        --compilation_cache_dir "$cache" --row_timeout_s "${ROW_TIMEOUT_S:-200}")
