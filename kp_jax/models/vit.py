@@ -73,8 +73,8 @@ def attention_implementation(choice: str, dtype, head_dim: int) -> str:
   kernel has no such dot.
   """
   check_attention(choice)
-  sixteen_bits = jnp.dtype(dtype).itemsize == 2
-  if choice == "cudnn" and not (on_nvidia_gpu() and sixteen_bits):
+  cudnn_runs = on_nvidia_gpu() and jnp.dtype(dtype).itemsize == 2
+  if choice == "cudnn" and not cudnn_runs:
     raise ValueError(
         f"config.model.backbone.attention='cudnn': cuDNN's fused attention runs on NVIDIA "
         f"GPUs in 16 bits (config.model.dtype='bfloat16'); here the backend is "
@@ -82,8 +82,7 @@ def attention_implementation(choice: str, dtype, head_dim: int) -> str:
         f"where it runs, XLA's elsewhere) or 'xla'.")
   if choice != "auto":
     return choice
-  fused = on_nvidia_gpu() and sixteen_bits and head_dim <= 128 and head_dim % 8 == 0
-  return "cudnn" if fused else "xla"
+  return "cudnn" if cudnn_runs and head_dim <= 128 and head_dim % 8 == 0 else "xla"
 
 
 class Attention(nn.Module):
