@@ -124,7 +124,7 @@ def time_decoded_copies(config) -> str:
                  if name.endswith(".jpg"))
   copies = copies_folder(config)
   start = time.perf_counter()
-  files.decoded_copies(paths, 3, copies)
+  files.decoded_copies(dict.fromkeys(paths, 1), 3, copies)  # the generated JPEGs: upright
   seconds = time.perf_counter() - start
   size = sum(entry.stat().st_size for entry in os.scandir(copies))
   return (f"Decoded copies of the {len(paths)} JPEGs written in {seconds:.1f} s (the first "
@@ -218,7 +218,7 @@ def time_stages(num_images: int = 100, batches: int = 40, rounds: int = 2):
   examples = source.load("train", 0, 1).map(pipeline._select()).cache()  # noqa: SLF001
   photos = source.images.files("train", 0, 1).map(
       lambda photo: pipeline._decoded_photo(  # noqa: SLF001
-          photo, lambda path: files.decode_file(path, source.channels))).cache()
+          photo, lambda photo: files.decode_file(photo["path"], source.channels))).cache()
   for dataset in (examples, photos):  # decoded once, before timing
     for _ in dataset:
       pass

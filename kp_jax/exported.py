@@ -18,7 +18,7 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def fit_matrix(image_hw, input_hw, padding: float = 1.0) -> np.ndarray:
@@ -176,6 +176,8 @@ def main(argv=None):
   results = {}
   for path in args.images:
     with Image.open(path) as image:
+      if model.meta.get("exif_orientation", True):  # as the run read its pictures
+        image = ImageOps.exif_transpose(image)
       array = np.asarray(image.convert(mode)).reshape(image.height, image.width, -1)
     if model.selection is None:
       results[path] = _values(model.names, *model.on_image(array), cutoff)

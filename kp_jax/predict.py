@@ -89,12 +89,13 @@ def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
                         batch_size)
 
 
-def _decoded(paths, channels: int, pool, ahead: int):
-  """(path, float image or the error that stopped it) of each file in order, decoded by
-  `pool`'s threads `ahead` files in advance (Pillow's decoders release the GIL)."""
+def _decoded(paths, channels: int, upright: bool, pool, ahead: int):
+  """(path, float image or the error that stopped it) of each file in order, decoded
+  (`load_image`) by `pool`'s threads `ahead` files in advance (Pillow's decoders release the
+  GIL)."""
   def load(path):
     try:
-      return load_image(path, channels)
+      return load_image(path, channels, upright)
     except ValueError as e:
       return e
   pending = collections.deque()
@@ -143,7 +144,8 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
       Image.fromarray(overlay).save(f, format="PNG")
 
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-    decoded = _decoded(paths, predictor.image_shape[-1], pool, ahead=2 * batch_size)
+    decoded = _decoded(paths, predictor.image_shape[-1], predictor.upright, pool,
+                       ahead=2 * batch_size)
     for batch in _batches(decoded, batch_size, skipped):
       images = np.stack([image for _, image in batch])
       if multi:

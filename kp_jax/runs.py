@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 from etils import epath
-from PIL import Image
+from PIL import Image, ImageOps
 
 from kp_jax import checkpoint, steps, visualize
 from kp_jax.data import pixels, transforms
@@ -22,10 +22,13 @@ from kp_jax.exported import to_source_pixels
 from kp_jax.models import create_model, loaded_model_config
 
 
-def load_image(path: str, channels: int) -> np.ndarray:
-  """An image file as floats in [0, 1], [H, W, channels]."""
+def load_image(path: str, channels: int, upright: bool = True) -> np.ndarray:
+  """An image file as floats in [0, 1], [H, W, channels]; with `upright`, as viewers show it
+  (turned by its EXIF orientation, as training reads pictures: `data.exif_orientation`)."""
   try:
     with Image.open(path) as image:
+      if upright:
+        image = ImageOps.exif_transpose(image)
       image = image.convert("L" if channels == 1 else "RGB")
   except (OSError, ValueError) as e:
     raise ValueError(f"Cannot read image {path}: {e}") from None
@@ -84,6 +87,7 @@ class Drawing:
 
   def _describe(self, run: Run, likelihood_cutoff: float | None):
     self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
+    self.upright = run.config.data.get("exif_orientation", True)  # how it reads pictures
     self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
                    else likelihood_cutoff)
 

@@ -14,7 +14,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from conftest import file_source_config, ground_truth_rows
+from conftest import file_source_config, ground_truth_rows, save_turned
 from kp_jax import coco_eval, evaluation, exported, train
 from kp_jax.data import example_coco, instances, pipeline
 from kp_jax.data.keypoints import COCO_PERSON, FACE15, KeypointSpec, flip_pairs_from_names
@@ -489,6 +489,56 @@ def test_a_photo_that_does_not_decode_is_named_when_its_copy_is_made(data_dir, d
   with pytest.raises(ValueError, match=rf"cannot decode image {broken} {why} .* replace or remove"):
     next(pipeline.train_iterator(config, pipeline.get_source(config.data), start_step=0,
                                  local_devices=1))
+
+
+def photos_as_pngs(dataset, folder, orientation) -> dict:
+  """The module's COCO files in `folder`, each photo there a PNG of its pixels (lossless)
+  stored as a camera held otherwise stores them, under EXIF tag `orientation(image id)`;
+  labels unchanged, in the upright picture, as a labelling tool shows it."""
+  out, files = dataset
+  os.makedirs(folder / "images")
+  pngs = {}
+  for split, path in files.items():
+    data = json.load(open(path))
+    for image in data["images"]:
+      pixels = np.asarray(Image.open(os.path.join(out, image["file_name"])))
+      image["file_name"] = image["file_name"].replace(".jpg", ".png")
+      save_turned(pixels, orientation(image["id"]), folder / image["file_name"])
+    pngs[split] = str(folder / os.path.basename(path))
+    json.dump(data, open(pngs[split], "w"))
+  return pngs
+
+
+def test_photos_stored_turned_are_read_upright_as_they_were_labelled(data_dir, dataset,
+                                                                      tmp_path, caplog):
+  """Photos stored turned or mirrored under an EXIF orientation tag (as phones store them),
+  labelled upright: each way of reading them makes the batches of the same photos stored
+  upright."""
+  upright = photos_as_pngs(dataset, tmp_path / "upright", lambda image_id: 1)
+  turned = photos_as_pngs(dataset, tmp_path / "turned", lambda image_id: image_id % 8 + 1)
+
+  def batches(files, **data):
+    config = coco_config(data_dir, files, **data)
+    config.batch_size = 4
+    source = pipeline.get_source(config.data)
+    stream = pipeline.train_iterator(config, source, start_step=0, local_devices=1)
+    return ([next(stream) for _ in range(5)]
+            + list(pipeline.eval_iterator(config, source, "validation", local_devices=1)))
+
+  caplog.set_level("INFO")
+  for reading, window in (({}, False), ({"cache": True}, False),  # the photo, decoded once
+                          ({"decode_once_per_photo": False}, True),  # each crop's window
+                          ({"decoded_copies": str(tmp_path / "copies")}, False)):
+    for got, want in zip(batches(turned, **reading), batches(upright, **reading), strict=True):
+      for key in want:
+        if key == "image" and window:  # warped from another window origin: 1/32 px apart
+          difference = np.abs(got[key].astype(int) - want[key])
+          assert difference.max() <= 1 and np.mean(difference > 0) < 0.01
+        else:
+          np.testing.assert_array_equal(got[key], want[key], err_msg=f"{reading} {key}")
+  assert "15 of 17 images are stored turned or mirrored (EXIF orientation" in caplog.text
+  stored = batches(turned, exif_orientation=False)  # the tags ignored: what was labelled not
+  assert not np.array_equal(stored[0]["image"], batches(upright)[0]["image"])  # what is seen
 
 
 def test_crowds_and_unlabelled_people_are_regions_the_centre_model_ignores(data_dir, dataset):

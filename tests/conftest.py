@@ -25,6 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 from configs import tiny  # noqa: E402
 from kp_jax import evaluation, train  # noqa: E402
@@ -70,6 +71,27 @@ def file_source_config(data_dir: str, source: str, **data):
 
 # A test "animal": three labelled dots about its centre (offsets in pixels), on a bright body.
 ANIMAL_OFFSETS = np.array([[0.0, -5.0], [-4.0, 3.0], [4.0, 3.0]])
+
+
+# PIL's transposes undoing each EXIF orientation's turn (PIL's own ImageOps.exif_transpose
+# makes the turn).
+_UNDO_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                     6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+                     8: Image.Transpose.ROTATE_270}
+
+
+def save_turned(pixels, orientation: int, path, **save):
+  """Saves uint8 `pixels` [h, w] or [h, w, 3] to `path` stored as a camera held otherwise would
+  store them, tagged with that EXIF `orientation` (1 to 8; 1: as they are, untagged): a
+  viewer, and PIL's exif_transpose, shows `pixels`. `save`: PIL's save options (a lossy
+  format shows them only roughly)."""
+  image, exif = Image.fromarray(pixels), Image.Exif()
+  if orientation != 1:
+    image, exif[0x0112] = image.transpose(_UNDO_ORIENTATION[orientation]), orientation
+  image.save(path, exif=exif, **save)
+  with Image.open(path) as saved:
+    return np.asarray(ImageOps.exif_transpose(saved))
 
 
 def animals_frame(frame_hw, centres) -> np.ndarray:

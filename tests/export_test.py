@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import save_turned, tiny_config
 from configs import default, seed
 from kp_jax import export, exported, predict, train
 
@@ -79,14 +79,17 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
   pytest.importorskip("jax2onnx")
   path = export.export(workdir, "onnx", 1, str(tmp_path / "model.onnx"))
   rng = np.random.default_rng(1)
-  image = tmp_path / "frame.png"
-  Image.fromarray(rng.integers(0, 255, (45, 37), np.uint8)).save(image)
+  image, turned = tmp_path / "frame.png", tmp_path / "turned.png"
+  pixels = rng.integers(0, 255, (45, 37), np.uint8)
+  Image.fromarray(pixels).save(image)
+  save_turned(pixels, 6, turned)  # stored as a phone held on its side stores it
   out = tmp_path / "keypoints.json"
   code = ("import sys; import kp_jax.exported as e; e.main(sys.argv[1:]); "
           "assert not {'jax', 'tensorflow', 'flax'} & set(sys.modules), 'imported the stack'")
-  subprocess.run([sys.executable, "-c", code, path, str(image), "--out", str(out)], check=True,
-                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  subprocess.run([sys.executable, "-c", code, path, str(image), str(turned), "--out", str(out)],
+                 check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   got = json.load(open(out))[str(image)]
+  assert json.load(open(out))[str(turned)] == got  # read upright, as predict reads it
   want = predict.predict_files(workdir, [str(image)], str(tmp_path / "predict"))[str(image)]
   for name, (x, y, p) in want.items():
     # The runner fits the image with a float64 matrix, predict with the pipeline's float32 one.

@@ -7,9 +7,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from conftest import save_turned
 from kp_jax import exported, predict
 from kp_jax.data import faces, transforms
-
 
 
 def test_the_exported_model_runner_crops_as_the_pipeline_and_maps_back():
@@ -68,6 +68,21 @@ def test_predict_command_on_png_files(trained, tmp_path):
     assert np.all(points >= low - 1e-6) and np.all(points <= low + side + 1e-6)
     stem = os.path.splitext(os.path.basename(path))[0]
     assert os.path.getsize(os.path.join(out, f"{stem}_keypoints.png")) > 1000
+
+
+def test_a_picture_stored_turned_is_predicted_as_viewers_show_it(trained, tmp_path):
+  """A picture stored turned or mirrored under an EXIF orientation tag (as phones store them)
+  gets the keypoints of the same picture stored upright, in its upright pixels."""
+  _, workdir, _ = trained
+  face = faces.render_example(np.random.default_rng(3), 32)["image"][..., 0]
+  picture = np.asarray(Image.fromarray(face).resize((48, 36)))  # not square: turns show
+  paths = [str(tmp_path / f"orientation{o}.png") for o in range(1, 9)]
+  for orientation, path in enumerate(paths, 1):
+    save_turned(picture, orientation, path)
+  got = predict.predict_files(workdir, paths, str(tmp_path / "out"), likelihood_cutoff=0.0)
+  for path in paths[1:]:
+    np.testing.assert_allclose(np.array(list(got[path].values())),
+                               np.array(list(got[paths[0]].values())), atol=1e-4, err_msg=path)
 
 
 def test_batched_prediction_keeps_order_and_skips_a_named_bad_file(trained, tmp_path, caplog):

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import bilinear_reference, opencv_warp_tolerance
+from conftest import bilinear_reference, opencv_warp_tolerance, save_turned
 from kp_jax.data import faces, transforms
 from kp_jax.data.keypoints import FACE15
 
@@ -355,28 +355,53 @@ def test_other_formats_decode_to_the_pixels_pil_reads(fmt, stored, channels):
   np.testing.assert_array_equal(ours, want.reshape(31, 45, channels))
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_turned_photo_is_read_upright_as_pil_shows_it(orientation):
+  """A file stored turned or mirrored under an EXIF orientation tag: `upright` gives the pixels
+  PIL's exif_transpose shows, and `upright_matrix` takes each stored pixel to its place in
+  them."""
+  stream = io.BytesIO()
+  shown = save_turned(_photo(31, 45, 3), orientation, stream, format="PNG")
+  stored = transforms.decode_image(tf.constant(stream.getvalue()), 3)
+  np.testing.assert_array_equal(transforms.upright(stored, orientation), shown)
+  height, width = stored.shape[:2]
+  yy, xx = np.mgrid[0:height, 0:width]
+  matrix = transforms.upright_matrix(tf.constant(orientation), (height, width)).numpy()
+  place = np.stack([xx, yy, np.ones_like(xx)], -1) @ matrix.T
+  x, y = np.round(place[..., 0]).astype(int), np.round(place[..., 1]).astype(int)
+  np.testing.assert_allclose(place[..., :2], np.stack([x, y], -1), atol=1e-4)
+  np.testing.assert_array_equal(shown[y, x], stored)
+
+
+@pytest.mark.parametrize("orientation", [None, 6, 7])  # None: no tag; 7 mirrors and turns
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 @pytest.mark.parametrize("angle_deg, scale, box", [
     (0.0, 1.0, (200, 120, 80, 160)),  # a person inside the photo
     (35.0, 1.3, (20, 10, 150, 300)),  # rotated and zoomed out, cut by the top-left border
     (-40.0, 0.7, (560, 300, 120, 200)),  # reaching past the right and bottom borders
 ])
-def test_warp_of_an_encoded_image_decodes_only_its_window(fmt, angle_deg, scale, box):
+def test_warp_of_an_encoded_image_decodes_only_its_window(fmt, angle_deg, scale, box,
+                                                         orientation):
   """Decoding the window the warp reads (transforms.decode_window) gives the warp of the whole
-  decoded image: the same crop of a 640x480 photo through the same matrix."""
+  decoded image: the same crop of a 640x480 photo through the same matrix; of a photo stored
+  turned, the same crop of it upright (the matrix is from the upright pixels)."""
   pixels = _photo(480, 640, 3)
   encoded = (tf.io.encode_jpeg(pixels, quality=95) if fmt == "jpeg"
              else tf.io.encode_png(pixels))
+  turned = {} if orientation is None else {"orientation": tf.constant(orientation)}
   output_hw = (256, 192)
   crop = transforms.box_matrix(tf.constant(box, tf.float32), output_hw, 1.25)
   augment = transforms.affine_matrix(math.radians(angle_deg), scale, tf.zeros(2), False,
                                      *output_hw)
   matrix = augment @ crop
   labels = {"keypoints": tf.zeros((3, 2)), "visible": tf.ones(3), "norm": tf.constant(1.0)}
-  whole = transforms.warp({**labels, "image": transforms.decode_image(encoded, 3)},
-                          matrix, output_hw)
-  window = transforms.warp({**labels, "encoded": encoded}, matrix, output_hw, channels=3)
-  assert "encoded" not in window and window["image"].dtype == tf.uint8
+  image = transforms.decode_image(encoded, 3)
+  if orientation is not None:
+    image = transforms.upright(image, orientation)
+  whole = transforms.warp({**labels, "image": image}, matrix, output_hw)
+  window = transforms.warp({**labels, "encoded": encoded, **turned}, matrix, output_hw,
+                           channels=3)
+  assert not {"encoded", "orientation"} & window.keys() and window["image"].dtype == tf.uint8
   # libjpeg decodes a window's pixels as in the whole image, but for the chroma upsampling at
   # the window's edge, which moves a few warped pixels by one grey level.
   difference = np.abs(window["image"].numpy().astype(int) - whole["image"].numpy())

@@ -304,14 +304,16 @@ def ground_truth(path: str, data_config) -> tuple[dict, int]:
 
 def source(data_config) -> Source:
   """The COCO-format files of `data_config.files` ({split: JSON path}) as a `Source`."""
-  spec, splits = files.read_splits(data_config, "a COCO keypoint JSON", read_split)
+  images = files.ImageChecker.for_config(data_config)
+  spec, splits = files.read_splits(data_config, "a COCO keypoint JSON", read_split, images)
   normaliser = files.normaliser_name(data_config.norm_keypoints, "box size sqrt(w * h)")
   spec = KeypointSpec(spec.names, spec.flip_pairs, spec.skeleton, normaliser, spec.sigmas)
   name = f"coco/{os.path.basename(data_config.files['train'])}"
   return files.records_source(
       name, spec, splits, data_config.channels,
       ground_truth={split: functools.partial(ground_truth, path, data_config)
-                    for split, path in data_config.files.items()})
+                    for split, path in data_config.files.items()},
+      orientations=images.orientations)
 
 
 def with_detections(source: Source, split: str, path: str, data_config) -> tuple[Source, np.ndarray]:
@@ -339,6 +341,7 @@ def with_detections(source: Source, split: str, path: str, data_config) -> tuple
   image_dir = files.image_folder(data_config, split, annotation_file)
   k = source.spec.num_keypoints
   records, scores, paths = files.Records.empty(), [], {}
+  images = files.ImageChecker(decode=False, upright=data_config.get("exif_orientation", True))
   for index, detection in enumerate(detections):
     if detection.get("category_id") != category["id"]:
       continue
@@ -354,13 +357,15 @@ def with_detections(source: Source, split: str, path: str, data_config) -> tuple
     image_id = detection["image_id"]
     if image_id not in paths:
       paths[image_id] = files.find_image(image_dir, file_names[image_id])
+      images.size(paths[image_id])  # its EXIF orientation: the boxes are in upright pixels
     records.append(paths[image_id], np.zeros((k, 2)), np.zeros(k), np.sqrt(box[2] * box[3]),
                    box, image_id)
     scores.append(score)
   if not records.images:
     raise ValueError(f"{path}: no detections of category {category.get('name')!r} "
                      f"(id {category['id']}).")
-  boxes = files.records_source(source.name, source.spec, {split: records}, source.channels)
+  boxes = files.records_source(source.name, source.spec, {split: records}, source.channels,
+                               orientations=images.orientations)
   load = source.load
   return dataclasses.replace(
       source, split_sizes={**source.split_sizes, split: len(records)},

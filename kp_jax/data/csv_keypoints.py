@@ -109,7 +109,8 @@ def read_split(path: str, image_dir: str, data_config, images: files.ImageChecke
 
 def source(data_config) -> Source:
   """The CSV files of `data_config.files` ({split: path}) as a `Source`."""
-  names, splits = files.read_splits(data_config, "a CSV file", read_split)
+  images = files.ImageChecker.for_config(data_config)
+  names, splits = files.read_splits(data_config, "a CSV file", read_split, images)
   try:
     pairs = files.flip_pairs(data_config.flip_pairs, names, where=data_config.files["train"])
     spec = KeypointSpec(tuple(names), pairs, (),
@@ -120,4 +121,4 @@ def source(data_config) -> Source:
     raise ValueError(f"config.data.flip_pairs / oks_sigmas: {e}") from None
   channels = 1 if splits["train"].in_memory else data_config.channels
   return files.records_source(f"csv/{os.path.basename(data_config.files['train'])}", spec,
-                              splits, channels)
+                              splits, channels, orientations=images.orientations)

@@ -226,7 +226,7 @@ def source(data_config) -> Source:
   except ValueError as e:
     raise ValueError(f"{config_path} with config.data.flip_pairs / oks_sigmas: {e}") from None
 
-  images = files.ImageChecker(decode=data_config.verify_images)
+  images = files.ImageChecker.for_config(data_config)
   bad = files.BadRecords(data_config.bad_records, config_path)
   outside = files.OutsideKeypoints(data_config.outside_keypoints, config_path)
   splits = {"train": files.Records.empty(), "test": files.Records.empty()}
@@ -250,6 +250,8 @@ def source(data_config) -> Source:
                                                          box, image_id)
   bad.log_summary()
   outside.log_summary()
+  images.log_summary(config_path)
   splits["validation"] = splits["test"]
   name = f"deeplabcut/{os.path.basename(os.path.normpath(project))}"
-  return files.records_source(name, spec, splits, data_config.channels)
+  return files.records_source(name, spec, splits, data_config.channels,
+                              orientations=images.orientations)

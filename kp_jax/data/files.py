@@ -7,6 +7,7 @@ skipped and counted); images are then read and decoded by tf.data.
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import os
 import time
@@ -47,11 +48,27 @@ class BadRecords:
                       dict(self.skipped))
 
 
-class ImageChecker:
-  """Sizes of image files, each opened once; with `decode`, fully decoded to catch truncation."""
+def exif_orientation(image: Image.Image) -> int:
+  """An opened image's EXIF orientation (1 where it has none), read without decoding it: a
+  PNG's counts where it comes before the pixels, as PIL writes it (PIL would decode the
+  pixels to look after them)."""
+  if image.format == "PNG" and "exif" not in image.info:
+    return 1
+  return image.getexif().get(transforms.EXIF_ORIENTATION_TAG, 1)
 
-  def __init__(self, decode: bool):
-    self.decode, self.sizes = decode, {}
+
+class ImageChecker:
+  """Sizes of image files, each opened once; with `decode`, fully decoded to catch truncation.
+  With `upright`, each is seen as viewers show it: its size and, in `orientations`, the EXIF
+  orientation (2 to 8) of each file stored turned or mirrored (`transforms.upright`)."""
+
+  def __init__(self, decode: bool, upright: bool = True):
+    self.decode, self.upright, self.sizes, self.orientations = decode, upright, {}, {}
+
+  @classmethod
+  def for_config(cls, data_config):
+    return cls(decode=data_config.verify_images,
+               upright=data_config.get("exif_orientation", True))  # absent in older runs
 
   def size(self, path: str) -> tuple[int, int]:
     """(width, height); raises ValueError saying what is wrong with the file."""
@@ -62,10 +79,23 @@ class ImageChecker:
         with Image.open(path) as image:
           if self.decode:
             image.load()
-          self.sizes[path] = image.size
+          width, height = image.size
+          orientation = exif_orientation(image) if self.upright else 1
       except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
+      if orientation != 1 and orientation in transforms.EXIF_ORIENTATIONS:
+        self.orientations[path] = orientation
+        if transforms.EXIF_ORIENTATIONS[orientation][0]:  # transposed
+          width, height = height, width
+      self.sizes[path] = width, height
     return self.sizes[path]
+
+  def log_summary(self, where: str):
+    if self.orientations:
+      logging.info("%s: %d of %d images are stored turned or mirrored (EXIF orientation; "
+                   "first: %s): read upright, as viewers show them and labelling tools label "
+                   "them (config.data.exif_orientation = False reads the stored pixels).", where,
+                   len(self.orientations), len(self.sizes), next(iter(self.orientations)))
 
 
 OUTSIDE_KEYPOINT_POLICIES = ("keep", "invisible", "error")
@@ -211,7 +241,7 @@ def image_folder(data_config, split: str, annotation_file: str) -> str:
   return data_config.image_dirs.get(split) or folder
 
 
-def read_splits(data_config, kind: str, read_split):
+def read_splits(data_config, kind: str, read_split, images: ImageChecker):
   """Every split of `data.files` ({split: path}; "train" first), each read by
   `read_split(path, image_folder, data_config, images, carried)` -> (carried, records), where
   `carried` is what the splits must share (the keypoints), None for the first. Returns the
@@ -219,12 +249,12 @@ def read_splits(data_config, kind: str, read_split):
   if "train" not in data_config.files:
     raise ValueError(f"config.data.files needs a 'train' entry ({kind}); it has "
                      f"{sorted(data_config.files)}.")
-  images = ImageChecker(decode=data_config.verify_images)
   carried, splits = None, {}
   for split in ["train"] + sorted(set(data_config.files) - {"train"}):
     path = data_config.files[split]
     carried, splits[split] = read_split(path, image_folder(data_config, split, path),
                                         data_config, images, carried)
+  images.log_summary(data_config.files["train"])
   return carried, splits
 
 
@@ -256,16 +286,20 @@ def check_norm_keypoints(norm_keypoints, spec: KeypointSpec):
 
 
 def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], channels: int,
-                   ground_truth: dict | None = None) -> Source:
-  """A `Source` of the checked records, reading image files with tf.data."""
+                   ground_truth: dict | None = None, orientations: dict | None = None) -> Source:
+  """A `Source` of the checked records, reading image files with tf.data; those named in
+  `orientations` (path -> EXIF orientation, `ImageChecker.orientations`) are turned upright,
+  as their labels are."""
   for split, records in splits.items():
     if not len(records):
       raise ValueError(f"{name}: split {split!r} has no usable examples.")
+  arrays = functools.partial(_arrays, orientations=orientations)
 
   def read(example):
     if "path" not in example:
       return example
-    return {**example, "image": decode_file(example.pop("path"), channels)}
+    labels = {k: v for k, v in example.items() if k not in ("path", "orientation")}
+    return {**labels, "image": decode_file(example["path"], channels, example.get("orientation"))}
 
   def read_encoded(example):
     return {**{k: v for k, v in example.items() if k != "path"},
@@ -275,7 +309,7 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
     def load(split, process_index, process_count):
       records = splits[split]
       start, end = process_shard(len(records), process_index, process_count)
-      return tf.data.Dataset.from_tensor_slices(records.arrays(start, end)).map(
+      return tf.data.Dataset.from_tensor_slices(arrays(records, start, end)).map(
           reader, num_parallel_calls=tf.data.AUTOTUNE)
     return load
 
@@ -289,27 +323,40 @@ def records_source(name: str, spec: KeypointSpec, splits: dict[str, Records], ch
   return Source(name=name, spec=spec, split_sizes={s: len(r) for s, r in splits.items()},
                 channels=channels, image_hw=image_hw, load=loader(read),
                 ground_truth=ground_truth or {}, annotations=annotations,
-                images=_images_view(splits, read) if several else None,
+                images=_images_view(splits, arrays, read) if several else None,
                 load_encoded=None if first.in_memory else loader(read_encoded))
 
 
-def decode_file(path, channels: int):
-  """uint8 pixels [h, w, channels] of an image file (`transforms.decode_image`)."""
-  return transforms.decode_image(tf.io.read_file(path), channels)
+def _arrays(records: Records, start: int, end: int, orientations: dict | None) -> dict:
+  """`records.arrays(start, end)`, with each file's EXIF `orientation` where some are turned."""
+  arrays = records.arrays(start, end)
+  if orientations and "path" in arrays:
+    arrays["orientation"] = np.array([orientations.get(path, 1) for path in arrays["path"]],
+                                     np.int32)
+  return arrays
+
+
+def decode_file(path, channels: int, orientation=None):
+  """uint8 pixels [h, w, channels] of an image file (`transforms.decode_image`), turned upright
+  by its EXIF `orientation` when given (`transforms.upright`)."""
+  pixels = transforms.decode_image(tf.io.read_file(path), channels)
+  return pixels if orientation is None else transforms.upright(pixels, orientation)
 
 
 # A decoded copy (`data.decoded_copies`) is a photo's pixels as `decode_file` gives them after
 # a header of its shape (three int32 in the host's byte order: the copies are local), named by
-# the source file's path, size and modification time, the channels and this format, so an
-# edited photo gets a fresh copy. Bump the format when `transforms.decode_image`'s pixels change.
+# the source file's path, size and modification time, the channels, the EXIF orientation it
+# was turned by (where not 1) and this format, so an edited photo gets a fresh copy. Bump the
+# format when `transforms.decode_image`'s pixels change.
 DECODED_COPY_FORMAT = 1
 _HEADER_BYTES = 12
 
 
-def _copy_name(path: str, channels: int) -> str:
+def _copy_name(path: str, channels: int, orientation: int) -> str:
   stat = tf.io.gfile.stat(path)
   where = path if "://" in path else os.path.abspath(path)  # one folder, many projects
-  key = f"{where}|{stat.length}|{stat.mtime_nsec}|{channels}|{DECODED_COPY_FORMAT}"
+  turned = f"|turned {orientation}" if orientation != 1 else ""
+  key = f"{where}|{stat.length}|{stat.mtime_nsec}|{channels}{turned}|{DECODED_COPY_FORMAT}"
   return hashlib.sha256(key.encode()).hexdigest()[:32] + ".pixels"
 
 
@@ -326,15 +373,17 @@ def _is_whole(copy: str) -> bool:
           and size == _HEADER_BYTES + int(np.prod(np.frombuffer(header, np.int32))))
 
 
-def _write_decoded_copies(copies: dict[str, str], channels: int):
-  """Decodes each image file (key) of `copies` into its copy (value), in parallel."""
+def _write_decoded_copies(copies: dict[str, str], photos: dict[str, int], channels: int):
+  """Decodes each image file (key) of `copies` into its copy (value), in parallel, turned by
+  its EXIF orientation in `photos`."""
   paths = list(copies)
   logging.info("Decoding %d photos once into their copies in %s (config.data.decoded_copies); "
                "later epochs and runs read the copies instead.", len(paths),
                os.path.dirname(copies[paths[0]]))
   start, written = time.perf_counter(), 0
-  decoded = tf.data.Dataset.from_tensor_slices(paths).map(
-      lambda path: decode_file(path, channels), num_parallel_calls=tf.data.AUTOTUNE)
+  decoded = tf.data.Dataset.from_tensor_slices((paths, [photos[p] for p in paths])).map(
+      lambda path, orientation: decode_file(path, channels, orientation),
+      num_parallel_calls=tf.data.AUTOTUNE)
   decoded = decoded.as_numpy_iterator()  # in the order of `paths`
   for path in paths:
     try:
@@ -360,20 +409,21 @@ def _write_decoded_copies(copies: dict[str, str], channels: int):
                time.perf_counter() - start)
 
 
-def decoded_copies(paths, channels: int, folder: str):
+def decoded_copies(photos: dict[str, int], channels: int, folder: str):
   """A reader (path -> uint8 pixels [h, w, channels], as `decode_file`) of the image files
-  `paths` that reads each from its copy in the local `folder`, decoded once: those missing
-  or cut short are decoded and written first. Reading a 640x480 photo's copy takes a
-  fraction of decoding its JPEG (benchmarks/input_pipeline.py --coco_like), for 0.9 MB of
-  disk a photo."""
+  `photos` (path -> EXIF orientation, 1 where stored upright) that reads each from its copy
+  in the local `folder`, decoded and turned once: those missing or cut short are written
+  first. Reading a 640x480 photo's copy takes a fraction of decoding its JPEG
+  (benchmarks/input_pipeline.py --coco_like), for 0.9 MB of disk a photo."""
   if "://" in folder:
     raise ValueError(f"config.data.decoded_copies={folder!r} must be a local folder (the copies "
                      "are read back every epoch).")
   os.makedirs(folder, exist_ok=True)
-  copies = {path: os.path.join(folder, _copy_name(path, channels)) for path in paths}
+  copies = {path: os.path.join(folder, _copy_name(path, channels, orientation))
+            for path, orientation in photos.items()}
   missing = {path: copy for path, copy in copies.items() if not _is_whole(copy)}
   if missing:
-    _write_decoded_copies(missing, channels)
+    _write_decoded_copies(missing, photos, channels)
   table = tf.lookup.StaticHashTable(
       tf.lookup.KeyValueTensorInitializer(list(copies), list(copies.values())), "")
 
@@ -385,8 +435,9 @@ def decoded_copies(paths, channels: int, folder: str):
   return read
 
 
-def _images_view(splits: dict[str, Records], read) -> Images:
-  """The records grouped by image (`image_id`), each image with all its instances."""
+def _images_view(splits: dict[str, Records], all_arrays, read) -> Images:
+  """The records grouped by image (`image_id`), each image with all its instances
+  (`all_arrays`: `_arrays` of a split's records)."""
   grouped = {}
   for split, records in splits.items():
     order = collections.defaultdict(list)  # image id -> its records, in order
@@ -402,7 +453,7 @@ def _images_view(splits: dict[str, Records], read) -> Images:
     """Each group's image (or path), its instances' labels and, with `ignored`, its ignored
     regions."""
     records = splits[split]
-    arrays = records.arrays(0, len(records))
+    arrays = all_arrays(records, 0, len(records))
     arrays["ignore"] = np.zeros(len(records), np.float32)
     regions = collections.defaultdict(list)
     for image_id, box in records.ignored if ignored else ():
@@ -423,7 +474,8 @@ def _images_view(splits: dict[str, Records], read) -> Images:
       del labels["ignore"]
     labels = {k: tf.constant(np.concatenate(v)) for k, v in labels.items()}
     firsts = [group[0] for group in groups]
-    images = {**{k: arrays[k][firsts] for k in ("image", "path", "image_id") if k in arrays},
+    images = {**{k: arrays[k][firsts] for k in ("image", "path", "orientation", "image_id")
+                 if k in arrays},
               "first": np.array(bounds[:-1]), "end": np.array(bounds[1:])}
 
     def gather(image):

@@ -102,10 +102,11 @@ EVAL_KEYS = TRAIN_KEYS + ("matrix", "image_id", "box")
 
 
 def _select():
-  """Raw example -> the keys the pipeline uses (its `image`, or its `encoded` file)."""
+  """Raw example -> the keys the pipeline uses (its `image`, or its `encoded` file and that
+  file's EXIF `orientation` where it has one)."""
   labels = _keep("keypoints", "visible", "norm", "box", "image_id")
-  return lambda example: {**labels(example),
-                          **{k: example[k] for k in ("image", "encoded") if k in example}}
+  return lambda example: {**labels(example), **{k: example[k] for k in (
+      "image", "encoded", "orientation") if k in example}}
 
 
 def _start_geometry(data_config):
@@ -249,13 +250,17 @@ def _instance_count(photo):
 
 
 def _photo_reader(data_config, source: Source, photos: tf.data.Dataset):
-  """path -> uint8 pixels [h, w, C] of the `photos` (labels and paths, `Images.files`):
-  decoded from their files, or read back from their copies in `data.decoded_copies`."""
+  """photo -> uint8 pixels [h, w, C] of the `photos` (labels, paths and EXIF orientations,
+  `Images.files`): decoded from their files, or read back from their copies in
+  `data.decoded_copies`."""
   folder = data_config.get("decoded_copies")  # absent in older runs
   if not folder:
-    return lambda path: files.decode_file(path, source.channels)
-  paths = [path.decode() for path in photos.map(lambda photo: photo["path"]).as_numpy_iterator()]
-  return files.decoded_copies(paths, source.channels, folder)
+    return lambda photo: files.decode_file(photo["path"], source.channels,
+                                           photo.get("orientation"))
+  turns = photos.map(lambda photo: (photo["path"], photo.get("orientation", 1)))
+  read_copy = files.decoded_copies({path.decode(): int(orientation) for path, orientation
+                                    in turns.as_numpy_iterator()}, source.channels, folder)
+  return lambda photo: read_copy(photo["path"])
 
 
 def _decoded_photo(photo, read_image) -> dict:
@@ -263,7 +268,7 @@ def _decoded_photo(photo, read_image) -> dict:
   image they share, whole (`read_image`: `_photo_reader`'s)."""
   return {**{k: photo[k] for k in ("keypoints", "visible", "norm", "box")},
           "image_id": tf.fill([_instance_count(photo)], photo["image_id"]),
-          "image": read_image(photo["path"])}
+          "image": read_image(photo)}
 
 
 def _instances_decoded_once(config, source: Source, shard: int, num_shards: int, seed: int,

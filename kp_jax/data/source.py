@@ -34,7 +34,9 @@ class Source:
     images: for sources whose images hold several instances, the image-level view (`load`
       gives one example per instance); None: `load`'s examples are the images.
     load_encoded: as `load`, with each image's file bytes as `encoded` [] (tf.string) in
-      place of `image`, for sources that read image files: training decodes only the window
+      place of `image` (and, where some files are stored turned or mirrored, each file's EXIF
+      `orientation` [] int32, 1 to 8: `transforms.upright` gives the pixels its labels are
+      in), for sources that read image files: training decodes only the window
       its crop reads (transforms.decode_window) unless it decodes whole images once for their
       instances (`Images.files`). None: `load` only.
   """
@@ -64,7 +66,8 @@ class Images:
       for a region that is neither an instance nor background (COCO's crowds and unlabelled
       people, boxes without keypoints).
     files: as `load`, with each image's file path as `path` [] (tf.string) in place of
-      `image`, and only its labelled instances (no `ignore`): nothing is read, so training
+      `image` (and its EXIF `orientation`, as `Source.load_encoded` has it), and only its
+      labelled instances (no `ignore`): nothing is read, so training
       crops shuffle and skip images by their labels, then decode each once for all its
       instances. None where the images are not files.
   """

@@ -197,6 +197,46 @@ def _as_pil_reads(decode, channels: int):
   return tf.cast((tf.reduce_sum(weighted, -1, keepdims=True) + 2**15) // 2**16, tf.uint8)
 
 
+# EXIF orientations (tag 0x0112, as cameras and phones write it): how a file's stored pixels
+# become the picture viewers show, as (transpose, then mirror x, then mirror y). OpenCV's
+# imread, PIL's ImageOps.exif_transpose, MMPose and detectron2 read pictures so; labelling
+# tools show them so.
+EXIF_ORIENTATION_TAG = 0x0112
+EXIF_ORIENTATIONS = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True),
+                     4: (False, False, True), 5: (True, False, False), 6: (True, True, False),
+                     7: (True, True, True), 8: (True, False, True)}
+
+
+def _orientation_steps(orientation):
+  """(transpose, mirror x, mirror y) bool tensors of an EXIF orientation tensor (1 to 8)."""
+  table = tf.constant([(False, False, False)] + [EXIF_ORIENTATIONS[o] for o in range(1, 9)])
+  return tf.unstack(tf.gather(table, orientation))
+
+
+def upright(image, orientation):
+  """Stored pixels [h, w, C] as viewers show them, for the file's EXIF `orientation`."""
+  transpose, mirror_x, mirror_y = _orientation_steps(orientation)
+  image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+  image = tf.cond(mirror_x, lambda: tf.reverse(image, [1]), lambda: image)
+  image = tf.cond(mirror_y, lambda: tf.reverse(image, [0]), lambda: image)
+  return tf.ensure_shape(image, [None, None, image.shape[-1]])
+
+
+def upright_matrix(orientation, stored_hw):
+  """3x3 matrix taking a file's stored pixels (of `stored_hw`) to the upright ones `upright`
+  gives, for its EXIF `orientation` (pixel centres at integers)."""
+  transpose, mirror_x, mirror_y = _orientation_steps(orientation)
+  height, width = tf.unstack(tf.cast(stored_hw, tf.float32))
+  swap = tf.where(transpose, tf.constant([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+                  tf.eye(3))
+  upright_w, upright_h = tf.where(transpose, height, width), tf.where(transpose, width, height)
+  sign = lambda mirror: tf.where(mirror, -1.0, 1.0)
+  end = lambda mirror, size: tf.where(mirror, size - 1, 0.0)
+  mirror = _matrix(sign(mirror_x), 0.0, end(mirror_x, upright_w),
+                   0.0, sign(mirror_y), end(mirror_y, upright_h))
+  return mirror @ swap
+
+
 def decode_image(encoded, channels: int):
   """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame),
   as PIL reads them. Decoded copies on disk are named by `files.DECODED_COPY_FORMAT`: bump it
@@ -208,25 +248,34 @@ def decode_image(encoded, channels: int):
   return tf.ensure_shape(pixels, [None, None, channels])
 
 
-def decode_window(encoded, matrix, output_hw, channels: int):
+def decode_window(encoded, matrix, output_hw, channels: int, orientation=None):
   """(uint8 pixels, matrix from them to the output): the part of an encoded image that the
   warp through `matrix` reads, and `matrix` moved to that part's origin. A JPEG is decoded in
   that window alone (libjpeg skips the rest: an instance's crop decodes a fraction of the
-  photo); other formats are decoded whole, then cut."""
+  photo); other formats are decoded whole, then cut. With the file's EXIF `orientation`,
+  `matrix` takes its upright pixels (`upright`) to the output, and the window is of the
+  stored ones: the turn costs no pixel work."""
+  def from_stored(stored_hw):
+    return matrix if orientation is None else matrix @ upright_matrix(orientation, stored_hw)
+
   def jpeg():
-    window = _window(tf.io.extract_jpeg_shape(encoded)[:2], matrix, output_hw)
+    stored_hw = tf.io.extract_jpeg_shape(encoded)[:2]
+    stored_matrix = from_stored(stored_hw)
+    window = _window(stored_hw, stored_matrix, output_hw)
     return _as_pil_reads(lambda decoded: tf.io.decode_and_crop_jpeg(
-        encoded, window, channels=decoded, dct_method=JPEG_IDCT), channels), window
+        encoded, window, channels=decoded, dct_method=JPEG_IDCT), channels), window, stored_matrix
 
   def other():
     image = decode_image(encoded, channels)
-    window = _window(tf.shape(image)[:2], matrix, output_hw)
-    return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]], window
+    stored_matrix = from_stored(tf.shape(image)[:2])
+    window = _window(tf.shape(image)[:2], stored_matrix, output_hw)
+    return (image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]], window,
+            stored_matrix)
 
-  pixels, window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  pixels, window, stored_matrix = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
   origin = tf.cast(window[1::-1], tf.float32)  # (x, y) of the window's first pixel
   shift = tf.concat([tf.concat([tf.eye(2), origin[:, None]], 1), [[0.0, 0.0, 1.0]]], 0)
-  return tf.ensure_shape(pixels, [None, None, channels]), matrix @ shift
+  return tf.ensure_shape(pixels, [None, None, channels]), stored_matrix @ shift
 
 
 def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels: int = 0):
@@ -236,14 +285,16 @@ def warp(example, matrix, output_hw, flip_permutation=None, flip=False, channels
   Keypoints that leave the output become invisible; `flip_permutation` relabels left/right
   keypoints when `flip` is true. The normaliser (a length) scales with the transform; the
   example's `matrix` becomes `matrix`. An `encoded` image is decoded here, in the window the
-  warp reads (`decode_window`, `channels` of it); the output has the image's dtype.
+  warp reads (`decode_window`, `channels` of it, turned by the example's EXIF `orientation`
+  when it has one); the output has the image's dtype.
 
   Several instances of one image (labels with a leading axis N, `matrix` [N, 3, 3], `flip`
   [N]) are warped each through its own matrix by one call: images [N, H, W, C].
   """
   if "encoded" in example:
-    pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels)
-    example = {k: v for k, v in example.items() if k != "encoded"}
+    pixels, window_matrix = decode_window(example["encoded"], matrix, output_hw, channels,
+                                          example.get("orientation"))
+    example = {k: v for k, v in example.items() if k not in ("encoded", "orientation")}
     warped = resample(pixels, window_matrix, output_hw)
   else:
     warped = resample(example["image"], matrix, output_hw)
