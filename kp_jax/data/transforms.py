@@ -173,7 +173,9 @@ def _window(image_hw, matrix, output_hw):
   corners = tf.constant([[-0.5, -0.5, 1.0], [width - 0.5, -0.5, 1.0], [-0.5, height - 0.5, 1.0],
                          [width - 0.5, height - 0.5, 1.0]])
   source = (corners @ tf.transpose(tf.linalg.inv(matrix)))[:, :2]
-  limit = tf.cast(image_hw[::-1], tf.int32) - 1  # (x, y) of the last pixel
+  # (x, y) of the last pixel; tf.reverse, where a [::-1] slice made Grappler's remapper log an
+  # error on every run of the window path.
+  limit = tf.cast(tf.reverse(image_hw, [0]), tf.int32) - 1
   low = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_min(source, 0)), tf.int32), 0, limit)
   high = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_max(source, 0)), tf.int32) + 1, low, limit)
   return tf.stack([low[1], low[0], high[1] - low[1] + 1, high[0] - low[0] + 1])
