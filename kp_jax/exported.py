@@ -21,6 +21,21 @@ import numpy as np
 from PIL import Image, ImageOps
 
 
+def read_image(file, channels: int, upright: bool = True) -> np.ndarray:
+  """uint8 pixels [h, w, channels] of an image file (a path or a file object) as kp-jax reads
+  pictures everywhere (`kp_jax.predict`, this runner, and training for the formats
+  TensorFlow does not decode, such as TIFF): with `upright`, turned as viewers show it by its
+  EXIF orientation; 16-bit samples by their high byte, as libpng, TensorFlow and OpenCV make 8
+  bits of them (PIL alone clips 16-bit grey at 255); one channel of colour as PIL's grey."""
+  with Image.open(file) as image:
+    if upright:
+      image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):  # 16-bit grey
+      image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    image = image.convert("L" if channels == 1 else "RGB")
+  return np.asarray(image).reshape(image.height, image.width, channels)
+
+
 def fit_matrix(image_hw, input_hw, padding: float = 1.0) -> np.ndarray:
   """The source -> input matrix (pixel centres at integers) fitting a whole image into the
   input, aspect kept, scaled by `padding`: kp_jax.data.transforms.box_matrix for the image's
@@ -172,13 +187,9 @@ def main(argv=None):
   parser.add_argument("--out", default="keypoints.json")
   args = parser.parse_args(argv)
   model = ExportedModel(args.model)
-  cutoff, mode = model.meta["likelihood_cutoff"], "L" if model.input_shape[-1] == 1 else "RGB"
-  results = {}
-  for path in args.images:
-    with Image.open(path) as image:
-      if model.meta.get("exif_orientation", True):  # as the run read its pictures
-        image = ImageOps.exif_transpose(image)
-      array = np.asarray(image.convert(mode)).reshape(image.height, image.width, -1)
+  cutoff, results = model.meta["likelihood_cutoff"], {}
+  for path in args.images:  # as the run read its pictures
+    array = read_image(path, model.input_shape[-1], model.meta.get("exif_orientation", True))
     if model.selection is None:
       results[path] = _values(model.names, *model.on_image(array), cutoff)
     else:

@@ -13,26 +13,22 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 from etils import epath
-from PIL import Image, ImageOps
 
 from kp_jax import checkpoint, steps, visualize
 from kp_jax.data import pixels, transforms
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
-from kp_jax.exported import to_source_pixels
+from kp_jax.exported import read_image, to_source_pixels
 from kp_jax.models import create_model, loaded_model_config
 
 
 def load_image(path: str, channels: int, upright: bool = True) -> np.ndarray:
-  """An image file as floats in [0, 1], [H, W, channels]; with `upright`, as viewers show it
-  (turned by its EXIF orientation, as training reads pictures: `data.exif_orientation`)."""
+  """An image file as floats in [0, 1], [H, W, channels], its pixels as training reads them
+  (`exported.read_image`); with `upright`, as viewers show it (`data.exif_orientation`)."""
   try:
-    with Image.open(path) as image:
-      if upright:
-        image = ImageOps.exif_transpose(image)
-      image = image.convert("L" if channels == 1 else "RGB")
+    pixels = read_image(path, channels, upright)
   except (OSError, ValueError) as e:
     raise ValueError(f"Cannot read image {path}: {e}") from None
-  return np.asarray(image, np.float32).reshape(image.height, image.width, channels) / 255.0
+  return pixels.astype(np.float32) / 255.0
 
 
 @dataclasses.dataclass(frozen=True)

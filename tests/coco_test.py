@@ -113,6 +113,14 @@ def broken_copies(files, tmp_path):
   case("truncated_image", truncated_image, r"annotation 1: unreadable image: cannot read image "
        r".*broken.jpg")
 
+  other_format = tmp_path / "frame.ppm"  # Pillow reads it, training's decoder does not
+  Image.open(os.path.join(image_dir, truth["images"][0]["file_name"])).save(other_format)
+  def unsupported_format(data):
+    data["images"][0]["file_name"] = str(other_format)
+  case("unsupported_format", unsupported_format, r"annotation 1: unreadable image: cannot read "
+       r"image .*frame.ppm: a PPM file, which training does not decode; convert it to one of "
+       r"JPEG, PNG, GIF, BMP, WEBP, TIFF")
+
   def wrong_count(data):
     data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:-3]
   case("wrong_count", wrong_count, r"{path}: annotation 2: keypoint count disagrees with the "
@@ -162,8 +170,8 @@ def test_skip_mode_leaves_bad_records_out_and_counts_them(data_dir, dataset, tmp
     source = pipeline.get_source(coco_config(data_dir, broken, bad_records="skip",
                                              image_dirs={"train": image_dir},
                                              outside_keypoints="error").data)
-    # A missing image loses every annotation on it; the other faults one annotation each.
-    lost = 2 if name in ("missing_image", "truncated_image") else 1
+    # An unreadable image loses every annotation on it; the other faults one annotation each.
+    lost = 2 if name in ("missing_image", "truncated_image", "unsupported_format") else 1
     assert source.split_sizes["train"] >= size - lost and source.split_sizes["train"] < size
 
 

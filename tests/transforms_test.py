@@ -8,6 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import bilinear_reference, opencv_warp_tolerance, save_turned
+from kp_jax import runs
 from kp_jax.data import faces, transforms
 from kp_jax.data.keypoints import FACE15
 
@@ -342,17 +343,34 @@ def test_a_jpeg_decodes_to_the_pixels_pil_and_opencv_read(stored, subsampling, c
     assert np.mean(fast != ours) > 0.3
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "BMP", "GIF"])
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "GIF", "WEBP", "TIFF"])
 @pytest.mark.parametrize("stored", ["RGB", "L"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_other_formats_decode_to_the_pixels_pil_reads(fmt, stored, channels):
   """Lossless formats, in colour or grey, read as PIL reads them: one channel of colour is
-  PIL's grey (TensorFlow decodes BMP and GIF in colour only)."""
+  PIL's grey (TensorFlow decodes BMP and GIF in colour only, and TIFF not at all)."""
   stream = io.BytesIO()
-  Image.fromarray(_photo(31, 45, 3)).convert(stored).save(stream, format=fmt)
+  Image.fromarray(_photo(31, 45, 3)).convert(stored).save(stream, format=fmt, lossless=True)
   ours = transforms.decode_image(tf.constant(stream.getvalue()), channels).numpy()
   want = np.asarray(Image.open(stream).convert("RGB" if channels == 3 else "L"))
   np.testing.assert_array_equal(ours, want.reshape(31, 45, channels))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_sixteen_bit_grey_reads_as_its_high_byte_everywhere(fmt, tmp_path):
+  """A 16-bit grey picture (scientific and thermal cameras) is read as OpenCV and libpng make
+  8 bits of it, its samples' high byte, by training and by prediction alike (PIL's own
+  conversion clips at 255)."""
+  samples = np.arange(0, 65536, 37, dtype=np.uint16)[:40 * 30].reshape(30, 40)
+  path = str(tmp_path / f"grey16.{fmt.lower()}")
+  Image.fromarray(samples).save(path, format=fmt)
+  opencv = cv2.imread(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+  np.testing.assert_array_equal(opencv, samples >> 8)
+  for channels in (1, 3):
+    want = np.repeat(opencv[..., None], channels, -1)
+    np.testing.assert_array_equal(
+        transforms.decode_image(tf.io.read_file(path), channels), want)  # training
+    np.testing.assert_array_equal(runs.load_image(path, channels) * 255, want)  # prediction
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -57,6 +57,11 @@ def exif_orientation(image: Image.Image) -> int:
   return image.getexif().get(transforms.EXIF_ORIENTATION_TAG, 1)
 
 
+# Pillow's names of the formats training decodes (transforms.decode_image); MPO: the JPEGs of
+# phones that keep several pictures.
+DECODED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+
+
 class ImageChecker:
   """Sizes of image files, each opened once; with `decode`, fully decoded to catch truncation.
   With `upright`, each is seen as viewers show it: its size and, in `orientations`, the EXIF
@@ -77,6 +82,9 @@ class ImageChecker:
         raise ValueError(f"image file {path} not found")
       try:
         with Image.open(path) as image:
+          if image.format not in DECODED_FORMATS:
+            raise ValueError(f"a {image.format} file, which training does not decode; convert "
+                             f"it to one of {', '.join(DECODED_FORMATS[:1] + DECODED_FORMATS[2:])}")
           if self.decode:
             image.load()
           width, height = image.size

@@ -9,11 +9,14 @@ image. Random ops are stateless: they take a `seed` tensor of shape [2], so an e
 augmentation depends only on (run seed, example index) and a resumed run repeats it exactly.
 """
 
+import io
 import math
 
 import cv2
 import numpy as np
 import tensorflow as tf
+
+from kp_jax import exported
 
 # tf.data already runs a warp on every core; OpenCV's own threads, splitting each crop's warp,
 # would only add CPU time (`benchmarks/input_pipeline.py --ops`).
@@ -239,14 +242,31 @@ def upright_matrix(orientation, stored_hw):
   return mirror @ swap
 
 
+def _is_tiff(encoded):
+  """Whether `encoded` is a TIFF file (little- or big-endian), which TensorFlow cannot decode."""
+  magic = tf.strings.substr(encoded, 0, 4)
+  return tf.logical_or(magic == b"II*\x00", magic == b"MM\x00*")
+
+
+def _decoded_by_pillow(encoded, channels: int):
+  """uint8 pixels [h, w, channels] of an image file as prediction reads pictures
+  (`exported.read_image`), as stored: the EXIF orientation is the caller's to apply."""
+  pixels = tf.numpy_function(
+      lambda data: exported.read_image(io.BytesIO(data.item()), channels, upright=False),
+      [encoded], tf.uint8, stateful=False)
+  return tf.ensure_shape(pixels, [None, None, channels])
+
+
 def decode_image(encoded, channels: int):
-  """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP; a GIF's first frame),
-  as PIL reads them. Decoded copies on disk are named by `files.DECODED_COPY_FORMAT`: bump it
-  when these pixels change."""
-  pixels = _as_pil_reads(lambda decoded: tf.cond(
-      tf.io.is_jpeg(encoded),
-      lambda: tf.io.decode_jpeg(encoded, channels=decoded, dct_method=JPEG_IDCT),
-      lambda: tf.io.decode_image(encoded, channels=decoded, expand_animations=False)), channels)
+  """uint8 pixels [h, w, channels] of an encoded image (JPEG, PNG, BMP, WebP, TIFF; a GIF's
+  first frame), as PIL reads them (16-bit samples by their high byte). Decoded copies on disk
+  are named by `files.DECODED_COPY_FORMAT`: bump it when these pixels change."""
+  pixels = _as_pil_reads(lambda decoded: tf.case(
+      [(tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=decoded, dct_method=JPEG_IDCT)),
+       (_is_tiff(encoded), lambda: _decoded_by_pillow(encoded, decoded))],
+      default=lambda: tf.io.decode_image(encoded, channels=decoded, expand_animations=False)),
+      channels)
   return tf.ensure_shape(pixels, [None, None, channels])
 
 
