@@ -74,8 +74,9 @@ def get_config():
   #                      crops instead of the annotated ones (kp_jax/evaluate.py)
   data.bad_records = "error"  # "error": stop at the first bad record; "skip": skip and count
   data.verify_images = True  # decode every image once before training, naming broken files
-  data.exif_orientation = True  # photos as viewers show them: turned by their EXIF orientation
-  #                  (as OpenCV, MMPose and labelling tools); False: their stored pixels
+  data.upright = True  # pictures and videos as viewers show them (as OpenCV, MMPose and
+  #                      labelling tools): photos turned by their EXIF orientation, videos by
+  #                      their rotation metadata; False: as stored
   data.image_mean = (0.5,)  # inputs become (pixel / 255 - mean) / std: one number for every
   data.image_std = (0.25,)  # channel, or one per channel (MMPose's: pixels.MMPOSE_NORMALISATION)
   data.input_shards = 0  # training-split shards, read evenly by the processes; 0: one each.

@@ -152,7 +152,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
           "whole_image_padding": padding,
-          "exif_orientation": bool(run.config.data.get("exif_orientation", True)),
+          "upright": bool(run.config.data.get("upright", True)),
           "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs,
           "output_names": list(OUTPUT_NAMES[:3 if selection else 2])}
   if selection:  # how the runner turns instance slots into instances, as predict does

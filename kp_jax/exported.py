@@ -189,7 +189,7 @@ def main(argv=None):
   model = ExportedModel(args.model)
   cutoff, results = model.meta["likelihood_cutoff"], {}
   for path in args.images:  # as the run read its pictures
-    array = read_image(path, model.input_shape[-1], model.meta.get("exif_orientation", True))
+    array = read_image(path, model.input_shape[-1], model.meta.get("upright", True))
     if model.selection is None:
       results[path] = _values(model.names, *model.on_image(array), cutoff)
     else:

@@ -289,7 +289,7 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
                      "instances a frame (data.instances.max_instances > 1).")
   if smooth and smooth not in smoothing.METHODS:
     raise ValueError(f"--smooth {smooth!r}: choose one of {smoothing.METHODS}.")
-  fps, frames = read_video(path)
+  fps, frames = read_video(path, predictor.upright)
   epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
   stem = os.path.splitext(os.path.basename(path))[0]
   out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in

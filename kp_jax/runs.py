@@ -23,7 +23,7 @@ from kp_jax.models import create_model, loaded_model_config
 
 def load_image(path: str, channels: int, upright: bool = True) -> np.ndarray:
   """An image file as floats in [0, 1], [H, W, channels], its pixels as training reads them
-  (`exported.read_image`); with `upright`, as viewers show it (`data.exif_orientation`)."""
+  (`exported.read_image`); with `upright`, as viewers show it (`data.upright`)."""
   try:
     pixels = read_image(path, channels, upright)
   except (OSError, ValueError) as e:
@@ -83,7 +83,7 @@ class Drawing:
 
   def _describe(self, run: Run, likelihood_cutoff: float | None):
     self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
-    self.upright = run.config.data.get("exif_orientation", True)  # how it reads pictures
+    self.upright = run.config.data.get("upright", True)  # how it reads pictures
     self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
                    else likelihood_cutoff)
 

@@ -545,7 +545,7 @@ def test_photos_stored_turned_are_read_upright_as_they_were_labelled(data_dir, d
         else:
           np.testing.assert_array_equal(got[key], want[key], err_msg=f"{reading} {key}")
   assert "15 of 17 images are stored turned or mirrored (EXIF orientation" in caplog.text
-  stored = batches(turned, exif_orientation=False)  # the tags ignored: what was labelled not
+  stored = batches(turned, upright=False)  # the tags ignored: what was labelled not
   assert not np.array_equal(stored[0]["image"], batches(upright)[0]["image"])  # what is seen
 
 

@@ -3,6 +3,8 @@ the clips beside the labelled batches, and a run that trains on them."""
 
 import os
 
+import av
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -57,6 +59,33 @@ def test_unreadable_and_truncated_videos(tmp_path, caplog):
   write_moving_dot(other, 4, size=(32, 32))
   with pytest.raises(ValueError, match="several frame sizes"):
     video.clip_stream([str(good), str(other)], 2, 1, seed=0)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_video_stored_turned_is_read_as_players_show_it(tmp_path, rotation):
+  """A video of landscape frames with a rotation in its display matrix (as phones store
+  portrait video): predict's frames and the unlabelled clips are the frames OpenCV's
+  VideoCapture shows, upright."""
+  path = str(tmp_path / "turned.mp4")
+  stored = np.random.default_rng(0).integers(0, 255, (4, 24, 40, 3), np.uint8)
+  with av.open(path, "w") as container:
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 40, 24, "yuv444p"
+    stream.options = {"crf": "0"}  # lossless
+    stream.set_display_rotation(rotation)
+    for frame in stored:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+  capture = cv2.VideoCapture(path)  # turns frames as players do (CAP_PROP_ORIENTATION_AUTO)
+  shown = np.stack([capture.read()[1][..., ::-1] for _ in stored])
+  assert shown.shape[1:3] == ((40, 24) if rotation % 180 else (24, 40))
+  # Two builds of FFmpeg turn YUV into RGB, each its own way.
+  tolerance = {"atol": 2, "rtol": 0}
+  np.testing.assert_allclose(np.stack(list(video.read_video(path)[1])), shown, **tolerance)
+  assert np.stack(list(video.read_video(path, upright=False)[1])).shape == stored.shape
+  assert video.frame_size(path) == shown.shape[1:3]
+  clips = np.concatenate(list(video.interleaved_clips([path], 1, 3, seed=0, epoch=0)))
+  np.testing.assert_allclose(clips, shown[-len(clips):], **tolerance)
 
 
 def test_a_stream_of_videos_too_short_for_a_clip_stops_with_an_error(tmp_path):

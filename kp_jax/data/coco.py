@@ -341,7 +341,7 @@ def with_detections(source: Source, split: str, path: str, data_config) -> tuple
   image_dir = files.image_folder(data_config, split, annotation_file)
   k = source.spec.num_keypoints
   records, scores, paths = files.Records.empty(), [], {}
-  images = files.ImageChecker(decode=False, upright=data_config.get("exif_orientation", True))
+  images = files.ImageChecker(decode=False, upright=data_config.get("upright", True))
   for index, detection in enumerate(detections):
     if detection.get("category_id") != category["id"]:
       continue

@@ -73,7 +73,7 @@ class ImageChecker:
   @classmethod
   def for_config(cls, data_config):
     return cls(decode=data_config.verify_images,
-               upright=data_config.get("exif_orientation", True))  # absent in older runs
+               upright=data_config.get("upright", True))  # absent in older runs
 
   def size(self, path: str) -> tuple[int, int]:
     """(width, height); raises ValueError saying what is wrong with the file."""
@@ -102,7 +102,7 @@ class ImageChecker:
     if self.orientations:
       logging.info("%s: %d of %d images are stored turned or mirrored (EXIF orientation; "
                    "first: %s): read upright, as viewers show them and labelling tools label "
-                   "them (config.data.exif_orientation = False reads the stored pixels).", where,
+                   "them (config.data.upright = False reads the stored pixels).", where,
                    len(self.orientations), len(self.sizes), next(iter(self.orientations)))
 
 

@@ -395,7 +395,8 @@ def _clip_batches(config, input_hwc, process_index: int, process_count: int,
   seed = config.seed * 1_000_003 + process_index
   teacher_view = bool(config.unsupervised.consistency.weight)
   clip_op = _clip_op(data, input_hwc, teacher_view)
-  clips = video.clip_stream(paths, data.clip_length, input_hwc[2], seed).enumerate()
+  clips = video.clip_stream(paths, data.clip_length, input_hwc[2], seed,
+                            data.get("upright", True)).enumerate()  # absent in older runs
   clips = clips.map(lambda i, clip: clip_op(clip, transforms.example_seed(seed, i)),
                     num_parallel_calls=tf.data.AUTOTUNE)
   return clips.shuffle(data.clip_shuffle_buffer, seed=seed).batch(per_process,

@@ -24,8 +24,24 @@ def is_video(path: str) -> bool:
   return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
-def read_video(path: str) -> tuple[float, Iterator[np.ndarray]]:
-  """(frames per second, an iterator of RGB uint8 frames [h, w, 3])."""
+def quarter_turns(frame) -> int:
+  """Counterclockwise quarter turns that show a decoded frame as players do: a phone stores
+  portrait video as landscape frames and a rotation in the stream's display matrix, which
+  players and OpenCV's VideoCapture apply."""
+  return round(frame.rotation / 90) % 4
+
+
+def frame_pixels(frame, pixel_format: str, upright: bool) -> np.ndarray:
+  """A decoded frame's pixels [h, w, C] in PyAV's `pixel_format` ("rgb24", "gray"), with
+  `upright` as players show it (`quarter_turns`)."""
+  pixels = frame.to_ndarray(format=pixel_format)
+  turns = quarter_turns(frame) if upright else 0
+  return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+
+
+def read_video(path: str, upright: bool = True) -> tuple[float, Iterator[np.ndarray]]:
+  """(frames per second, an iterator of RGB uint8 frames [h, w, 3]), with `upright` as players
+  show them (`config.data.upright`)."""
   import av  # noqa: PLC0415 -- only videos need it
 
   try:
@@ -38,7 +54,7 @@ def read_video(path: str) -> tuple[float, Iterator[np.ndarray]]:
   def frames():
     with container:
       for frame in container.decode(stream):
-        yield frame.to_ndarray(format="rgb24")
+        yield frame_pixels(frame, "rgb24", upright)
   return fps, frames()
 
 
@@ -93,22 +109,27 @@ def find_videos(data_config) -> list[str]:
   return sorted(found)
 
 
-def frame_size(path: str) -> tuple[int, int] | None:
-  """(height, width) of a video's frames, or None (with a warning) if it cannot be read."""
+def frame_size(path: str, upright: bool = True) -> tuple[int, int] | None:
+  """(height, width) of a video's frames (its first frame's, with `upright` as players show
+  it), or None (with a warning) if it cannot be read."""
   import av  # noqa: PLC0415
 
   try:
     with av.open(path) as container:
-      stream = container.streams.video[0]
-      return stream.codec_context.height, stream.codec_context.width
-  except (av.FFmpegError, IndexError, OSError) as e:
-    logging.warning("Unlabelled video %s cannot be read and is left out: %s", path, e)
+      frame = next(container.decode(video=0))
+  except (av.FFmpegError, IndexError, OSError, StopIteration) as e:
+    logging.warning("Unlabelled video %s cannot be read and is left out: %s", path,
+                    e or "no frame")
     return None
+  turned = upright and quarter_turns(frame) % 2
+  return (frame.width, frame.height) if turned else (frame.height, frame.width)
 
 
-def video_clips(path: str, clip_length: int, channels: int, offset: int) -> Iterator[np.ndarray]:
+def video_clips(path: str, clip_length: int, channels: int, offset: int,
+                upright: bool = True) -> Iterator[np.ndarray]:
   """Consecutive, non-overlapping clips uint8 [clip_length, h, w, channels] of one video,
-  from frame `offset` on; where decoding breaks off, the clips before it (and a warning)."""
+  from frame `offset` on, with `upright` as players show them; where decoding breaks off, the
+  clips before it (and a warning)."""
   import av  # noqa: PLC0415
 
   clip, index = [], 0
@@ -118,7 +139,7 @@ def video_clips(path: str, clip_length: int, channels: int, offset: int) -> Iter
         index += 1
         if index <= offset:
           continue
-        pixels = frame.to_ndarray(format="gray" if channels == 1 else "rgb24")
+        pixels = frame_pixels(frame, "gray" if channels == 1 else "rgb24", upright)
         clip.append(pixels.reshape(*pixels.shape[:2], channels))
         if len(clip) == clip_length:
           yield np.stack(clip)
@@ -128,12 +149,12 @@ def video_clips(path: str, clip_length: int, channels: int, offset: int) -> Iter
                     "it are used.", path, index, e)
 
 
-def interleaved_clips(paths, clip_length: int, channels: int, seed: int,
-                      epoch: int) -> Iterator[np.ndarray]:
+def interleaved_clips(paths, clip_length: int, channels: int, seed: int, epoch: int,
+                      upright: bool = True) -> Iterator[np.ndarray]:
   """One epoch of every video's clips, the videos taken in turn, each from a random offset
   within its first clip (so clips start at other frames from epoch to epoch)."""
   rng = np.random.default_rng([seed, epoch])
-  streams = [video_clips(p, clip_length, channels, int(rng.integers(clip_length)))
+  streams = [video_clips(p, clip_length, channels, int(rng.integers(clip_length)), upright)
              for p in rng.permutation(paths)]
   count = 0
   while streams:
@@ -149,12 +170,13 @@ def interleaved_clips(paths, clip_length: int, channels: int, seed: int,
                      f"videos {list(paths)}.")
 
 
-def clip_stream(paths, clip_length: int, channels: int, seed: int):
+def clip_stream(paths, clip_length: int, channels: int, seed: int, upright: bool = True):
   """An endless tf.data stream of uint8 clips [clip_length, h, w, channels] of `paths`
-  (all of one frame size; unreadable ones left out), epoch after epoch."""
+  (all of one frame size; unreadable ones left out), epoch after epoch, with `upright` as
+  players show them (`config.data.upright`)."""
   import tensorflow as tf  # noqa: PLC0415 -- the data pipeline's side
 
-  sizes = {p: frame_size(p) for p in paths}
+  sizes = {p: frame_size(p, upright) for p in paths}
   readable = [p for p in paths if sizes[p] is not None]
   if not readable:
     raise ValueError(f"None of the unlabelled videos can be read: {list(paths)}.")
@@ -167,6 +189,6 @@ def clip_stream(paths, clip_length: int, channels: int, seed: int):
 
   def epoch_clips(epoch):
     return tf.data.Dataset.from_generator(
-        lambda e: interleaved_clips(readable, clip_length, channels, seed, int(e)),
+        lambda e: interleaved_clips(readable, clip_length, channels, seed, int(e), upright),
         output_signature=spec, args=(epoch,))
   return tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(epoch_clips)
