@@ -2,6 +2,7 @@
 
   python -m kp_jax.predict --workdir workdirs/default face1.png face2.jpg
   python -m kp_jax.predict --workdir workdirs/reaching video.mp4
+  python -m kp_jax.predict --workdir workdirs/reaching frames/   # its images and videos
 
 Into --output_dir (default WORKDIR/predictions), in each image's own pixels:
   images  `keypoints.json` ({image path: {keypoint name: [x, y, likelihood]}}) and an overlay
@@ -41,7 +42,8 @@ from etils import epath
 from PIL import Image
 
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
-from kp_jax.data.video import VideoWriter, is_video, read_video  # noqa: F401 -- predict's API
+from kp_jax.data.video import VIDEO_EXTENSIONS, is_video, read_video
+from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
 from kp_jax.runs import Predictor, load_image
 
 
@@ -87,6 +89,26 @@ def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
   return predict_images(open_predictor(workdir, likelihood_cutoff, score_threshold, scale),
                         paths, output_dir or str(epath.Path(workdir) / "predictions"), box,
                         batch_size)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def input_files(paths) -> list[str]:
+  """The files to predict on: each file given, and each folder's images and videos (by their
+  extensions, sorted; not its sub-folders'). Raises ValueError for a folder holding none."""
+  files = []
+  for path in paths:
+    if not os.path.isdir(path):
+      files.append(path)
+      continue
+    found = sorted(os.path.join(path, name) for name in os.listdir(path)
+                   if name.lower().endswith(IMAGE_EXTENSIONS) or is_video(name))
+    if not found:
+      raise ValueError(f"{path}: a folder without images or videos (files ending in "
+                       f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}).")
+    files += found
+  return files
 
 
 def _decoded(paths, channels: int, upright: bool, pool, ahead: int):
@@ -356,13 +378,14 @@ def jitter_table(result: dict, jump_px: float) -> str:
 
 def main(argv):
   if len(argv) < 2:
-    raise app.UsageError("Give one or more image or video files.")
+    raise app.UsageError("Give one or more image or video files, or folders of them.")
   args = flags.FLAGS
   cli.quiet_console(args.verbose)
   startup.for_run(args.workdir)
   box = [float(v) for v in args.box] if args.box else None
-  images = [p for p in argv[1:] if not is_video(p)]
-  videos = [p for p in argv[1:] if is_video(p)]
+  paths = input_files(argv[1:])
+  images = [p for p in paths if not is_video(p)]
+  videos = [p for p in paths if is_video(p)]
   output_dir = args.output_dir or str(epath.Path(args.workdir) / "predictions")
   predictor = open_predictor(args.workdir, args.likelihood_cutoff, args.score_threshold,
                              args.scale)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -38,9 +39,10 @@ def test_predict_command_on_png_files(trained, tmp_path):
     path = str(tmp_path / f"face{i}.png")
     Image.fromarray(image).resize((width, height)).save(path)
     paths.append((path, height, width))
+  (tmp_path / "notes.txt").write_text("not a picture")  # passed over in the folder
   out = str(tmp_path / "out")
   run = subprocess.run([sys.executable, "-m", "kp_jax.predict", f"--workdir={workdir}",
-                        f"--output_dir={out}", *[p for p, _, _ in paths]], check=True,
+                        f"--output_dir={out}", str(tmp_path)], check=True,  # the folder's
                        capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
   # A quiet console: one line of what was written where and how fast, no JSON, no INFO logs.
   assert run.stdout.startswith("2 images in ") and "images/s" in run.stdout
@@ -68,6 +70,19 @@ def test_predict_command_on_png_files(trained, tmp_path):
     assert np.all(points >= low - 1e-6) and np.all(points <= low + side + 1e-6)
     stem = os.path.splitext(os.path.basename(path))[0]
     assert os.path.getsize(os.path.join(out, f"{stem}_keypoints.png")) > 1000
+
+
+def test_folders_give_their_images_and_videos(tmp_path):
+  for name in ("b.png", "a.JPG", "clip.mp4", "notes.txt", "sub/c.png"):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_bytes(b"")
+  (tmp_path / "empty").mkdir()
+  folder = str(tmp_path)
+  assert predict.input_files([folder, "x.png"]) == [
+      f"{folder}/a.JPG", f"{folder}/b.png", f"{folder}/clip.mp4", "x.png"]
+  with pytest.raises(ValueError, match=r"empty: a folder without images or videos \(files "
+                                       r"ending in \.jpg, .*\.tiff, \.mp4"):
+    predict.input_files([str(tmp_path / "empty")])
 
 
 def test_a_picture_stored_turned_is_predicted_as_viewers_show_it(trained, tmp_path):
