@@ -21,7 +21,8 @@ import kp_jax
 
 COMMANDS = {  # name -> (what it does, its module)
     "train": ("train a keypoint model on a config (a built-in name or a file)", None),
-    "predict": ("keypoints of image files and videos, with a trained run", "kp_jax.predict"),
+    "predict": ("keypoints of image files, videos and folders of them, with a trained run",
+                "kp_jax.predict"),
     "evaluate": ("a trained run's metrics on a split", "kp_jax.evaluate"),
     "export": ("a trained run as StableHLO, SavedModel, ONNX or TFLite", "kp_jax.export"),
     "bench": ("run a benchmark: kp-jax bench NAME [its flags]", None),
