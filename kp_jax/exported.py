@@ -32,7 +32,13 @@ def read_image(file, channels: int, upright: bool = True) -> np.ndarray:
       image = ImageOps.exif_transpose(image)
     if image.mode.startswith("I;16"):  # 16-bit grey
       image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-    image = image.convert("L" if channels == 1 else "RGB")
+    return in_channels(image, channels)
+
+
+def in_channels(image: Image.Image, channels: int) -> np.ndarray:
+  """uint8 pixels [h, w, channels] of a PIL image: one channel of colour is PIL's grey (ITU-R
+  601-2 luma), as training reads pictures."""
+  image = image.convert("L" if channels == 1 else "RGB")
   return np.asarray(image).reshape(image.height, image.width, channels)
 
 

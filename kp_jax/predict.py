@@ -44,6 +44,7 @@ from PIL import Image
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data.video import VIDEO_EXTENSIONS, is_video, read_video
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
+from kp_jax.exported import in_channels
 from kp_jax.runs import Predictor, load_image
 
 
@@ -327,10 +328,9 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
     writer = VideoWriter(local_video, fps)
 
     def flush():
-      images = np.stack(batch).astype(np.float32) / 255.0
-      if predictor.image_shape[-1] == 1:
-        images = images.mean(-1, keepdims=True)
-      for overlay in video.add(batch, images, matrix):
+      channels = predictor.image_shape[-1]  # a grey model's frames: PIL's grey, as training's
+      images = np.stack([in_channels(Image.fromarray(frame), channels) for frame in batch])
+      for overlay in video.add(batch, images.astype(np.float32) / 255.0, matrix):
         writer.write(overlay)
       batch.clear()
 

@@ -299,6 +299,20 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   with pytest.raises(ValueError, match="--frame_size=HxW"):
     export.export(workdir, "stablehlo", out=str(tmp_path / "m2.stablehlo"))
 
+  # predict on a video of the frames tinted: this grey model sees each frame as PIL's grey of
+  # its colours, as training reads frames (not as their mean).
+  video = str(tmp_path / "tinted.mp4")
+  writer = predict.VideoWriter(video, 10)
+  for path in paths:
+    writer.write((np.asarray(Image.open(path).convert("RGB")) * [1.0, 0.55, 0.2]).astype(np.uint8))
+  writer.close()
+  out = predict.predict_video(predictor, video, str(tmp_path / "video"))
+  grey = np.stack([np.asarray(Image.fromarray(frame).convert("L"))[..., None]
+                   for frame in predict.read_video(video)[1]])
+  want = predictor.on_frames(grey.astype(np.float32) / 255)["keypoints"][:, 0]
+  got = np.array(json.loads(open(out["json"]).read())["frames"], np.float64)[..., :2]
+  np.testing.assert_allclose(got, want, atol=1e-4)
+
   # evaluate: the end-to-end errors are the composed predictions' distances to the labels.
   result = two_stage.evaluate(workdir, "test", str(tmp_path / "eval"))
   errors = np.stack([np.linalg.norm(composed["keypoints"][i, 0] - truth[f], axis=-1)
