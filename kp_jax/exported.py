@@ -149,6 +149,8 @@ class ExportedModel:
   def _on_image(self, image: np.ndarray):
     matrix = fit_matrix(image.shape[:2], self.input_shape[:2], self.meta["whole_image_padding"])
     pixels = warp(image.astype(np.float64), matrix, self.input_shape[:2])
+    if image.dtype == np.uint8:  # the pipeline's warp of pixels gives pixels
+      pixels = np.round(pixels)
     points, likelihood, *scores = self.on_inputs(pixels[None])
     return to_source_pixels(points[0], matrix), likelihood[0], *(s[0] for s in scores)
 

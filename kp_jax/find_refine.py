@@ -105,8 +105,10 @@ def _normalize(stages: Stages, images):
 
 
 def find(stages: Stages, centre_variables, frames) -> dict:
-  """Stage 1 on float frames [B, H, W, C] in [0, 1]: the `max_instances` best instance
-  `centres` [B, M, 2], `sizes` [B, M, 2] (the frames' pixels) and `scores` [B, M]."""
+  """Stage 1 on frames [B, H, W, C] (uint8 pixels, or floats in [0, 1]): the `max_instances`
+  best instance `centres` [B, M, 2], `sizes` [B, M, 2] (the frames' pixels) and `scores`
+  [B, M]."""
+  frames = pixels.unit_floats(frames)
   h, w = frames.shape[1:3]
   if stages.centre_scale is None:
     scale, input_hw = fit_scale((h, w), stages.centre_hw), stages.centre_hw
@@ -122,9 +124,11 @@ def find(stages: Stages, centre_variables, frames) -> dict:
 
 
 def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
-  """Stage 2 on float frames [B, H, W, C] about `centres` [B, N, 2] (any N: stage 1's, the
-  labels' or a detector's): `keypoints` [B, N, K, 2] in the frames' pixels, `likelihood`
-  [B, N, K] and the crops' `matrices` [B, N, 3, 3]. All B * N crops run as one batch."""
+  """Stage 2 on frames [B, H, W, C] (as `find`'s) about `centres` [B, N, 2] (any N: stage
+  1's, the labels' or a detector's): `keypoints` [B, N, K, 2] in the frames' pixels,
+  `likelihood` [B, N, K] and the crops' `matrices` [B, N, 3, 3]. All B * N crops run as one
+  batch."""
+  frames = pixels.unit_floats(frames)
   b, n = centres.shape[:2]
   to_crop = centred_matrix(centres, stages.crop_scale, stages.crop_hw)  # [B, N, 3, 3]
   crops = jax.vmap(warp, (None, 0, None))  # one frame, its N crops
@@ -139,7 +143,7 @@ def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
 
 
 def predict_frames(stages: Stages, centre_variables, keypoint_variables, frames) -> dict:
-  """Every instance of float frames [B, H, W, C] in [0, 1], in the frames' pixels: `find`'s
+  """Every instance of frames [B, H, W, C] (as `find`'s), in the frames' pixels: `find`'s
   `centres`, `sizes`, `scores` [B, M] and `refine`'s `keypoints` [B, M, K, 2], `likelihood`
   [B, M, K], `matrices` [B, M, 3, 3], M = max_instances."""
   found = find(stages, centre_variables, frames)

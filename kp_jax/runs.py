@@ -17,18 +17,8 @@ from etils import epath
 from kp_jax import checkpoint, steps, visualize
 from kp_jax.data import pixels, transforms
 from kp_jax.data.keypoints import DEFAULT_OKS_SIGMA
-from kp_jax.exported import read_image, to_source_pixels
+from kp_jax.exported import to_source_pixels
 from kp_jax.models import create_model, loaded_model_config
-
-
-def load_image(path: str, channels: int, upright: bool = True) -> np.ndarray:
-  """An image file as floats in [0, 1], [H, W, channels], its pixels as training reads them
-  (`exported.read_image`); with `upright`, as viewers show it (`data.upright`)."""
-  try:
-    pixels = read_image(path, channels, upright)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"Cannot read image {path}: {e}") from None
-  return pixels.astype(np.float32) / 255.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +111,14 @@ class Predictor(Drawing):
                                  udp).numpy().astype(np.float64)
 
   def on_images(self, images, matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of float images
-    [B, h, w, C] in [0, 1], all cropped by `matrix`."""
+    """(keypoints [B, K, 2] in the images' pixels, likelihoods [B, K]) of images [B, h, w, C]
+    (uint8 pixels, or floats in [0, 1]), all cropped by `matrix`."""
     matrix32 = tf.constant(matrix, tf.float32)
     mean, std = pixels.normalisation(self.config.data, self.image_shape[2])
-    # The training pipeline's own warp, so predictions see inputs made as in training.
+    # The training pipeline's own warp (of uint8 pixels, rounded, as the pipeline's), so
+    # predictions see inputs made as in training.
     inputs = np.stack([pixels.model_input(transforms.resample(
-        tf.constant(image, tf.float32), matrix32, self.image_shape[:2]).numpy(), mean, std)
+        tf.constant(image), matrix32, self.image_shape[:2]).numpy(), mean, std)
         for image in images])
     points, likelihood = self.on_inputs(inputs)
     return to_source_pixels(points, matrix), likelihood

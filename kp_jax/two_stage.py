@@ -238,7 +238,8 @@ class FindRefinePredictor(runs.Drawing):
     return other
 
   def on_frames(self, images) -> dict:
-    """`find_refine.predict_frames` of float frames [B, H, W, C] in [0, 1], as NumPy."""
+    """`find_refine.predict_frames` of frames [B, H, W, C] (uint8 pixels, or floats in
+    [0, 1]), as NumPy."""
     return jax.device_get(self._predict(*self.variables, images))
 
   def at_centres(self, images, centres) -> dict:

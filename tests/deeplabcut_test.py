@@ -211,8 +211,8 @@ def test_train_evaluate_and_predict_a_video(data_dir, project, tmp_path):
   # The decoded frames, predicted as images: the same keypoints and likelihoods (to the CSV's
   # 4 decimals), in the frame's pixels.
   _, decoded = predict.read_video(video)
-  decoded = np.stack(list(decoded)).astype(np.float32) / 255
-  points, likelihood = predictor.on_images(decoded, predictor.crop_matrix(FRAME_HW))
+  points, likelihood = predictor.on_images(np.stack(list(decoded)),
+                                           predictor.crop_matrix(FRAME_HW))
   np.testing.assert_allclose(values[..., :2], points, atol=1e-4)
   np.testing.assert_allclose(values[..., 2], likelihood, atol=1e-4)
   with open(got["json"]) as f:

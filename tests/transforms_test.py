@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import bilinear_reference, opencv_warp_tolerance, save_turned
-from kp_jax import runs
+from kp_jax import exported
 from kp_jax.data import faces, transforms
 from kp_jax.data.keypoints import FACE15
 
@@ -370,7 +370,7 @@ def test_sixteen_bit_grey_reads_as_its_high_byte_everywhere(fmt, tmp_path):
     want = np.repeat(opencv[..., None], channels, -1)
     np.testing.assert_array_equal(
         transforms.decode_image(tf.io.read_file(path), channels), want)  # training
-    np.testing.assert_array_equal(runs.load_image(path, channels) * 255, want)  # prediction
+    np.testing.assert_array_equal(exported.read_image(path, channels), want)  # prediction
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

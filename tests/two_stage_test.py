@@ -276,7 +276,7 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   test_frames = sorted(truth)[4::5]
   paths = [os.path.join(root, f) for f in test_frames]
   results = predict.predict_files(workdir, paths, str(tmp_path / "pred"), likelihood_cutoff=0.0)
-  frames = np.stack([predict.load_image(p, 1) for p in paths])
+  frames = np.stack([exported.read_image(p, 1) for p in paths])
   composed = predictor.on_frames(frames)
   for i, path in enumerate(paths):
     got = np.array([results[path][name][:2] for name in BODYPARTS])

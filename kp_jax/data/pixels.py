@@ -32,11 +32,14 @@ def normalisation(data_config, channels: int) -> tuple[np.ndarray, np.ndarray]:
   return out[0], out[1]
 
 
-def model_input(images, mean, std):
-  """Images [..., C] -> the network's float32 input (image - mean) / std, the image in [0, 1]:
-  uint8 pixels divided by 255, float ones taken as they are. NumPy or JAX arrays; `mean`
-  and `std` from `normalisation`."""
+def unit_floats(images):
+  """float32 images in [0, 1]: uint8 pixels divided by 255, float ones taken as they are.
+  NumPy or JAX arrays."""
   unit = images.astype(np.float32)
-  if images.dtype == np.uint8:
-    unit = unit / 255.0
-  return (unit - mean) / std
+  return unit / 255.0 if images.dtype == np.uint8 else unit
+
+
+def model_input(images, mean, std):
+  """Images [..., C] -> the network's float32 input (image - mean) / std, the image in [0, 1]
+  (`unit_floats`). NumPy or JAX arrays; `mean` and `std` from `normalisation`."""
+  return (unit_floats(images) - mean) / std
