@@ -3,10 +3,11 @@ compilation, both stages, JSON and overlays), for one or more checkouts of kp-ja
 one run on one machine: this one, and for instance an older one, to measure a change.
 
   python benchmarks/predict_speed.py --workdir W --frames 200 [--size 640x480]
-      [--project P] [--checkouts . /path/to/older/checkout]
+      [--project P] [--suffix jpg] [--checkouts . /path/to/older/checkout]
 
 The pictures: `--frames` copies of the project's labelled frames (cycled), resized to --size,
-or (no --project) the built-in synthetic faces at their own size. Each checkout also predicts
+or (no --project) the built-in synthetic faces at their own size; PNG files, or with
+`--suffix jpg` JPEGs (quality 90, as a camera's photos). Each checkout also predicts
 the first `--first` of them alone: the difference between the two runs is the rate past the
 start-up (imports, restoring the run, compiling), which is the same whatever the count.
 """
@@ -28,22 +29,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def write_pictures(folder: str, count: int, project: str | None, size) -> list[str]:
+def write_pictures(folder: str, count: int, project: str | None, size,
+                   suffix: str) -> list[str]:
   paths = []
   if project:
     frames = sorted(glob.glob(os.path.join(project, "labeled-data", "**", "*.png"),
                               recursive=True))
+    pictures = []
     for i in range(count):
       with Image.open(frames[i % len(frames)]) as image:
-        picture = image.convert("RGB").resize(size, Image.BILINEAR) if size else image.copy()
-      paths.append(os.path.join(folder, f"frame{i:04d}.png"))
-      picture.save(paths[-1])
-    return paths
-  from kp_jax.data import faces  # noqa: PLC0415
-  for i in range(count):
-    image = faces.render_example(np.random.default_rng([7, i]), 96)["image"][..., 0]
-    paths.append(os.path.join(folder, f"face{i:04d}.png"))
-    Image.fromarray(image).save(paths[-1])
+        pictures.append(image.convert("RGB").resize(size, Image.BILINEAR) if size
+                        else image.copy())
+  else:
+    from kp_jax.data import faces  # noqa: PLC0415
+    pictures = [Image.fromarray(faces.render_example(np.random.default_rng([7, i]), 96)
+                                ["image"][..., 0]) for i in range(count)]
+  for i, picture in enumerate(pictures):
+    paths.append(os.path.join(folder, f"{'frame' if project else 'face'}{i:04d}.{suffix}"))
+    picture.save(paths[-1], **({"quality": 90} if suffix == "jpg" else {}))
   return paths
 
 
@@ -62,13 +65,14 @@ def main():
   parser.add_argument("--frames", type=int, default=200)
   parser.add_argument("--project")
   parser.add_argument("--size", help="WxH")
+  parser.add_argument("--suffix", choices=("png", "jpg"), default="png")
   parser.add_argument("--checkouts", nargs="+", default=[ROOT])
   parser.add_argument("--first", type=int, default=20)
   args = parser.parse_args()
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
   folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
-  paths = write_pictures(folder, args.frames, args.project, size)
-  print(f"{args.workdir}: {len(paths)} pictures {args.size or '(their own size)'}; "
+  paths = write_pictures(folder, args.frames, args.project, size, args.suffix)
+  print(f"{args.workdir}: {len(paths)} {args.suffix} pictures {args.size or '(their own size)'}; "
         f"{machine_line()}\n")
   print(f"| checkout | commit | wall s | images/s | wall s, first {args.first} "
         f"| images/s past the first {args.first} |\n|---|---|---|---|---|---|")
