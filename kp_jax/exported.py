@@ -29,7 +29,7 @@ def read_image(file, channels: int, upright: bool = True) -> np.ndarray:
   bits of them (PIL alone clips 16-bit grey at 255); one channel of colour as PIL's grey."""
   with Image.open(file) as image:
     if upright:
-      image = ImageOps.exif_transpose(image)
+      ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright one
     if image.mode.startswith("I;16"):  # 16-bit grey
       image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     return in_channels(image, channels)

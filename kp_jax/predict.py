@@ -119,7 +119,7 @@ def _decoded(paths, channels: int, upright: bool, pool, ahead: int):
   def load(path):
     try:
       return read_image(path, channels, upright)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 -- whatever Pillow raises on a bad file: it is skipped
       return ValueError(f"Cannot read image {path}: {e}")
   pending = collections.deque()
   for path in paths:
