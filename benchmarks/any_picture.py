@@ -72,7 +72,7 @@ def pictures(frames):
 def score(predictor, picture, animals, found_px: float, counted):
   """(animals found, their mean keypoint errors in the frames' pixels, instances returned);
   only the `counted` keypoints (a boolean per keypoint) count."""
-  result = predictor.on_frames(picture[None].astype(np.float32) / 255)
+  result = predictor.on_frames(picture[None])
   instances = predictor.instances(result)[0]
   distances = np.array([[np.mean(np.linalg.norm(x["keypoints"][m] - k[m], axis=-1)) * s
                          for x in instances]

@@ -243,7 +243,8 @@ class FindRefinePredictor(runs.Drawing):
     return jax.device_get(self._predict(*self.variables, images))
 
   def at_centres(self, images, centres) -> dict:
-    """`find_refine.refine` about given centres [B, N, 2] (the labels', a detector's)."""
+    """`find_refine.refine` of frames (as `on_frames`') about given centres [B, N, 2] (the
+    labels', a detector's)."""
     return jax.device_get(self._refine(self.variables[1], images, centres))
 
   def instances(self, result: dict, scores=None, selection=None) -> list[list[dict]]:
@@ -326,8 +327,7 @@ def _evaluate_single(workdir: str, split: str, config, predictor, source) -> dic
   mean_shape = _training_mean(source, predictor.stages.centre_hw)
   errors, baseline, labelled, centre_errors, found, centre_labelled = [], [], [], [], [], []
   for frames, examples in _frames_of(source.load(split, 0, 1), config.eval_batch_size):
-    images = frames.astype(np.float32) / 255.0
-    result = predictor.on_frames(images)
+    result = predictor.on_frames(frames)
     to_frame = np.linalg.inv(fit_matrix(frames.shape[1:3], predictor.stages.centre_hw))
     for i, example in enumerate(examples):
       visible = example["visible"] > 0
@@ -379,13 +379,12 @@ def _evaluate_instances(workdir: str, split: str, config, predictor, source) -> 
   as_array = lambda xs, key, shape: np.array([x[key] for x in xs]).reshape(len(xs), *shape)
   k = spec.num_keypoints
   for frames, images in _frames_of(source.images.load(split, 0, 1), config.eval_batch_size):
-    floats = frames.astype(np.float32) / 255.0
-    result = predictor.on_frames(floats)
+    result = predictor.on_frames(frames)
     chosen = predictor.instances(result)
     candidates = predictor.instances(result, selection=every_candidate)
     centres = [np.asarray(resolved.centre(image)[0]) for image in images]
     most = max(len(c) for c in centres)
-    true = predictor.at_centres(floats, np.stack(
+    true = predictor.at_centres(frames, np.stack(
         [np.pad(c, ((0, most - len(c)), (0, 0))) for c in centres]).astype(np.float32))
     for i, image in enumerate(images):
       image_id, n = int(image["image_id"]), len(image["keypoints"])
