@@ -60,11 +60,6 @@ def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
   return Predictor(workdir, likelihood_cutoff)
 
 
-def _as_rgb(image) -> np.ndarray:
-  """uint8 pixels [h, w, 1 or 3] in colour, to draw on."""
-  return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
-
-
 def _keypoint_values(points, likelihood, cutoff: float) -> list:
   """[[x, y, likelihood], ...]; x and y are None (missing) under the cutoff."""
   return [[float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
@@ -182,13 +177,13 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
             predictor.on_frames(images))):
           results[path] = [_instance_record(predictor, x) for x in instances]
           writes.append(pool.submit(save, path, _draw_instances(
-              predictor, _as_rgb(image), instances, range(1, len(instances) + 1))))
+              predictor, image, instances, range(1, len(instances) + 1))))
       else:
         points, likelihood = predictor.on_images(
             images, predictor.crop_matrix(images.shape[1:3], box))
         for (path, image), p, l in zip(batch, points, likelihood):
           results[path] = dict(zip(predictor.names, _keypoint_values(p, l, predictor.cutoff)))
-          writes.append(pool.submit(save, path, predictor.overlay(_as_rgb(image), p, l)))
+          writes.append(pool.submit(save, path, predictor.overlay(image, p, l)))
       progress.update(len(batch))
     for write in writes:
       write.result()  # an overlay that could not be written stops here, named

@@ -40,16 +40,21 @@ def _legend(pen, labels, colors, opaque, font, origin=(4, 4)):
     pen.text((x + line, top), label, font=font, fill=(*WHITE, 255 if opaque[i] else 140))
 
 
+def _canvas(image) -> Image.Image:
+  """An RGBA canvas of uint8 pixels [h, w, 3], or of grey ones [h, w, 1] in colour."""
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGBA")
+
+
 def draw_frame(image, points, likelihood, names, skeleton, cutoff: float = 0.0, true=None,
                visible=None, legend: bool = True) -> np.ndarray:
-  """An RGB uint8 frame [h, w, 3] with its predicted keypoints drawn (fast enough for video):
-  a filled circle per keypoint in its colour, opacity = likelihood, hidden under `cutoff`;
-  the skeleton (index pairs) between shown points; the true keypoints (where `visible`) as
-  crosses of the same colour joined to their prediction; the names in a legend at the top
-  left."""
+  """A uint8 frame [h, w, 3 or 1], in RGB [h, w, 3] with its predicted keypoints drawn (fast
+  enough for video): a filled circle per keypoint in its colour, opacity = likelihood, hidden
+  under `cutoff`; the skeleton (index pairs) between shown points; the true keypoints (where
+  `visible`) as crosses of the same colour joined to their prediction; the names in a legend
+  at the top left."""
   height, width = image.shape[:2]
   radius = max(3, round(min(height, width) / 100))
-  canvas = Image.fromarray(image).convert("RGBA")
+  canvas = _canvas(image)
   layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
   pen = ImageDraw.Draw(layer)
   colors = keypoint_colors(len(points))
@@ -98,9 +103,9 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   to_tile = lambda p: (np.asarray(p, np.float64) + 0.5) * scale - 0.5  # pixel centres
   for i in range(count):
     image = np.repeat(np.repeat(images[i], scale, 0), scale, 1)
-    tile = draw_frame(np.repeat(image, 3, -1) if image.shape[-1] == 1 else image,
-                      to_tile(pred[i]), likelihood[i], spec.names, spec.skeleton_indices(),
-                      config.likelihood_cutoff, to_tile(true[i]), visible[i], legend=False)
+    tile = draw_frame(image, to_tile(pred[i]), likelihood[i], spec.names,
+                      spec.skeleton_indices(), config.likelihood_cutoff, to_tile(true[i]),
+                      visible[i], legend=False)
     row, column = divmod(i, columns)
     grid.paste(Image.fromarray(tile), (column * step_x, title + row * step_y))
   pen = ImageDraw.Draw(grid)
@@ -113,12 +118,12 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
 
 
 def draw_instances(image, instances, skeleton, cutoff: float = 0.0) -> np.ndarray:
-  """An RGB uint8 frame [h, w, 3] with several instances drawn, each in its own colour (by its
-  id, so a track keeps its colour) with its id beside it: `instances` are (id, keypoints
-  [K, 2], likelihoods [K]); keypoints under `cutoff` are hidden."""
+  """A uint8 frame [h, w, 3 or 1], in RGB [h, w, 3] with several instances drawn, each in its
+  own colour (by its id, so a track keeps its colour) with its id beside it: `instances` are
+  (id, keypoints [K, 2], likelihoods [K]); keypoints under `cutoff` are hidden."""
   height, width = image.shape[:2]
   radius = max(3, round(min(height, width) / 100))
-  canvas = Image.fromarray(image).convert("RGBA")
+  canvas = _canvas(image)
   layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
   pen = ImageDraw.Draw(layer)
   font = ImageFont.load_default(size=max(10, 3 * radius))
