@@ -159,7 +159,8 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
   def save(path, overlay):
     stem, extension = os.path.splitext(os.path.basename(path))
     # A photo's overlay a JPEG as the photo (as MMPose's), others a PNG quickly compressed:
-    # PIL's default PNG level took 96 ms a 832x747 frame, level 1 27 ms for 13% more bytes.
+    # PIL's default PNG level took 103 ms a 832x747 frame, level 1 29 ms for 13% more bytes
+    # (benchmarks/predict_speed.py --encodings).
     if extension.lower() in (".jpg", ".jpeg"):
       name, options = f"{stem}_keypoints.jpg", {"format": "JPEG", "quality": 95}
     else:
