@@ -213,22 +213,26 @@ class Progress:
 
 
 def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax",
-                         individuals=None):
+                         individuals=None, index=None):
   """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords (multi-animal: scorer /
   individuals / bodyparts / coords, `individuals` naming each group of body parts), then one
   row per frame (its index, then x, y, likelihood per body part, of each individual in turn;
-  x and y empty when missing)."""
+  x and y empty when missing). `index`: each row's index cells in place of the frame number,
+  e.g. ("labeled-data", video, "img042.png") as DeepLabCut (2.3+) indexes labelled frames."""
   groups = individuals or [None]
+  index = index or [(i,) for i in range(len(frames_values))]
+  pad = [""] * (len(index[0]) - 1 if index else 0)
   text = io.StringIO(newline="")
   writer = csv.writer(text)
-  writer.writerow(["scorer"] + [scorer] * 3 * len(names) * len(groups))
+  writer.writerow(["scorer"] + pad + [scorer] * 3 * len(names) * len(groups))
   if individuals:
-    writer.writerow(["individuals"] + [i for i in individuals for _ in range(3 * len(names))])
-  writer.writerow(["bodyparts"] + [n for n in names for _ in range(3)] * len(groups))
-  writer.writerow(["coords"] + ["x", "y", "likelihood"] * len(names) * len(groups))
-  for index, values in enumerate(frames_values):
-    writer.writerow([index] + ["" if v is None else f"{v:.4f}" for triple in values
-                               for v in triple])
+    writer.writerow(["individuals"] + pad
+                    + [i for i in individuals for _ in range(3 * len(names))])
+  writer.writerow(["bodyparts"] + pad + [n for n in names for _ in range(3)] * len(groups))
+  writer.writerow(["coords"] + pad + ["x", "y", "likelihood"] * len(names) * len(groups))
+  for cells, values in zip(index, frames_values):
+    writer.writerow([*cells] + ["" if v is None else f"{v:.4f}" for triple in values
+                                for v in triple])
   epath.Path(path).write_text(text.getvalue())
 
 
@@ -271,6 +275,18 @@ class _SingleVideo:
     return raw
 
 
+def track_rows(frames, names, ids) -> list:
+  """Tracked frames ([{"track", "keypoints": {name: [x, y, likelihood]}}, ...] each) as rows
+  of [x, y, likelihood] triples, the keypoints of track `ids[0]`, then `ids[1]`, ...; None
+  where a frame lacks the track."""
+  missing = [[None, None, None]] * len(names)
+  rows = []
+  for frame in frames:
+    by_track = {x["track"]: [x["keypoints"][n] for n in names] for x in frame}
+    rows.append([v for i in ids for v in by_track.get(i, missing)])
+  return rows
+
+
 class _TrackedVideo:
   """Every instance of every frame, followed by its track id (kp_jax.poses.track)."""
 
@@ -290,12 +306,8 @@ class _TrackedVideo:
   def write(self, out: dict, header: dict):
     names = self.predictor.names
     ids = sorted({x["track"] for frame in self.frames for x in frame})
-    missing = [[None, None, None]] * len(names)
-    rows = []
-    for frame in self.frames:
-      by_track = {x["track"]: [x["keypoints"][n] for n in names] for x in frame}
-      rows.append([v for i in ids for v in by_track.get(i, missing)])
-    write_deeplabcut_csv(out["csv"], names, rows, individuals=[f"track{i}" for i in ids])
+    write_deeplabcut_csv(out["csv"], names, track_rows(self.frames, names, ids),
+                         individuals=[f"track{i}" for i in ids])
     epath.Path(out["json"]).write_text(json.dumps({**header, "tracks": ids,
                                                    "frames": self.frames}))
 
