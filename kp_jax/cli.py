@@ -4,6 +4,7 @@
   kp-jax predict --workdir workdirs/default face.png session.mp4 [--smooth kalman]
   kp-jax evaluate --workdir workdirs/default [--split test]
   kp-jax export --workdir workdirs/default --format onnx
+  kp-jax pick-frames --project P session.mp4 [--predictions session_keypoints.json]
   kp-jax bench accelerator [--configs coco_vitpose_b ...]
 
 Each command is the module's own (`python -m kp_jax.predict` = `kp-jax predict`, `python
@@ -25,6 +26,8 @@ COMMANDS = {  # name -> (what it does, its module)
                 "kp_jax.predict"),
     "evaluate": ("a trained run's metrics on a split", "kp_jax.evaluate"),
     "export": ("a trained run as StableHLO, SavedModel, ONNX or TFLite", "kp_jax.export"),
+    "pick-frames": ("video frames to label next, into a project: diverse, or where a run errs",
+                    "kp_jax.pick_frames"),
     "bench": ("run a benchmark: kp-jax bench NAME [its flags]", None),
 }
 BENCHMARKS = {  # name -> what it measures (benchmarks/NAME.py)
@@ -39,7 +42,7 @@ BENCHMARKS = {  # name -> what it measures (benchmarks/NAME.py)
 def usage() -> str:
   lines = [f"kp-jax {kp_jax.__version__}: keypoint detection in JAX/Flax.", "",
            "usage: kp-jax <command> [flags]     kp-jax <command> --help", "", "commands:"]
-  lines += [f"  {name:<9} {text}" for name, (text, _) in COMMANDS.items()]
+  lines += [f"  {name:<11} {text}" for name, (text, _) in COMMANDS.items()]
   lines += ["", "benchmarks (kp-jax bench NAME --help):"]
   lines += [f"  {name:<15} {text}" for name, text in BENCHMARKS.items()]
   lines += ["", "built-in configs (--config NAME[:variant]), or a config file's path:"]

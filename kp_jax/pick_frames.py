@@ -1,0 +1,271 @@
+"""Video frames to label next, written into a DeepLabCut project's `labeled-data/` for the
+labelling tool: the loop of label, train, predict, pick, label again.
+
+  kp-jax pick-frames --project P video.mp4 [--count 20]
+      frames that look unlike each other (k-means over small grey copies of the frames, one
+      frame a cluster): a new project's first frames, as DeepLabCut's extract_frames
+  kp-jax predict --workdir RUN --output_dir OUT video.mp4     # OUT/video_keypoints.json
+  kp-jax pick-frames --project P --predictions OUT/video_keypoints.json [--by jump]
+      frames where the trained run is likely wrong, as DeepLabCut's extract_outlier_frames:
+        jump       a keypoint moved more than --epsilon px from the frame before
+        uncertain  a keypoint's likelihood is under --p_bound (default: the run's cutoff,
+                   under which predict wrote the keypoint as missing); the frames whose
+                   keypoints are least sure on average rank worst
+        fitting    a keypoint is more than --epsilon px from its median over the 5 frames
+                   about it (DeepLabCut fits an ARIMA model; a running median ignores the
+                   one- or two-frame excursions this looks for, and follows a steady motion
+                   however fast; the first and last two frames are not judged)
+      (--keypoints: judge only these, as DeepLabCut's comparisonbodyparts); then of the
+      3 x --count worst, --count that look unlike each other: the worst of each cluster
+
+Writes the frames as P/labeled-data/<video name>/img<frame number>.png (zero-padded to the
+video's frame count's digits, as DeepLabCut names them) and, from predictions, the run's
+keypoints on them as `machinelabels.csv` beside them (DeepLabCut's layout and name; its
+labelling tools read the `.h5` it writes beside that: `pandas.read_csv(f, header=[0, 1, 2],
+index_col=[0, 1, 2]).to_hdf("machinelabels-iter0.h5", key="df_with_missing")`). Frames
+already in the folder are not picked again and nothing is overwritten; kp-jax trains on the
+new frames once a `CollectedData_*.csv` labels them.
+"""
+
+import json
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+from absl import app, flags
+from etils import epath
+from PIL import Image
+from scipy.cluster import vq
+
+from kp_jax import cli, predict, smoothing
+from kp_jax.data.video import read_video
+
+CRITERIA = ("jump", "uncertain", "fitting")
+CLUSTER_WIDTH = 30  # px: frames are compared as grey copies this wide (DeepLabCut's default)
+FITTING_WINDOW = 5  # frames: `fitting` compares each frame with the median of this many
+MAX_CLUSTERED = 10_000  # frames at most go to the clustering (longer videos: evenly spaced)
+POOL = 3  # x count: the worst candidates the clustering spreads the picks over (the more, the
+          # more varied the picks and the fewer of them wrong: docs/deeplabcut.md)
+
+
+def read_predictions(path: str) -> dict:
+  """predict's `<video>_keypoints.json` as {"names", "trajectory" [F, N, 3] (NaN where
+  missing), "individuals" (None, or the tracks' names, each owning len(names) columns),
+  "cutoff"}."""
+  try:
+    record = json.loads(epath.Path(path).read_text())
+    frames, names = record["frames"], record["keypoints"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path}: not a video's predictions as `kp-jax predict` writes them "
+                     f"(<video>_keypoints.json): {e}") from None
+  individuals = None
+  if "tracks" in record:  # several animals: a track's keypoints are its columns
+    individuals = [f"track{i}" for i in record["tracks"]]
+    frames = predict.track_rows(frames, names, record["tracks"])
+  return {"names": names, "individuals": individuals, "trajectory": predict.trajectory(frames),
+          "cutoff": float(record.get("likelihood_cutoff", 0.0))}
+
+
+def outliers(trajectory: np.ndarray, by: str, epsilon: float, p_bound: float):
+  """(flags [F, N]: which keypoints of which frames meet the criterion `by`, badness [F]: how
+  far past it each frame's worst keypoint is, for `uncertain` how far its mean likelihood is
+  under the bound, to rank the frames)."""
+  xy, likelihood = trajectory[..., :2], trajectory[..., 2]
+  with np.errstate(invalid="ignore"):  # NaN (missing) is never an outlier
+    if by == "jump":
+      move = np.linalg.norm(np.diff(xy, axis=0, prepend=np.nan), axis=-1)
+      return move > epsilon, np.max(np.nan_to_num(move, nan=-np.inf), -1) - epsilon
+    if by == "uncertain":
+      return likelihood < p_bound, p_bound - np.nanmean(likelihood, -1)
+    if by == "fitting":
+      off = np.linalg.norm(xy - smoothing.median(trajectory, FITTING_WINDOW)[..., :2], axis=-1)
+      half = FITTING_WINDOW // 2
+      off[:half], off[len(off) - half:] = np.nan, np.nan  # windows cut short: not judged
+      return off > epsilon, np.max(np.nan_to_num(off, nan=-np.inf), -1) - epsilon
+  raise ValueError(f"--by {by!r}: choose one of {CRITERIA}.")
+
+
+def small_grey(frame: np.ndarray, width: int = CLUSTER_WIDTH) -> np.ndarray:
+  """A frame as the clustering compares it: grey, `width` px wide (aspect kept), floats."""
+  image = Image.fromarray(frame).convert("L")
+  height = max(1, round(image.height * width / image.width))
+  return np.asarray(image.resize((width, height), Image.Resampling.BOX), np.float32).ravel()
+
+
+def pick(features: np.ndarray, count: int, badness=None, seed: int = 0) -> np.ndarray:
+  """Indices of `count` rows of `features` [N, D] unlike each other: k-means into `count`
+  clusters, from each its worst row by `badness` [N] (or, without, the row nearest its
+  centre); clusters k-means left empty are made up by the rows farthest from those picked."""
+  if count >= len(features):
+    return np.arange(len(features))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # "One of the clusters is empty": made up below
+    centres, labels = vq.kmeans2(features.astype(np.float64), count, minit="++", seed=seed)
+  picked = []
+  for cluster in np.unique(labels):
+    members = np.flatnonzero(labels == cluster)
+    if badness is None:
+      score = -np.linalg.norm(features[members] - centres[cluster], axis=-1)
+    else:
+      score = badness[members]
+    picked.append(members[np.argmax(score)])
+  while len(picked) < count:
+    nearest = np.min([np.linalg.norm(features - features[p], axis=-1) for p in picked], 0)
+    picked.append(int(np.argmax(nearest)))
+  return np.sort(picked)
+
+
+def uniform(candidates: np.ndarray, count: int) -> np.ndarray:
+  """`count` of `candidates` evenly spaced."""
+  if count >= len(candidates):
+    return candidates
+  return candidates[np.unique(np.linspace(0, len(candidates) - 1, count).round().astype(int))]
+
+
+def frame_name(index: int, frames: int) -> str:
+  """DeepLabCut's file name for frame `index` of a video of `frames` frames."""
+  return f"img{str(index).zfill(math.ceil(math.log10(max(frames, 1))))}.png"
+
+
+def _video_features(path: str, wanted) -> tuple[int, list[int], list[np.ndarray]]:
+  """(the video's frame count, frame numbers, their small grey copies) of the frames in
+  `wanted` (a set), or without it of at most MAX_CLUSTERED frames evenly spaced: every
+  `stride`-th, the stride doubled whenever the copies outgrow the cap."""
+  _, frames = read_video(path)
+  numbers, copies, stride, count = [], [], 1, 0
+  for count, frame in enumerate(frames, start=1):
+    number = count - 1
+    if (number in wanted) if wanted is not None else number % stride == 0:
+      numbers.append(number)
+      copies.append(small_grey(frame))
+      if wanted is None and len(numbers) > MAX_CLUSTERED:
+        numbers, copies, stride = numbers[::2], copies[::2], stride * 2
+  return count, numbers, copies
+
+
+def _write_frames(path: str, numbers, folder: epath.Path, total: int) -> list[str]:
+  """Saves frames `numbers` of the video as PNGs in `folder`; returns their file names."""
+  wanted, names = set(int(n) for n in numbers), []
+  _, frames = read_video(path)
+  for number, frame in enumerate(frames):
+    if number in wanted:
+      names.append(frame_name(number, total))
+      Image.fromarray(frame).save(folder / names[-1])
+      if len(names) == len(wanted):
+        break
+  return names
+
+
+def judged_columns(names, individuals, keypoints) -> np.ndarray:
+  """The trajectory's columns of `keypoints` (names; None: all), of every individual."""
+  unknown = sorted(set(keypoints or ()) - set(names))
+  if unknown:
+    raise ValueError(f"--keypoints {unknown}: not the run's keypoints; choose among {names}.")
+  judged = [n in (keypoints or names) for n in names] * len(individuals or [None])
+  return np.flatnonzero(judged)
+
+
+def pick_frames(project: str, video: str, count: int = 20, predictions: str | None = None,
+                by: str = "jump", epsilon: float = 20.0, p_bound: float | None = None,
+                method: str = "kmeans", keypoints=None, seed: int = 0) -> dict:
+  """Picks `count` frames of `video` to label (module docstring) and writes them into
+  `project`; returns {"folder", "frames" (file names), "candidates", "video_frames"} and, from
+  predictions, "by", "keypoints" (how many candidate frames each keypoint flagged) and
+  "machine_labels" (the CSV's path)."""
+  if method not in ("kmeans", "uniform"):
+    raise ValueError(f"--pick {method!r}: choose 'kmeans' or 'uniform'.")
+  folder = epath.Path(project) / "labeled-data" / os.path.splitext(os.path.basename(video))[0]
+  taken = {p.name for p in folder.glob("*.png")} if folder.exists() else set()
+  result = {"folder": str(folder)}
+  wanted = None  # without predictions: every frame may be picked
+  if predictions:
+    predicted = read_predictions(predictions)
+    names, individuals = predicted["names"], predicted["individuals"]
+    columns = judged_columns(names, individuals, keypoints)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # a frame missing them all: no outlier
+      flagged, badness = outliers(predicted["trajectory"][:, columns], by, epsilon,
+                                  predicted["cutoff"] if p_bound is None else p_bound)
+    total = len(flagged)
+    candidates = np.array([c for c in np.flatnonzero(flagged.any(-1))
+                           if frame_name(c, total) not in taken], int)
+    flagged_by = flagged[candidates].sum(0)
+    column_names = np.array(names * len(individuals or [None]))[columns]
+    result.update(by=by, candidates=len(candidates),
+                  keypoints={n: int(v) for n, v in zip(column_names, flagged_by) if v})
+    if method == "kmeans":  # the worst of them
+      candidates = np.sort(candidates[np.argsort(-badness[candidates])[:POOL * count]])
+    else:
+      candidates = uniform(candidates, count)
+    wanted = set(candidates.tolist())
+  video_frames, numbers, copies = _video_features(video, wanted)
+  if predictions and video_frames != total:
+    raise ValueError(f"{predictions} holds {total} frames, {video} has {video_frames}: "
+                     "predictions of another video? Give the video they were made on.")
+  keep = [frame_name(n, video_frames) not in taken for n in numbers]
+  numbers = np.array(numbers, int)[np.array(keep, bool)]
+  if method == "uniform" or not len(numbers):
+    chosen = uniform(numbers, count)
+  else:
+    features = np.stack([c for c, k in zip(copies, keep) if k])
+    chosen = numbers[pick(features, count, badness[numbers] if predictions else None, seed)]
+  result.update(video_frames=video_frames, frames=[])
+  result.setdefault("candidates", len(numbers))
+  if not len(chosen):
+    return result
+  folder.mkdir(parents=True, exist_ok=True)
+  result["frames"] = _write_frames(video, chosen, folder, video_frames)
+  if predictions:
+    rows = [[[None if np.isnan(v) else float(v) for v in triple]
+             for triple in predicted["trajectory"][n]] for n in chosen]
+    path = folder / "machinelabels.csv"
+    predict.write_deeplabcut_csv(
+        str(path), names, rows, individuals=individuals,
+        index=[("labeled-data", folder.name, name) for name in result["frames"]])
+    result["machine_labels"] = str(path)
+  return result
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError("Give one video: kp-jax pick-frames --project P VIDEO "
+                         "[--predictions VIDEO_keypoints.json].")
+  args = flags.FLAGS
+  result = pick_frames(args.project, argv[1], args.count, args.predictions, args.by,
+                       args.epsilon, args.p_bound, args.pick, args.keypoints, args.seed)
+  if args.predictions:
+    print(f"{args.by}: {result['candidates']} of {result['video_frames']} frames not yet in "
+          f"{result['folder']} meet it; frames flagged by each keypoint: "
+          + (", ".join(f"{n} {v}" for n, v in sorted(result["keypoints"].items(),
+                                                    key=lambda kv: -kv[1])) or "none"))
+  if not result["frames"]:
+    print("No frame to pick: nothing written.", file=sys.stderr)
+    return
+  print(f"Picked {len(result['frames'])} frames ({args.pick}) -> {result['folder']}: "
+        f"{', '.join(result['frames'])}" + (f"; the run's keypoints on them: "
+                                            f"{result['machine_labels']}"
+                                            if "machine_labels" in result else ""))
+
+
+if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
+  flags.DEFINE_string("project", None, "The DeepLabCut (or Lightning Pose) project's folder: "
+                      "frames go to PROJECT/labeled-data/<video name>/.", required=True)
+  flags.DEFINE_integer("count", 20, "How many frames to pick.")
+  flags.DEFINE_string("predictions", None, "The video's <name>_keypoints.json from `kp-jax "
+                      "predict`: pick where the run is likely wrong (--by), not just diverse "
+                      "frames.")
+  flags.DEFINE_enum("by", "jump", list(CRITERIA), "With --predictions: which frames are "
+                    "suspect (module docstring).")
+  flags.DEFINE_float("epsilon", 20.0, "jump and fitting: the distance in the video's pixels.")
+  flags.DEFINE_float("p_bound", None, "uncertain: the likelihood bound; default: the run's "
+                     "likelihood cutoff the predictions were written with.")
+  flags.DEFINE_enum("pick", "kmeans", ["kmeans", "uniform"], "How the frames are chosen among "
+                    "the candidates: one a k-means cluster of look-alike frames, or evenly "
+                    "spaced in time.")
+  flags.DEFINE_list("keypoints", None, "With --predictions: judge only these keypoints "
+                    "(DeepLabCut's comparisonbodyparts); default: all.")
+  flags.DEFINE_integer("seed", 0, "The k-means initialisation's seed.")
+  cli.quiet_console(False)
+  app.run(main)
