@@ -1,11 +1,11 @@
 """Video frames to label next, written into a DeepLabCut project's `labeled-data/` for the
 labelling tool: the loop of label, train, predict, pick, label again.
 
-  kp-jax pick-frames --project P video.mp4 [--count 20]
+  kp-jax pick-frames --project P video.mp4 ... [--count 20]
       frames that look unlike each other (k-means over small grey copies of the frames, one
       frame a cluster): a new project's first frames, as DeepLabCut's extract_frames
-  kp-jax predict --workdir RUN --output_dir OUT video.mp4     # OUT/video_keypoints.json
-  kp-jax pick-frames --project P --predictions OUT/video_keypoints.json [--by jump]
+  kp-jax predict --workdir RUN --output_dir OUT video.mp4 ...  # OUT/video_keypoints.json
+  kp-jax pick-frames --project P --predictions OUT [--by jump] video.mp4 ...
       frames where the trained run is likely wrong, as DeepLabCut's extract_outlier_frames:
         jump       a keypoint moved more than --epsilon px from the frame before
         uncertain  a keypoint's likelihood is under --p_bound (default: the run's cutoff,
@@ -184,16 +184,16 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     predicted = read_predictions(predictions)
     names, individuals = predicted["names"], predicted["individuals"]
     columns = judged_columns(names, individuals, keypoints)
+    p_bound = predicted["cutoff"] if p_bound is None else p_bound
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)  # a frame missing them all: no outlier
-      flagged, badness = outliers(predicted["trajectory"][:, columns], by, epsilon,
-                                  predicted["cutoff"] if p_bound is None else p_bound)
+      flagged, badness = outliers(predicted["trajectory"][:, columns], by, epsilon, p_bound)
     total = len(flagged)
     candidates = np.array([c for c in np.flatnonzero(flagged.any(-1))
                            if frame_name(c, total) not in taken], int)
     flagged_by = flagged[candidates].sum(0)
     column_names = np.array(names * len(individuals or [None]))[columns]
-    result.update(by=by, candidates=len(candidates),
+    result.update(by=by, candidates=len(candidates), p_bound=p_bound,
                   keypoints={n: int(v) for n, v in zip(column_names, flagged_by) if v})
     if method == "kmeans":  # the worst of them
       candidates = np.sort(candidates[np.argsort(-badness[candidates])[:POOL * count]])
@@ -228,25 +228,50 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
   return result
 
 
+def predictions_file(predictions: str | None, video: str) -> str | None:
+  """`predictions` itself, or where it is a folder (predict's --output_dir), the video's
+  `<name>_keypoints.json` in it."""
+  if predictions and epath.Path(predictions).is_dir():
+    stem = os.path.splitext(os.path.basename(video))[0]
+    return str(epath.Path(predictions) / f"{stem}_keypoints.json")
+  return predictions
+
+
 def main(argv):
-  if len(argv) != 2:
-    raise app.UsageError("Give one video: kp-jax pick-frames --project P VIDEO "
-                         "[--predictions VIDEO_keypoints.json].")
   args = flags.FLAGS
-  result = pick_frames(args.project, argv[1], args.count, args.predictions, args.by,
-                       args.epsilon, args.p_bound, args.pick, args.keypoints, args.seed)
-  if args.predictions:
-    print(f"{args.by}: {result['candidates']} of {result['video_frames']} frames not yet in "
-          f"{result['folder']} meet it; frames flagged by each keypoint: "
-          + (", ".join(f"{n} {v}" for n, v in sorted(result["keypoints"].items(),
-                                                    key=lambda kv: -kv[1])) or "none"))
-  if not result["frames"]:
-    print("No frame to pick: nothing written.", file=sys.stderr)
-    return
-  print(f"Picked {len(result['frames'])} frames ({args.pick}) -> {result['folder']}: "
-        f"{', '.join(result['frames'])}" + (f"; the run's keypoints on them: "
-                                            f"{result['machine_labels']}"
-                                            if "machine_labels" in result else ""))
+  videos = argv[1:]
+  if not videos:
+    raise app.UsageError("Give videos: kp-jax pick-frames --project P VIDEO ... "
+                         "[--predictions VIDEO_keypoints.json, or predict's output folder].")
+  if len(videos) > 1 and args.predictions and not epath.Path(args.predictions).is_dir():
+    raise app.UsageError(f"--predictions {args.predictions} is one video's; for "
+                         f"{len(videos)} videos give the folder predict wrote them to.")
+  missing = [f for f in (predictions_file(args.predictions, v) for v in videos)
+             if f and not epath.Path(f).exists()]
+  if missing:
+    raise app.UsageError(f"No predictions {missing}: run `kp-jax predict` on those videos "
+                         "first (--output_dir: the folder to give --predictions).")
+  for video in videos:
+    predictions = predictions_file(args.predictions, video)
+    result = pick_frames(args.project, video, args.count, predictions, args.by, args.epsilon,
+                         args.p_bound, args.pick, args.keypoints, args.seed)
+    if predictions:
+      bound = f"{args.epsilon:g} px"
+      if args.by == "uncertain":
+        bound = f"likelihood under {result['p_bound']:g}" + (
+            ", the cutoff the predictions were written with; --p_bound to change"
+            if args.p_bound is None else "")
+      print(f"{video}: {args.by} ({bound}): {result['candidates']} of "
+            f"{result['video_frames']} frames not yet in {result['folder']}; frames flagged by "
+            "each keypoint: " + (", ".join(f"{n} {v}" for n, v in sorted(
+                result["keypoints"].items(), key=lambda kv: -kv[1])) or "none"))
+    if not result["frames"]:
+      print(f"{video}: no frame to pick, nothing written.", file=sys.stderr)
+      continue
+    print(f"{video}: picked {len(result['frames'])} frames ({args.pick}) -> "
+          f"{result['folder']}: {', '.join(result['frames'])}"
+          + (f"; the run's keypoints on them: {result['machine_labels']}"
+             if "machine_labels" in result else ""))
 
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
@@ -254,8 +279,8 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                       "frames go to PROJECT/labeled-data/<video name>/.", required=True)
   flags.DEFINE_integer("count", 20, "How many frames to pick.")
   flags.DEFINE_string("predictions", None, "The video's <name>_keypoints.json from `kp-jax "
-                      "predict`: pick where the run is likely wrong (--by), not just diverse "
-                      "frames.")
+                      "predict`, or the folder predict wrote several videos' to: pick where "
+                      "the run is likely wrong (--by), not just diverse frames.")
   flags.DEFINE_enum("by", "jump", list(CRITERIA), "With --predictions: which frames are "
                     "suspect (module docstring).")
   flags.DEFINE_float("epsilon", 20.0, "jump and fitting: the distance in the video's pixels.")

@@ -169,3 +169,12 @@ def test_tracks_of_several_animals_are_judged_and_written_per_animal(tmp_path):
       ("labeled-data/pair/img3.png", "track0"), ("labeled-data/pair/img3.png", "track3"),
       ("labeled-data/pair/img4.png", "track0"), ("labeled-data/pair/img4.png", "track3")]
   np.testing.assert_allclose(labels[1][2], [[70.0, 5.0], [80.0, 5.0]])
+
+
+def test_predictions_are_found_in_predicts_output_folder(tmp_path):
+  (tmp_path / "session1_keypoints.json").write_text("{}")
+  assert pick_frames.predictions_file(str(tmp_path), "videos/session1.mp4") == str(
+      tmp_path / "session1_keypoints.json")
+  assert pick_frames.predictions_file("a/s_keypoints.json", "videos/s.mp4") == \
+      "a/s_keypoints.json"
+  assert pick_frames.predictions_file(None, "videos/s.mp4") is None
