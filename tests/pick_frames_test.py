@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_deeplabcut_labels
+from deeplabcut_test import BODYPARTS, FRAME_HW, dlc_config, write_project
 from kp_jax import pick_frames, predict
-from kp_jax.data import deeplabcut
+from kp_jax.data import deeplabcut, pipeline
 from kp_jax.data.video import read_video
 from video_test import dot_x, write_moving_dot
 
@@ -178,3 +180,20 @@ def test_predictions_are_found_in_predicts_output_folder(tmp_path):
   assert pick_frames.predictions_file("a/s_keypoints.json", "videos/s.mp4") == \
       "a/s_keypoints.json"
   assert pick_frames.predictions_file(None, "videos/s.mp4") is None
+
+
+def test_picked_frames_once_labelled_train_and_leave_the_held_out_frames(data_dir, tmp_path):
+  root = str(tmp_path / "MouseProject")
+  os.makedirs(root)
+  before = sorted(write_project(root))  # vid1's 6 frames, vid2's 4: the 5th and 10th held out
+  write_moving_dot(tmp_path / "vid3.mp4", 12, size=FRAME_HW)
+  picked = pick_frames.pick_frames(root, str(tmp_path / "vid3.mp4"), 3)["frames"]
+  rows = [["labeled-data", "vid3", name, "5", "6", "7", "8", "9", "10", "", ""]
+          for name in picked]  # as a labeller saves them: tailbase left out
+  write_deeplabcut_labels(os.path.join(root, "labeled-data", "vid3", "CollectedData_Me.csv"),
+                          BODYPARTS, rows, 3)
+  source = pipeline.get_source(dlc_config(data_dir, root).data)
+  assert source.split_sizes == {"train": 11, "test": 2, "validation": 2}
+  frames = before + [f"labeled-data/vid3/{name}" for name in picked]
+  test = [frames[int(e["image_id"])] for e in source.load("test", 0, 1).as_numpy_iterator()]
+  assert sorted(test) == [before[4], before[9]]  # new frames sort after: the same held out
