@@ -53,7 +53,7 @@ POOL = 3  # x count: the worst candidates the clustering spreads the picks over 
 def read_predictions(path: str) -> dict:
   """predict's `<video>_keypoints.json` as {"names", "trajectory" [F, N, 3] (NaN where
   missing), "individuals" (None, or the tracks' names, each owning len(names) columns),
-  "cutoff"}."""
+  "cutoff", "upright" (whether the frames were turned as players show them)}."""
   try:
     record = json.loads(epath.Path(path).read_text())
     frames, names = record["frames"], record["keypoints"]
@@ -65,7 +65,8 @@ def read_predictions(path: str) -> dict:
     individuals = [f"track{i}" for i in record["tracks"]]
     frames = predict.track_rows(frames, names, record["tracks"])
   return {"names": names, "individuals": individuals, "trajectory": predict.trajectory(frames),
-          "cutoff": float(record.get("likelihood_cutoff", 0.0))}
+          "cutoff": float(record.get("likelihood_cutoff", 0.0)),
+          "upright": bool(record.get("upright", True))}
 
 
 def outliers(trajectory: np.ndarray, by: str, epsilon: float, p_bound: float):
@@ -129,11 +130,11 @@ def frame_name(index: int, frames: int) -> str:
   return f"img{str(index).zfill(math.ceil(math.log10(max(frames, 1))))}.png"
 
 
-def _video_features(path: str, wanted) -> tuple[int, list[int], list[np.ndarray]]:
+def _video_features(path: str, wanted, upright: bool):
   """(the video's frame count, frame numbers, their small grey copies) of the frames in
   `wanted` (a set), or without it of at most MAX_CLUSTERED frames evenly spaced: every
   `stride`-th, the stride doubled whenever the copies outgrow the cap."""
-  _, frames = read_video(path)
+  _, frames = read_video(path, upright)
   numbers, copies, stride, count = [], [], 1, 0
   for count, frame in enumerate(frames, start=1):
     number = count - 1
@@ -145,10 +146,11 @@ def _video_features(path: str, wanted) -> tuple[int, list[int], list[np.ndarray]
   return count, numbers, copies
 
 
-def _write_frames(path: str, numbers, folder: epath.Path, total: int) -> list[str]:
+def _write_frames(path: str, numbers, folder: epath.Path, total: int,
+                  upright: bool) -> list[str]:
   """Saves frames `numbers` of the video as PNGs in `folder`; returns their file names."""
   wanted, names = set(int(n) for n in numbers), []
-  _, frames = read_video(path)
+  _, frames = read_video(path, upright)
   for number, frame in enumerate(frames):
     if number in wanted:
       names.append(frame_name(number, total))
@@ -179,9 +181,10 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
   folder = epath.Path(project) / "labeled-data" / os.path.splitext(os.path.basename(video))[0]
   taken = {p.name for p in folder.glob("*.png")} if folder.exists() else set()
   result = {"folder": str(folder)}
-  wanted = None  # without predictions: every frame may be picked
+  wanted, upright = None, True  # without predictions: any frame, as players show it
   if predictions:
     predicted = read_predictions(predictions)
+    upright = predicted["upright"]  # the frames the keypoints are in
     names, individuals = predicted["names"], predicted["individuals"]
     columns = judged_columns(names, individuals, keypoints)
     p_bound = predicted["cutoff"] if p_bound is None else p_bound
@@ -200,7 +203,7 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     else:
       candidates = uniform(candidates, count)
     wanted = set(candidates.tolist())
-  video_frames, numbers, copies = _video_features(video, wanted)
+  video_frames, numbers, copies = _video_features(video, wanted, upright)
   if predictions and video_frames != total:
     raise ValueError(f"{predictions} holds {total} frames, {video} has {video_frames}: "
                      "predictions of another video? Give the video they were made on.")
@@ -216,7 +219,7 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
   if not len(chosen):
     return result
   folder.mkdir(parents=True, exist_ok=True)
-  result["frames"] = _write_frames(video, chosen, folder, video_frames)
+  result["frames"] = _write_frames(video, chosen, folder, video_frames, upright)
   if predictions:
     rows = [[[None if np.isnan(v) else float(v) for v in triple]
              for triple in predicted["trajectory"][n]] for n in chosen]

@@ -363,7 +363,7 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
   if not count:
     raise ValueError(f"{path} has no video frames.")
   raw = video.write(out, {"video": path, "keypoints": list(predictor.names), "fps": fps,
-                          "likelihood_cutoff": predictor.cutoff})
+                          "likelihood_cutoff": predictor.cutoff, "upright": predictor.upright})
   result = {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
   if raw is not None:
     names = list(predictor.names)

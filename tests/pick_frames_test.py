@@ -13,7 +13,7 @@ from deeplabcut_test import BODYPARTS, FRAME_HW, dlc_config, write_project
 from kp_jax import pick_frames, predict
 from kp_jax.data import deeplabcut, pipeline
 from kp_jax.data.video import read_video
-from video_test import dot_x, write_moving_dot
+from video_test import dot_x, write_moving_dot, write_turned_video
 
 
 def track(frames: int = 9) -> np.ndarray:
@@ -197,3 +197,16 @@ def test_picked_frames_once_labelled_train_and_leave_the_held_out_frames(data_di
   frames = before + [f"labeled-data/vid3/{name}" for name in picked]
   test = [frames[int(e["image_id"])] for e in source.load("test", 0, 1).as_numpy_iterator()]
   assert sorted(test) == [before[4], before[9]]  # new frames sort after: the same held out
+
+
+@pytest.mark.parametrize("upright", [True, False])
+def test_frames_are_written_turned_as_the_predictions_were_made(tmp_path, upright):
+  write_turned_video(tmp_path / "phone.mp4", 90)
+  frames = [[[5.0 + 10 * i, 5.0, 0.9]] for i in range(4)]  # a 10 px move a frame
+  predictions = tmp_path / "phone_keypoints.json"
+  predictions.write_text(json.dumps({"keypoints": ["nose"], "frames": frames,
+                                     "likelihood_cutoff": 0.1, "upright": upright}))
+  result = pick_frames.pick_frames(str(tmp_path / "p"), str(tmp_path / "phone.mp4"), 1,
+                                   str(predictions), "jump", 5.0)
+  saved = Image.open(tmp_path / "p" / "labeled-data" / "phone" / result["frames"][0])
+  assert saved.size == ((24, 40) if upright else (40, 24))  # (width, height)

@@ -25,6 +25,21 @@ def write_moving_dot(path, frames: int, size=FRAME_HW):
   writer.close()
 
 
+def write_turned_video(path, rotation: int) -> np.ndarray:
+  """4 random landscape frames (24x40), stored losslessly with `rotation` in the display
+  matrix, as phones store portrait video; returns the stored frames."""
+  stored = np.random.default_rng(0).integers(0, 255, (4, 24, 40, 3), np.uint8)
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 40, 24, "yuv444p"
+    stream.options = {"crf": "0"}  # lossless
+    stream.set_display_rotation(rotation)
+    for frame in stored:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+  return stored
+
+
 def dot_x(frame) -> float:
   """The dot's left edge in a decoded gray frame [h, w, 1]."""
   return float(np.flatnonzero(frame[12, :, 0] > 128)[0])
@@ -67,15 +82,7 @@ def test_a_video_stored_turned_is_read_as_players_show_it(tmp_path, rotation):
   portrait video): predict's frames and the unlabelled clips are the frames OpenCV's
   VideoCapture shows, upright."""
   path = str(tmp_path / "turned.mp4")
-  stored = np.random.default_rng(0).integers(0, 255, (4, 24, 40, 3), np.uint8)
-  with av.open(path, "w") as container:
-    stream = container.add_stream("libx264", rate=10)
-    stream.width, stream.height, stream.pix_fmt = 40, 24, "yuv444p"
-    stream.options = {"crf": "0"}  # lossless
-    stream.set_display_rotation(rotation)
-    for frame in stored:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-    container.mux(stream.encode())
+  stored = write_turned_video(path, rotation)
   capture = cv2.VideoCapture(path)  # turns frames as players do (CAP_PROP_ORIENTATION_AUTO)
   shown = np.stack([capture.read()[1][..., ::-1] for _ in stored])
   assert shown.shape[1:3] == ((40, 24) if rotation % 180 else (24, 40))
