@@ -22,7 +22,8 @@ Writes the frames as P/labeled-data/<video name>/img<frame number>.png (zero-pad
 video's frame count's digits, as DeepLabCut names them) and, from predictions, the run's
 keypoints on them as `machinelabels.csv` beside them (DeepLabCut's layout and name; its
 labelling tools read the `.h5` it writes beside that: `pandas.read_csv(f, header=[0, 1, 2],
-index_col=[0, 1, 2]).to_hdf("machinelabels-iter0.h5", key="df_with_missing")`). Frames
+index_col=[0, 1, 2]).to_hdf("machinelabels-iter0.h5", key="df_with_missing")`, four header
+rows for several animals). Frames
 already in the folder are not picked again and nothing is overwritten; kp-jax trains on the
 new frames once a `CollectedData_*.csv` labels them.
 """
