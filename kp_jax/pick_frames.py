@@ -222,11 +222,10 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
   folder.mkdir(parents=True, exist_ok=True)
   result["frames"] = _write_frames(video, chosen, folder, video_frames, upright)
   if predictions:
-    rows = [[[None if np.isnan(v) else float(v) for v in triple]
-             for triple in predicted["trajectory"][n]] for n in chosen]
     path = folder / "machinelabels.csv"
     predict.write_deeplabcut_csv(
-        str(path), names, rows, individuals=individuals,
+        str(path), names, predict.frames_values(predicted["trajectory"][chosen]),
+        individuals=individuals,
         index=[("labeled-data", folder.name, name) for name in result["frames"]])
     result["machine_labels"] = str(path)
   return result

@@ -244,7 +244,9 @@ def trajectory(frames_values) -> np.ndarray:
                    for frame in frames_values], np.float64).reshape(len(frames_values), -1, 3)
 
 
-def _values(trajectory_array) -> list:
+def frames_values(trajectory_array) -> list:
+  """`trajectory`'s inverse: float [F, K, 3] (NaN where missing) -> [[[x, y, likelihood], ...],
+  ...] per frame, None where missing."""
   return [[[None if np.isnan(v) else float(v) for v in triple] for triple in frame]
           for frame in trajectory_array]
 
@@ -269,7 +271,7 @@ class _SingleVideo:
     raw = trajectory(self.values)
     extra = {}
     if self.smooth:
-      smoothed = _values(smoothing.smooth(raw, self.smooth))
+      smoothed = frames_values(smoothing.smooth(raw, self.smooth))
       write_deeplabcut_csv(out["smoothed_csv"], names, smoothed)
       extra = {"smoothing": self.smooth, "smoothed_frames": smoothed}
     epath.Path(out["json"]).write_text(json.dumps({**header, "frames": self.values, **extra}))
