@@ -17,7 +17,6 @@ disagreeing, per paw and any, and the mean disagreement.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -56,16 +55,15 @@ def main():
                       help="keypoint pairs seen at the same x, as A:B")
   parser.add_argument("--disagree_px", type=float, default=25.0)
   args = parser.parse_args()
-  from kp_jax import pick_frames, predict  # noqa: PLC0415
+  from kp_jax import pick_frames, predict, runs  # noqa: PLC0415
 
   pairs = [tuple(p.split(":")) for p in args.same_x]
   predictor = predict.open_predictor(args.workdir, likelihood_cutoff=0.0)
-  cutoff = float(json.loads(open(os.path.join(args.workdir, "config.json")).read())
-                 .get("likelihood_cutoff", 0.0))
+  cutoff = float(runs.load_config(args.workdir).get("likelihood_cutoff", 0.0))
   with tempfile.TemporaryDirectory() as scratch:
     out = predict.predict_video(predictor, args.video, scratch)
-    record = json.loads(open(out["json"]).read())
-    names, trajectory = record["keypoints"], predict.trajectory(record["frames"])
+    predicted = pick_frames.read_predictions(out["json"])
+    names, trajectory = predicted["names"], predicted["trajectory"]
     apart = disagreement(trajectory, names, pairs)
     ways = {"evenly spaced in time": dict(method="uniform"), "diverse (k-means)": {}}
     paws = sorted({name for pair in pairs for name in pair})
