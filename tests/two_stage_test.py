@@ -119,6 +119,16 @@ def test_instances_config_errors_name_the_key(data_dir, project):
     pipeline.get_source(config.data)
 
 
+def test_a_stage_two_config_error_stops_the_run_before_stage_one_trains(data_dir, project,
+                                                                         tmp_path):
+  config = two_stage_config(data_dir, project[0])
+  config.optimizer.warmup_steps = 10  # stage 2 trains 4 steps; stage 1 shortens its own warmup
+  with pytest.raises(ValueError, match=r"config.optimizer.warmup_steps=10 must be in \[0, "
+                     r"config.num_train_steps=4\)"):
+    two_stage.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "centre").exists()
+
+
 def test_top_peaks_finds_each_local_maximum_best_first():
   points = jnp.array([[[5.0, 6.0], [20.0, 14.0], [12.0, 25.0]]])  # input pixels, stride 2
   heights = jnp.array([0.5, 1.0, 0.8])
