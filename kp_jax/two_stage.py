@@ -310,8 +310,9 @@ def evaluate(workdir: str, split: str, output_dir: str | None = None,
   error per keypoint, PCK at 5 and 10 px), beside the keypoint model on crops placed by the true
   labels and the mean-shape baseline (`_training_mean`)."""
   config = runs.load_config(workdir)
-  predictor = FindRefinePredictor(workdir)
   source = pipeline.get_source(_plain(config).data)
+  pipeline.check_split(source, split)
+  predictor = FindRefinePredictor(workdir)
   several = source.images is not None
   summary = (_evaluate_instances if several else _evaluate_single)(
       workdir, split, config, predictor, source)

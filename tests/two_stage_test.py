@@ -340,3 +340,6 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   table = two_stage.format_table(result)
   assert "end to end" in table and f"| all | {result['error_px']:.2f} |" in table
   assert f"| snout | {result['per_keypoint']['snout']['error_px']:.2f} |" in table
+  with pytest.raises(ValueError, match=r"has no split 'tset'; it has \['test', 'train', "
+                     r"'validation'\]"):
+    two_stage.evaluate(workdir, "tset", str(tmp_path / "eval"))

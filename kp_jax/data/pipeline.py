@@ -448,12 +448,17 @@ def train_iterator(config, source: Source, *, start_step: int, local_devices: in
   yield from stream.with_options(_options()).as_numpy_iterator()
 
 
-def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
-  """Batches per process: enough for the largest process shard, the same on every process."""
+def check_split(source: Source, split: str):
+  """A split to evaluate: one the source has, with examples in it."""
   if split not in source.split_sizes:
     raise ValueError(f"{source.name} has no split {split!r}; it has {sorted(source.split_sizes)}.")
   if source.split_sizes[split] == 0:
     raise ValueError(f"{source.name}: split {split!r} is empty.")
+
+
+def num_eval_batches(source: Source, split: str, global_batch: int) -> int:
+  """Batches per process: enough for the largest process shard, the same on every process."""
+  check_split(source, split)
   return math.ceil(source.split_sizes[split] / global_batch)
 
 
