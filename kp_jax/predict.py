@@ -391,6 +391,9 @@ def jitter_table(result: dict, jump_px: float) -> str:
   values = [np.array(list(s.values())) for s in series]
   means = [v[np.isfinite(v)].mean() if np.isfinite(v).any() else np.nan for v in values]
   lines.append("| **mean** | " + " | ".join(percent(m) for m in means) + " |")
+  if any(np.isnan(v).any() for v in values):
+    lines.append("(-: not above the likelihood cutoff in two frames running; "
+                 "--likelihood_cutoff lowers it)")
   return "\n".join(lines)
 
 

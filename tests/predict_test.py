@@ -122,3 +122,15 @@ def test_batched_prediction_keeps_order_and_skips_a_named_bad_file(trained, tmp_
     np.testing.assert_allclose(np.array(list(batched[path].values()), float),
                                np.array(list(single[path].values()), float), atol=1e-4)
   assert json.load(open(tmp_path / "batched" / "keypoints.json")) == batched
+
+
+def test_jitter_table_gives_each_keypoints_share_and_says_what_a_dash_means():
+  result = {"jumps": {"nose": 0.25, "tail": float("nan")},
+            "smoothed_jumps": {"nose": 0.05, "tail": float("nan")}}
+  lines = predict.jitter_table(result, 20.0).splitlines()
+  assert lines[0] == "| keypoint | frames moving > 20 px, raw | smoothed |"
+  assert lines[2:5] == ["| nose | 25.0% | 5.0% |", "| tail | - | - |",
+                        "| **mean** | 25.0% | 5.0% |"]  # the mean over keypoints seen
+  assert "not above the likelihood cutoff" in lines[5]
+  seen = predict.jitter_table({"jumps": {"nose": 0.125}}, 5.0).splitlines()
+  assert seen[-1] == "| **mean** | 12.5% |"  # no dash, no note
