@@ -57,6 +57,18 @@ def apply_matrix(matrix, points):
   return points @ jnp.swapaxes(matrix[..., :2, :2], -1, -2) + matrix[..., None, :2, 2]
 
 
+def affine_inverse(matrix):
+  """The inverse of affine matrices [..., 3, 3] (last row 0, 0, 1) in closed form: what
+  `jnp.linalg.inv` gives, without the LU solve that jax2onnx cannot convert."""
+  a, b, c = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 0, 2]
+  d, e, f = matrix[..., 1, 0], matrix[..., 1, 1], matrix[..., 1, 2]
+  det = a * e - b * d
+  zero, one = jnp.zeros_like(a), jnp.ones_like(a)
+  return jnp.stack([jnp.stack([e / det, -b / det, (b * f - c * e) / det], -1),
+                    jnp.stack([-d / det, a / det, (c * d - a * f) / det], -1),
+                    jnp.stack([zero, zero, one], -1)], -2)
+
+
 def warp(image, matrix, output_hw):
   """The [H, W, C] image seen through `matrix` (source -> output pixels): bilinear, zero
   outside, as the pipeline's warp (transforms.resample). A gather, so it runs and exports on
@@ -64,7 +76,7 @@ def warp(image, matrix, output_hw):
   h, w = image.shape[:2]
   ys, xs = jnp.meshgrid(jnp.arange(output_hw[0], dtype=jnp.float32),
                         jnp.arange(output_hw[1], dtype=jnp.float32), indexing="ij")
-  inverse = jnp.linalg.inv(matrix)
+  inverse = affine_inverse(matrix)
   x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
   y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
   x0, y0 = jnp.floor(x), jnp.floor(y)
@@ -119,7 +131,7 @@ def find(stages: Stages, centre_variables, frames) -> dict:
   small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, input_hw)
   outputs = stages.centre_apply(centre_variables, _normalize(stages, small))
   centres, sizes, scores = stages.centre_head.detect(outputs, stages.max_instances)
-  return {"centres": apply_matrix(jnp.linalg.inv(to_centre_input), centres),
+  return {"centres": apply_matrix(affine_inverse(to_centre_input), centres),
           "sizes": sizes / scale, "scores": scores}
 
 
@@ -138,7 +150,7 @@ def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
                                      _normalize(stages, crops), head=stages.keypoint_head,
                                      flip_permutation=stages.flip_permutation)
   points = points.reshape(b, n, *points.shape[1:])
-  return {"keypoints": apply_matrix(jnp.linalg.inv(to_crop), points),
+  return {"keypoints": apply_matrix(affine_inverse(to_crop), points),
           "likelihood": likelihood.reshape(b, n, -1), "matrices": to_crop}
 
 

@@ -10,6 +10,8 @@ wide (`udp_to_map`); its targets are cut to a square of 3 sigma about the rounde
 with stride 1, where from_map and to_map are the identity.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -166,10 +168,29 @@ def top_peaks(maps, k: int):
   (integer map pixels [B, k, 2] (x, y), values [B, k]). Static shapes: when a map has fewer
   than k peaks the rest are other pixels, with the value -inf."""
   b, h, w, _ = maps.shape
-  pooled = jax.lax.reduce_window(maps, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1),
-                                 "SAME")
-  values, index = jax.lax.top_k(jnp.where(maps == pooled, maps, -jnp.inf).reshape(b, h * w), k)
+  padded = jnp.pad(maps[..., 0], ((0, 0), (1, 1), (1, 1)), constant_values=-jnp.inf)
+  pooled = functools.reduce(jnp.maximum, [padded[:, i:i + h, j:j + w] for i in range(3)
+                                          for j in range(3)])
+  peaks = jnp.where(maps[..., 0] == pooled, maps[..., 0], -jnp.inf).reshape(b, h * w)
+  values, index = top_k(peaks, k)
   return jnp.stack([index % w, index // w], axis=-1).astype(jnp.int32), values
+
+
+def top_k(values, k: int):
+  """`jax.lax.top_k` of rows [B, N] (ties: the lower index first), as k passes of max and
+  argmax, which every export format converts: lax.top_k lowers to a composite that
+  TensorFlow's SavedModel loader cannot read, and a sort is what TFLite cannot convert. k is
+  a few instance slots, so the passes cost little."""
+  positions = jnp.arange(values.shape[-1])
+  taken = jnp.zeros(values.shape, bool)
+  picked = []
+  for _ in range(k):
+    best = jnp.max(jnp.where(taken, -jnp.inf, values), axis=-1, keepdims=True)
+    first = jnp.argmax(((values == best) & ~taken).astype(jnp.float32), axis=-1)
+    taken = taken | (positions == first[:, None])
+    picked.append(first)
+  index = jnp.stack(picked, -1)
+  return jnp.take_along_axis(values, index, -1), index
 
 
 DECODERS = {"argmax": decode_argmax, "quarter_offset": decode_quarter_offset, "dark": decode_dark}

@@ -1,6 +1,7 @@
 """Shared test setup: 4 simulated CPU devices, fast compiles, a tiny synthetic dataset."""
 
 import csv
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from kp_jax import evaluation, train  # noqa: E402
+from kp_jax import evaluation, export, train  # noqa: E402
 from kp_jax.data import pipeline  # noqa: E402
 
 
@@ -79,6 +80,13 @@ _UNDO_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTA
                      4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
                      6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
                      8: Image.Transpose.ROTATE_270}
+
+
+def installed_export_formats() -> list[str]:
+  """kp_jax.export's formats whose converter and runtime are installed here."""
+  needs = {"onnx": ("jax2onnx", "onnxruntime"), "tflite": ("ai_edge_litert",)}
+  return [fmt for fmt in export.FORMATS
+          if all(importlib.util.find_spec(name) for name in needs.get(fmt, ()))]
 
 
 def save_turned(pixels, orientation: int, path, **save):

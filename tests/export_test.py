@@ -3,7 +3,6 @@ kp_jax.predict's jitted function on the same inputs: the integral head of `defau
 CNN (its fused CPU conv+ReLU+pool kernels), a heatmap model (the deconvolution kernel,
 DARK decoding) and a ViT, each in every format."""
 
-import importlib.util
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import save_turned, tiny_config
+from conftest import installed_export_formats, save_turned, tiny_config
 from configs import default, seed
 from kp_jax import export, exported, predict, train
 
@@ -126,10 +125,7 @@ def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_
   saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU
   json.dump(saved, open(config_path, "w"))
   predictor = predict.Predictor(workdir)
-  runtimes = {"onnx": ("jax2onnx", "onnxruntime"), "tflite": ("ai_edge_litert",)}
-  for fmt in export.FORMATS:
-    if not all(importlib.util.find_spec(name) for name in runtimes.get(fmt, ())):
-      continue
+  for fmt in installed_export_formats():
     path = export.export(workdir, fmt, out=str(tmp_path / f"model{export.FORMATS[fmt]}"))
     assert_gives_predicts_keypoints(exported.ExportedModel(path), predictor)
     if fmt in ("stablehlo", "savedmodel"):

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
-from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config, tiny_config,
-                      write_deeplabcut_labels)
+from conftest import (ANIMAL_OFFSETS, animals_frame, file_source_config,
+                      installed_export_formats, tiny_config, write_deeplabcut_labels)
 from kp_jax import export, exported, heatmaps, predict, runs, two_stage
 from kp_jax.data import faces, instances, pipeline
 from kp_jax.models import heads
@@ -248,16 +248,18 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
 
   # The export: every instance slot with its score, from which the one-file runner keeps the
   # instances predict keeps (the same threshold and OKS-NMS), in the same order.
-  model = exported.ExportedModel(export.export(workdir, "stablehlo", frame_hw=FRAME_HW,
-                                               out=str(tmp_path / "mice.stablehlo")))
-  for path in paths:
-    with Image.open(path) as image:
-      got = model.instances(np.asarray(image.convert("L"))[..., None])  # as the run: gray
-    want = results[path]
-    assert [x["score"] for x in got] == pytest.approx([x["score"] for x in want], abs=1e-4)
-    for g, w in zip(got, want):
-      points = np.array([w["keypoints"][name][:2] for name in BODYPARTS], float)
-      np.testing.assert_allclose(g["keypoints"], points, atol=1e-3)
+  # In every format whose runtime is installed.
+  for fmt in installed_export_formats():
+    model = exported.ExportedModel(export.export(
+        workdir, fmt, frame_hw=FRAME_HW, out=str(tmp_path / f"mice{export.FORMATS[fmt]}")))
+    for path in paths:
+      with Image.open(path) as image:
+        got = model.instances(np.asarray(image.convert("L"))[..., None])  # as the run: gray
+      want = results[path]
+      assert [x["score"] for x in got] == pytest.approx([x["score"] for x in want], abs=1e-4)
+      for g, w in zip(got, want):
+        points = np.array([w["keypoints"][name][:2] for name in BODYPARTS], float)
+        np.testing.assert_allclose(g["keypoints"], points, atol=1e-3, err_msg=fmt)
 
   # A video of the two mice walking towards each other on their own rows: two tracks, each
   # mouse keeping its id, written in DeepLabCut's multi-animal CSV layout.

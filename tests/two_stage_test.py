@@ -15,7 +15,7 @@ from PIL import Image
 
 from configs import deeplabcut as deeplabcut_config
 from conftest import (ANIMAL_OFFSETS, animals_frame, bilinear_reference, file_source_config,
-                      opencv_warp_tolerance, write_deeplabcut_labels)
+                      installed_export_formats, opencv_warp_tolerance, write_deeplabcut_labels)
 from kp_jax import (export, exported, find_refine, heatmaps, predict, runs, steps, train,
                     two_stage)
 from kp_jax.data import instances, pipeline, pixels, transforms
@@ -146,6 +146,26 @@ def test_top_peaks_finds_each_local_maximum_best_first():
   assert values[0, 3] == -np.inf  # there is no fourth peak
   np.testing.assert_allclose(heatmaps.from_map(peaks[0, :3], 2),
                              points[0, jnp.array([1, 2, 0])], atol=1.0)
+
+
+def test_top_k_is_lax_top_k_ties_and_minus_infinity_included():
+  rows = jnp.array([[0.5, 2.0, 2.0, -jnp.inf, 1.0, -jnp.inf, 2.0, -jnp.inf],
+                    [-jnp.inf] * 8,
+                    [3.0, 1.0, 2.0, 0.0, -1.0, 7.0, 5.0, 4.0]])
+  for k in (1, 3, 6, 8):
+    values, index = heatmaps.top_k(rows, k)
+    want_values, want_index = jax.lax.top_k(rows, k)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(values, want_values)
+
+
+def test_affine_inverse_is_the_matrix_inverse():
+  rng = np.random.default_rng(0)
+  matrices = np.zeros((5, 3, 3))
+  matrices[:, :2] = rng.uniform(-3, 3, (5, 2, 3))
+  matrices[:, 2, 2] = 1.0
+  got = find_refine.affine_inverse(jnp.asarray(matrices, jnp.float32))
+  np.testing.assert_allclose(got, np.linalg.inv(matrices), rtol=1e-4, atol=1e-4)
 
 
 def test_centre_head_reads_back_its_centres_and_sizes():
@@ -295,17 +315,19 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   middle = find_refine.apply_matrix(composed["matrices"][:, 0], composed["centres"][:, :1])
   np.testing.assert_allclose(middle[:, 0], [[7.5, 7.5]] * len(paths), atol=1e-4)
 
-  # export: both stages as one StableHLO program of whole frames, run by the one-file runner
-  # as any exported model, equal to predict's keypoints (float32 programs compiled apart).
-  model_path = export.export(workdir, "stablehlo", out=str(tmp_path / "model.stablehlo"),
-                             frame_hw=FRAME_HW)
-  model = exported.ExportedModel(model_path)
-  for i, path in enumerate(paths):
-    with Image.open(path) as image:
-      pixels = np.asarray(image.convert("L"))[..., None]
-    points, likelihood = model.on_image(pixels)
-    np.testing.assert_allclose(points, composed["keypoints"][i, 0], atol=1e-3)
-    np.testing.assert_allclose(likelihood, composed["likelihood"][i, 0], atol=1e-4)
+  # export: both stages as one program of whole frames in every format whose runtime is
+  # installed, run by the one-file runner as any exported model, equal to predict's keypoints
+  # (float32 programs compiled apart).
+  for fmt in installed_export_formats():
+    model = exported.ExportedModel(export.export(
+        workdir, fmt, out=str(tmp_path / f"model{export.FORMATS[fmt]}"), frame_hw=FRAME_HW))
+    for i, path in enumerate(paths):
+      with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"))[..., None]
+      points, likelihood = model.on_image(pixels)
+      np.testing.assert_allclose(points, composed["keypoints"][i, 0], atol=1e-3, err_msg=fmt)
+      np.testing.assert_allclose(likelihood, composed["likelihood"][i, 0], atol=1e-4,
+                                 err_msg=fmt)
   with pytest.raises(ValueError, match="--frame_size=HxW"):
     export.export(workdir, "stablehlo", out=str(tmp_path / "m2.stablehlo"))
 
