@@ -29,14 +29,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def label_rows(path: str):
-  """(header rows, [(frame path, row)]) of a label CSV (DeepLabCut's, either index layout)."""
-  with open(path, newline="") as f:
-    rows = list(csv.reader(f))
-  header = 4 if rows[1][:1] == ["individuals"] else 3
-  first = next(i for i, c in enumerate(rows[header - 1]) if c in ("x", "y"))
-  return rows[:header], [("/".join(c for c in row[:first] if c), row) for row in rows[header:]
-                         if any(cell.strip() for cell in row)]
+def labelled_frames(project: str, path: str) -> dict:
+  """{frame path: its line numbers} of one of the project's label CSVs, as training reads it."""
+  from kp_jax.data import deeplabcut  # noqa: PLC0415
+
+  lines = {}
+  bodyparts = deeplabcut.read_project_config(project)["bodyparts"]
+  for frame, _, _, _, line in deeplabcut.read_labels(path, bodyparts):
+    lines.setdefault(frame, set()).add(line)
+  return lines
 
 
 def sub_project(project: str, frames: set, dest: str) -> str:
@@ -50,11 +51,13 @@ def sub_project(project: str, frames: set, dest: str) -> str:
         open(os.path.join(dest, "config.yaml"), "w") as g:
       g.write(f.read())
   for path in deeplabcut.label_files(project):
-    header, rows = label_rows(path)
+    dropped = set().union(*(lines for frame, lines in labelled_frames(project, path).items()
+                            if frame not in frames))
     target = os.path.join(dest, os.path.relpath(path, project))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with open(target, "w", newline="") as f:
-      csv.writer(f).writerows(header + [row for frame, row in rows if frame in frames])
+    with open(path, newline="") as f, open(target, "w", newline="") as g:
+      csv.writer(g).writerows(row for line, row in enumerate(csv.reader(f), start=1)
+                              if line not in dropped)
   for frame in frames:
     link = os.path.join(dest, frame)
     os.makedirs(os.path.dirname(link), exist_ok=True)
@@ -86,7 +89,7 @@ def main():
   from kp_jax.data import deeplabcut  # noqa: PLC0415
 
   frames = sorted({frame for path in deeplabcut.label_files(args.project)
-                   for frame, _ in label_rows(path)[1]})
+                   for frame in labelled_frames(args.project, path)})
   held_out = deeplabcut.held_out(len(frames), 0.8)
   test = [f for f, h in zip(frames, held_out) if h]
   train_frames = [f for f, h in zip(frames, held_out) if not h]
