@@ -114,17 +114,22 @@ def assert_runs_on_every_platform(path: str, fmt: str):
 
 def test_a_run_trained_with_cudnn_attention_predicts_here_and_exports_for_every_platform(
     data_dir, tmp_path):
-  """A ViT run whose config names cuDNN's fused attention (as one trained on a GPU may) loads
-  on this CPU with XLA's, and exports in every format (those whose runtime is installed) with
-  predict's keypoints, its StableHLO and SavedModel programs lowered for every platform and
-  the StableHLO one with no cuDNN call."""
+  """A ViT run whose config names cuDNN's fused attention and bfloat16 arithmetic (as one
+  trained on a GPU may) loads on this CPU with XLA's attention, and exports in every format
+  (those whose runtime is installed) computing in float32, with the keypoints of predict in
+  float32, its StableHLO and SavedModel programs lowered for every platform and the StableHLO
+  one with no cuDNN call."""
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(run_config("vit", data_dir), workdir)  # "auto": XLA's on a CPU
+  predictor = predict.Predictor(workdir)  # float32, XLA's attention
   config_path = os.path.join(workdir, "config.json")
   saved = json.load(open(config_path))
   saved["model"]["backbone"]["attention"] = "cudnn"  # cannot run on a CPU
+  saved["model"]["dtype"] = "bfloat16"  # ONNX's and TFLite's CPU runtimes lack its convolutions
   json.dump(saved, open(config_path, "w"))
-  predictor = predict.Predictor(workdir)
+  as_trained = predict.Predictor(workdir)
+  points, _ = as_trained.on_inputs(np.zeros((1, *as_trained.image_shape), np.float32))
+  assert np.isfinite(points).all()
   for fmt in installed_export_formats():
     path = export.export(workdir, fmt, out=str(tmp_path / f"model{export.FORMATS[fmt]}"))
     assert_gives_predicts_keypoints(exported.ExportedModel(path), predictor)

@@ -52,13 +52,16 @@ def loaded_model_config(model_config, portable: bool = False):
   """A saved run's `model_config` (config.model) with its attention implementation chosen for
   where the run is loaded; the parameters are the same whichever runs. cuDNN's fused kernel
   ("cudnn") becomes "auto" (that kernel where it runs, XLA's elsewhere), so a run trained with
-  it predicts on a CPU; with `portable`, XLA's attention everywhere, for an artifact lowered for
-  every platform (kp_jax.export), which a cuDNN call would tie to NVIDIA GPUs."""
-  if model_config["backbone"].get("name") != "vit":  # the one backbone with attention
-    return model_config
+  it predicts on a CPU. With `portable`, for an artifact every runtime runs (kp_jax.export):
+  XLA's attention everywhere, as a cuDNN call would tie it to NVIDIA GPUs, and float32
+  arithmetic, as the CPU runtimes of ONNX and TFLite have no bfloat16 convolutions."""
   config = copy.deepcopy(model_config)
-  chosen = config["backbone"].get("attention", "auto")
-  config["backbone"]["attention"] = "xla" if portable else "auto" if chosen == "cudnn" else chosen
+  if portable:
+    config["dtype"] = "float32"
+  if config["backbone"].get("name") == "vit":  # the one backbone with attention
+    chosen = config["backbone"].get("attention", "auto")
+    config["backbone"]["attention"] = ("xla" if portable else
+                                       "auto" if chosen == "cudnn" else chosen)
   return config
 
 
