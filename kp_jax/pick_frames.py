@@ -197,7 +197,9 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
                            if frame_name(c, total) not in taken], int)
     flagged_by = flagged[candidates].sum(0)
     column_names = np.array(names * len(individuals or [None]))[columns]
+    judged = predicted["trajectory"][:, columns]
     result.update(by=by, candidates=len(candidates), p_bound=p_bound,
+                  cutoff=predicted["cutoff"], missing=float(np.isnan(judged[..., 0]).mean()),
                   keypoints={n: int(v) for n, v in zip(column_names, flagged_by) if v})
     if method == "kmeans":  # the worst of them
       candidates = np.sort(candidates[np.argsort(-badness[candidates])[:POOL * count]])
@@ -268,6 +270,10 @@ def main(argv):
             f"{result['video_frames']} frames not yet in {result['folder']}; frames flagged by "
             "each keypoint: " + (", ".join(f"{n} {v}" for n, v in sorted(
                 result["keypoints"].items(), key=lambda kv: -kv[1])) or "none"))
+      if result["missing"] and args.by != "uncertain":
+        print(f"{video}: {100 * result['missing']:.0f}% of the judged keypoints are not in the "
+              f"predictions (under their likelihood cutoff {result['cutoff']:g}) and are not "
+              "judged; `kp-jax predict --likelihood_cutoff 0` writes them all.")
     if not result["frames"]:
       print(f"{video}: no frame to pick, nothing written.", file=sys.stderr)
       continue

@@ -166,6 +166,7 @@ def test_tracks_of_several_animals_are_judged_and_written_per_animal(tmp_path):
   result = pick_frames.pick_frames(str(tmp_path / "p"), str(video), 5, str(predictions))
   assert result["frames"] == ["img3.png", "img4.png"]  # DeepLabCut: one digit for 6 frames
   assert result["keypoints"] == {"nose": 2, "tail": 2}
+  assert result["missing"] == pytest.approx(2 / 24)  # track 0's two keypoints in frame 1
   labels = deeplabcut.read_labels(result["machine_labels"], ["nose", "tail"])
   assert [(frame, who) for frame, who, *_ in labels] == [
       ("labeled-data/pair/img3.png", "track0"), ("labeled-data/pair/img3.png", "track3"),
