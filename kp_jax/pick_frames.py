@@ -272,8 +272,9 @@ def main(argv):
                 result["keypoints"].items(), key=lambda kv: -kv[1])) or "none"))
       if result["missing"] and args.by != "uncertain":
         print(f"{video}: {100 * result['missing']:.0f}% of the judged keypoints are not in the "
-              f"predictions (under their likelihood cutoff {result['cutoff']:g}) and are not "
-              "judged; `kp-jax predict --likelihood_cutoff 0` writes them all.")
+              f"predictions (not found, or under the likelihood cutoff {result['cutoff']:g} "
+              "they were written with) and are not judged; `kp-jax predict "
+              "--likelihood_cutoff 0` writes every one found.")
     if not result["frames"]:
       print(f"{video}: no frame to pick, nothing written.", file=sys.stderr)
       continue
