@@ -23,7 +23,7 @@ A two-stage workdir (kp_jax.two_stage) exports both stages as one program: it ta
 frames of one size (`--frame_size HxW`) and returns the best instance's keypoints in the
 frames' pixels, so the runner's fit is the identity on frames of that size.
 Beside the model, `<model>.json` holds what a runner needs: keypoint names, skeleton, input
-shape, batch, likelihood cutoff and how images were fitted.
+shape, batch, likelihood cutoff and how an image or a box is cropped (box padding, UDP).
 """
 
 import dataclasses
@@ -37,9 +37,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 from etils import epath
 
-from kp_jax import find_refine, startup, steps
+from kp_jax import find_refine, runs, startup, steps
 from kp_jax.data.pixels import model_input, normalisation
-from kp_jax.runs import load_run
 from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
@@ -132,26 +131,25 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
                        "--frame_size=HxW (your video's frame size).")
     run = FindRefinePredictor(workdir, portable=True)
     serve, input_shape = find_refine_serving_function(run), (*frame_hw, run.image_shape[-1])
-    padding, outputs = 1.0, "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
+    geometry = (1.0, False)  # whole frames, fitted as they are
+    outputs = "keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]"
     names, selection = run.names, None
     if run.multi_instance:
       outputs = ("every instance slot's keypoints [N, M, K, 2] in the frames' pixels, "
                  "likelihoods [N, M, K] and detection scores [N, M]")
       selection = dataclasses.asdict(run.selection)
   else:
-    run, selection = load_run(workdir, step, portable=True), None
+    run, selection = runs.load_run(workdir, step, portable=True), None
     serve, input_shape, outputs = serving_function(run), run.image_shape, \
         "keypoints [N, K, 2] in input pixels, likelihoods [N, K]"
-    names = run.keypoint_names
-    data = run.config.data
-    # How kp_jax.predict fits a whole image: models trained on crops see box padding.
-    padding = data.box_padding if data.input_size else 1.0
+    names, geometry = run.keypoint_names, runs.crop_geometry(run.config.data)
   WRITERS[fmt](serve, (batch, *input_shape), out)
   meta = {"format": fmt, "workdir": workdir, "step": run.step, "batch": batch,
           "input_shape": list(input_shape), "keypoint_names": list(names),
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
-          "whole_image_padding": padding,
+          "box_padding": geometry[0], "udp": geometry[1],  # how predict crops an image or box
+          "two_stage": is_find_refine(workdir),  # finds its instances in whole frames
           "upright": bool(run.config.data.get("upright", True)),
           "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs,
           "output_names": list(OUTPUT_NAMES[:3 if selection else 2])}

@@ -4,8 +4,9 @@ Nothing else of kp-jax is imported, so an analysis machine can copy this one fil
 
   python -m kp_jax.exported MODEL.onnx frame1.png frame2.png [--out keypoints.json]
 
-Each image is fitted whole into the model input (aspect kept, as `kp_jax.predict` does without
-`--box`), and the keypoints are mapped back to its pixels; the JSON is
+Each image is fitted whole into the model input (aspect kept), or with `--box x,y,w,h` that
+box is cropped (a person detector's, for a model trained on COCO's boxes), as `kp_jax.predict`
+does, and the keypoints are mapped back to the image's pixels; the JSON is
 {image: {keypoint name: [x, y, likelihood]}}, x and y null under the run's likelihood cutoff.
 A two-stage model of several instances a frame gives every instance slot with its score; the
 runner keeps the instances `kp_jax.predict` keeps (the run's score threshold, then OKS-NMS:
@@ -42,15 +43,23 @@ def in_channels(image: Image.Image, channels: int) -> np.ndarray:
   return np.asarray(image).reshape(image.height, image.width, channels)
 
 
+def box_matrix(box, input_hw, padding: float = 1.0, udp: bool = False) -> np.ndarray:
+  """The source -> input matrix (pixel centres at integers) fitting `box` (x, y, w, h, COCO's
+  convention) into the input, aspect kept, scaled by `padding`, with `udp` onto the input's
+  first and last pixel centres: kp_jax.data.transforms.box_matrix in float64 NumPy."""
+  x, y, w, h = (float(v) for v in box)
+  out_h, out_w = input_hw
+  width = max(max(w, h * out_w / out_h) * padding, 1e-6)
+  scale_x, scale_y = ((out_w - 1) / width, (out_h - 1) / (width * out_h / out_w)) if udp else (
+      (out_w / width,) * 2)
+  tx = (out_w - 1) / 2 - scale_x * (x + w / 2 - 0.5)
+  ty = (out_h - 1) / 2 - scale_y * (y + h / 2 - 0.5)
+  return np.array([[scale_x, 0, tx], [0, scale_y, ty], [0, 0, 1]])
+
+
 def fit_matrix(image_hw, input_hw, padding: float = 1.0) -> np.ndarray:
-  """The source -> input matrix (pixel centres at integers) fitting a whole image into the
-  input, aspect kept, scaled by `padding`: kp_jax.data.transforms.box_matrix for the image's
-  box, in float64 NumPy."""
-  (height, width), (out_h, out_w) = image_hw, input_hw
-  scale = out_w / (max(width, height * out_w / out_h) * padding)
-  centre = np.array([width, height]) / 2 - 0.5
-  tx, ty = (np.array([out_w, out_h]) - 1) / 2 - scale * centre
-  return np.array([[scale, 0, tx], [0, scale, ty], [0, 0, 1]])
+  """`box_matrix` of a whole image of `image_hw`."""
+  return box_matrix((0, 0, image_hw[1], image_hw[0]), input_hw, padding)
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, output_hw) -> np.ndarray:
@@ -146,18 +155,23 @@ class ExportedModel:
       outputs.append([y[:len(chunk)] for y in self._run(padded)])
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
-  def _on_image(self, image: np.ndarray):
-    matrix = fit_matrix(image.shape[:2], self.input_shape[:2], self.meta["whole_image_padding"])
+  def _on_image(self, image: np.ndarray, box=None):
+    box = (0, 0, image.shape[1], image.shape[0]) if box is None else box
+    padding = self.meta.get("box_padding", self.meta.get("whole_image_padding"))  # older files
+    matrix = box_matrix(box, self.input_shape[:2], padding, self.meta.get("udp", False))
     pixels = warp(image.astype(np.float64), matrix, self.input_shape[:2])
     if image.dtype == np.uint8:  # the pipeline's warp of pixels gives pixels
       pixels = np.round(pixels)
     points, likelihood, *scores = self.on_inputs(pixels[None])
     return to_source_pixels(points[0], matrix), likelihood[0], *(s[0] for s in scores)
 
-  def on_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image:
-    the best instance's, for a model of several."""
-    points, likelihood, *scores = self._on_image(image)
+  def on_image(self, image: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image,
+    or of the object in its `box` (x, y, w, h: a detector's, for a model trained on COCO's
+    boxes), cropped as kp_jax.predict crops it: the best instance's, for a model of several."""
+    if box is not None and self.meta.get("two_stage", self.selection is not None):
+      raise ValueError("A two-stage model finds its instances in the whole frame: give no box.")
+    points, likelihood, *scores = self._on_image(image, box)
     if self.selection is None:
       return points, likelihood
     return points[np.argmax(scores[0])], likelihood[np.argmax(scores[0])]
@@ -193,13 +207,18 @@ def main(argv=None):
   parser.add_argument("model", help="an exported model (kp_jax.export)")
   parser.add_argument("images", nargs="+")
   parser.add_argument("--out", default="keypoints.json")
+  parser.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")],
+                      help="x,y,w,h of the object in every image (COCO convention), as "
+                      "kp_jax.predict's --box; default: the whole image")
   args = parser.parse_args(argv)
+  if args.box is not None and len(args.box) != 4:
+    parser.error(f"--box {args.box}: give x,y,w,h.")
   model = ExportedModel(args.model)
   cutoff, results = model.meta["likelihood_cutoff"], {}
   for path in args.images:  # as the run read its pictures
     array = read_image(path, model.input_shape[-1], model.meta.get("upright", True))
     if model.selection is None:
-      results[path] = _values(model.names, *model.on_image(array), cutoff)
+      results[path] = _values(model.names, *model.on_image(array, args.box), cutoff)
     else:
       results[path] = [{"score": x["score"], "keypoints": _values(
           model.names, x["keypoints"], x["likelihood"], cutoff)} for x in model.instances(array)]

@@ -68,6 +68,14 @@ def load_run(workdir: str, step: int | None = None, portable: bool = False) -> R
              np.array(meta.oks_sigmas or [DEFAULT_OKS_SIGMA] * len(meta.keypoint_names)))
 
 
+def crop_geometry(data_config) -> tuple[float, bool]:
+  """(box padding, UDP) of the crops a run's model saw: a model trained on crops of boxes sees
+  them padded (and with `data.udp`, UDP's affine); one trained on whole images, neither."""
+  if not data_config.input_size:
+    return 1.0, False
+  return float(data_config.box_padding), bool(data_config.get("udp", False))
+
+
 class Drawing:
   """What both predictors share: their keypoints' description, and drawing on a frame."""
 
@@ -104,9 +112,7 @@ class Predictor(Drawing):
     whole image) cropped as in training."""
     if box is None:  # the whole image, fitted without padding unless the model saw crops
       box = (0.0, 0.0, image_hw[1], image_hw[0])
-    data = self.config.data
-    padding = data.box_padding if data.input_size else 1.0
-    udp = bool(data.get("udp", False) and data.input_size)
+    padding, udp = crop_geometry(self.config.data)
     return transforms.box_matrix(np.asarray(box, np.float32), self.image_shape[:2], padding,
                                  udp).numpy().astype(np.float64)
 

@@ -61,6 +61,27 @@ def test_exported_models_give_predicts_keypoints(workdir, tmp_path, fmt, batch):
   assert_gives_predicts_keypoints(exported.ExportedModel(path), predict.Predictor(workdir))
 
 
+def test_a_run_on_boxes_exported_gives_predicts_keypoints_for_a_box(data_dir, tmp_path):
+  """A model trained on crops of boxes with UDP's affine (as ViTPose's COCO config), exported,
+  crops a box as predict does: the runner, given a box, gives predict's keypoints."""
+  config = run_config("heatmap", data_dir)
+  config.data.input_size = (32, 32)  # crops of each example's box
+  config.data.udp = config.model.head.udp = True
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  model = exported.ExportedModel(export.export(workdir, "stablehlo",
+                                               out=str(tmp_path / "model.stablehlo")))
+  assert model.meta["udp"] and model.meta["box_padding"] == config.data.box_padding
+  image = np.random.default_rng(1).integers(0, 256, (60, 80, 1), np.uint8)
+  path = str(tmp_path / "frame.png")
+  Image.fromarray(image[..., 0]).save(path)
+  box = [12.0, 8.0, 30.0, 40.0]
+  want = predict.predict_files(workdir, [path], str(tmp_path / "pred"), box=box,
+                               likelihood_cutoff=0.0)[path]
+  points, _ = model.on_image(image, box)
+  np.testing.assert_allclose(points, [want[name][:2] for name in model.names], atol=1e-3)
+
+
 def assert_gives_predicts_keypoints(model, predictor):
   pixels = np.random.default_rng(0).uniform(0, 255, (3, *model.input_shape)).astype(np.float32)
   data = predictor.config.data

@@ -25,10 +25,15 @@ def test_the_exported_model_runner_crops_as_the_pipeline_and_maps_back():
   np.testing.assert_allclose(got, want["image"], atol=1e-4)
   back = exported.to_source_pixels(want["keypoints"].numpy(), matrix.numpy())
   np.testing.assert_allclose(back, [[12.3, 20.7]], atol=1e-4)
-  # The exported-model runner's whole-image fit is the pipeline's box matrix for the image.
+  # The exported-model runner's box and whole-image fits are the pipeline's box matrices.
   for hw in ((40, 50), (50, 40), (24, 32)):
     want = transforms.box_matrix(tf.constant([0.0, 0.0, hw[1], hw[0]]), (24, 32), 1.0)
     np.testing.assert_allclose(exported.fit_matrix(hw, (24, 32)), want.numpy(), atol=1e-5)
+  for box in ((6.0, 4.0, 30.0, 22.0), (10.5, 3.0, 8.0, 30.0)):
+    for udp in (False, True):
+      want = transforms.box_matrix(tf.constant(box), (24, 32), 1.25, udp)
+      np.testing.assert_allclose(exported.box_matrix(box, (24, 32), 1.25, udp), want.numpy(),
+                                 atol=1e-5)
 
 
 def test_predict_command_on_png_files(trained, tmp_path):
