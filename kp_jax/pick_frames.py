@@ -8,9 +8,10 @@ labelling tool: the loop of label, train, predict, pick, label again.
   kp-jax pick-frames --project P --predictions OUT [--by jump] video.mp4 ...
       frames where the trained run is likely wrong, as DeepLabCut's extract_outlier_frames:
         jump       a keypoint moved more than --epsilon px from the frame before
-        uncertain  a keypoint's likelihood is under --p_bound (default: the run's cutoff,
-                   under which predict wrote the keypoint as missing); the frames whose
-                   keypoints are least sure on average rank worst
+        uncertain  a keypoint's likelihood is under --p_bound (default: the cutoff under
+                   which predict wrote the keypoint as missing, or where that was 0, the
+                   run's own); the frames whose keypoints are least sure on average rank
+                   worst
         fitting    a keypoint is more than --epsilon px from its median over the 5 frames
                    about it (DeepLabCut fits an ARIMA model; a running median ignores the
                    one- or two-frame excursions this looks for, and follows a steady motion
@@ -54,7 +55,8 @@ POOL = 3  # x count: the worst candidates the clustering spreads the picks over 
 def read_predictions(path: str) -> dict:
   """predict's `<video>_keypoints.json` as {"names", "trajectory" [F, N, 3] (NaN where
   missing), "individuals" (None, or the tracks' names, each owning len(names) columns),
-  "cutoff", "upright" (whether the frames were turned as players show them)}."""
+  "cutoff" (under which they are missing), "run_cutoff" (the run's own: 0 in files from
+  before 2026-12-07), "upright" (whether the frames were turned as players show them)}."""
   try:
     record = json.loads(epath.Path(path).read_text())
     frames, names = record["frames"], record["keypoints"]
@@ -67,6 +69,7 @@ def read_predictions(path: str) -> dict:
     frames = predict.track_rows(frames, names, record["tracks"])
   return {"names": names, "individuals": individuals, "trajectory": predict.trajectory(frames),
           "cutoff": float(record.get("likelihood_cutoff", 0.0)),
+          "run_cutoff": float(record.get("run_likelihood_cutoff", 0.0)),
           "upright": bool(record.get("upright", True))}
 
 
@@ -188,7 +191,8 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     upright = predicted["upright"]  # the frames the keypoints are in
     names, individuals = predicted["names"], predicted["individuals"]
     columns = judged_columns(names, individuals, keypoints)
-    p_bound = predicted["cutoff"] if p_bound is None else p_bound
+    if p_bound is None:  # predictions written whole (cutoff 0): the run's own cutoff
+      p_bound = predicted["cutoff"] or predicted["run_cutoff"]
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)  # a frame missing them all: no outlier
       flagged, badness = outliers(predicted["trajectory"][:, columns], by, epsilon, p_bound)
@@ -263,9 +267,10 @@ def main(argv):
     if predictions:
       bound = f"{args.epsilon:g} px"
       if args.by == "uncertain":
+        source = ("the cutoff the predictions were written with" if result["cutoff"]
+                  else "the run's own cutoff")
         bound = f"likelihood under {result['p_bound']:g}" + (
-            ", the cutoff the predictions were written with; --p_bound to change"
-            if args.p_bound is None else "")
+            f", {source}; --p_bound to change" if args.p_bound is None else "")
       print(f"{video}: {args.by} ({bound}): {result['candidates']} of "
             f"{result['video_frames']} frames not yet in {result['folder']}; frames flagged by "
             "each keypoint: " + (", ".join(f"{n} {v}" for n, v in sorted(
@@ -295,7 +300,8 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                     "suspect (module docstring).")
   flags.DEFINE_float("epsilon", 20.0, "jump and fitting: the distance in the video's pixels.")
   flags.DEFINE_float("p_bound", None, "uncertain: the likelihood bound; default: the run's "
-                     "likelihood cutoff the predictions were written with.")
+                     "likelihood cutoff the predictions were written with, or where that "
+                     "was 0, the run's own.")
   flags.DEFINE_enum("pick", "kmeans", ["kmeans", "uniform"], "How the frames are chosen among "
                     "the candidates: one a k-means cluster of look-alike frames, or evenly "
                     "spaced in time.")

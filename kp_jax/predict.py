@@ -10,7 +10,8 @@ Into --output_dir (default WORKDIR/predictions), in each image's own pixels:
   videos  `<name>_keypoints.csv` (DeepLabCut's analysis layout: scorer / bodyparts / coords
           header rows, then x, y, likelihood per body part and frame), `<name>_keypoints.json`
           ({"keypoints": names, "fps", "frames": [[[x, y, likelihood], ...], ...], the
-          "likelihood_cutoff" and whether frames were turned "upright"}) and the overlay
+          "likelihood_cutoff" used, the run's own "run_likelihood_cutoff" and whether frames
+          were turned "upright"}) and the overlay
           video `<name>_labeled.mp4`; `kp-jax pick-frames` picks frames to label from it.
 A two-stage model of several instances per image (data.instances.max_instances > 1) finds every
 instance scoring at least --score_threshold (default the run's two_stage.score_threshold),
@@ -367,6 +368,7 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
     raise ValueError(f"{path} has no video frames.")
   raw = video.write(out, {"video": path, "keypoints": list(predictor.names), "fps": fps,
                           "likelihood_cutoff": predictor.cutoff,
+                          "run_likelihood_cutoff": predictor.run_cutoff,
                           "upright": predictor.upright})
   result = {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
   if raw is not None:

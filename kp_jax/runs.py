@@ -82,8 +82,8 @@ class Drawing:
   def _describe(self, run: Run, likelihood_cutoff: float | None):
     self.names, self.skeleton, self.image_shape = run.keypoint_names, run.skeleton, run.image_shape
     self.upright = run.config.data.get("upright", True)  # how it reads pictures
-    self.cutoff = (run.config.get("likelihood_cutoff", 0.0) if likelihood_cutoff is None
-                   else likelihood_cutoff)
+    self.run_cutoff = run.config.get("likelihood_cutoff", 0.0)  # the run's own
+    self.cutoff = self.run_cutoff if likelihood_cutoff is None else likelihood_cutoff
 
   def overlay(self, image_uint8, points, likelihood) -> np.ndarray:
     return visualize.draw_frame(image_uint8, points, likelihood, self.names, self.skeleton,

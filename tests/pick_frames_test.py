@@ -103,6 +103,9 @@ def test_frames_where_a_run_jumps_with_its_keypoints_as_machine_labels(trained, 
   out = predict.predict_video(predictor, str(video), str(tmp_path / "out"))
   predicted = json.loads(open(out["json"]).read())
   names = predicted["keypoints"]
+  assert predicted["likelihood_cutoff"] == 0.0  # as asked; beside it, the run's own
+  assert predicted["run_likelihood_cutoff"] == json.load(
+      open(os.path.join(workdir, "config.json")))["likelihood_cutoff"]
   project = tmp_path / "project"
   # A bound of -1 px makes every frame after the first a candidate: the picks then depend on
   # the clustering alone, and a second call must find others.
@@ -211,3 +214,23 @@ def test_frames_are_written_turned_as_the_predictions_were_made(tmp_path, uprigh
                                    str(predictions), "jump", 5.0)
   saved = Image.open(tmp_path / "p" / "labeled-data" / "phone" / result["frames"][0])
   assert saved.size == ((24, 40) if upright else (40, 24))  # (width, height)
+
+
+def test_uncertain_bound_defaults_to_the_runs_cutoff_where_predictions_were_written_whole(
+    tmp_path):
+  video = tmp_path / "whole.mp4"
+  write_moving_dot(video, 6)
+  likelihoods = [0.9, 0.2, 0.9, 0.4, 0.9, 0.9]  # under the run's 0.5 at frames 1 and 3
+  frames = [[[10.0, 5.0, p]] for p in likelihoods]
+  predictions = tmp_path / "whole_keypoints.json"
+  predictions.write_text(json.dumps({"keypoints": ["nose"], "frames": frames,
+                                     "likelihood_cutoff": 0.0, "run_likelihood_cutoff": 0.5}))
+  result = pick_frames.pick_frames(str(tmp_path / "p"), str(video), 5, str(predictions),
+                                   "uncertain")
+  assert result["p_bound"] == 0.5 and result["frames"] == ["img1.png", "img3.png"]
+  written_with = json.loads(predictions.read_text())
+  written_with["likelihood_cutoff"] = 0.3  # the predictions' own cutoff comes first
+  predictions.write_text(json.dumps(written_with))
+  result = pick_frames.pick_frames(str(tmp_path / "q"), str(video), 5, str(predictions),
+                                   "uncertain")
+  assert result["p_bound"] == 0.3 and result["frames"] == ["img1.png"]
