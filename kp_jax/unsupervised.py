@@ -27,6 +27,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 LOSSES = ("temporal", "pca", "multiview", "consistency")
 POINT_LOSSES = ("temporal", "pca", "multiview")  # on decoded keypoints: need their gradients
@@ -46,7 +47,9 @@ def point_residuals(vectors, mean, basis):
   the subspace."""
   centred = vectors - mean
   residual = centred - (centred @ basis) @ basis.T
-  return jnp.linalg.norm(residual.reshape(*residual.shape[:-1], -1, 2), axis=-1)
+  # optax.safe_norm: jnp.linalg.norm's gradient at a zero residual is NaN, and the loss's
+  # relu does not stop a NaN (0 * NaN).
+  return optax.safe_norm(residual.reshape(*residual.shape[:-1], -1, 2), 0.0, axis=-1)
 
 
 def fit_subspace(vectors: np.ndarray, *, explained: float | None = None,
@@ -74,7 +77,7 @@ def subspace_loss(vectors, subspace: Subspace):
 def temporal_loss(points, likelihood, threshold_px: float):
   """points [U, T, K, 2] (video pixels), likelihood [U, T, K]: the moves between neighbouring
   frames beyond `threshold_px`, averaged with weights min(likelihood of both frames)."""
-  move = jnp.linalg.norm(points[:, 1:] - points[:, :-1], axis=-1)
+  move = optax.safe_norm(points[:, 1:] - points[:, :-1], 0.0, axis=-1)  # a still keypoint: 0
   weight = jax.lax.stop_gradient(jnp.minimum(likelihood[:, 1:], likelihood[:, :-1]))
   return jnp.sum(weight * jax.nn.relu(move - threshold_px)) / jnp.maximum(jnp.sum(weight), 1e-6)
 

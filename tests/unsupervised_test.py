@@ -34,6 +34,12 @@ def test_subspace_fit_and_distances():
   np.testing.assert_allclose(distances, [[0.0, 3.0]], atol=1e-6)
   # The loss averages each point's distance beyond the labelled poses' largest (here 0).
   assert float(unsupervised.subspace_loss(off, fitted)) == pytest.approx(1.5, abs=1e-5)
+  # Its gradient: half of keypoint 2's unit residual; keypoint 1, on the plane (distance 0),
+  # gives 0, not NaN (the norm's gradient at 0).
+  grad = jax.grad(unsupervised.subspace_loss)(off.astype(np.float32), fitted)
+  np.testing.assert_allclose(grad, [[0.0, 0.0, 0.0, 0.5]], atol=1e-5)
+  at_mean = jax.grad(unsupervised.subspace_loss)(fitted.mean[None].astype(np.float32), fitted)
+  np.testing.assert_array_equal(at_mean, np.zeros((1, 4)))  # every residual exactly 0
   # `explained`: the fewest components holding that share of the variance.
   assert unsupervised.fit_subspace(poses, explained=0.99).basis.shape == (4, 2)
 
@@ -46,6 +52,13 @@ def test_temporal_loss_by_hand():
   loss = unsupervised.temporal_loss(points, likelihood, threshold_px=10.0)
   # Excess moves 5, 0 | 0, 20, weighted by min(likelihood) 0.5, 1 | 0.5, 0.2.
   assert float(loss) == pytest.approx((0.5 * 5 + 0.2 * 20) / (0.5 + 1 + 0.5 + 0.2), rel=1e-6)
+  # Its gradient moves each excess move's ends apart by its weight; the still keypoint (a
+  # move of 0) gives 0, not NaN (the norm's gradient at 0).
+  grad = jax.grad(unsupervised.temporal_loss)(points, likelihood, 10.0)
+  want = np.zeros_like(points)
+  want[0, 0, 0, 0], want[0, 1, 0, 0] = -0.5, 0.5  # keypoint 0's first move, along x
+  want[0, 1, 1, 1], want[0, 2, 1, 1] = -0.2, 0.2  # keypoint 1's second move, along y
+  np.testing.assert_allclose(grad, want / 2.2, atol=1e-6)
 
 
 def test_views_and_source_pixels_through_the_matrices():
