@@ -11,13 +11,15 @@ A project without videos/ (DeepLabCut's Reaching demo) gets one made of its trai
 consistency) then learn from the labelled frames' images alone, and there is no jump figure.
 
 For each variant (the config with the other losses' weights at 0; `supervised` with no
-unlabelled stream at all) and seed: a 60-step probe measures its steps/s, then train.py runs
+unlabelled stream at all) and seed: a 120-step probe measures its steps/s, then train.py runs
 for `--minutes` of training at that rate (so every variant gets the same wall time, not the
 same steps), then the run is evaluated on the project's held-out frames (error per keypoint in
 the frames' own pixels) and predicts the project's videos/ (every keypoint kept, whatever its
 likelihood), counting the share of frames where a keypoint moves more than 20 px from the frame
 before (kp_jax.smoothing.jumps). `--steps N` gives every variant N steps instead (no probe): a
-loss's effect apart from its cost in steps/s. Prints one table, then per-keypoint tables; writes
+loss's effect apart from its cost in steps/s. Prints one table (with each run's training
+seconds: its steps at its steady rate, which equal time should make alike), then per-keypoint
+tables; writes
 ROOT/results.json. Runs already in ROOT are reused. Everything after `--` goes to train.py.
 """
 
@@ -64,11 +66,13 @@ def train(args, workdir: str, flags: list[str]) -> float:
 
 
 def steps_per_second(args, workdir: str, flags: list[str]) -> float:
-  """Training steps/s of a 60-step probe, compilation left out (its first 20 steps)."""
+  """Training steps/s of a 120-step probe, compilation and the input's start left out (its
+  first 20 steps)."""
   if not os.path.exists(os.path.join(workdir, "summary.json")):
-    train(args, workdir, flags + ["--config.num_train_steps=60", "--config.log_every_steps=20",
-                                  "--config.eval_every_steps=60", "--config.optimizer.warmup_steps=1",
-                                  "--config.checkpoint_every_steps=60"])
+    train(args, workdir, flags + ["--config.num_train_steps=120", "--config.log_every_steps=20",
+                                  "--config.eval_every_steps=120",
+                                  "--config.optimizer.warmup_steps=1",
+                                  "--config.checkpoint_every_steps=120"])
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   return summary["train_images_per_sec"] / summary["batch_size"]
@@ -126,6 +130,7 @@ def run_variant(args, variant: str, seed: int, extra: list[str]) -> dict:
     summary = json.load(f)
   return {"variant": variant, "seed": seed, "steps": summary["steps"], "steps_per_sec": rate,
           "train_py_wall_s": wall, "run_wall_s": summary["wall_seconds"],
+          "train_s": summary["steps"] * summary["batch_size"] / summary["train_images_per_sec"],
           **measure(args, workdir)}
 
 
@@ -136,10 +141,11 @@ def mean_jumps(row: dict, kind: str) -> float:
 
 
 def print_tables(rows: list[dict]):
-  print("\n| variant | seed | steps | wall s | test error px | frames jumping > 20 px "
-        "| after the Kalman smoother |\n|---|---|---|---|---|---|---|")
+  print("\n| variant | seed | steps | training s | wall s | test error px | frames jumping > "
+        "20 px | after the Kalman smoother |\n|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['run_wall_s']:.0f} "
+    print(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['train_s']:.0f} "
+          f"| {r['run_wall_s']:.0f} "
           f"| {r['error_px']:.2f} | {100 * mean_jumps(r, 'raw'):.2f}% "
           f"| {100 * mean_jumps(r, 'kalman'):.2f}% |")
   names = list(rows[0]["per_keypoint_px"])
