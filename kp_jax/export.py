@@ -124,7 +124,8 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
     raise ValueError(f"--batch={batch}: a positive size, or 'dynamic'.")
   out = str(out or epath.Path(workdir) / "export" / ("model" + FORMATS[fmt]))
   epath.Path(out).parent.mkdir(parents=True, exist_ok=True)
-  if is_find_refine(workdir):
+  two_stage = is_find_refine(workdir)
+  if two_stage:
     if step is not None or not frame_hw:
       raise ValueError("A two-stage workdir exports each stage's best checkpoint, as one "
                        "program of whole frames of one size: leave --step out and set "
@@ -149,7 +150,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
           "skeleton": [list(pair) for pair in run.skeleton],
           "likelihood_cutoff": run.config.get("likelihood_cutoff", 0.0),
           "box_padding": geometry[0], "udp": geometry[1],  # how predict crops an image or box
-          "two_stage": is_find_refine(workdir),  # finds its instances in whole frames
+          "two_stage": two_stage,  # finds its instances in whole frames
           "upright": bool(run.config.data.get("upright", True)),
           "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs,
           "output_names": list(OUTPUT_NAMES[:3 if selection else 2])}

@@ -193,15 +193,15 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     columns = judged_columns(names, individuals, keypoints)
     if p_bound is None:  # predictions written whole (cutoff 0): the run's own cutoff
       p_bound = predicted["cutoff"] or predicted["run_cutoff"]
+    judged = predicted["trajectory"][:, columns]
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)  # a frame missing them all: no outlier
-      flagged, badness = outliers(predicted["trajectory"][:, columns], by, epsilon, p_bound)
+      flagged, badness = outliers(judged, by, epsilon, p_bound)
     total = len(flagged)
     candidates = np.array([c for c in np.flatnonzero(flagged.any(-1))
                            if frame_name(c, total) not in taken], int)
     flagged_by = flagged[candidates].sum(0)
     column_names = np.array(names * len(individuals or [None]))[columns]
-    judged = predicted["trajectory"][:, columns]
     result.update(by=by, candidates=len(candidates), p_bound=p_bound,
                   cutoff=predicted["cutoff"], missing=float(np.isnan(judged[..., 0]).mean()),
                   keypoints={n: int(v) for n, v in zip(column_names, flagged_by) if v})

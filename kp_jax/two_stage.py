@@ -144,10 +144,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   derived = json.loads(record.read_text()) if record.exists() else None
   if derived is not None:  # resuming: stage 2 keeps the crops it started with
     _check_same_instances(derived, config, record)
-  # Both stages' config errors before stage 1 trains (stage 2's config differs from the plain
-  # one only in its crops, which train.check_config does not read).
-  for stage_config in (centre_config(config), _plain(config)):
-    train.check_config(stage_config)
+  # Stage 2's config errors before stage 1 trains (train.train_and_evaluate checks stage 1's;
+  # stage 2's config differs from the plain one only in its crops, which it does not read).
+  train.check_config(_plain(config))
   max_instances = (config.data.instances.get("max_instances", 0) or
                    instances.most_instances(pipeline.get_source(_plain(config).data)))
   centre_summary = train.train_and_evaluate(centre_config(config, max_instances),
