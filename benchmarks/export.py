@@ -3,11 +3,21 @@ jitted function, in one run on one machine.
 
   python benchmarks/export.py --workdir workdirs/default
   python benchmarks/export.py --config configs/default.py   # a 2-step run: timing only
+  python train.py --config configs/lightning_pose.py:whole_frame --workdir /tmp/lp_whole \
+      --config.data.project=../shared/data/lp_mirror_mouse --config.num_train_steps=2 \
+      --config.eval_every_steps=2 --config.checkpoint_every_steps=2 \
+      --config.optimizer.warmup_steps=1    # a 2-step run of the mirror mouse: timing only
+  python benchmarks/export.py --workdir /tmp/lp_whole \
+      --video ../shared/data/lp_mirror_mouse/videos/test_vid.mp4
 
 Prints a Markdown table: per format, its runtime, milliseconds per call at batch 1 (median of
 --calls calls after a warm-up call), images/s at batch 32 (median call), and the largest
-keypoint difference from the jitted function on the same inputs (input pixels). Fixed-batch
-formats (onnx, tflite) are exported once per batch size; the others once, batch dynamic.
+keypoint difference from the jitted function on the same inputs (input pixels), and with
+--video the frames/s of a whole video, decoding included: `kp_jax.exported.on_video` for each
+format (the runner's fixed-batch models one frame a call, the others 8), `kp_jax.predict`'s
+video path for the jitted function (it also draws and encodes the overlay video and writes
+the CSV). Fixed-batch formats (onnx, tflite) are exported once per batch size; the others
+once, batch dynamic.
 Needs requirements-export.txt (and jax2onnx, see there) for onnx and tflite.
 """
 
@@ -40,6 +50,12 @@ def median_seconds(call, pixels, calls: int) -> float:
   return float(np.median(times))
 
 
+def video_frames_per_second(model, path: str) -> float:
+  start = time.perf_counter()
+  frames = len(exported.on_video(model, path)["frames"])
+  return frames / (time.perf_counter() - start)
+
+
 def short_run(config_path: str, workdir: str) -> str:
   spec = importlib.util.spec_from_file_location("config", config_path)
   module = importlib.util.module_from_spec(spec)
@@ -58,6 +74,7 @@ def main():
   parser.add_argument("--config", help="without --workdir: train this config 2 steps first")
   parser.add_argument("--calls", type=int, default=20)
   parser.add_argument("--formats", default=",".join(export.FORMATS))
+  parser.add_argument("--video", help="also time every frame of this video")
   args = parser.parse_args()
   scratch = tempfile.mkdtemp(prefix="kp_jax_export_bench_")
   workdir = args.workdir or short_run(args.config or "configs/default.py",
@@ -70,7 +87,9 @@ def main():
   jitted = lambda x: predictor.on_inputs((x / 255.0 - mean) / std)
   reference = jitted(inputs[32])[0]
   rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, inputs[1], args.calls),
-           median_seconds(jitted, inputs[32], max(3, args.calls // 4)), 0.0)]
+           median_seconds(jitted, inputs[32], max(3, args.calls // 4)), 0.0,
+           args.video and predict.predict_video(predictor, args.video,
+                                                 os.path.join(scratch, "video"))["frames_per_second"])]
   for fmt in args.formats.split(","):
     models = {}
     for n in (1, 32):
@@ -83,13 +102,15 @@ def main():
     difference = float(np.abs(models[32].on_inputs(inputs[32])[0] - reference).max())
     rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, inputs[1], args.calls),
                  median_seconds(models[32].on_inputs, inputs[32], max(3, args.calls // 4)),
-                 difference))
+                 difference, args.video and video_frames_per_second(models[1], args.video)))
   print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; "
         f"{machine_line()}\n")
-  print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |")
-  print("| --- | --- | --- | --- | --- |")
-  for name, runtime, one, many, difference in rows:
-    print(f"| {name} | {runtime} | {one * 1e3:.2f} | {32 / many:.0f} | {difference:.1e} |")
+  video = f" {os.path.basename(args.video)}: frames/s |" if args.video else ""
+  print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |" + video)
+  print("| --- | --- | --- | --- | --- |" + " --- |" * bool(video))
+  for name, runtime, one, many, difference, video_rate in rows:
+    print(f"| {name} | {runtime} | {one * 1e3:.2f} | {32 / many:.0f} | {difference:.1e} |"
+          + (f" {video_rate:.1f} |" if video else ""))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ one of jax (StableHLO), TensorFlow (SavedModel), onnxruntime (ONNX) or ai-edge-l
 Nothing else of kp-jax is imported, so an analysis machine can copy this one file.
 
   python -m kp_jax.exported MODEL.onnx frame1.png frame2.png [--out keypoints.json]
+  python -m kp_jax.exported MODEL.onnx session1.mp4        # -> session1_keypoints.json
 
 Each image is fitted whole into the model input (aspect kept), or with `--box x,y,w,h` that
 box is cropped (a person detector's, for a model trained on COCO's boxes), as `kp_jax.predict`
@@ -12,11 +13,17 @@ A two-stage model of several instances a frame gives every instance slot with it
 runner keeps the instances `kp_jax.predict` keeps (the run's score threshold, then OKS-NMS:
 kp_jax/poses.py, NumPy only, which such a model needs beside this file), and the JSON maps each
 image to a list of instances, best first: [{"score", "keypoints": {name: [x, y, likelihood]}}].
+A video's frames (decoded by PyAV: pip install av) are each fitted or cropped alike and run in
+batches; its `<video name>_keypoints.json`, beside --out, is the record kp_jax.predict writes
+of a video (`on_video`), which `kp-jax pick-frames --predictions` reads. Following several
+instances from frame to frame (track ids) is predict's alone.
 """
 
 import argparse
 import json
 import os
+import time
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -43,6 +50,50 @@ def in_channels(image: Image.Image, channels: int) -> np.ndarray:
   return np.asarray(image).reshape(image.height, image.width, channels)
 
 
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+
+
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def quarter_turns(frame) -> int:
+  """Counterclockwise quarter turns that show a decoded frame as players do: a phone stores
+  portrait video as landscape frames and a rotation in the stream's display matrix, which
+  players and OpenCV's VideoCapture apply."""
+  return round(frame.rotation / 90) % 4
+
+
+def frame_pixels(frame, pixel_format: str, upright: bool) -> np.ndarray:
+  """A decoded frame's pixels [h, w, C] in PyAV's `pixel_format` ("rgb24", "gray"), with
+  `upright` as players show it (`quarter_turns`)."""
+  pixels = frame.to_ndarray(format=pixel_format)
+  turns = quarter_turns(frame) if upright else 0
+  return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+
+
+def read_video(path: str, upright: bool = True) -> tuple[float, Iterator[np.ndarray]]:
+  """(frames per second, an iterator of RGB uint8 frames [h, w, 3]) of a video file, with
+  `upright` as players show them (`config.data.upright`), as kp-jax reads videos everywhere.
+  PyAV decodes them; its wheels bundle FFmpeg's libraries (no system ffmpeg needed)."""
+  try:
+    import av  # noqa: PLC0415 -- only videos need it
+  except ImportError:
+    raise ImportError(f"{path}: reading videos needs PyAV: pip install av") from None
+  try:
+    container = av.open(path)
+    stream = container.streams.video[0]
+  except (av.FFmpegError, IndexError, OSError) as e:
+    raise ValueError(f"Cannot read video {path}: {e}") from None
+  fps = float(stream.average_rate or stream.guessed_rate or 30)
+
+  def frames():
+    with container:
+      for frame in container.decode(stream):
+        yield frame_pixels(frame, "rgb24", upright)
+  return fps, frames()
+
+
 def box_matrix(box, input_hw, padding: float = 1.0, udp: bool = False) -> np.ndarray:
   """The source -> input matrix (pixel centres at integers) fitting `box` (x, y, w, h, COCO's
   convention) into the input, aspect kept, scaled by `padding`, with `udp` onto the input's
@@ -62,23 +113,35 @@ def fit_matrix(image_hw, input_hw, padding: float = 1.0) -> np.ndarray:
   return box_matrix((0, 0, image_hw[1], image_hw[0]), input_hw, padding)
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, output_hw) -> np.ndarray:
-  """`image` [h, w, C] seen through `matrix` (source -> output pixels): bilinear, zero
-  outside, as the training pipeline's warp."""
+def sampling(matrix: np.ndarray, image_hw, output_hw) -> tuple[np.ndarray, np.ndarray]:
+  """How `warp` samples an image of `image_hw` through `matrix` (source -> output pixels):
+  (flat source indices [4, h * w], bilinear weights [4, h * w], zero outside the image). A
+  video's frames share them, so they are worked out once."""
   height, width = output_hw
   inverse = np.linalg.inv(matrix)
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
   sx = inverse[0, 0] * xx + inverse[0, 1] * yy + inverse[0, 2]
   sy = inverse[1, 0] * xx + inverse[1, 1] * yy + inverse[1, 2]
   x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-  out = np.zeros((height, width, image.shape[-1]))
+  indices, weights = [], []
   for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
     x, y = x0 + dx, y0 + dy
     weight = (1 - np.abs(sx - x)) * (1 - np.abs(sy - y))
-    inside = (x >= 0) & (x < image.shape[1]) & (y >= 0) & (y < image.shape[0])
-    out += (weight * inside)[..., None] * image[np.clip(y, 0, image.shape[0] - 1),
-                                                np.clip(x, 0, image.shape[1] - 1)]
-  return out.astype(np.float32)
+    inside = (x >= 0) & (x < image_hw[1]) & (y >= 0) & (y < image_hw[0])
+    indices.append(np.clip(y, 0, image_hw[0] - 1) * image_hw[1] + np.clip(x, 0, image_hw[1] - 1))
+    weights.append(weight * inside)
+  return np.stack(indices).reshape(4, -1), np.stack(weights).reshape(4, -1)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, output_hw, sampled=None) -> np.ndarray:
+  """`image` [h, w, C] seen through `matrix` (source -> output pixels): bilinear, zero
+  outside, as the training pipeline's warp; of uint8 pixels, rounded pixels (as the pipeline
+  gives). `sampled`: `sampling` of this image size and matrix, where it is known."""
+  indices, weights = sampled or sampling(matrix, image.shape[:2], output_hw)
+  flat = image.reshape(-1, image.shape[-1])
+  out = sum(w[:, None] * flat[i].astype(np.float64) for i, w in zip(indices, weights))
+  out = out.reshape(*output_hw, image.shape[-1]).astype(np.float32)
+  return np.round(out) if image.dtype == np.uint8 else out
 
 
 def to_source_pixels(points, matrix):
@@ -155,26 +218,61 @@ class ExportedModel:
       outputs.append([y[:len(chunk)] for y in self._run(padded)])
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
-  def _on_image(self, image: np.ndarray, box=None):
-    box = (0, 0, image.shape[1], image.shape[0]) if box is None else box
+  def _geometry(self, image_hw, box=None):
+    """(the source -> input matrix, its `sampling`) of images of `image_hw`, or of their `box`,
+    cropped as kp_jax.predict crops them."""
+    box = (0, 0, image_hw[1], image_hw[0]) if box is None else box
     padding = self.meta.get("box_padding", self.meta.get("whole_image_padding"))  # older files
     matrix = box_matrix(box, self.input_shape[:2], padding, self.meta.get("udp", False))
-    pixels = warp(image.astype(np.float64), matrix, self.input_shape[:2])
-    if image.dtype == np.uint8:  # the pipeline's warp of pixels gives pixels
-      pixels = np.round(pixels)
-    points, likelihood, *scores = self.on_inputs(pixels[None])
-    return to_source_pixels(points[0], matrix), likelihood[0], *(s[0] for s in scores)
+    return matrix, sampling(matrix, image_hw, self.input_shape[:2])
+
+  def _on_images(self, images, geometry):
+    """The model's outputs for uint8 images [N, h, w, C] of one size, seen through `geometry`
+    (`_geometry`), the keypoints in the images' pixels."""
+    matrix, sampled = geometry
+    pixels = np.stack([warp(image, matrix, self.input_shape[:2], sampled) for image in images])
+    points, *rest = self.on_inputs(pixels)
+    return to_source_pixels(points, matrix), *rest
+
+  def _on_image(self, image: np.ndarray, box=None):
+    return tuple(y[0] for y in self._on_images(image[None], self._geometry(image.shape[:2], box)))
 
   def on_image(self, image: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image,
     or of the object in its `box` (x, y, w, h: a detector's, for a model trained on COCO's
     boxes), cropped as kp_jax.predict crops it: the best instance's, for a model of several."""
-    if box is not None and self.meta.get("two_stage", self.selection is not None):
-      raise ValueError("A two-stage model finds its instances in the whole frame: give no box.")
+    self._check_box(box)
     points, likelihood, *scores = self._on_image(image, box)
     if self.selection is None:
       return points, likelihood
     return points[np.argmax(scores[0])], likelihood[np.argmax(scores[0])]
+
+  def on_frames(self, frames, box=None, batch_size: int = 8):
+    """(keypoints [K, 2] in the frames' pixels, likelihoods [K]) of each of `frames` (an
+    iterable of [h, w, C] uint8 frames of one size: a video's), as `on_image` gives them,
+    lazily, `batch_size` frames a model call. One instance a frame: following several from
+    frame to frame is kp_jax.predict's."""
+    self._check_box(box)
+    if self.selection is not None:
+      raise ValueError("This model finds several instances a frame; following them from frame "
+                       "to frame (track ids) is kp_jax.predict's: run it on the video.")
+    shape, geometry, batch = None, None, []
+    for frame in frames:
+      if shape is None:  # the crop's sampling, worked out once for the video's frame size
+        shape, geometry = frame.shape, self._geometry(frame.shape[:2], box)
+      if frame.shape != shape:
+        raise ValueError(f"A frame of {frame.shape} among frames of {shape}: on_frames takes "
+                         "one video's frames (one size); use on_image for pictures.")
+      batch.append(frame)
+      if len(batch) == batch_size:
+        yield from zip(*self._on_images(np.stack(batch), geometry))
+        batch = []
+    if batch:
+      yield from zip(*self._on_images(np.stack(batch), geometry))
+
+  def _check_box(self, box):
+    if box is not None and self.meta.get("two_stage", self.selection is not None):
+      raise ValueError("A two-stage model finds its instances in the whole frame: give no box.")
 
   def instances(self, image: np.ndarray) -> list[dict]:
     """Every instance of an [h, w, C] uint8 image, best first ({"score", "keypoints" [K, 2],
@@ -197,16 +295,36 @@ def _poses():
   return poses
 
 
-def _values(names, points, likelihood, cutoff: float) -> dict:
-  return {name: [float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
-          for name, (x, y), p in zip(names, points, likelihood)}
+def keypoint_values(points, likelihood, cutoff: float) -> list:
+  """[[x, y, likelihood], ...]; x and y are None (missing) under the cutoff."""
+  return [[float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
+          for (x, y), p in zip(points, likelihood)]
+
+
+def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8) -> dict:
+  """The keypoints of every frame of the video at `path`, as kp_jax.predict records them in
+  its `<video>_keypoints.json` (which `kp-jax pick-frames` reads): {"video", "keypoints"
+  (names), "fps", "likelihood_cutoff", "run_likelihood_cutoff", "upright", "frames": [[[x, y,
+  likelihood], ...] per frame], x and y None under the cutoff}."""
+  upright, channels = model.meta.get("upright", True), model.input_shape[-1]
+  fps, frames = read_video(path, upright)
+  frames = (in_channels(Image.fromarray(f), channels) for f in frames)  # as predict's
+  cutoff = model.meta["likelihood_cutoff"]
+  values = [keypoint_values(points, likelihood, cutoff)
+            for points, likelihood in model.on_frames(frames, box, batch_size)]
+  if not values:
+    raise ValueError(f"{path} has no video frames.")
+  return {"video": path, "keypoints": list(model.names), "fps": fps,
+          "likelihood_cutoff": cutoff, "run_likelihood_cutoff": cutoff, "upright": upright,
+          "frames": values}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("model", help="an exported model (kp_jax.export)")
-  parser.add_argument("images", nargs="+")
-  parser.add_argument("--out", default="keypoints.json")
+  parser.add_argument("inputs", nargs="+", help="image files and videos")
+  parser.add_argument("--out", default="keypoints.json", help="the images' keypoints; each "
+                      "video's go beside it, in <video name>_keypoints.json")
   parser.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")],
                       help="x,y,w,h of the object in every image (COCO convention), as "
                       "kp_jax.predict's --box; default: the whole image")
@@ -215,16 +333,31 @@ def main(argv=None):
     parser.error(f"--box {args.box}: give x,y,w,h.")
   model = ExportedModel(args.model)
   cutoff, results = model.meta["likelihood_cutoff"], {}
-  for path in args.images:  # as the run read its pictures
+  for path in (p for p in args.inputs if is_video(p)):
+    start = time.perf_counter()
+    try:
+      record = on_video(model, path, args.box)
+    except ValueError as e:  # an unreadable video, or a model of several instances a frame
+      parser.error(str(e))
+    out = os.path.join(os.path.dirname(args.out),
+                       os.path.splitext(os.path.basename(path))[0] + "_keypoints.json")
+    with open(out, "w") as f:
+      json.dump(record, f)
+    frames = len(record["frames"])
+    print(f"{path}: {frames} frames, {frames / (time.perf_counter() - start):.1f} frames/s "
+          f"-> {out}")
+  for path in (p for p in args.inputs if not is_video(p)):  # as the run read its pictures
     array = read_image(path, model.input_shape[-1], model.meta.get("upright", True))
     if model.selection is None:
-      results[path] = _values(model.names, *model.on_image(array, args.box), cutoff)
+      points, likelihood = model.on_image(array, args.box)
+      results[path] = dict(zip(model.names, keypoint_values(points, likelihood, cutoff)))
     else:
-      results[path] = [{"score": x["score"], "keypoints": _values(
-          model.names, x["keypoints"], x["likelihood"], cutoff)} for x in model.instances(array)]
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
-  print(f"{len(results)} images -> {args.out}")
+      results[path] = [{"score": x["score"], "keypoints": dict(zip(model.names, keypoint_values(
+          x["keypoints"], x["likelihood"], cutoff)))} for x in model.instances(array)]
+  if results:
+    with open(args.out, "w") as f:
+      json.dump(results, f, indent=2)
+    print(f"{len(results)} images -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from PIL import Image
 from scipy.cluster import vq
 
 from kp_jax import cli, predict, smoothing
-from kp_jax.data.video import read_video
+from kp_jax.exported import read_video
 
 CRITERIA = ("jump", "uncertain", "fitting")
 CLUSTER_WIDTH = 30  # px: frames are compared as grey copies this wide (DeepLabCut's default)

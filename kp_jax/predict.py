@@ -44,9 +44,9 @@ from etils import epath
 from PIL import Image
 
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
-from kp_jax.data.video import VIDEO_EXTENSIONS, is_video, read_video
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
-from kp_jax.exported import in_channels, read_image
+from kp_jax.exported import (VIDEO_EXTENSIONS, in_channels, is_video, keypoint_values,
+                             read_image, read_video)
 from kp_jax.runs import Predictor
 
 
@@ -62,16 +62,10 @@ def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
   return Predictor(workdir, likelihood_cutoff)
 
 
-def _keypoint_values(points, likelihood, cutoff: float) -> list:
-  """[[x, y, likelihood], ...]; x and y are None (missing) under the cutoff."""
-  return [[float(x), float(y), float(p)] if p >= cutoff else [None, None, float(p)]
-          for (x, y), p in zip(points, likelihood)]
-
-
 def _instance_record(predictor, instance: dict, **extra) -> dict:
   return {**extra, "score": instance["score"], "keypoints": dict(zip(
-      predictor.names, _keypoint_values(instance["keypoints"], instance["likelihood"],
-                                        predictor.cutoff)))}
+      predictor.names, keypoint_values(instance["keypoints"], instance["likelihood"],
+                                       predictor.cutoff)))}
 
 
 def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
@@ -185,7 +179,7 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
         points, likelihood = predictor.on_images(
             images, predictor.crop_matrix(images.shape[1:3], box))
         for (path, image), p, l in zip(batch, points, likelihood):
-          results[path] = dict(zip(predictor.names, _keypoint_values(p, l, predictor.cutoff)))
+          results[path] = dict(zip(predictor.names, keypoint_values(p, l, predictor.cutoff)))
           writes.append(pool.submit(save, path, predictor.overlay(image, p, l)))
       progress.update(len(batch))
     for write in writes:
@@ -263,7 +257,7 @@ class _SingleVideo:
     predictor = self.predictor
     points, likelihood = predictor.on_images(images, matrix)
     for frame, p, l in zip(frames, points, likelihood):
-      self.values.append(_keypoint_values(p, l, predictor.cutoff))
+      self.values.append(keypoint_values(p, l, predictor.cutoff))
       yield predictor.overlay(frame, p, l)
 
   def write(self, out: dict, header: dict):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import file_source_config, write_deeplabcut_labels
-from kp_jax import evaluation, predict, train
+from kp_jax import evaluation, exported, predict, train
 from kp_jax.data import deeplabcut, pipeline
 
 BODYPARTS = ["snout", "leftEar", "rightEar", "tailbase"]
@@ -224,7 +224,7 @@ def test_train_evaluate_and_predict_a_video(data_dir, project, tmp_path):
 
   # A cutoff above every likelihood leaves every coordinate empty, likelihoods kept.
   predict.write_deeplabcut_csv(str(tmp_path / "cut.csv"), BODYPARTS,
-                               [predict._keypoint_values(p[:, :2], p[:, 2], 1.01)
+                               [exported.keypoint_values(p[:, :2], p[:, 2], 1.01)
                                 for p in values])
   with open(tmp_path / "cut.csv") as f:
     row = list(csv.reader(f))[3]

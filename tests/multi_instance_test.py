@@ -260,6 +260,8 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
       for g, w in zip(got, want):
         points = np.array([w["keypoints"][name][:2] for name in BODYPARTS], float)
         np.testing.assert_allclose(g["keypoints"], points, atol=1e-3, err_msg=fmt)
+  with pytest.raises(ValueError, match="track ids.*kp_jax.predict"):  # on video: predict's
+    next(model.on_frames([np.zeros((*FRAME_HW, 1), np.uint8)]))
 
   # A video of the two mice walking towards each other on their own rows: two tracks, each
   # mouse keeping its id, written in DeepLabCut's multi-animal CSV layout.

@@ -12,7 +12,7 @@ from conftest import write_deeplabcut_labels
 from deeplabcut_test import BODYPARTS, FRAME_HW, dlc_config, write_project
 from kp_jax import pick_frames, predict
 from kp_jax.data import deeplabcut, pipeline
-from kp_jax.data.video import read_video
+from kp_jax.exported import read_video
 from video_test import dot_x, write_moving_dot, write_turned_video
 
 

@@ -344,6 +344,10 @@ def test_two_stage_run_trains_resumes_predicts_and_evaluates(data_dir, project, 
   want = predictor.on_frames(grey.astype(np.float32) / 255)["keypoints"][:, 0]
   got = np.array(json.loads(open(out["json"]).read())["frames"], np.float64)[..., :2]
   np.testing.assert_allclose(got, want, atol=1e-4)
+  # The one-file runner on the same video (the last export above): the same frames, each seen
+  # as PIL's grey.
+  ran = np.array(exported.on_video(model, video)["frames"], np.float64)[..., :2]
+  np.testing.assert_allclose(ran, want, atol=1e-3)
 
   # evaluate: the end-to-end errors are the composed predictions' distances to the labels.
   result = two_stage.evaluate(workdir, "test", str(tmp_path / "eval"))

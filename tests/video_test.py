@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import file_source_config
 from deeplabcut_test import BODYPARTS, FRAME_HW, write_project
-from kp_jax import predict, train, unsupervised
+from kp_jax import exported, predict, train, unsupervised
 from kp_jax.data import pipeline, video
 
 
@@ -88,8 +88,8 @@ def test_a_video_stored_turned_is_read_as_players_show_it(tmp_path, rotation):
   assert shown.shape[1:3] == ((40, 24) if rotation % 180 else (24, 40))
   # Two builds of FFmpeg turn YUV into RGB, each its own way.
   tolerance = {"atol": 2, "rtol": 0}
-  np.testing.assert_allclose(np.stack(list(video.read_video(path)[1])), shown, **tolerance)
-  assert np.stack(list(video.read_video(path, upright=False)[1])).shape == stored.shape
+  np.testing.assert_allclose(np.stack(list(exported.read_video(path)[1])), shown, **tolerance)
+  assert np.stack(list(exported.read_video(path, upright=False)[1])).shape == stored.shape
   assert video.frame_size(path) == shown.shape[1:3]
   clips = np.concatenate(list(video.interleaved_clips([path], 1, 3, seed=0, epoch=0)))
   np.testing.assert_allclose(clips, shown[-len(clips):], **tolerance)

@@ -1,6 +1,6 @@
-"""Video files: reading frames, writing MP4s, and the unlabelled clips that training learns
-from beside the labelled frames. PyAV, whose wheels bundle FFmpeg's libraries (no system
-ffmpeg needed).
+"""Video files: writing MP4s, and the unlabelled clips that training learns from beside the
+labelled frames. PyAV, whose wheels bundle FFmpeg's libraries (no system ffmpeg needed);
+frames are read as everywhere in kp-jax (`kp_jax.exported.read_video`).
 
 Unlabelled clips (`clip_stream`): a lab's videos decoded inside tf.data as clips of
 `clip_length` consecutive frames, read sequentially (one decode per frame, no seeking), each
@@ -17,45 +17,7 @@ from typing import Iterator
 import numpy as np
 from absl import logging
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
-
-
-def is_video(path: str) -> bool:
-  return path.lower().endswith(VIDEO_EXTENSIONS)
-
-
-def quarter_turns(frame) -> int:
-  """Counterclockwise quarter turns that show a decoded frame as players do: a phone stores
-  portrait video as landscape frames and a rotation in the stream's display matrix, which
-  players and OpenCV's VideoCapture apply."""
-  return round(frame.rotation / 90) % 4
-
-
-def frame_pixels(frame, pixel_format: str, upright: bool) -> np.ndarray:
-  """A decoded frame's pixels [h, w, C] in PyAV's `pixel_format` ("rgb24", "gray"), with
-  `upright` as players show it (`quarter_turns`)."""
-  pixels = frame.to_ndarray(format=pixel_format)
-  turns = quarter_turns(frame) if upright else 0
-  return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
-
-
-def read_video(path: str, upright: bool = True) -> tuple[float, Iterator[np.ndarray]]:
-  """(frames per second, an iterator of RGB uint8 frames [h, w, 3]), with `upright` as players
-  show them (`config.data.upright`)."""
-  import av  # noqa: PLC0415 -- only videos need it
-
-  try:
-    container = av.open(path)
-    stream = container.streams.video[0]
-  except (av.FFmpegError, IndexError, OSError) as e:
-    raise ValueError(f"Cannot read video {path}: {e}") from None
-  fps = float(stream.average_rate or stream.guessed_rate or 30)
-
-  def frames():
-    with container:
-      for frame in container.decode(stream):
-        yield frame_pixels(frame, "rgb24", upright)
-  return fps, frames()
+from kp_jax.exported import frame_pixels, is_video, quarter_turns
 
 
 class VideoWriter:
