@@ -14,7 +14,7 @@ def get_config():
 
   config.data = data = ml_collections.ConfigDict()
   data.source = "synthetic_faces"  # a key of kp_jax.data.pipeline.SOURCES: synthetic_faces,
-  #                                   tfds, coco, csv or deeplabcut
+  #                                   tfds, coco, csv, deeplabcut or sleap
   data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: ~/tensorflow_datasets
   data.image_size = 96  # synthetic images are image_size x image_size x 1
   data.scene_faces = 0  # 0: one face an image; n: scenes of 1 to n faces (configs/scenes.py)
@@ -49,11 +49,13 @@ def get_config():
   #                       annotation file's folder
   data.channels = 3  # images are decoded to this many channels (1 gray, 3 RGB)
   data.image_column = "Image"  # CSV: the column of pixels (Kaggle layout) or image paths
-  # Source "deeplabcut" (kp_jax/data/deeplabcut.py): a single-animal DeepLabCut project.
-  data.project = ""  # the project folder (config.yaml, labeled-data/)
+  # Sources "deeplabcut" (kp_jax/data/deeplabcut.py: DeepLabCut and Lightning Pose projects)
+  # and "sleap" (kp_jax/data/sleap.py: SLEAP labels files).
+  data.project = ""  # the project folder (config.yaml, labeled-data/), or SLEAP's .slp file
   data.train_fraction = 0.0  # frames trained on, the rest held out evenly (sorted by path);
-  #                            0: the project's TrainingFraction
-  data.test_frames = ()  # explicit held-out frames (CSV paths or file names); overrides it
+  #                            0: the project's TrainingFraction (SLEAP: 0.9)
+  data.test_frames = ()  # explicit held-out frames (CSV paths or file names; SLEAP:
+  #                        video.mp4/<frame index>, or an image sequence's file names)
   # COCO conventions (docs/datasets.md): what kp-jax decides where exports differ.
   data.category = ""  # COCO category to train on; "": the only one with keypoints
   data.keypoint_names = ()  # names for a category without `keypoints` names; (): 68 points get

@@ -4,6 +4,14 @@ import os
 
 __version__ = "0.1.0"
 
+
+def user_cache_folder(*parts: str) -> str:
+  """$XDG_CACHE_HOME/kp_jax/<parts>, else ~/.cache/kp_jax/<parts>: where kp-jax keeps what it
+  can make again (compiled programs, frames read out of videos)."""
+  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache_home, "kp_jax", *parts)
+
+
 # XLA:CPU (jax 0.10) hands convolutions to YNNPACK, whose kernels run this project's
 # convolutions and their weight gradients about 4x slower than XLA's own Eigen ones on x86
 # (docs/benchmarks.md, "CPU convolutions"). Keep convolutions on XLA's path unless the user

@@ -21,10 +21,11 @@ import os
 
 import jax
 
+import kp_jax
+
 
 def default_directory() -> str:
-  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(cache_home, "kp_jax", "xla")
+  return kp_jax.user_cache_folder("xla")
 
 
 def enable(directory: str | None = None) -> str | None:

@@ -172,7 +172,7 @@ def held_out(num_frames: int, train_fraction: float) -> np.ndarray:
                   bool)
 
 
-def _test_mask(frames: list[str], test_frames, train_fraction: float, project: str):
+def test_mask(frames: list[str], test_frames, train_fraction: float, project: str):
   if not test_frames:
     return held_out(len(frames), train_fraction)
   wanted = set(test_frames)
@@ -217,7 +217,7 @@ def source(data_config) -> Source:
 
   train_fraction = data_config.train_fraction or float(
       (project_config.get("TrainingFraction") or [0.95])[0])
-  test = _test_mask(frames, tuple(data_config.test_frames), train_fraction, project)
+  test = test_mask(frames, tuple(data_config.test_frames), train_fraction, project)
   names = tuple(bodyparts)
   try:
     spec = KeypointSpec(names, files.flip_pairs(data_config.flip_pairs, names, where=config_path),

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kp_jax.data import (coco, csv_keypoints, deeplabcut, files, instances, synthetic,
+from kp_jax.data import (coco, csv_keypoints, deeplabcut, files, instances, sleap, synthetic,
                          tfds_landmarks, transforms, video)
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source, map_images, map_labels
@@ -37,6 +37,7 @@ SOURCES = {
     "coco": coco.source,
     "csv": csv_keypoints.source,
     "deeplabcut": deeplabcut.source,
+    "sleap": sleap.source,
     "tfds": tfds_landmarks.source,
 }
 

@@ -1,0 +1,163 @@
+"""SLEAP projects: a labels file, `.slp` (frames in its videos) or `.pkg.slp` (frames embedded),
+read with sleap-io (pip install sleap-io==0.9.5, or kp-jax[sleap]; tests/requirements.txt pins
+it for the suite).
+
+  config.data.source = "sleap"; config.data.project = "/path/to/labels.v001.slp"
+
+The skeleton's nodes are the keypoints, its edges the lines drawn between them and its
+symmetries the flip pairs (else left/right names, or `config.data.flip_pairs`). Every
+user-labelled instance of a frame is one instance of that frame (the source's `images` view
+holds a frame's instances together, for the centre model of kp_jax/two_stage.py); a node marked
+not visible is unlabelled, and predicted instances are not labels, so they are not read.
+Coordinates are SLEAP's, pixel centres at integers as kp-jax's (sleap-io moves points of files
+older than format 1.1, whose origin was the top-left corner of the first pixel).
+
+Each labelled frame is read from its video once (a video file, an image sequence or the
+package's embedded frames, by sleap-io) and kept as a PNG in the user cache folder
+($XDG_CACHE_HOME or ~/.cache, kp_jax/sleap_frames/<labels file>-<its size and time>/), which
+the pipeline reads as image files; an edited labels file gets fresh frames. A frame is named
+`<video file>/<frame index>`, or by its image file for an image sequence: `data.test_frames`
+takes those names.
+
+Train/test split, deterministic, as DeepLabCut projects' (kp_jax/data/deeplabcut.py): the
+frames sorted by name, `data.test_frames` when given, else `1 - data.train_fraction` of them
+spread evenly (default 0.9: SLEAP's validation fraction 0.1). The held-out frames are the
+`test` split and also `validation`.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+import kp_jax
+from kp_jax.data import deeplabcut, files
+from kp_jax.data.keypoints import KeypointSpec
+from kp_jax.data.source import Source
+
+SLEAP_VALIDATION_FRACTION = 0.1  # sleap-nn's and SLEAP's default
+
+
+def read_labels(path: str):
+  """sleap-io's Labels of the file at `path`, with a clear error where it cannot be read."""
+  try:
+    import sleap_io  # noqa: PLC0415 -- only SLEAP projects need it
+  except ImportError:
+    raise ImportError(f"config.data.project={path}: reading SLEAP labels needs sleap-io: "
+                      "pip install sleap-io==0.9.5") from None
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config.data.project={path}: no such file; with data.source "
+                            "'sleap' it is the labels file (.slp or .pkg.slp).")
+  try:
+    return sleap_io.load_slp(path)
+  except Exception as e:  # h5py's and sleap-io's own errors, of a file that is not SLEAP's
+    raise ValueError(f"{path} is not a SLEAP labels file sleap-io reads: {e}") from None
+
+
+def frame_name(video, frame_index: int) -> str:
+  """`<video file>/<frame index>`, or the image file of an image sequence; a package's embedded
+  frames are named by the video they came from."""
+  original = video.original_video or video.source_video or video
+  filename = original.filename
+  if isinstance(filename, (list, tuple)):
+    return os.path.basename(filename[frame_index])
+  return f"{os.path.basename(filename)}/{frame_index}"
+
+
+def frames_folder(path: str) -> str:
+  """Where the frames of the labels file at `path` are kept: the user cache folder, under a
+  name that changes when the file does."""
+  stat = os.stat(path)
+  key = hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+  stem = os.path.basename(path).split(".")[0]
+  return kp_jax.user_cache_folder("sleap_frames", f"{stem}-{key.hexdigest()[:12]}")
+
+
+def frame_file(folder: str, video_index: int, name: str, labelled_frame) -> str:
+  """The PNG of a labelled frame in `folder`, written once (to a temporary name, then renamed,
+  so several processes may share the folder)."""
+  path = os.path.join(folder, f"video{video_index}_{name.replace('/', '_')}.png")
+  if not os.path.exists(path):
+    pixels = np.asarray(labelled_frame.image)
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    partial = f"{path}.{os.getpid()}.partial.png"
+    image.save(partial)
+    os.replace(partial, path)
+  return path
+
+
+def _skeleton(labels, path: str):
+  if len(labels.skeletons) != 1:
+    raise ValueError(f"{path} has {len(labels.skeletons)} skeletons "
+                     f"({[s.name for s in labels.skeletons]}): kp-jax trains one set of "
+                     "keypoints; keep one in SLEAP (Skeleton > Delete) or split the file.")
+  return labels.skeletons[0]
+
+
+def source(data_config) -> Source:
+  """The SLEAP labels file `data_config.project` as a `Source` (splits train, validation,
+  test)."""
+  path = data_config.project
+  if not path:
+    raise ValueError("config.data.project: set it to the SLEAP labels file (.slp).")
+  labels = read_labels(path)
+  skeleton = _skeleton(labels, path)
+  names = tuple(skeleton.node_names)
+  try:
+    spec = KeypointSpec(names, files.flip_pairs(data_config.flip_pairs, names,
+                                                skeleton.symmetry_names, path),
+                        tuple(skeleton.edge_names), "image size sqrt(w * h)",
+                        tuple(data_config.oks_sigmas))
+  except ValueError as e:
+    raise ValueError(f"{path} with config.data.flip_pairs / oks_sigmas: {e}") from None
+
+  folder = frames_folder(path)
+  os.makedirs(folder, exist_ok=True)
+  videos = {id(video): i for i, video in enumerate(labels.videos)}
+  frames = {}  # name -> (image path, [(keypoints, visible, record), ...])
+  for labelled in labels.labeled_frames:
+    instances = labelled.user_instances
+    if not instances:
+      continue  # predictions only: nothing labelled
+    name = frame_name(labelled.video, labelled.frame_idx)
+    video_index = videos[id(labelled.video)]
+    if name in frames:
+      raise ValueError(f"{path}: frame {name} is labelled twice.")
+    image_path = frame_file(folder, video_index, name, labelled)
+    frames[name] = (image_path, [])
+    for i, instance in enumerate(instances):
+      points = instance.numpy()  # NaN where not visible
+      visible = np.isfinite(points).all(-1).astype(np.float32)
+      if visible.any():
+        frames[name][1].append((np.nan_to_num(points).astype(np.float32), visible,
+                                f"{path}: {name}, instance {i}"))
+  if not frames:
+    raise ValueError(f"{path} has no user-labelled instances (predictions are not labels).")
+  logging.info("%s: %d labelled frames, their PNGs in %s", path, len(frames), folder)
+
+  order = sorted(frames)
+  train_fraction = data_config.train_fraction or 1 - SLEAP_VALIDATION_FRACTION
+  test = dict(zip(order, deeplabcut.test_mask(order, tuple(data_config.test_frames),
+                                              train_fraction, path)))
+  images = files.ImageChecker.for_config(data_config)
+  bad = files.BadRecords(data_config.bad_records, path)
+  outside = files.OutsideKeypoints(data_config.outside_keypoints, path)
+  splits = {"train": files.Records.empty(), "test": files.Records.empty()}
+  for image_id, name in enumerate(order):
+    image_path, instances = frames[name]
+    width, height = images.size(image_path)
+    box = np.array([0.0, 0.0, width, height])
+    for keypoints, visible, record in instances:
+      checked = files.checked_labels(bad, outside, record, keypoints, visible, box, width,
+                                     height, spec, data_config.norm_keypoints, image_path)
+      if checked is not None:
+        splits["test" if test[name] else "train"].append(image_path, keypoints, checked[0],
+                                                         checked[1], box, image_id)
+  bad.log_summary()
+  outside.log_summary()
+  images.log_summary(path)
+  splits["validation"] = splits["test"]
+  return files.records_source(f"sleap/{os.path.basename(path)}", spec, splits,
+                              data_config.channels)

@@ -1,0 +1,146 @@
+"""SLEAP labels files (kp_jax/data/sleap.py), written here by sleap-io itself: a video's labelled
+frames with one or two animals, a node marked not visible, a frame of predictions only; the
+same project as a package with its frames embedded."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ANIMAL_OFFSETS, file_source_config
+from deeplabcut_test import write_video
+from kp_jax import exported, train
+from kp_jax.data import pipeline, sleap
+
+sio = pytest.importorskip("sleap_io")
+
+NODES = ("snout", "leftEar", "rightEar")  # ANIMAL_OFFSETS' three dots
+FRAME_HW = (48, 64)
+CENTRES = {0: [(20.0, 20.0)], 1: [(22.0, 21.0), (46.0, 30.0)], 2: [(24.0, 22.0)],
+           3: [(26.0, 23.0)], 4: [(28.0, 24.0), (44.0, 32.0)]}  # frame -> animals' centres
+
+
+def animal_frame(centres) -> np.ndarray:
+  frame = np.full((*FRAME_HW, 3), 40, np.uint8)
+  for x, y in centres:
+    frame[int(y) - 7:int(y) + 7, int(x) - 7:int(x) + 7] = 200
+  return frame
+
+
+@pytest.fixture
+def labels_file(tmp_path, monkeypatch):
+  """A SLEAP project of a 6-frame video: frames 0-4 labelled (the animals of CENTRES, frame 2's
+  right ear marked not visible), frame 5 with a predicted instance only."""
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  video_path = str(tmp_path / "arena.mp4")
+  write_video(video_path, [animal_frame(CENTRES.get(i, [(30.0, 25.0)])) for i in range(6)])
+  skeleton = sio.Skeleton(list(NODES), edges=[("snout", "leftEar"), ("snout", "rightEar")],
+                          symmetries=[("leftEar", "rightEar")])
+  video = sio.Video.from_filename(video_path)
+  truth, frames = {}, []
+  for index, centres in CENTRES.items():
+    points = [np.array(c) + ANIMAL_OFFSETS + 0.25 for c in centres]
+    if index == 2:
+      points[0][2] = np.nan
+    truth[index] = points
+    frames.append(sio.LabeledFrame(video=video, frame_idx=index, instances=[
+        sio.Instance.from_numpy(p, skeleton=skeleton) for p in points]))
+  frames.append(sio.LabeledFrame(video=video, frame_idx=5, instances=[
+      sio.PredictedInstance.from_numpy(np.array((30.0, 25.0)) + ANIMAL_OFFSETS, skeleton=skeleton,
+                                       point_scores=np.ones(3), score=1.0)]))
+  path = str(tmp_path / "labels.v001.slp")
+  sio.save_slp(sio.Labels(labeled_frames=frames, videos=[video], skeletons=[skeleton]), path)
+  return path, truth
+
+
+def sleap_config(data_dir, path, **data):
+  return file_source_config(data_dir, "sleap", project=path, box_padding=1.0, **data)
+
+
+def examples_by_frame(source, split):
+  found = {}
+  for example in source.load(split, 0, 1).as_numpy_iterator():
+    found.setdefault(int(example["image_id"]), []).append(example)
+  return found
+
+
+def test_a_sleap_project_reads_as_it_was_labelled(data_dir, labels_file):
+  path, truth = labels_file
+  source = pipeline.get_source(sleap_config(data_dir, path, train_fraction=0.8).data)
+  assert source.spec.names == NODES
+  assert source.spec.skeleton == (("snout", "leftEar"), ("snout", "rightEar"))
+  assert source.spec.flip_pairs == (("leftEar", "rightEar"),)  # the skeleton's symmetry
+  # Five labelled frames ("arena.mp4/0" ... "/4", sorted); 0.8 holds out every 5th: frame 4.
+  assert source.split_sizes == {"train": 5, "test": 2, "validation": 2}
+  assert source.images is not None  # frames of two animals: the centre model's view of frames
+  _, decoded = exported.read_video(os.path.dirname(path) + "/arena.mp4")
+  decoded = list(decoded)
+  for split, frames in (("train", (0, 1, 2, 3)), ("test", (4,))):
+    found = examples_by_frame(source, split)
+    assert sorted(found) == list(frames)  # image ids are the sorted frames' positions
+    for index in frames:
+      examples = found[index]
+      assert len(examples) == len(truth[index])  # a frame's animals share its image id
+      for example, points in zip(examples, truth[index]):
+        np.testing.assert_array_equal(example["visible"], np.isfinite(points[:, 0]))
+        np.testing.assert_array_equal(example["keypoints"],
+                                      np.nan_to_num(points).astype(np.float32))
+        # The labelled frame (its neighbours differ by 160 where the animals moved): sleap-io's
+        # decoder (OpenCV's FFmpeg) and kp-jax's (PyAV's) gave the same pixels here; their
+        # YUV-to-RGB conversions may differ by a level or two elsewhere.
+        assert np.abs(example["image"].astype(int) - decoded[index]).max() <= 3
+
+
+def test_frames_are_read_once_and_a_package_reads_as_its_project(data_dir, labels_file, tmp_path):
+  path, _ = labels_file
+  config = sleap_config(data_dir, path, train_fraction=0.8).data
+  first = pipeline.get_source(config)
+  folder = sleap.frames_folder(path)
+  written = {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)}
+  assert len(written) == 5  # the labelled frames, not the one of predictions only
+  pipeline.get_source(config)
+  assert {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)} == written
+  # The same labels with their frames embedded (SLEAP's "labels package"): the same examples.
+  package = str(tmp_path / "labels.pkg.slp")
+  sio.save_slp(sio.load_slp(path), package, embed="user")
+  config.project = package
+  embedded = pipeline.get_source(config)
+  assert sleap.frames_folder(package) != folder
+  for split in ("train", "test"):
+    for a, b in zip(first.load(split, 0, 1).as_numpy_iterator(),
+                    embedded.load(split, 0, 1).as_numpy_iterator(), strict=True):
+      for key in ("image", "keypoints", "visible", "image_id"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path):
+  path, _ = labels_file
+  config = sleap_config(data_dir, path, train_fraction=0.8, channels=1)
+  config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+  config.batch_size, config.eval_batch_size, config.optimizer.warmup_steps = 4, 4, 1
+  config.data.test_frames = ("arena.mp4/1",)  # a frame by its name, in place of the fraction
+  assert list(examples_by_frame(pipeline.get_source(config.data), "test")) == [1]
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  for key in ("error_image_px", "error_image_px_baseline"):
+    assert np.isfinite(summary[key]), key
+
+
+def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):
+  path, _ = labels_file
+  config = sleap_config(data_dir, path).data
+  config.project = str(tmp_path / "missing.slp")
+  with pytest.raises(FileNotFoundError, match=r"missing.slp: no such file.*\.slp or \.pkg\.slp"):
+    pipeline.get_source(config)
+  (tmp_path / "notes.slp").write_text("not HDF5")
+  config.project = str(tmp_path / "notes.slp")
+  with pytest.raises(ValueError, match="notes.slp is not a SLEAP labels file"):
+    pipeline.get_source(config)
+  labels = sio.load_slp(path)
+  labels.skeletons.append(sio.Skeleton(["a", "b"], name="second"))
+  config.project = str(tmp_path / "two.slp")
+  sio.save_slp(labels, config.project)
+  with pytest.raises(ValueError, match="has 2 skeletons"):
+    pipeline.get_source(config)
+  config.project, config.test_frames = path, ("arena.mp4/9",)
+  with pytest.raises(ValueError, match=r"test_frames names frames not labelled.*arena.mp4/9"):
+    pipeline.get_source(config)
