@@ -24,6 +24,8 @@ duplicates removed by OKS-NMS (kp_jax.poses):
           DeepLabCut's multi-animal layout (an `individuals` header row, one individual per
           track), the JSON's frames lists of {"track", "score", "keypoints"}, and the overlay
           with each track in its colour.
+A run trained on SLEAP labels (data.source "sleap") also writes each video's predictions as
+SLEAP does, `<name>.predictions.slp` (kp_jax/data/sleap.py), for proofreading in SLEAP.
 Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the run's
 `config.likelihood_cutoff`) are written as missing (null / empty) and not drawn.
 """
@@ -44,6 +46,7 @@ from etils import epath
 from PIL import Image
 
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
+from kp_jax.data import sleap
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
 from kp_jax.exported import (VIDEO_EXTENSIONS, in_channels, is_video, keypoint_values,
                              read_image, read_video)
@@ -272,6 +275,12 @@ class _SingleVideo:
     epath.Path(out["json"]).write_text(json.dumps({**header, "frames": self.values, **extra}))
     return raw
 
+  def instances(self) -> list:
+    """Each frame's instance as (track, score, keypoints [K, 2] NaN where missing, likelihoods
+    [K]): no track, the mean likelihood its score."""
+    return [[(None, float(np.mean(t[:, 2])), t[:, :2], t[:, 2])]
+            for t in trajectory(self.values)]
+
 
 def track_rows(frames, names, ids) -> list:
   """Tracked frames ([{"track", "keypoints": {name: [x, y, likelihood]}}, ...] each) as rows
@@ -309,14 +318,24 @@ class _TrackedVideo:
     epath.Path(out["json"]).write_text(json.dumps({**header, "tracks": ids,
                                                    "frames": self.frames}))
 
+  def instances(self) -> list:
+    """Each frame's instances as (track, score, keypoints [K, 2] NaN where missing,
+    likelihoods [K])."""
+    names = self.predictor.names
+
+    def one(instance):
+      points = trajectory([[instance["keypoints"][n] for n in names]])[0]
+      return instance["track"], instance["score"], points[:, :2], points[:, 2]
+    return [[one(x) for x in frame] for frame in self.frames]
+
 
 def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: str,
                   output_dir: str, batch_size: int = 8, box=None, smooth: str | None = None,
                   jump_px: float = 20.0) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
-  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"} and, for
-  one instance a frame, "jumps": per keypoint the share of frames where it moved more than
-  `jump_px` from the frame before (kp_jax.smoothing.jumps), with `smooth` ("median" or
+  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"} (and
+  "slp" for a run on SLEAP labels) and, for one instance a frame, "jumps": per keypoint the
+  share of frames where it moved more than `jump_px` from the frame before (kp_jax.smoothing.jumps), with `smooth` ("median" or
   "kalman") also "smoothed_csv" and "smoothed_jumps"."""
   multi_instance = getattr(predictor, "multi_instance", False)
   if smooth and multi_instance:
@@ -364,6 +383,10 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
                           "likelihood_cutoff": predictor.cutoff,
                           "run_likelihood_cutoff": predictor.run_cutoff,
                           "upright": predictor.upright})
+  if predictor.config.data.source == "sleap":  # predictions SLEAP opens, as its labels came
+    out["slp"] = str(epath.Path(output_dir) / f"{stem}.predictions.slp")
+    sleap.write_predictions(out["slp"], path, predictor.names, predictor.skeleton,
+                            video.instances())
   result = {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
   if raw is not None:
     names = list(predictor.names)

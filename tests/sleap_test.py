@@ -2,6 +2,7 @@
 frames with one or two animals, a node marked not visible, a frame of predictions only; the
 same project as a package with its frames embedded."""
 
+import json
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import ANIMAL_OFFSETS, file_source_config
 from deeplabcut_test import write_video
-from kp_jax import exported, train
+from kp_jax import exported, predict, train
 from kp_jax.data import pipeline, sleap
 
 sio = pytest.importorskip("sleap_io")
@@ -123,6 +124,38 @@ def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path / "run"))
   for key in ("error_image_px", "error_image_px_baseline"):
     assert np.isfinite(summary[key]), key
+  # predict on the project's video: beside the CSV and JSON, the predictions as SLEAP's file.
+  out = predict.predict_video(predict.Predictor(str(tmp_path / "run"), likelihood_cutoff=0.5),
+                              os.path.join(os.path.dirname(path), "arena.mp4"),
+                              str(tmp_path / "pred"))
+  want = predict.trajectory(json.load(open(out["json"]))["frames"])
+  predicted = sio.load_slp(out["slp"])
+  assert predicted.skeletons[0].node_names == list(NODES)
+  assert [f.frame_idx for f in predicted.labeled_frames] == list(range(6))
+  for frame, points in zip(predicted.labeled_frames, want):
+    (instance,) = frame.predicted_instances
+    np.testing.assert_allclose(instance.numpy(scores=True), points, rtol=1e-6)  # NaN: missing
+    assert instance.score == pytest.approx(points[:, 2].mean(), rel=1e-6)
+    assert instance.track is None
+
+
+def test_tracked_predictions_become_sleap_tracks(tmp_path):
+  video = str(tmp_path / "arena.mp4")
+  write_video(video, [animal_frame(CENTRES[1])] * 2)
+  points = np.array([[1.0, 2.0], [np.nan, np.nan], [5.0, 6.0]])
+  likelihood = np.array([0.9, 0.1, 0.8])
+  frames = [[(1, 0.7, points, likelihood), (2, 0.6, points + 10, likelihood)],
+            [(2, 0.5, points + 11, likelihood)]]
+  path = str(tmp_path / "arena.predictions.slp")
+  sleap.write_predictions(path, video, NODES, ((0, 1), (0, 2)), frames)
+  labels = sio.load_slp(path)
+  assert [t.name for t in labels.tracks] == ["track1", "track2"]
+  assert labels.skeletons[0].edge_names == [("snout", "leftEar"), ("snout", "rightEar")]
+  for frame, want in zip(labels.labeled_frames, frames, strict=True):
+    got = [(x.track.name, x.score, x.numpy(scores=True)) for x in frame.predicted_instances]
+    for (name, score, array), (track, wanted_score, p, l) in zip(got, want, strict=True):
+      assert (name, score) == (f"track{track}", pytest.approx(wanted_score))
+      np.testing.assert_allclose(array, np.concatenate([p, l[:, None]], -1))
 
 
 def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):

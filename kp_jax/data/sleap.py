@@ -40,13 +40,17 @@ from kp_jax.data.source import Source
 SLEAP_VALIDATION_FRACTION = 0.1  # sleap-nn's and SLEAP's default
 
 
-def read_labels(path: str):
-  """sleap-io's Labels of the file at `path`, with a clear error where it cannot be read."""
+def _sleap_io(path: str):
   try:
     import sleap_io  # noqa: PLC0415 -- only SLEAP projects need it
   except ImportError:
-    raise ImportError(f"config.data.project={path}: reading SLEAP labels needs sleap-io: "
-                      "pip install sleap-io==0.9.5") from None
+    raise ImportError(f"{path}: SLEAP's files need sleap-io: pip install sleap-io==0.9.5") from None
+  return sleap_io
+
+
+def read_labels(path: str):
+  """sleap-io's Labels of the file at `path`, with a clear error where it cannot be read."""
+  sleap_io = _sleap_io(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config.data.project={path}: no such file; with data.source "
                             "'sleap' it is the labels file (.slp or .pkg.slp).")
@@ -161,3 +165,27 @@ def source(data_config) -> Source:
   splits["validation"] = splits["test"]
   return files.records_source(f"sleap/{os.path.basename(path)}", spec, splits,
                               data_config.channels)
+
+
+def write_predictions(path: str, video_path: str, names, skeleton, frames):
+  """A SLEAP labels file of predictions on the video at `video_path`, which SLEAP opens to
+  proofread them (and merges into the project's labels): each frame's instances as predicted
+  instances, `frames` [[(track id or None, score, keypoints [K, 2] NaN where missing,
+  likelihoods [K]), ...] per frame]; the likelihoods are the points' scores, a missing point is
+  not visible, and a track id names the SLEAP track `track<id>` (as predict's CSV names it)."""
+  sleap_io = _sleap_io(path)
+  skeleton = sleap_io.Skeleton(list(names), edges=[(names[i], names[j]) for i, j in skeleton])
+  video = sleap_io.Video.from_filename(os.path.abspath(video_path))
+  tracks, labelled = {}, []
+  for index, instances in enumerate(frames):
+    predicted = []
+    for track, score, points, likelihood in instances:
+      if track is not None and track not in tracks:
+        tracks[track] = sleap_io.Track(name=f"track{track}")
+      predicted.append(sleap_io.PredictedInstance.from_numpy(
+          np.asarray(points, np.float64), skeleton=skeleton, point_scores=np.asarray(likelihood),
+          score=float(score), track=tracks.get(track)))
+    if predicted:
+      labelled.append(sleap_io.LabeledFrame(video=video, frame_idx=index, instances=predicted))
+  sleap_io.save_slp(sleap_io.Labels(labeled_frames=labelled, videos=[video],
+                                    skeletons=[skeleton], tracks=list(tracks.values())), path)
