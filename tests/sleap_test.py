@@ -160,7 +160,7 @@ def test_tracked_predictions_become_sleap_tracks(tmp_path):
 
 def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):
   path, _ = labels_file
-  config = sleap_config(data_dir, path).data
+  config = sleap_config(data_dir, path, train_fraction=0.8).data
   config.project = str(tmp_path / "missing.slp")
   with pytest.raises(FileNotFoundError, match=r"missing.slp: no such file.*\.slp or \.pkg\.slp"):
     pipeline.get_source(config)
@@ -176,4 +176,16 @@ def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):
     pipeline.get_source(config)
   config.project, config.test_frames = path, ("arena.mp4/9",)
   with pytest.raises(ValueError, match=r"test_frames names frames not labelled.*arena.mp4/9"):
+    pipeline.get_source(config)
+  config.test_frames = ()
+  # A project moved to another machine: its video is found beside the labels file, else named.
+  moved = tmp_path / "moved"
+  moved.mkdir()
+  os.replace(path, moved / "labels.slp")
+  os.replace(tmp_path / "arena.mp4", moved / "arena.mp4")
+  config.project = path = str(moved / "labels.slp")
+  assert pipeline.get_source(config).split_sizes["train"] == 5
+  os.remove(moved / "arena.mp4")
+  with pytest.raises(FileNotFoundError, match=r"labels.slp: the videos of its labelled frames "
+                     r"are not found.*arena.mp4.*\.pkg\.slp"):
     pipeline.get_source(config)

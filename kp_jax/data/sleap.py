@@ -13,7 +13,8 @@ Coordinates are SLEAP's, pixel centres at integers as kp-jax's (sleap-io moves p
 older than format 1.1, whose origin was the top-left corner of the first pixel).
 
 Each labelled frame is read from its video once (a video file, an image sequence or the
-package's embedded frames, by sleap-io) and kept as a PNG in the user cache folder
+package's embedded frames, by sleap-io; a video not where the file names it is looked for
+beside the labels file, as SLEAP does for a project moved to another machine) and kept as a PNG in the user cache folder
 ($XDG_CACHE_HOME or ~/.cache, kp_jax/sleap_frames/<labels file>-<its size and time>/), which
 the pipeline reads as image files; an edited labels file gets fresh frames. A frame is named
 `<video file>/<frame index>`, or by its image file for an image sequence: `data.test_frames`
@@ -63,7 +64,7 @@ def read_labels(path: str):
 def frame_name(video, frame_index: int) -> str:
   """`<video file>/<frame index>`, or the image file of an image sequence; a package's embedded
   frames are named by the video they came from."""
-  original = video.original_video or video.source_video or video
+  original = video.original_video or video
   filename = original.filename
   if isinstance(filename, (list, tuple)):
     return os.path.basename(filename[frame_index])
@@ -92,6 +93,31 @@ def frame_file(folder: str, video_index: int, name: str, labelled_frame) -> str:
   return path
 
 
+def find_videos(labels, path: str):
+  """Points each video holding user-labelled frames at its file: where the labels file names
+  it, else a file of its name beside the labels file (a project moved to another machine, as
+  SLEAP looks for it); an error names those found in neither place."""
+  folder = os.path.dirname(os.path.abspath(path))
+  moved, missing = {}, []
+  for video in {id(f.video): f.video for f in labels.labeled_frames if f.user_instances}.values():
+    if video.exists() or not isinstance(video.filename, str):  # an image sequence: its files'
+      continue
+    beside = os.path.join(folder, os.path.basename(video.filename))
+    if os.path.exists(beside):
+      moved[video.filename] = beside
+    else:
+      missing.append(video.filename)
+  if missing:
+    raise FileNotFoundError(
+        f"{path}: the videos of its labelled frames are not found, neither where it names them "
+        f"nor beside it: {missing}. Copy them beside the labels file, or save the project as a "
+        "labels package with its frames embedded (.pkg.slp: SLEAP's File > Export Labels "
+        "Package).")
+  if moved:
+    logging.info("%s: videos found beside it: %s", path, moved)
+    labels.replace_filenames(filename_map=moved)
+
+
 def _skeleton(labels, path: str):
   if len(labels.skeletons) != 1:
     raise ValueError(f"{path} has {len(labels.skeletons)} skeletons "
@@ -107,6 +133,7 @@ def source(data_config) -> Source:
   if not path:
     raise ValueError("config.data.project: set it to the SLEAP labels file (.slp).")
   labels = read_labels(path)
+  find_videos(labels, path)
   skeleton = _skeleton(labels, path)
   names = tuple(skeleton.node_names)
   try:
