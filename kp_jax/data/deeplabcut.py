@@ -173,6 +173,8 @@ def held_out(num_frames: int, train_fraction: float) -> np.ndarray:
 
 
 def test_mask(frames: list[str], test_frames, train_fraction: float, project: str):
+  """Whether each of the sorted `frames` (names) is held out: those `test_frames` names (by
+  name or file name), else `held_out`'s share; `project` names the labels in the error."""
   if not test_frames:
     return held_out(len(frames), train_fraction)
   wanted = set(test_frames)
