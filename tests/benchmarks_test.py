@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmarks import accelerator, profile_step
-from tests.flops_test import default_forward_macs
+from flops_test import default_forward_macs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # As on a machine with only jax, flax, optax and ml_collections: these imports fail in the
