@@ -6,12 +6,12 @@ each reading took (the package's first reading writes its frames into the user c
 second reads them back).
 
   python benchmarks/sleap_project.py ../shared/data/dlc_reaching
+  python benchmarks/sleap_project.py ../shared/data/lp_mirror_mouse   # Lightning Pose's layout
 
 Needs sleap-io (tests/requirements.txt).
 """
 
 import argparse
-import glob
 import os
 import sys
 import tempfile
@@ -24,7 +24,7 @@ from machine import machine_line
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from configs import deeplabcut as deeplabcut_config  # noqa: E402
-from kp_jax.data import pipeline  # noqa: E402
+from kp_jax.data import deeplabcut, pipeline  # noqa: E402
 
 
 def timed_source(data_config):
@@ -35,12 +35,12 @@ def timed_source(data_config):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("project", help="a DeepLabCut project folder (config.yaml, labeled-data/)")
+  parser.add_argument("project", help="a DeepLabCut project folder (config.yaml, labeled-data/), "
+                      "or a Lightning Pose one (CollectedData.csv, labeled-data/)")
   args = parser.parse_args()
   scratch = tempfile.mkdtemp(prefix="kp_jax_sleap_")
   os.environ["XDG_CACHE_HOME"] = os.path.join(scratch, "cache")  # a cold frame cache
-  labels = sleap_io.load_dlc(sorted(glob.glob(
-      os.path.join(args.project, "labeled-data", "*", "CollectedData_*.csv")))[0])
+  labels = sleap_io.load_dlc(deeplabcut.label_files(args.project)[0])
   package = os.path.join(scratch, "project.pkg.slp")
   sleap_io.save_slp(labels, package, embed="user")
 
