@@ -96,9 +96,13 @@ def test_frames_are_read_once_and_a_package_reads_as_its_project(data_dir, label
   path, _ = labels_file
   config = sleap_config(data_dir, path, train_fraction=0.8).data
   first = pipeline.get_source(config)
-  folder = sleap.frames_folder(path)
+  folder = sleap.frames_folder(sio.load_slp(path).videos[0])
   written = {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)}
   assert len(written) == 5  # the labelled frames, not the one of predictions only
+  # The labels saved again (as SLEAP does at every edit): the frames are not read again.
+  labels = sio.load_slp(path)
+  config.project = str(tmp_path / "labels.v002.slp")
+  sio.save_slp(labels, config.project)
   pipeline.get_source(config)
   assert {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)} == written
   # The same labels with their frames embedded (SLEAP's "labels package"): the same examples.
@@ -106,12 +110,24 @@ def test_frames_are_read_once_and_a_package_reads_as_its_project(data_dir, label
   sio.save_slp(sio.load_slp(path), package, embed="user")
   config.project = package
   embedded = pipeline.get_source(config)
-  assert sleap.frames_folder(package) != folder
+  assert sleap.frames_folder(sio.load_slp(package).videos[0]) != folder
   for split in ("train", "test"):
     for a, b in zip(first.load(split, 0, 1).as_numpy_iterator(),
                     embedded.load(split, 0, 1).as_numpy_iterator(), strict=True):
       for key in ("image", "keypoints", "visible", "image_id"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_frames_are_named_by_their_video_and_index():
+  # Two sessions' videos of one name: named by their paths; one of its own name: by that name.
+  videos = [sio.Video(filename=f, open_backend=False)
+            for f in ("/data/s1/cam.mp4", "/data/s2/cam.mp4", "/data/s2/top.mp4")]
+  assert [sleap.frame_name(v, 7, videos) for v in videos] == [
+      "/data/s1/cam.mp4/7", "/data/s2/cam.mp4/7", "top.mp4/7"]
+  # An image sequence (a DeepLabCut project's labelled frames): its folder and image.
+  images = sio.Video(filename=["/p/labeled-data/v1/img005.png", "/p/labeled-data/v1/img020.png"],
+                     open_backend=False)
+  assert sleap.frame_name(images, 1, videos + [images]) == "v1/img020.png"
 
 
 def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path):

@@ -14,11 +14,12 @@ older than format 1.1, whose origin was the top-left corner of the first pixel).
 
 Each labelled frame is read from its video once (a video file, an image sequence or the
 package's embedded frames, by sleap-io; a video not where the file names it is looked for
-beside the labels file, as SLEAP does for a project moved to another machine) and kept as a PNG in the user cache folder
-($XDG_CACHE_HOME or ~/.cache, kp_jax/sleap_frames/<labels file>-<its size and time>/), which
-the pipeline reads as image files; an edited labels file gets fresh frames. A frame is named
-`<video file>/<frame index>`, or by its image file for an image sequence: `data.test_frames`
-takes those names.
+beside the labels file, as SLEAP does for a project moved to another machine) and kept as a
+PNG in the user cache folder ($XDG_CACHE_HOME or ~/.cache, kp_jax/sleap_frames/<video>-<its
+size and time>/), which the pipeline reads as image files: a labels file saved again reuses
+them. A frame is named `<video file>/<frame index>` (the video's whole path where two videos
+share a file name), or `<folder>/<image file>` in an image sequence: `data.test_frames` takes
+those names, or an image's file name.
 
 Train/test split, deterministic, as DeepLabCut projects' (kp_jax/data/deeplabcut.py): the
 frames sorted by name, `data.test_frames` when given, else `1 - data.train_fraction` of them
@@ -61,30 +62,47 @@ def read_labels(path: str):
     raise ValueError(f"{path} is not a SLEAP labels file sleap-io reads: {e}") from None
 
 
-def frame_name(video, frame_index: int) -> str:
-  """`<video file>/<frame index>`, or the image file of an image sequence; a package's embedded
-  frames are named by the video they came from."""
-  original = video.original_video or video
-  filename = original.filename
-  if isinstance(filename, (list, tuple)):
-    return os.path.basename(filename[frame_index])
-  return f"{os.path.basename(filename)}/{frame_index}"
+def original_filename(video):
+  """The video's file, or an image sequence's files; a package's embedded frames: those of the
+  video they came from."""
+  return (video.original_video or video).filename
 
 
-def frames_folder(path: str) -> str:
-  """Where the frames of the labels file at `path` are kept: the user cache folder, under a
-  name that changes when the file does."""
-  stat = os.stat(path)
-  key = hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-  stem = os.path.basename(path).split(".")[0]
+def frame_name(video, frame_index: int, videos) -> str:
+  """`<video file>/<frame index>` (the video's path as the labels file has it where another of
+  `videos` has its file name), or `<folder>/<image file>` in an image sequence."""
+  filename = original_filename(video)
+  if not isinstance(filename, str):
+    image = filename[frame_index]
+    return f"{os.path.basename(os.path.dirname(image))}/{os.path.basename(image)}"
+  names = [os.path.basename(original_filename(v)) for v in videos
+           if isinstance(original_filename(v), str)]
+  unique = names.count(os.path.basename(filename)) == 1
+  return f"{os.path.basename(filename) if unique else filename}/{frame_index}"
+
+
+def frames_folder(video) -> str:
+  """Where a video's labelled frames are kept: the user cache folder, under the name of the
+  file holding them (the video file, an image sequence's first image, or the package that
+  embeds them), its size and time (and for a package the video they came from). A labels file
+  saved again reuses them; a changed video gets fresh ones."""
+  holder = video.filename if isinstance(video.filename, str) else video.filename[0]
+  stat = os.stat(holder)
+  origin = original_filename(video)
+  origin = origin if isinstance(origin, str) else origin[0]
+  key = hashlib.sha1(f"{os.path.abspath(holder)}|{stat.st_size}|{stat.st_mtime_ns}|{origin}"
+                     .encode())
+  stem = os.path.basename(origin).split(".")[0]
   return kp_jax.user_cache_folder("sleap_frames", f"{stem}-{key.hexdigest()[:12]}")
 
 
-def frame_file(folder: str, video_index: int, name: str, labelled_frame) -> str:
-  """The PNG of a labelled frame in `folder`, written once (to a temporary name, then renamed,
-  so several processes may share the folder)."""
-  path = os.path.join(folder, f"video{video_index}_{name.replace('/', '_')}.png")
+def frame_file(labelled_frame) -> str:
+  """The PNG of a labelled frame, written once into its video's `frames_folder` (to a temporary
+  name, then renamed, so several processes may share the folder)."""
+  folder = frames_folder(labelled_frame.video)
+  path = os.path.join(folder, f"{labelled_frame.frame_idx:06d}.png")
   if not os.path.exists(path):
+    os.makedirs(folder, exist_ok=True)
     pixels = np.asarray(labelled_frame.image)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
     partial = f"{path}.{os.getpid()}.partial.png"
@@ -144,20 +162,15 @@ def source(data_config) -> Source:
   except ValueError as e:
     raise ValueError(f"{path} with config.data.flip_pairs / oks_sigmas: {e}") from None
 
-  folder = frames_folder(path)
-  os.makedirs(folder, exist_ok=True)
-  videos = {id(video): i for i, video in enumerate(labels.videos)}
   frames = {}  # name -> (image path, [(keypoints, visible, record), ...])
   for labelled in labels.labeled_frames:
     instances = labelled.user_instances
     if not instances:
       continue  # predictions only: nothing labelled
-    name = frame_name(labelled.video, labelled.frame_idx)
-    video_index = videos[id(labelled.video)]
+    name = frame_name(labelled.video, labelled.frame_idx, labels.videos)
     if name in frames:
       raise ValueError(f"{path}: frame {name} is labelled twice.")
-    image_path = frame_file(folder, video_index, name, labelled)
-    frames[name] = (image_path, [])
+    frames[name] = (frame_file(labelled), [])
     for i, instance in enumerate(instances):
       points = instance.numpy()  # NaN where not visible
       visible = np.isfinite(points).all(-1).astype(np.float32)
@@ -166,7 +179,8 @@ def source(data_config) -> Source:
                                 f"{path}: {name}, instance {i}"))
   if not frames:
     raise ValueError(f"{path} has no user-labelled instances (predictions are not labels).")
-  logging.info("%s: %d labelled frames, their PNGs in %s", path, len(frames), folder)
+  logging.info("%s: %d labelled frames, their PNGs in %s", path, len(frames),
+               sorted({os.path.dirname(image) for image, _ in frames.values()}))
 
   order = sorted(frames)
   train_fraction = data_config.train_fraction or 1 - SLEAP_VALIDATION_FRACTION
