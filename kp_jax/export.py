@@ -43,7 +43,7 @@ from kp_jax.two_stage import FindRefinePredictor, is_find_refine
 
 FORMATS = {"stablehlo": ".stablehlo", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 FIXED_BATCH_ONLY = ("onnx", "tflite")
-OUTPUT_NAMES = ("keypoints", "likelihood", "scores")  # in the serving function's order
+OUTPUT_NAMES = ("keypoints", "likelihood", "scores", "boxes")  # the serving function's order
 # What StableHLO and SavedModel artifacts are lowered for (jax.export's default is only the
 # exporting machine's: a model exported on a GPU cluster would refuse a CPU).
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -64,14 +64,14 @@ def find_refine_serving_function(predictor: FindRefinePredictor):
   """float32 frames [N, H, W, C] in [0, 255] -> both stages, crops and all, as one program:
   (keypoints [N, K, 2] in the frames' pixels, likelihoods [N, K]) of the best instance, or
   where the run finds several, every instance slot's (keypoints [N, M, K, 2], likelihoods
-  [N, M, K], detection scores [N, M]), which the runner (kp_jax.exported) selects from as
-  predict does."""
+  [N, M, K], detection scores [N, M] and boxes [N, M, 4], x0, y0, x1, y1), which the runner
+  (kp_jax.exported) selects from, and follows through a video, as predict does."""
   variables = jax.tree.map(np.asarray, predictor.variables)
 
   def serve(pixels):
     result = find_refine.predict_frames(predictor.stages, *variables, pixels / 255.0)
     if predictor.multi_instance:
-      return result["keypoints"], result["likelihood"], result["scores"]
+      return result["keypoints"], result["likelihood"], result["scores"], result["boxes"]
     return result["keypoints"][:, 0], result["likelihood"][:, 0]
   return serve
 
@@ -137,7 +137,7 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
     names, selection = run.names, None
     if run.multi_instance:
       outputs = ("every instance slot's keypoints [N, M, K, 2] in the frames' pixels, "
-                 "likelihoods [N, M, K] and detection scores [N, M]")
+                 "likelihoods [N, M, K], detection scores [N, M] and boxes [N, M, 4]")
       selection = dataclasses.asdict(run.selection)
   else:
     run, selection = runs.load_run(workdir, step, portable=True), None
@@ -153,9 +153,10 @@ def export(workdir: str, fmt: str, batch: int | None = None, out: str | None = N
           "two_stage": two_stage,  # finds its instances in whole frames
           "upright": bool(run.config.data.get("upright", True)),
           "input": "float32 [N, H, W, C] pixel values in [0, 255]", "outputs": outputs,
-          "output_names": list(OUTPUT_NAMES[:3 if selection else 2])}
-  if selection:  # how the runner turns instance slots into instances, as predict does
+          "output_names": list(OUTPUT_NAMES[:4 if selection else 2])}
+  if selection:  # how the runner turns slots into instances and tracks, as predict does
     meta["instances"] = {**selection, "sigmas": list(selection["sigmas"])}
+    meta["tracking"] = run.tracking  # {"min_iou", "max_age"}: kp_jax.poses.track's
   epath.Path(out.rstrip("/") + ".json").write_text(json.dumps(meta, indent=2))
   logging.info("Wrote %s (%s, batch %s) and its .json", out, fmt, batch or "dynamic")
   return out

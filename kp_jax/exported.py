@@ -15,8 +15,9 @@ kp_jax/poses.py, NumPy only, which such a model needs beside this file), and the
 image to a list of instances, best first: [{"score", "keypoints": {name: [x, y, likelihood]}}].
 A video's frames (decoded by PyAV: pip install av) are each fitted or cropped alike and run in
 batches; its `<video name>_keypoints.json`, beside --out, is the record kp_jax.predict writes
-of a video (`on_video`), which `kp-jax pick-frames --predictions` reads. Following several
-instances from frame to frame (track ids) is predict's alone.
+of a video (`on_video`), which `kp-jax pick-frames --predictions` reads; a model of several
+instances a frame follows them from frame to frame as predict does (track ids, by the boxes
+it exports: kp_jax/poses.py).
 """
 
 import argparse
@@ -170,14 +171,11 @@ def _runtime(path: str, fmt: str, names):
     return lambda x: session.run(None, {name: x})
   if fmt == "tflite":
     from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_path=path)
-    interpreter.allocate_tensors()
-    outputs = sorted(interpreter.get_output_details(), key=lambda d: -len(d["shape"]))
+    serve = Interpreter(model_path=path).get_signature_runner("serving_default")
 
     def run(x):
-      interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-      interpreter.invoke()
-      return [interpreter.get_tensor(d["index"]) for d in outputs]
+      outputs = serve(pixels=x)  # by name: the SavedModel's signature, kept by the converter
+      return [outputs[k] for k in names]
     return run
   raise ValueError(f"{path}: unknown format {fmt!r}")
 
@@ -195,14 +193,13 @@ class ExportedModel:
     self.names = tuple(self.meta["keypoint_names"])
     self.input_shape = tuple(self.meta["input_shape"])  # (H, W, C)
     self.batch = self.meta["batch"]  # an int, or None for any batch
-    self._run = _runtime(path, self.meta["format"],
-                         self.meta.get("output_names", ["keypoints", "likelihood"]))
+    self.output_names = tuple(self.meta.get("output_names", ["keypoints", "likelihood"]))
+    self._run = _runtime(path, self.meta["format"], self.output_names)
     self.selection = None
     if "instances" in self.meta:  # several instances a frame: chosen as kp_jax.predict does
-      poses = _poses()
-      self.selection = poses.Selection(**{**self.meta["instances"], "sigmas": tuple(
+      self._poses = _poses()
+      self.selection = self._poses.Selection(**{**self.meta["instances"], "sigmas": tuple(
           self.meta["instances"]["sigmas"])})
-      self._select = poses.select
 
   def on_inputs(self, pixels) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints [N, K, 2] in input pixels, likelihoods [N, K]) of model-input-sized images
@@ -226,36 +223,28 @@ class ExportedModel:
     matrix = box_matrix(box, self.input_shape[:2], padding, self.meta.get("udp", False))
     return matrix, sampling(matrix, image_hw, self.input_shape[:2])
 
-  def _on_images(self, images, geometry):
-    """The model's outputs for uint8 images [N, h, w, C] of one size, seen through `geometry`
-    (`_geometry`), the keypoints in the images' pixels."""
+  def _on_images(self, images, geometry) -> dict:
+    """The model's outputs by name for uint8 images [N, h, w, C] of one size, seen through
+    `geometry` (`_geometry`), keypoints and boxes in the images' pixels."""
     matrix, sampled = geometry
     pixels = np.stack([warp(image, matrix, self.input_shape[:2], sampled) for image in images])
-    points, *rest = self.on_inputs(pixels)
-    return to_source_pixels(points, matrix), *rest
+    outputs = dict(zip(self.output_names, self.on_inputs(pixels)))
+    outputs["keypoints"] = to_source_pixels(outputs["keypoints"], matrix)
+    if "boxes" in outputs:  # x0, y0, x1, y1: two corners
+      boxes = outputs["boxes"]
+      outputs["boxes"] = to_source_pixels(boxes.reshape(*boxes.shape[:-1], 2, 2),
+                                          matrix).reshape(boxes.shape)
+    return outputs
 
-  def _on_image(self, image: np.ndarray, box=None):
-    return tuple(y[0] for y in self._on_images(image[None], self._geometry(image.shape[:2], box)))
+  def _each(self, outputs: dict) -> list[dict]:
+    """`_on_images`' outputs, image by image."""
+    return [{k: v[i] for k, v in outputs.items()} for i in range(len(outputs["keypoints"]))]
 
-  def on_image(self, image: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image,
-    or of the object in its `box` (x, y, w, h: a detector's, for a model trained on COCO's
-    boxes), cropped as kp_jax.predict crops it: the best instance's, for a model of several."""
-    self._check_box(box)
-    points, likelihood, *scores = self._on_image(image, box)
-    if self.selection is None:
-      return points, likelihood
-    return points[np.argmax(scores[0])], likelihood[np.argmax(scores[0])]
+  def _on_image(self, image: np.ndarray, box=None) -> dict:
+    return self._each(self._on_images(image[None], self._geometry(image.shape[:2], box)))[0]
 
-  def on_frames(self, frames, box=None, batch_size: int = 8):
-    """(keypoints [K, 2] in the frames' pixels, likelihoods [K]) of each of `frames` (an
-    iterable of [h, w, C] uint8 frames of one size: a video's), as `on_image` gives them,
-    lazily, `batch_size` frames a model call. One instance a frame: following several from
-    frame to frame is kp_jax.predict's."""
-    self._check_box(box)
-    if self.selection is not None:
-      raise ValueError("This model finds several instances a frame; following them from frame "
-                       "to frame (track ids) is kp_jax.predict's: run it on the video.")
+  def _frames(self, frames, box, batch_size: int):
+    """`_on_image` of each of `frames` (one size: a video's), `batch_size` frames a call."""
     shape, geometry, batch = None, None, []
     for frame in frames:
       if shape is None:  # the crop's sampling, worked out once for the video's frame size
@@ -265,25 +254,68 @@ class ExportedModel:
                          "one video's frames (one size); use on_image for pictures.")
       batch.append(frame)
       if len(batch) == batch_size:
-        yield from zip(*self._on_images(np.stack(batch), geometry))
+        yield from self._each(self._on_images(np.stack(batch), geometry))
         batch = []
     if batch:
-      yield from zip(*self._on_images(np.stack(batch), geometry))
+      yield from self._each(self._on_images(np.stack(batch), geometry))
+
+  def on_image(self, image: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints [K, 2] in the image's pixels, likelihoods [K]) of an [h, w, C] uint8 image,
+    or of the object in its `box` (x, y, w, h: a detector's, for a model trained on COCO's
+    boxes), cropped as kp_jax.predict crops it: the best instance's, for a model of several."""
+    self._check_box(box)
+    out = self._on_image(image, box)
+    if self.selection is None:
+      return out["keypoints"], out["likelihood"]
+    best = np.argmax(out["scores"])
+    return out["keypoints"][best], out["likelihood"][best]
+
+  def on_frames(self, frames, box=None, batch_size: int = 8):
+    """(keypoints [K, 2] in the frames' pixels, likelihoods [K]) of each of `frames` (an
+    iterable of [h, w, C] uint8 frames of one size: a video's), as `on_image` gives them,
+    lazily, `batch_size` frames a model call."""
+    self._check_box(box)
+    if self.selection is not None:
+      raise ValueError("This model finds several instances a frame: use tracked_frames.")
+    for out in self._frames(frames, box, batch_size):
+      yield out["keypoints"], out["likelihood"]
 
   def _check_box(self, box):
     if box is not None and self.meta.get("two_stage", self.selection is not None):
       raise ValueError("A two-stage model finds its instances in the whole frame: give no box.")
 
+  def _instances(self, out: dict) -> list[dict]:
+    kept, scores = self._poses.select(self.selection, out["keypoints"], out["likelihood"],
+                                      out["scores"])
+    return [{"score": float(scores[i]), "keypoints": out["keypoints"][i],
+             "likelihood": out["likelihood"][i],
+             **({"box": out["boxes"][i]} if "boxes" in out else {})} for i in kept]
+
   def instances(self, image: np.ndarray) -> list[dict]:
     """Every instance of an [h, w, C] uint8 image, best first ({"score", "keypoints" [K, 2],
-    "likelihood" [K]}): the slots scoring at least the run's threshold, duplicates removed by
-    OKS-NMS, as kp_jax.predict selects them."""
+    "likelihood" [K], "box" [4]: x0, y0, x1, y1, where the export has boxes}): the slots
+    scoring at least the run's threshold, duplicates removed by OKS-NMS, as kp_jax.predict
+    selects them."""
     if self.selection is None:
       raise ValueError("This model gives one instance a frame: use on_image.")
-    points, likelihood, scores = self._on_image(image)
-    kept, instance_scores = self._select(self.selection, points, likelihood, scores)
-    return [{"score": float(instance_scores[i]), "keypoints": points[i],
-             "likelihood": likelihood[i]} for i in kept]
+    return self._instances(self._on_image(image))
+
+  def tracked_frames(self, frames, box=None, batch_size: int = 8):
+    """Each frame's `instances` (of `frames`, as `on_frames`' own), each with the "track" it
+    continues, followed from frame to frame as kp_jax.predict follows them (kp_jax.poses.track:
+    by box overlap, with the run's two_stage.track_min_iou and track_max_age); lazily."""
+    self._check_box(box)
+    if self.selection is None:
+      raise ValueError("This model gives one instance a frame: use on_frames.")
+    if "tracking" not in self.meta:
+      raise ValueError("This export has no instance boxes to follow (written before "
+                       "2026-12-07): export the run again.")
+    tracks = self._poses.Tracks()
+    for index, out in enumerate(self._frames(frames, None, batch_size)):
+      instances = self._instances(out)
+      tracks, ids = self._poses.track(tracks, index, [x["box"] for x in instances],
+                                      **self.meta["tracking"])
+      yield [{"track": i, **x} for i, x in zip(ids, instances)]
 
 
 def _poses():
@@ -301,22 +333,36 @@ def keypoint_values(points, likelihood, cutoff: float) -> list:
           for (x, y), p in zip(points, likelihood)]
 
 
+def instance_record(names, instance: dict, cutoff: float, **extra) -> dict:
+  """{**extra, "score", "keypoints": {name: [x, y, likelihood]}} of an instance ({"score",
+  "keypoints" [K, 2], "likelihood" [K]}), as kp_jax.predict's JSON records it."""
+  return {**extra, "score": instance["score"], "keypoints": dict(zip(
+      names, keypoint_values(instance["keypoints"], instance["likelihood"], cutoff)))}
+
+
 def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8) -> dict:
   """The keypoints of every frame of the video at `path`, as kp_jax.predict records them in
   its `<video>_keypoints.json` (which `kp-jax pick-frames` reads): {"video", "keypoints"
-  (names), "fps", "likelihood_cutoff", "run_likelihood_cutoff", "upright", "frames": [[[x, y,
-  likelihood], ...] per frame], x and y None under the cutoff}."""
+  (names), "fps", "likelihood_cutoff", "run_likelihood_cutoff", "upright", "frames"}, the
+  frames [[[x, y, likelihood], ...] per frame] (x and y None under the cutoff), or for a model
+  of several instances a frame, lists of {"track", "score", "keypoints": {name: [x, y,
+  likelihood]}} per frame, with "tracks" the track ids."""
   upright, channels = model.meta.get("upright", True), model.input_shape[-1]
   fps, frames = read_video(path, upright)
   frames = (in_channels(Image.fromarray(f), channels) for f in frames)  # as predict's
   cutoff = model.meta["likelihood_cutoff"]
-  values = [keypoint_values(points, likelihood, cutoff)
-            for points, likelihood in model.on_frames(frames, box, batch_size)]
-  if not values:
+  if model.selection is None:
+    record = {"frames": [keypoint_values(points, likelihood, cutoff)
+                         for points, likelihood in model.on_frames(frames, box, batch_size)]}
+  else:
+    tracked = [[instance_record(model.names, x, cutoff, track=x["track"]) for x in instances]
+               for instances in model.tracked_frames(frames, box, batch_size)]
+    record = {"tracks": sorted({x["track"] for f in tracked for x in f}), "frames": tracked}
+  if not record["frames"]:
     raise ValueError(f"{path} has no video frames.")
   return {"video": path, "keypoints": list(model.names), "fps": fps,
           "likelihood_cutoff": cutoff, "run_likelihood_cutoff": cutoff, "upright": upright,
-          "frames": values}
+          **record}
 
 
 def main(argv=None):
@@ -337,7 +383,7 @@ def main(argv=None):
     start = time.perf_counter()
     try:
       record = on_video(model, path, args.box)
-    except ValueError as e:  # an unreadable video, or a model of several instances a frame
+    except ValueError as e:  # an unreadable video, or an export too old to follow instances
       parser.error(str(e))
     out = os.path.join(os.path.dirname(args.out),
                        os.path.splitext(os.path.basename(path))[0] + "_keypoints.json")
@@ -352,8 +398,7 @@ def main(argv=None):
       points, likelihood = model.on_image(array, args.box)
       results[path] = dict(zip(model.names, keypoint_values(points, likelihood, cutoff)))
     else:
-      results[path] = [{"score": x["score"], "keypoints": dict(zip(model.names, keypoint_values(
-          x["keypoints"], x["likelihood"], cutoff)))} for x in model.instances(array)]
+      results[path] = [instance_record(model.names, x, cutoff) for x in model.instances(array)]
   if results:
     with open(args.out, "w") as f:
       json.dump(results, f, indent=2)

@@ -118,8 +118,8 @@ def _normalize(stages: Stages, images):
 
 def find(stages: Stages, centre_variables, frames) -> dict:
   """Stage 1 on frames [B, H, W, C] (uint8 pixels, or floats in [0, 1]): the `max_instances`
-  best instance `centres` [B, M, 2], `sizes` [B, M, 2] (the frames' pixels) and `scores`
-  [B, M]."""
+  best instance `centres` [B, M, 2], `sizes` [B, M, 2], their `boxes` [B, M, 4] (x0, y0, x1,
+  y1: what tracks follow; all in the frames' pixels) and `scores` [B, M]."""
   frames = pixels.unit_floats(frames)
   h, w = frames.shape[1:3]
   if stages.centre_scale is None:
@@ -131,8 +131,9 @@ def find(stages: Stages, centre_variables, frames) -> dict:
   small = jax.vmap(warp, (0, None, None))(frames, to_centre_input, input_hw)
   outputs = stages.centre_apply(centre_variables, _normalize(stages, small))
   centres, sizes, scores = stages.centre_head.detect(outputs, stages.max_instances)
-  return {"centres": apply_matrix(affine_inverse(to_centre_input), centres),
-          "sizes": sizes / scale, "scores": scores}
+  centres, sizes = apply_matrix(affine_inverse(to_centre_input), centres), sizes / scale
+  return {"centres": centres, "sizes": sizes, "scores": scores,
+          "boxes": jnp.concatenate([centres - sizes / 2, centres + sizes / 2], -1)}
 
 
 def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
@@ -156,7 +157,7 @@ def refine(stages: Stages, keypoint_variables, frames, centres) -> dict:
 
 def predict_frames(stages: Stages, centre_variables, keypoint_variables, frames) -> dict:
   """Every instance of frames [B, H, W, C] (as `find`'s), in the frames' pixels: `find`'s
-  `centres`, `sizes`, `scores` [B, M] and `refine`'s `keypoints` [B, M, K, 2], `likelihood`
+  `centres`, `sizes`, `boxes`, `scores` [B, M] and `refine`'s `keypoints` [B, M, K, 2], `likelihood`
   [B, M, K], `matrices` [B, M, 3, 3], M = max_instances."""
   found = find(stages, centre_variables, frames)
   return {**found, **refine(stages, keypoint_variables, frames, found["centres"])}

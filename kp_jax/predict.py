@@ -48,8 +48,8 @@ from PIL import Image
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data import sleap
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
-from kp_jax.exported import (VIDEO_EXTENSIONS, in_channels, is_video, keypoint_values,
-                             read_image, read_video)
+from kp_jax.exported import (VIDEO_EXTENSIONS, in_channels, instance_record, is_video,
+                             keypoint_values, read_image, read_video)
 from kp_jax.runs import Predictor
 
 
@@ -63,12 +63,6 @@ def open_predictor(workdir: str, likelihood_cutoff: float | None = None,
     raise ValueError("--scale: a one-model run sees each image fitted into its input; the "
                      "frames' magnification matters to two-stage runs (find, then refine).")
   return Predictor(workdir, likelihood_cutoff)
-
-
-def _instance_record(predictor, instance: dict, **extra) -> dict:
-  return {**extra, "score": instance["score"], "keypoints": dict(zip(
-      predictor.names, keypoint_values(instance["keypoints"], instance["likelihood"],
-                                       predictor.cutoff)))}
 
 
 def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
@@ -175,7 +169,8 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
       if multi:
         for (path, image), instances in zip(batch, predictor.instances(
             predictor.on_frames(images))):
-          results[path] = [_instance_record(predictor, x) for x in instances]
+          results[path] = [instance_record(predictor.names, x, predictor.cutoff)
+                           for x in instances]
           writes.append(pool.submit(save, path, _draw_instances(
               predictor, image, instances, range(1, len(instances) + 1))))
       else:
@@ -306,7 +301,7 @@ class _TrackedVideo:
     for frame, instances in zip(frames, predictor.instances(predictor.on_frames(images))):
       self.tracks, ids = poses.track(self.tracks, len(self.frames),
                                      [x["box"] for x in instances], **predictor.tracking)
-      self.frames.append([_instance_record(predictor, x, track=i)
+      self.frames.append([instance_record(predictor.names, x, predictor.cutoff, track=i)
                           for i, x in zip(ids, instances)])
       yield _draw_instances(predictor, frame, instances, ids)
 

@@ -257,11 +257,9 @@ class FindRefinePredictor(runs.Drawing):
     threshold, OKS duplicates removed (`selection`, default the run's)."""
     scores = result["scores"] if scores is None else scores
     selection = selection or self.selection
-    boxes = np.concatenate([result["centres"] - result["sizes"] / 2,
-                            result["centres"] + result["sizes"] / 2], -1)
     frames = []
     for points, likelihood, detection, box in zip(result["keypoints"], result["likelihood"],
-                                                  scores, boxes):
+                                                  scores, result["boxes"]):
       kept, instance_scores = poses.select(selection, points, likelihood, detection)
       frames.append([{"score": float(instance_scores[i]), "keypoints": points[i],
                       "likelihood": likelihood[i], "box": box[i]} for i in kept])

@@ -249,8 +249,9 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
   # The export: every instance slot with its score, from which the one-file runner keeps the
   # instances predict keeps (the same threshold and OKS-NMS), in the same order.
   # In every format whose runtime is installed.
+  models = {}
   for fmt in installed_export_formats():
-    model = exported.ExportedModel(export.export(
+    model = models[fmt] = exported.ExportedModel(export.export(
         workdir, fmt, frame_hw=FRAME_HW, out=str(tmp_path / f"mice{export.FORMATS[fmt]}")))
     for path in paths:
       with Image.open(path) as image:
@@ -260,7 +261,7 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
       for g, w in zip(got, want):
         points = np.array([w["keypoints"][name][:2] for name in BODYPARTS], float)
         np.testing.assert_allclose(g["keypoints"], points, atol=1e-3, err_msg=fmt)
-  with pytest.raises(ValueError, match="track ids.*kp_jax.predict"):  # on video: predict's
+  with pytest.raises(ValueError, match="use tracked_frames"):
     next(model.on_frames([np.zeros((*FRAME_HW, 1), np.uint8)]))
 
   # A video of the two mice walking towards each other on their own rows: two tracks, each
@@ -295,6 +296,15 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
   want = [next(x for x in frame if x["track"] == second)["keypoints"]["snout"][0]
           for frame in record["frames"]]
   np.testing.assert_allclose([float(r[column]) for r in rows[4:]], want, atol=1e-3)
+  # The one-file runner on the same video, each format: predict's tracks, ids and keypoints.
+  keypoints = lambda instance: predict.trajectory([[instance["keypoints"][n] for n in BODYPARTS]])
+  for fmt, model in models.items():
+    ran = exported.on_video(model, video)
+    assert ran["tracks"] == record["tracks"], fmt
+    for got, want in zip(ran["frames"], record["frames"], strict=True):
+      assert [x["track"] for x in got] == [x["track"] for x in want], fmt
+      for g, w in zip(got, want):
+        np.testing.assert_allclose(keypoints(g), keypoints(w), atol=1e-3, err_msg=fmt)
 
   # Evaluation: COCO AP end to end and on crops about the labelled centres, and the counts.
   result = two_stage.evaluate(workdir, "test", str(tmp_path / "eval"))
