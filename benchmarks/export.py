@@ -86,10 +86,10 @@ def main():
             for n in (1, 32)}
   jitted = lambda x: predictor.on_inputs((x / 255.0 - mean) / std)
   reference = jitted(inputs[32])[0]
+  video_rate = args.video and predict.predict_video(
+      predictor, args.video, os.path.join(scratch, "video"))["frames_per_second"]
   rows = [("kp_jax.predict (jit)", "jax", median_seconds(jitted, inputs[1], args.calls),
-           median_seconds(jitted, inputs[32], max(3, args.calls // 4)), 0.0,
-           args.video and predict.predict_video(predictor, args.video,
-                                                 os.path.join(scratch, "video"))["frames_per_second"])]
+           median_seconds(jitted, inputs[32], max(3, args.calls // 4)), 0.0, video_rate)]
   for fmt in args.formats.split(","):
     models = {}
     for n in (1, 32):
