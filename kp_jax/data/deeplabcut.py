@@ -228,32 +228,38 @@ def source(data_config) -> Source:
   except ValueError as e:
     raise ValueError(f"{config_path} with config.data.flip_pairs / oks_sigmas: {e}") from None
 
-  images = files.ImageChecker.for_config(data_config)
-  bad = files.BadRecords(data_config.bad_records, config_path)
-  outside = files.OutsideKeypoints(data_config.outside_keypoints, config_path)
-  splits = {"train": files.Records.empty(), "test": files.Records.empty()}
   image_ids = {frame: i for i, frame in enumerate(frames)}
   is_test = dict(zip(frames, test))
-  for frame, _, keypoints, visible, record in labels:
-    image_id = image_ids[frame]
-    image_path = os.path.join(project, frame)
+  return frames_source(
+      f"deeplabcut/{os.path.basename(os.path.normpath(project))}", spec,
+      [(os.path.join(project, frame), image_ids[frame], is_test[frame], keypoints, visible, record)
+       for frame, _, keypoints, visible, record in labels], data_config, config_path)
+
+
+def frames_source(name: str, spec: KeypointSpec, labels, data_config, where: str) -> Source:
+  """A `Source` of labelled whole frames, `labels` [(image path, image id, held out,
+  keypoints [K, 2], visible [K], record)], each instance on its whole frame (no box: crop with
+  `data.input_size`) and checked under `data_config`'s policies (`where`: the labels' file, in
+  messages). The held-out frames are the `test` split and, as DeepLabCut evaluates on them
+  too, also `validation`. DeepLabCut's and SLEAP's projects (kp_jax/data/sleap.py) both."""
+  images = files.ImageChecker.for_config(data_config)
+  bad = files.BadRecords(data_config.bad_records, where)
+  outside = files.OutsideKeypoints(data_config.outside_keypoints, where)
+  splits = {"train": files.Records.empty(), "test": files.Records.empty()}
+  for image_path, image_id, held, keypoints, visible, record in labels:
     try:
       width, height = images.size(image_path)
     except ValueError as e:
       bad.report(record, "unreadable image", str(e))
       continue
     box = np.array([0.0, 0.0, width, height])
-    labels = files.checked_labels(bad, outside, record, keypoints, visible, box, width, height,
-                                  spec, data_config.norm_keypoints, image_path)
-    if labels is None:
-      continue
-    visible, norm = labels
-    splits["test" if is_test[frame] else "train"].append(image_path, keypoints, visible, norm,
-                                                         box, image_id)
+    checked = files.checked_labels(bad, outside, record, keypoints, visible, box, width, height,
+                                   spec, data_config.norm_keypoints, image_path)
+    if checked is not None:
+      splits["test" if held else "train"].append(image_path, keypoints, *checked, box, image_id)
   bad.log_summary()
   outside.log_summary()
-  images.log_summary(config_path)
+  images.log_summary(where)
   splits["validation"] = splits["test"]
-  name = f"deeplabcut/{os.path.basename(os.path.normpath(project))}"
   return files.records_source(name, spec, splits, data_config.channels,
                               orientations=images.orientations)

@@ -184,28 +184,11 @@ def source(data_config) -> Source:
 
   order = sorted(frames)
   train_fraction = data_config.train_fraction or 1 - SLEAP_VALIDATION_FRACTION
-  test = dict(zip(order, deeplabcut.test_mask(order, tuple(data_config.test_frames),
-                                              train_fraction, path)))
-  images = files.ImageChecker.for_config(data_config)
-  bad = files.BadRecords(data_config.bad_records, path)
-  outside = files.OutsideKeypoints(data_config.outside_keypoints, path)
-  splits = {"train": files.Records.empty(), "test": files.Records.empty()}
-  for image_id, name in enumerate(order):
-    image_path, instances = frames[name]
-    width, height = images.size(image_path)
-    box = np.array([0.0, 0.0, width, height])
-    for keypoints, visible, record in instances:
-      checked = files.checked_labels(bad, outside, record, keypoints, visible, box, width,
-                                     height, spec, data_config.norm_keypoints, image_path)
-      if checked is not None:
-        splits["test" if test[name] else "train"].append(image_path, keypoints, checked[0],
-                                                         checked[1], box, image_id)
-  bad.log_summary()
-  outside.log_summary()
-  images.log_summary(path)
-  splits["validation"] = splits["test"]
-  return files.records_source(f"sleap/{os.path.basename(path)}", spec, splits,
-                              data_config.channels)
+  test = deeplabcut.test_mask(order, tuple(data_config.test_frames), train_fraction, path)
+  return deeplabcut.frames_source(
+      f"sleap/{os.path.basename(path)}", spec,
+      [(frames[name][0], image_id, held, *instance) for image_id, (name, held)
+       in enumerate(zip(order, test)) for instance in frames[name][1]], data_config, path)
 
 
 def write_predictions(path: str, video_path: str, names, skeleton, frames):
