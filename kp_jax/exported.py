@@ -14,13 +14,16 @@ runner keeps the instances `kp_jax.predict` keeps (the run's score threshold, th
 kp_jax/poses.py, NumPy only, which such a model needs beside this file), and the JSON maps each
 image to a list of instances, best first: [{"score", "keypoints": {name: [x, y, likelihood]}}].
 A video's frames (decoded by PyAV: pip install av) are each fitted or cropped alike and run in
-batches; its `<video name>_keypoints.json`, beside --out, is the record kp_jax.predict writes
-of a video (`on_video`), which `kp-jax pick-frames --predictions` reads; a model of several
+batches; beside --out go `<video name>_keypoints.json`, the record kp_jax.predict writes of a
+video (`on_video`), which `kp-jax pick-frames --predictions` reads, and `_keypoints.csv` in
+DeepLabCut's analysis layout (`video_csv`), as predict writes it; a model of several
 instances a frame follows them from frame to frame as predict does (track ids, by the boxes
 it exports: kp_jax/poses.py).
 """
 
 import argparse
+import csv
+import io
 import json
 import os
 import time
@@ -340,6 +343,52 @@ def instance_record(names, instance: dict, cutoff: float, **extra) -> dict:
       names, keypoint_values(instance["keypoints"], instance["likelihood"], cutoff)))}
 
 
+def deeplabcut_csv(names, frames_values, scorer: str = "kp-jax", individuals=None,
+                   index=None) -> str:
+  """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords (multi-animal: scorer /
+  individuals / bodyparts / coords, `individuals` naming each group of body parts), then one
+  row per frame (its index, then x, y, likelihood per body part, of each individual in turn;
+  x and y empty when missing). `index`: each row's index cells in place of the frame number,
+  e.g. ("labeled-data", video, "img042.png") as DeepLabCut (2.3+) indexes labelled frames."""
+  groups = individuals or [None]
+  index = index or [(i,) for i in range(len(frames_values))]
+  pad = [""] * (len(index[0]) - 1 if index else 0)
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(["scorer"] + pad + [scorer] * 3 * len(names) * len(groups))
+  if individuals:
+    writer.writerow(["individuals"] + pad
+                    + [i for i in individuals for _ in range(3 * len(names))])
+  writer.writerow(["bodyparts"] + pad + [n for n in names for _ in range(3)] * len(groups))
+  writer.writerow(["coords"] + pad + ["x", "y", "likelihood"] * len(names) * len(groups))
+  for cells, values in zip(index, frames_values):
+    writer.writerow([*cells] + ["" if v is None else f"{v:.4f}" for triple in values
+                                for v in triple])
+  return text.getvalue()
+
+
+def track_rows(frames, names, ids) -> list:
+  """Tracked frames ([{"track", "keypoints": {name: [x, y, likelihood]}}, ...] each) as rows
+  of [x, y, likelihood] triples, the keypoints of track `ids[0]`, then `ids[1]`, ...; None
+  where a frame lacks the track."""
+  missing = [[None, None, None]] * len(names)
+  rows = []
+  for frame in frames:
+    by_track = {x["track"]: [x["keypoints"][n] for n in names] for x in frame}
+    rows.append([v for i in ids for v in by_track.get(i, missing)])
+  return rows
+
+
+def video_csv(record: dict) -> str:
+  """`deeplabcut_csv` of a video's record (`on_video`'s, predict's JSON): one animal's
+  keypoints a frame, or with "tracks" each track an individual, `track<id>`."""
+  names = record["keypoints"]
+  if "tracks" not in record:
+    return deeplabcut_csv(names, record["frames"])
+  return deeplabcut_csv(names, track_rows(record["frames"], names, record["tracks"]),
+                        individuals=[f"track{i}" for i in record["tracks"]])
+
+
 def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8) -> dict:
   """The keypoints of every frame of the video at `path`, as kp_jax.predict records them in
   its `<video>_keypoints.json` (which `kp-jax pick-frames` reads): {"video", "keypoints"
@@ -389,6 +438,8 @@ def main(argv=None):
                        os.path.splitext(os.path.basename(path))[0] + "_keypoints.json")
     with open(out, "w") as f:
       json.dump(record, f)
+    with open(out[:-len(".json")] + ".csv", "w", newline="") as f:  # as predict's, beside it
+      f.write(video_csv(record))
     frames = len(record["frames"])
     print(f"{path}: {frames} frames, {frames / (time.perf_counter() - start):.1f} frames/s "
           f"-> {out}")

@@ -42,7 +42,7 @@ from PIL import Image
 from scipy.cluster import vq
 
 from kp_jax import cli, predict, smoothing
-from kp_jax.exported import read_video
+from kp_jax.exported import read_video, track_rows
 
 CRITERIA = ("jump", "uncertain", "fitting")
 CLUSTER_WIDTH = 30  # px: frames are compared as grey copies this wide (DeepLabCut's default)
@@ -66,7 +66,7 @@ def read_predictions(path: str) -> dict:
   individuals = None
   if "tracks" in record:  # several animals: a track's keypoints are its columns
     individuals = [f"track{i}" for i in record["tracks"]]
-    frames = predict.track_rows(frames, names, record["tracks"])
+    frames = track_rows(frames, names, record["tracks"])
   return {"names": names, "individuals": individuals, "trajectory": predict.trajectory(frames),
           "cutoff": float(record.get("likelihood_cutoff", 0.0)),
           "run_cutoff": float(record.get("run_likelihood_cutoff", 0.0)),

@@ -32,8 +32,6 @@ Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the
 
 import collections
 import concurrent.futures
-import csv
-import io
 import json
 import os
 import sys
@@ -48,8 +46,8 @@ from PIL import Image
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data import sleap
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
-from kp_jax.exported import (VIDEO_EXTENSIONS, in_channels, instance_record, is_video,
-                             keypoint_values, read_image, read_video)
+from kp_jax.exported import (VIDEO_EXTENSIONS, deeplabcut_csv, in_channels, instance_record,
+                             is_video, keypoint_values, read_image, read_video, video_csv)
 from kp_jax.runs import Predictor
 
 
@@ -206,28 +204,10 @@ class Progress:
     return self.done / max(time.perf_counter() - self.start, 1e-9)
 
 
-def write_deeplabcut_csv(path: str, names, frames_values, scorer: str = "kp-jax",
-                         individuals=None, index=None):
-  """DeepLabCut's analysis CSV: rows scorer / bodyparts / coords (multi-animal: scorer /
-  individuals / bodyparts / coords, `individuals` naming each group of body parts), then one
-  row per frame (its index, then x, y, likelihood per body part, of each individual in turn;
-  x and y empty when missing). `index`: each row's index cells in place of the frame number,
-  e.g. ("labeled-data", video, "img042.png") as DeepLabCut (2.3+) indexes labelled frames."""
-  groups = individuals or [None]
-  index = index or [(i,) for i in range(len(frames_values))]
-  pad = [""] * (len(index[0]) - 1 if index else 0)
-  text = io.StringIO(newline="")
-  writer = csv.writer(text)
-  writer.writerow(["scorer"] + pad + [scorer] * 3 * len(names) * len(groups))
-  if individuals:
-    writer.writerow(["individuals"] + pad
-                    + [i for i in individuals for _ in range(3 * len(names))])
-  writer.writerow(["bodyparts"] + pad + [n for n in names for _ in range(3)] * len(groups))
-  writer.writerow(["coords"] + pad + ["x", "y", "likelihood"] * len(names) * len(groups))
-  for cells, values in zip(index, frames_values):
-    writer.writerow([*cells] + ["" if v is None else f"{v:.4f}" for triple in values
-                                for v in triple])
-  epath.Path(path).write_text(text.getvalue())
+def write_deeplabcut_csv(path: str, names, frames_values, **layout):
+  """`exported.deeplabcut_csv` (DeepLabCut's analysis layout) written to `path` (any file
+  system etils reaches)."""
+  epath.Path(path).write_text(deeplabcut_csv(names, frames_values, **layout))
 
 
 def trajectory(frames_values) -> np.ndarray:
@@ -277,18 +257,6 @@ class _SingleVideo:
             for t in trajectory(self.values)]
 
 
-def track_rows(frames, names, ids) -> list:
-  """Tracked frames ([{"track", "keypoints": {name: [x, y, likelihood]}}, ...] each) as rows
-  of [x, y, likelihood] triples, the keypoints of track `ids[0]`, then `ids[1]`, ...; None
-  where a frame lacks the track."""
-  missing = [[None, None, None]] * len(names)
-  rows = []
-  for frame in frames:
-    by_track = {x["track"]: [x["keypoints"][n] for n in names] for x in frame}
-    rows.append([v for i in ids for v in by_track.get(i, missing)])
-  return rows
-
-
 class _TrackedVideo:
   """Every instance of every frame, followed by its track id (kp_jax.poses.track)."""
 
@@ -308,8 +276,8 @@ class _TrackedVideo:
   def write(self, out: dict, header: dict):
     names = self.predictor.names
     ids = sorted({x["track"] for frame in self.frames for x in frame})
-    write_deeplabcut_csv(out["csv"], names, track_rows(self.frames, names, ids),
-                         individuals=[f"track{i}" for i in ids])
+    epath.Path(out["csv"]).write_text(video_csv({"keypoints": names, "tracks": ids,
+                                                 "frames": self.frames}))
     epath.Path(out["json"]).write_text(json.dumps({**header, "tracks": ids,
                                                    "frames": self.frames}))
 

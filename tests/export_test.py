@@ -3,6 +3,7 @@ kp_jax.predict's jitted function on the same inputs: the integral head of `defau
 CNN (its fused CPU conv+ReLU+pool kernels), a heatmap model (the deconvolution kernel,
 DARK decoding) and a ViT, each in every format."""
 
+import csv
 import json
 import os
 import re
@@ -121,10 +122,15 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
     assert got[name][:2] == pytest.approx([x, y], abs=WARP_ROUNDING_PX)
     assert got[name][2] == pytest.approx(p, abs=1e-4)
 
-  # A video: the record predict writes of it, frame by frame, which pick-frames reads.
+  # A video: the record predict writes of it, frame by frame, which pick-frames reads, and
+  # its CSV in DeepLabCut's layout.
+  predicted = predict.predict_video(predict.Predictor(workdir), video, str(tmp_path / "predict"))
+  rows = [list(csv.reader(open(f))) for f in (tmp_path / "clip_keypoints.csv", predicted["csv"])]
+  assert rows[0][:3] == rows[1][:3] and len(rows[0]) == len(rows[1]) == 3 + len(frames)
+  cells = [np.array([[float(c) if c else np.nan for c in r] for r in f[3:]]) for f in rows]
+  np.testing.assert_allclose(*cells, atol=WARP_ROUNDING_PX)
   got = json.load(open(tmp_path / "clip_keypoints.json"))
-  want = json.load(open(predict.predict_video(predict.Predictor(workdir), video,
-                                              str(tmp_path / "predict"))["json"]))
+  want = json.load(open(predicted["json"]))
   assert {k: v for k, v in got.items() if k != "frames"} == {
       k: v for k, v in want.items() if k != "frames"}
   trajectory = pick_frames.read_predictions(str(tmp_path / "clip_keypoints.json"))["trajectory"]

@@ -301,6 +301,7 @@ def test_mice_train_predict_track_and_evaluate(data_dir, project, tmp_path):
   for fmt, model in models.items():
     ran = exported.on_video(model, video)
     assert ran["tracks"] == record["tracks"], fmt
+    assert exported.video_csv(ran).splitlines()[:4] == [",".join(r) for r in rows[:4]]
     for got, want in zip(ran["frames"], record["frames"], strict=True):
       assert [x["track"] for x in got] == [x["track"] for x in want], fmt
       for g, w in zip(got, want):
