@@ -348,9 +348,13 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
                           "run_likelihood_cutoff": predictor.run_cutoff,
                           "upright": predictor.upright})
   if predictor.config.data.source == "sleap":  # predictions SLEAP opens, as its labels came
-    out["slp"] = str(epath.Path(output_dir) / f"{stem}.predictions.slp")
-    sleap.write_predictions(out["slp"], path, predictor.names, predictor.skeleton,
-                            video.instances())
+    if sleap.installed():
+      out["slp"] = str(epath.Path(output_dir) / f"{stem}.predictions.slp")
+      sleap.write_predictions(out["slp"], path, predictor.names, predictor.skeleton,
+                              video.instances())
+    else:  # a machine that predicts without having trained: the CSV and JSON are written
+      logging.warning("%s: no %s.predictions.slp for SLEAP: sleap-io is not installed here "
+                      "(pip install sleap-io==0.9.5).", path, stem)
   result = {**out, "frames": count, "fps": fps, "frames_per_second": count / seconds}
   if raw is not None:
     names = list(predictor.names)

@@ -130,7 +130,7 @@ def test_frames_are_named_by_their_video_and_index():
   assert sleap.frame_name(images, 1, videos + [images]) == "v1/img020.png"
 
 
-def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path):
+def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path, monkeypatch):
   path, _ = labels_file
   config = sleap_config(data_dir, path, train_fraction=0.8, channels=1)
   config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
@@ -153,6 +153,12 @@ def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path):
     np.testing.assert_allclose(instance.numpy(scores=True), points, rtol=1e-6)  # NaN: missing
     assert instance.score == pytest.approx(points[:, 2].mean(), rel=1e-6)
     assert instance.track is None
+  # Predicting where sleap-io is not installed: the CSV and JSON, and a warning, not a failure.
+  monkeypatch.setattr(sleap, "installed", lambda: False)
+  out = predict.predict_video(predict.Predictor(str(tmp_path / "run")),
+                              os.path.join(os.path.dirname(path), "arena.mp4"),
+                              str(tmp_path / "elsewhere"))
+  assert "slp" not in out and os.path.exists(out["json"]) and os.path.exists(out["csv"])
 
 
 def test_tracked_predictions_become_sleap_tracks(tmp_path):

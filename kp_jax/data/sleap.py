@@ -28,6 +28,7 @@ spread evenly (default 0.9: SLEAP's validation fraction 0.1). The held-out frame
 """
 
 import hashlib
+import importlib.util
 import os
 
 import numpy as np
@@ -40,6 +41,10 @@ from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
 
 SLEAP_VALIDATION_FRACTION = 0.1  # sleap-nn's and SLEAP's default
+
+
+def installed() -> bool:
+  return importlib.util.find_spec("sleap_io") is not None
 
 
 def _sleap_io(path: str):
