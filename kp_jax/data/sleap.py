@@ -101,10 +101,9 @@ def frames_folder(video) -> str:
   return kp_jax.user_cache_folder("sleap_frames", f"{stem}-{key.hexdigest()[:12]}")
 
 
-def frame_file(labelled_frame) -> str:
-  """The PNG of a labelled frame, written once into its video's `frames_folder` (to a temporary
-  name, then renamed, so several processes may share the folder)."""
-  folder = frames_folder(labelled_frame.video)
+def frame_file(folder: str, labelled_frame) -> str:
+  """The PNG of a labelled frame, written once into `folder` (its video's `frames_folder`; to a
+  temporary name, then renamed, so several processes may share the folder)."""
   path = os.path.join(folder, f"{labelled_frame.frame_idx:06d}.png")
   if not os.path.exists(path):
     os.makedirs(folder, exist_ok=True)
@@ -116,13 +115,18 @@ def frame_file(labelled_frame) -> str:
   return path
 
 
+def labelled_videos(labels) -> list:
+  """The videos holding user-labelled frames, each once."""
+  return list({id(f.video): f.video for f in labels.labeled_frames if f.user_instances}.values())
+
+
 def find_videos(labels, path: str):
   """Points each video holding user-labelled frames at its file: where the labels file names
   it, else a file of its name beside the labels file (a project moved to another machine, as
   SLEAP looks for it); an error names those found in neither place."""
   folder = os.path.dirname(os.path.abspath(path))
   moved, missing = {}, []
-  for video in {id(f.video): f.video for f in labels.labeled_frames if f.user_instances}.values():
+  for video in labelled_videos(labels):
     if video.exists() or not isinstance(video.filename, str):  # an image sequence: its files'
       continue
     beside = os.path.join(folder, os.path.basename(video.filename))
@@ -167,6 +171,7 @@ def source(data_config) -> Source:
   except ValueError as e:
     raise ValueError(f"{path} with config.data.flip_pairs / oks_sigmas: {e}") from None
 
+  folders = {id(video): frames_folder(video) for video in labelled_videos(labels)}
   frames = {}  # name -> (image path, [(keypoints, visible, record), ...])
   for labelled in labels.labeled_frames:
     instances = labelled.user_instances
@@ -175,7 +180,7 @@ def source(data_config) -> Source:
     name = frame_name(labelled.video, labelled.frame_idx, labels.videos)
     if name in frames:
       raise ValueError(f"{path}: frame {name} is labelled twice.")
-    frames[name] = (frame_file(labelled), [])
+    frames[name] = (frame_file(folders[id(labelled.video)], labelled), [])
     for i, instance in enumerate(instances):
       points = instance.numpy()  # NaN where not visible
       visible = np.isfinite(points).all(-1).astype(np.float32)
