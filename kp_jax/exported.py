@@ -379,6 +379,12 @@ def track_rows(frames, names, ids) -> list:
   return rows
 
 
+def tracked_record(frames) -> dict:
+  """{"tracks": the track ids, "frames"} of tracked frames ([{"track", ...}, ...] each), as a
+  video's record holds them."""
+  return {"tracks": sorted({x["track"] for frame in frames for x in frame}), "frames": frames}
+
+
 def video_csv(record: dict) -> str:
   """`deeplabcut_csv` of a video's record (`on_video`'s, predict's JSON): one animal's
   keypoints a frame, or with "tracks" each track an individual, `track<id>`."""
@@ -404,9 +410,9 @@ def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8) -> 
     record = {"frames": [keypoint_values(points, likelihood, cutoff)
                          for points, likelihood in model.on_frames(frames, box, batch_size)]}
   else:
-    tracked = [[instance_record(model.names, x, cutoff, track=x["track"]) for x in instances]
-               for instances in model.tracked_frames(frames, box, batch_size)]
-    record = {"tracks": sorted({x["track"] for f in tracked for x in f}), "frames": tracked}
+    record = tracked_record([[instance_record(model.names, x, cutoff, track=x["track"])
+                              for x in instances]
+                             for instances in model.tracked_frames(frames, box, batch_size)])
   if not record["frames"]:
     raise ValueError(f"{path} has no video frames.")
   return {"video": path, "keypoints": list(model.names), "fps": fps,

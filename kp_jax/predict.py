@@ -47,7 +47,8 @@ from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data import sleap
 from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
 from kp_jax.exported import (VIDEO_EXTENSIONS, deeplabcut_csv, in_channels, instance_record,
-                             is_video, keypoint_values, read_image, read_video, video_csv)
+                             is_video, keypoint_values, read_image, read_video, tracked_record,
+                             video_csv)
 from kp_jax.runs import Predictor
 
 
@@ -274,12 +275,9 @@ class _TrackedVideo:
       yield _draw_instances(predictor, frame, instances, ids)
 
   def write(self, out: dict, header: dict):
-    names = self.predictor.names
-    ids = sorted({x["track"] for frame in self.frames for x in frame})
-    epath.Path(out["csv"]).write_text(video_csv({"keypoints": names, "tracks": ids,
-                                                 "frames": self.frames}))
-    epath.Path(out["json"]).write_text(json.dumps({**header, "tracks": ids,
-                                                   "frames": self.frames}))
+    record = {**header, **tracked_record(self.frames)}
+    epath.Path(out["csv"]).write_text(video_csv(record))
+    epath.Path(out["json"]).write_text(json.dumps(record))
 
   def instances(self) -> list:
     """Each frame's instances as (track, score, keypoints [K, 2] NaN where missing,
