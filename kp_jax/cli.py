@@ -26,7 +26,8 @@ COMMANDS = {  # name -> (what it does, its module)
                 "kp_jax.predict"),
     "evaluate": ("a trained run's metrics on a split", "kp_jax.evaluate"),
     "export": ("a trained run as StableHLO, SavedModel, ONNX or TFLite", "kp_jax.export"),
-    "pick-frames": ("video frames to label next, into a project: diverse, or where a run errs",
+    "pick-frames": ("video frames to label next, into a DeepLabCut project or SLEAP labels: "
+                    "diverse, or where a run errs",
                     "kp_jax.pick_frames"),
     "bench": ("run a benchmark: kp-jax bench NAME [its flags]", None),
 }

@@ -1,5 +1,6 @@
-"""Video frames to label next, written into a DeepLabCut project's `labeled-data/` for the
-labelling tool: the loop of label, train, predict, pick, label again.
+"""Video frames to label next, written into a DeepLabCut project's `labeled-data/` or suggested
+in a SLEAP labels file, for the labelling tool: the loop of label, train, predict, pick, label
+again.
 
   kp-jax pick-frames --project P video.mp4 ... [--count 20]
       frames that look unlike each other (k-means over small grey copies of the frames, one
@@ -27,11 +28,19 @@ index_col=[0, 1, 2]).to_hdf("machinelabels-iter0.h5", key="df_with_missing")`, f
 rows for several animals). Frames
 already in the folder are not picked again and nothing is overwritten; kp-jax trains on the
 new frames once a `CollectedData_*.csv` labels them.
+
+  kp-jax pick-frames --project labels.v001.slp [--predictions OUT] video.mp4 ...
+      SLEAP: the frames become Labeling Suggestions of the video (added to the project if it
+      is not in it yet) and, from predictions, the run's keypoints on them predicted
+      instances to correct, in a new version of the file as SLEAP's Save As names it
+      (labels.v002.slp; else "labels copy.slp"), the file given left as it was; frames
+      labelled by hand or already suggested are not picked again.
 """
 
 import json
 import math
 import os
+import re
 import sys
 import warnings
 
@@ -42,6 +51,7 @@ from PIL import Image
 from scipy.cluster import vq
 
 from kp_jax import cli, predict, smoothing
+from kp_jax.data import sleap
 from kp_jax.exported import read_video, track_rows
 
 CRITERIA = ("jump", "uncertain", "fitting")
@@ -67,7 +77,8 @@ def read_predictions(path: str) -> dict:
   if "tracks" in record:  # several animals: a track's keypoints are its columns
     individuals = [f"track{i}" for i in record["tracks"]]
     frames = track_rows(frames, names, record["tracks"])
-  return {"names": names, "individuals": individuals, "trajectory": predict.trajectory(frames),
+  return {"path": path, "names": names, "individuals": individuals,
+          "trajectory": predict.trajectory(frames),
           "cutoff": float(record.get("likelihood_cutoff", 0.0)),
           "run_cutoff": float(record.get("run_likelihood_cutoff", 0.0)),
           "upright": bool(record.get("upright", True))}
@@ -173,22 +184,22 @@ def judged_columns(names, individuals, keypoints) -> np.ndarray:
   return np.flatnonzero(judged)
 
 
-def pick_frames(project: str, video: str, count: int = 20, predictions: str | None = None,
-                by: str = "jump", epsilon: float = 20.0, p_bound: float | None = None,
-                method: str = "kmeans", keypoints=None, seed: int = 0) -> dict:
-  """Picks `count` frames of `video` to label (module docstring) and writes them into
-  `project`; returns {"folder", "frames" (file names), "candidates", "video_frames"} and, from
-  predictions, "by", "keypoints" (how many candidate frames each keypoint flagged) and
-  "machine_labels" (the CSV's path)."""
+def _upright(predicted: dict | None) -> bool:
+  """Whether frames are read as players show them: as the keypoints were predicted, or
+  without predictions, yes."""
+  return predicted["upright"] if predicted else True
+
+
+def choose(video: str, count: int, settled: set, predicted: dict | None = None,
+           by: str = "jump", epsilon: float = 20.0, p_bound: float | None = None,
+           method: str = "kmeans", keypoints=None, seed: int = 0) -> tuple[np.ndarray, dict]:
+  """(the frame numbers of `video` to label (module docstring), none of `settled`; {"candidates",
+  "video_frames"} and, from `predicted` (read_predictions), "by", "p_bound", "cutoff",
+  "missing" and "keypoints": how many candidate frames each keypoint flagged)."""
   if method not in ("kmeans", "uniform"):
     raise ValueError(f"--pick {method!r}: choose 'kmeans' or 'uniform'.")
-  folder = epath.Path(project) / "labeled-data" / os.path.splitext(os.path.basename(video))[0]
-  taken = {p.name for p in folder.glob("*.png")} if folder.exists() else set()
-  result = {"folder": str(folder)}
-  wanted, upright = None, True  # without predictions: any frame, as players show it
-  if predictions:
-    predicted = read_predictions(predictions)
-    upright = predicted["upright"]  # the frames the keypoints are in
+  result, wanted = {}, None  # without predictions: any frame
+  if predicted:
     names, individuals = predicted["names"], predicted["individuals"]
     columns = judged_columns(names, individuals, keypoints)
     if p_bound is None:  # predictions written whole (cutoff 0): the run's own cutoff
@@ -197,9 +208,7 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)  # a frame missing them all: no outlier
       flagged, badness = outliers(judged, by, epsilon, p_bound)
-    total = len(flagged)
-    candidates = np.array([c for c in np.flatnonzero(flagged.any(-1))
-                           if frame_name(c, total) not in taken], int)
+    candidates = np.array([c for c in np.flatnonzero(flagged.any(-1)) if c not in settled], int)
     flagged_by = flagged[candidates].sum(0)
     column_names = np.array(names * len(individuals or [None]))[columns]
     result.update(by=by, candidates=len(candidates), p_bound=p_bound,
@@ -210,31 +219,111 @@ def pick_frames(project: str, video: str, count: int = 20, predictions: str | No
     else:
       candidates = uniform(candidates, count)
     wanted = set(candidates.tolist())
-  video_frames, numbers, copies = _video_features(video, wanted, upright)
-  if predictions and video_frames != total:
-    raise ValueError(f"{predictions} holds {total} frames, {video} has {video_frames}: "
-                     "predictions of another video? Give the video they were made on.")
-  keep = [frame_name(n, video_frames) not in taken for n in numbers]
+  video_frames, numbers, copies = _video_features(video, wanted, _upright(predicted))
+  if predicted and video_frames != len(predicted["trajectory"]):
+    raise ValueError(f"{predicted['path']} holds {len(predicted['trajectory'])} frames, "
+                     f"{video} has {video_frames}: predictions of another video? Give the "
+                     "video they were made on.")
+  keep = [n not in settled for n in numbers]
   numbers = np.array(numbers, int)[np.array(keep, bool)]
   if method == "uniform" or not len(numbers):
     chosen = uniform(numbers, count)
   else:
     features = np.stack([c for c, k in zip(copies, keep) if k])
-    chosen = numbers[pick(features, count, badness[numbers] if predictions else None, seed)]
-  result.update(video_frames=video_frames, frames=[])
+    chosen = numbers[pick(features, count, badness[numbers] if predicted else None, seed)]
+  result.update(video_frames=video_frames)
   result.setdefault("candidates", len(numbers))
+  return chosen, result
+
+
+def frames_in_folder(folder: epath.Path) -> set[int]:
+  """The frame numbers of the DeepLabCut frames (img<number>.png) in `folder`."""
+  names = (p.name for p in folder.glob("img*.png")) if folder.exists() else ()
+  return {int(m[1]) for m in (re.fullmatch(r"img(\d+)\.png", n) for n in names) if m}
+
+
+def into_deeplabcut(project: str, video: str, count: int, predicted: dict | None,
+                    **how) -> dict:
+  """Writes the frames `choose` picks into the DeepLabCut project's labeled-data/<video
+  name>/ and, from `predicted`, the run's keypoints on them as machinelabels.csv; returns
+  `choose`'s record with "folder", "frames" (file names) and "machine_labels" (the CSV)."""
+  folder = epath.Path(project) / "labeled-data" / os.path.splitext(os.path.basename(video))[0]
+  chosen, result = choose(video, count, frames_in_folder(folder), predicted, **how)
+  result.update(folder=str(folder), frames=[])
   if not len(chosen):
     return result
   folder.mkdir(parents=True, exist_ok=True)
-  result["frames"] = _write_frames(video, chosen, folder, video_frames, upright)
-  if predictions:
+  result["frames"] = _write_frames(video, chosen, folder, result["video_frames"],
+                                   _upright(predicted))
+  if predicted:
     path = folder / "machinelabels.csv"
     predict.write_deeplabcut_csv(
-        str(path), names, predict.frames_values(predicted["trajectory"][chosen]),
-        individuals=individuals,
+        str(path), predicted["names"], predict.frames_values(predicted["trajectory"][chosen]),
+        individuals=predicted["individuals"],
         index=[("labeled-data", folder.name, name) for name in result["frames"]])
     result["machine_labels"] = str(path)
   return result
+
+
+def _turned(video: str) -> bool:
+  """Whether players show the video's frames turned from how they are stored."""
+  upright, stored = (next(read_video(video, turn)[1]) for turn in (True, False))
+  return upright.shape != stored.shape or not np.array_equal(upright, stored)
+
+
+def _instances(predicted: dict, frame: int) -> list:
+  """The predicted instances of a frame as sleap.add_suggestions takes them: each
+  individual's keypoints found, their mean likelihood its score."""
+  keypoints = len(predicted["names"])
+  tracks = predicted["individuals"] or [None]
+  rows = predicted["trajectory"][frame].reshape(len(tracks), keypoints, 3)
+  return [(track, float(np.nanmean(row[:, 2])), row[:, :2], row[:, 2])
+          for track, row in zip(tracks, rows) if not np.isnan(row[:, 0]).all()]
+
+
+def into_sleap(labels_path: str, video: str, count: int, predicted: dict | None,
+               out: str | None = None, **how) -> dict:
+  """Suggests the frames `choose` picks in the SLEAP labels file, saved to `out` (default: as
+  SLEAP saves a new version, kp_jax.data.sleap.saved_again: the file read is left as it was),
+  with, from `predicted`, the run's keypoints on them as predicted instances; returns
+  `choose`'s record with "labels" (the file written) and "frames" (frame numbers)."""
+  if labels_path.endswith(".pkg.slp"):
+    raise ValueError(f"--project {labels_path}: a labels package holds only the frames "
+                     "exported into it; pick frames into the project's .slp it was exported "
+                     "from, which names its videos.")
+  labels = sleap.read_labels(labels_path)
+  sleap.find_videos(labels, labels_path)
+  if predicted:
+    nodes = labels.skeletons[0].node_names if labels.skeletons else []
+    if list(predicted["names"]) != list(nodes):
+      raise ValueError(f"{predicted['path']}: keypoints {predicted['names']}, the skeleton of "
+                       f"{labels_path} has {nodes}: predictions of a run trained on another "
+                       "project?")
+    if not predicted["upright"] and _turned(video):
+      raise ValueError(f"{predicted['path']}: made on {video}'s frames as stored "
+                       "(data.upright False), which SLEAP shows turned as players do; predict "
+                       "again with --config.data.upright=True.")
+  target = sleap.project_video(labels, video)
+  chosen, result = choose(video, count, sleap.settled_frames(labels, target), predicted, **how)
+  result["frames"] = [int(n) for n in chosen]
+  if len(chosen):
+    sleap.add_suggestions(labels, target, result["frames"],
+                          {n: _instances(predicted, n) for n in result["frames"]}
+                          if predicted else None)
+    result["labels"] = out or sleap.saved_again(labels_path)
+    sleap.write_labels(labels, result["labels"])
+  return result
+
+
+def pick_frames(project: str, video: str, count: int = 20, predictions: str | None = None, *,
+                out: str | None = None, **how) -> dict:
+  """Picks `count` frames of `video` to label (module docstring) into `project`, a DeepLabCut
+  project's folder (`into_deeplabcut`) or a SLEAP labels file (`into_sleap`, saved to `out`);
+  `how`: `choose`'s criteria. Returns their record."""
+  predicted = read_predictions(predictions) if predictions else None
+  if sleap.is_labels_file(project):
+    return into_sleap(project, video, count, predicted, out, **how)
+  return into_deeplabcut(project, video, count, predicted, **how)
 
 
 def predictions_file(predictions: str | None, video: str) -> str | None:
@@ -260,10 +349,13 @@ def main(argv):
   if missing:
     raise app.UsageError(f"No predictions {missing}: run `kp-jax predict` on those videos "
                          "first (--output_dir: the folder to give --predictions).")
+  project, out = args.project, None
   for video in videos:
     predictions = predictions_file(args.predictions, video)
-    result = pick_frames(args.project, video, args.count, predictions, args.by, args.epsilon,
-                         args.p_bound, args.pick, args.keypoints, args.seed)
+    result = pick_frames(project, video, args.count, predictions, out=out, by=args.by,
+                         epsilon=args.epsilon, p_bound=args.p_bound, method=args.pick,
+                         keypoints=args.keypoints, seed=args.seed)
+    where = result.get("folder") or f"{project} (labelled or suggested)"
     if predictions:
       bound = f"{args.epsilon:g} px"
       if args.by == "uncertain":
@@ -272,7 +364,7 @@ def main(argv):
         bound = f"likelihood under {result['p_bound']:g}" + (
             f", {source}; --p_bound to change" if args.p_bound is None else "")
       print(f"{video}: {args.by} ({bound}): {result['candidates']} of "
-            f"{result['video_frames']} frames not yet in {result['folder']}; frames flagged by "
+            f"{result['video_frames']} frames not yet in {where}; frames flagged by "
             "each keypoint: " + (", ".join(f"{n} {v}" for n, v in sorted(
                 result["keypoints"].items(), key=lambda kv: -kv[1])) or "none"))
       if result["missing"] and args.by != "uncertain":
@@ -283,6 +375,13 @@ def main(argv):
     if not result["frames"]:
       print(f"{video}: no frame to pick, nothing written.", file=sys.stderr)
       continue
+    if "labels" in result:  # SLEAP: the next videos' suggestions join these, in the same file
+      project = out = result["labels"]
+      print(f"{video}: suggested {len(result['frames'])} frames ({args.pick}) in {out}: "
+            + ", ".join(map(str, result["frames"]))
+            + ("; the run's keypoints on them as predicted instances" if predictions else "")
+            + ". Open it in SLEAP: Labeling Suggestions lists them.")
+      continue
     print(f"{video}: picked {len(result['frames'])} frames ({args.pick}) -> "
           f"{result['folder']}: {', '.join(result['frames'])}"
           + (f"; the run's keypoints on them: {result['machine_labels']}"
@@ -291,7 +390,9 @@ def main(argv):
 
 if __name__ == "__main__":  # flags only for the command, so the module imports anywhere
   flags.DEFINE_string("project", None, "The DeepLabCut (or Lightning Pose) project's folder: "
-                      "frames go to PROJECT/labeled-data/<video name>/.", required=True)
+                      "frames go to PROJECT/labeled-data/<video name>/; or a SLEAP labels "
+                      "file (.slp): frames are suggested in a new version of it.",
+                      required=True)
   flags.DEFINE_integer("count", 20, "How many frames to pick.")
   flags.DEFINE_string("predictions", None, "The video's <name>_keypoints.json from `kp-jax "
                       "predict`, or the folder predict wrote several videos' to: pick where "

@@ -109,7 +109,8 @@ def test_frames_where_a_run_jumps_with_its_keypoints_as_machine_labels(trained, 
   project = tmp_path / "project"
   # A bound of -1 px makes every frame after the first a candidate: the picks then depend on
   # the clustering alone, and a second call must find others.
-  first = pick_frames.pick_frames(str(project), str(video), 4, out["json"], "jump", -1.0)
+  every = {"by": "jump", "epsilon": -1.0}
+  first = pick_frames.pick_frames(str(project), str(video), 4, out["json"], **every)
   assert first["candidates"] == 11 and len(first["frames"]) == 4
   assert "img00.png" not in first["frames"]
   labels = deeplabcut.read_labels(first["machine_labels"], names)
@@ -120,7 +121,7 @@ def test_frames_where_a_run_jumps_with_its_keypoints_as_machine_labels(trained, 
     assert visible.all()
   folder = project / "labeled-data" / "session"
   before = {f: (folder / f).read_bytes() for f in first["frames"]}
-  second = pick_frames.pick_frames(str(project), str(video), 4, out["json"], "jump", -1.0)
+  second = pick_frames.pick_frames(str(project), str(video), 4, out["json"], **every)
   assert second["candidates"] == 7 and not set(second["frames"]) & set(first["frames"])
   assert all((folder / f).read_bytes() == b for f, b in before.items())  # nothing overwritten
 
@@ -130,8 +131,8 @@ def test_frames_where_a_run_jumps_with_its_keypoints_as_machine_labels(trained, 
     return pick(features, count, badness, seed)
   pick = pick_frames.pick
   monkeypatch.setattr(pick_frames, "pick", spy)
-  judged = pick_frames.pick_frames(str(tmp_path / "p2"), str(video), 2, out["json"], "jump",
-                                   -1.0, keypoints=names[:1])
+  judged = pick_frames.pick_frames(str(tmp_path / "p2"), str(video), 2, out["json"],
+                                   **every, keypoints=names[:1])
   assert set(judged["keypoints"]) == {names[0]} and len(judged["frames"]) == 2
   xy = np.array([frame[0][:2] for frame in predicted["frames"]])
   moves = np.sort(np.linalg.norm(np.diff(xy, axis=0), axis=1))[::-1]
@@ -139,7 +140,7 @@ def test_frames_where_a_run_jumps_with_its_keypoints_as_machine_labels(trained, 
                              moves[:2 * pick_frames.POOL], atol=1e-5)  # the worst 3 x count
   with pytest.raises(ValueError, match=r"--keypoints \['tail'\]: not the run's keypoints"):
     pick_frames.pick_frames(str(project), str(video), 4, out["json"], keypoints=["tail"])
-  none = pick_frames.pick_frames(str(tmp_path / "p3"), str(video), 2, out["json"], "jump", 1e6)
+  none = pick_frames.pick_frames(str(tmp_path / "p3"), str(video), 2, out["json"], epsilon=1e6)
   assert none["candidates"] == 0 and none["frames"] == []
   assert not (tmp_path / "p3").exists()  # nothing written
   other = tmp_path / "other.mp4"
@@ -211,7 +212,7 @@ def test_frames_are_written_turned_as_the_predictions_were_made(tmp_path, uprigh
   predictions.write_text(json.dumps({"keypoints": ["nose"], "frames": frames,
                                      "likelihood_cutoff": 0.1, "upright": upright}))
   result = pick_frames.pick_frames(str(tmp_path / "p"), str(tmp_path / "phone.mp4"), 1,
-                                   str(predictions), "jump", 5.0)
+                                   str(predictions), epsilon=5.0)
   saved = Image.open(tmp_path / "p" / "labeled-data" / "phone" / result["frames"][0])
   assert saved.size == ((24, 40) if upright else (40, 24))  # (width, height)
 
@@ -226,11 +227,11 @@ def test_uncertain_bound_defaults_to_the_runs_cutoff_where_predictions_were_writ
   predictions.write_text(json.dumps({"keypoints": ["nose"], "frames": frames,
                                      "likelihood_cutoff": 0.0, "run_likelihood_cutoff": 0.5}))
   result = pick_frames.pick_frames(str(tmp_path / "p"), str(video), 5, str(predictions),
-                                   "uncertain")
+                                   by="uncertain")
   assert result["p_bound"] == 0.5 and result["frames"] == ["img1.png", "img3.png"]
   written_with = json.loads(predictions.read_text())
   written_with["likelihood_cutoff"] = 0.3  # the predictions' own cutoff comes first
   predictions.write_text(json.dumps(written_with))
   result = pick_frames.pick_frames(str(tmp_path / "q"), str(video), 5, str(predictions),
-                                   "uncertain")
+                                   by="uncertain")
   assert result["p_bound"] == 0.3 and result["frames"] == ["img1.png"]

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ANIMAL_OFFSETS, file_source_config
 from deeplabcut_test import write_video
-from kp_jax import exported, predict, train
+from video_test import write_turned_video
+from kp_jax import exported, pick_frames, predict, train
 from kp_jax.data import pipeline, sleap
 
 sio = pytest.importorskip("sleap_io")
@@ -211,3 +212,109 @@ def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):
   with pytest.raises(FileNotFoundError, match=r"labels.slp: the videos of its labelled frames "
                      r"are not found.*arena.mp4.*\.pkg\.slp"):
     pipeline.get_source(config)
+
+
+def test_frames_to_label_become_suggestions_in_a_new_version_of_the_labels(labels_file,
+                                                                            tmp_path):
+  path, _ = labels_file
+  original = open(path, "rb").read()
+  # Frames 0-4 are labelled: of the project's video only frame 5 (predictions only) is left.
+  first = pick_frames.pick_frames(path, str(tmp_path / "arena.mp4"), 3)
+  assert first["frames"] == [5] and first["labels"] == str(tmp_path / "labels.v002.slp")
+  assert open(path, "rb").read() == original  # the file given is left as it was
+  labels = sio.load_slp(first["labels"])
+  assert [(s.video.filename, s.frame_idx) for s in labels.suggestions] == [
+      (str(tmp_path / "arena.mp4"), 5)]
+  assert [len(f.user_instances) for f in labels.labeled_frames] == [1, 2, 1, 1, 2, 0]
+  assert len(labels.find(labels.videos[0], 5)[0].predicted_instances) == 1  # kept
+  again = pick_frames.pick_frames(first["labels"], str(tmp_path / "arena.mp4"), 3)
+  assert again["frames"] == [] and "labels" not in again  # suggested already: nothing written
+  assert not os.path.exists(tmp_path / "labels.v003.slp")
+
+  # A new video, with a run's tracked predictions: two animals, the second jumping 30 px at
+  # frame 3 and back at 4, the first unseen at frame 1.
+  video = str(tmp_path / "new_session.mp4")
+  write_video(video, [animal_frame([(20.0, 20.0), (44.0, 30.0)])] * 6)
+  def animal(track, x, y):
+    return {"track": track, "score": 0.9, "keypoints": {
+        n: [x + dx, y + dy, 0.5 + 0.1 * k] for k, (n, (dx, dy)) in enumerate(zip(
+            NODES, ANIMAL_OFFSETS))}}
+  frames = [[animal(0, 20.0, 20.0), animal(3, 44.0, 30.0)] for _ in range(6)]
+  frames[3][1] = animal(3, 44.0, 60.0)
+  del frames[1][0]
+  predictions = tmp_path / "new_session_keypoints.json"
+  predictions.write_text(json.dumps({"keypoints": list(NODES), "tracks": [0, 3],
+                                     "frames": frames, "likelihood_cutoff": 0.1}))
+  second = pick_frames.pick_frames(first["labels"], video, 2, str(predictions), epsilon=20.0)
+  assert second["frames"] == [3, 4] and second["labels"] == str(tmp_path / "labels.v003.slp")
+  labels = sio.load_slp(second["labels"])
+  new = [v for v in labels.videos if v.filename == video]
+  assert len(labels.videos) == 2 and len(new) == 1  # added beside the project's video
+  assert [(s.video.filename, s.frame_idx) for s in labels.suggestions] == [
+      (str(tmp_path / "arena.mp4"), 5), (video, 3), (video, 4)]
+  assert sorted(t.name for t in labels.tracks) == ["track0", "track3"]
+  for index in (3, 4):
+    got = {x.track.name: x for x in labels.find(new[0], index)[0].predicted_instances}
+    for track, want in zip((0, 3), frames[index]):
+      array = got[f"track{track}"].numpy(scores=True)
+      np.testing.assert_allclose(array, [want["keypoints"][n] for n in NODES])
+      assert got[f"track{track}"].score == pytest.approx(0.6)  # the points' mean likelihood
+  def sizes(labels_path):
+    config = sleap_config(str(tmp_path / "data"), labels_path, train_fraction=0.8)
+    return pipeline.get_source(config.data).split_sizes
+  assert sizes(second["labels"]) == sizes(path)  # predicted instances are not labels
+
+  # Given where to save (as the command does for its second video), the suggestions join there.
+  joined = pick_frames.pick_frames(second["labels"], video, 1, out=second["labels"])
+  assert joined["labels"] == second["labels"] and len(joined["frames"]) == 1
+  assert len(sio.load_slp(second["labels"]).suggestions) == 4
+
+
+def test_frames_are_not_suggested_into_a_package_or_from_another_projects_run(labels_file,
+                                                                               tmp_path):
+  path, _ = labels_file
+  package = str(tmp_path / "labels.pkg.slp")
+  sio.load_slp(path).save(package, embed="user")
+  with pytest.raises(ValueError, match=r"labels.pkg.slp: a labels package.*project's \.slp"):
+    pick_frames.pick_frames(package, str(tmp_path / "arena.mp4"), 2)
+  predictions = tmp_path / "arena_keypoints.json"
+  predictions.write_text(json.dumps({"keypoints": ["nose", "tail"],
+                                     "frames": [[[1.0, 2.0, 0.9]] * 2] * 6}))
+  with pytest.raises(ValueError, match=r"arena_keypoints.json: keypoints \['nose', 'tail'\], "
+                     r"the skeleton of .*labels.v001.slp has \['snout', 'leftEar', 'rightEar'\]"):
+    pick_frames.pick_frames(path, str(tmp_path / "arena.mp4"), 2, str(predictions))
+  # Keypoints made on a phone video's frames as stored, where SLEAP shows them turned.
+  write_turned_video(tmp_path / "phone.mp4", 90)
+  predictions.write_text(json.dumps({"keypoints": list(NODES), "upright": False,
+                                     "frames": [[[1.0, 2.0, 0.9]] * 3] * 4}))
+  with pytest.raises(ValueError, match=r"arena_keypoints.json: made on .*phone.mp4's frames "
+                     "as stored.*--config.data.upright=True"):
+    pick_frames.pick_frames(path, str(tmp_path / "phone.mp4"), 2, str(predictions))
+  assert not os.path.exists(tmp_path / "labels.v002.slp")
+  predictions.write_text(json.dumps({"keypoints": list(NODES), "upright": False,
+                                     "frames": [[[1.0, 2.0, 0.9]] * 3] * 6}))
+  stored = pick_frames.pick_frames(path, str(tmp_path / "arena.mp4"), 1, str(predictions),
+                                   by="uncertain", p_bound=1.0)
+  assert stored["frames"] == [5]  # a video not turned: frames as stored are as SLEAP shows them
+  frame = sio.load_slp(stored["labels"]).find(sio.load_slp(path).videos[0].filename, 5)[0]
+  np.testing.assert_allclose([x.numpy(scores=True) for x in frame.instances],  # replaced
+                             [[[1.0, 2.0, 0.9]] * 3])
+
+
+def test_the_video_to_pick_from_is_the_projects_by_file_then_where_moved_by_name(tmp_path):
+  def video(path, frames=1):
+    write_video(str(path), [animal_frame([(20.0, 20.0)])] * frames)
+    return sio.Video.from_filename(str(path))
+  for day in ("day1", "day2", "moved"):
+    (tmp_path / day).mkdir()
+  day1 = video(tmp_path / "day1" / "cam0.mp4")
+  video(tmp_path / "day2" / "cam0.mp4", 2)
+  gone = sio.Video.from_filename(str(tmp_path / "old" / "top.mp4"))  # moved since labelling
+  labels = sio.Labels(videos=[day1, gone])
+  assert sleap.project_video(labels, str(tmp_path / "day1" / "cam0.mp4")) is day1
+  other = sleap.project_video(labels, str(tmp_path / "day2" / "cam0.mp4"))  # same name, not day1
+  assert other is not day1 and other.filename == str(tmp_path / "day2" / "cam0.mp4")
+  assert labels.videos == [day1, gone, other]
+  video(tmp_path / "moved" / "top.mp4")
+  assert sleap.project_video(labels, str(tmp_path / "moved" / "top.mp4")) is gone
+  assert gone.filename == str(tmp_path / "moved" / "top.mp4") and len(labels.videos) == 3

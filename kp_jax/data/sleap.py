@@ -30,6 +30,7 @@ spread evenly (default 0.9: SLEAP's validation fraction 0.1). The held-out frame
 import hashlib
 import importlib.util
 import os
+import re
 
 import numpy as np
 from absl import logging
@@ -201,25 +202,102 @@ def source(data_config) -> Source:
        in enumerate(zip(order, test)) for instance in frames[name][1]], data_config, path)
 
 
+def predicted_instances(sleap_io, skeleton, instances, tracks: dict) -> list:
+  """sleap-io PredictedInstances of `instances` [(track name or None, score, keypoints [K, 2]
+  NaN where missing, likelihoods [K]), ...]: the likelihoods are the points' scores, a missing
+  point is not visible; a track is taken from `tracks` (name -> Track), or made and added to it."""
+  predicted = []
+  for track, score, points, likelihood in instances:
+    if track is not None and track not in tracks:
+      tracks[track] = sleap_io.Track(name=track)
+    predicted.append(sleap_io.PredictedInstance.from_numpy(
+        np.asarray(points, np.float64), skeleton=skeleton, point_scores=np.asarray(likelihood),
+        score=float(score), track=tracks.get(track)))
+  return predicted
+
+
 def write_predictions(path: str, video_path: str, names, skeleton, frames):
   """A SLEAP labels file of predictions on the video at `video_path`, which SLEAP opens to
   proofread them (and merges into the project's labels): each frame's instances as predicted
   instances, `frames` [[(track id or None, score, keypoints [K, 2] NaN where missing,
-  likelihoods [K]), ...] per frame]; the likelihoods are the points' scores, a missing point is
-  not visible, and a track id names the SLEAP track `track<id>` (as predict's CSV names it)."""
+  likelihoods [K]), ...] per frame], a track id naming the SLEAP track `track<id>` (as
+  predict's CSV names it)."""
   sleap_io = _sleap_io(path)
   skeleton = sleap_io.Skeleton(list(names), edges=[(names[i], names[j]) for i, j in skeleton])
   video = sleap_io.Video.from_filename(os.path.abspath(video_path))
   tracks, labelled = {}, []
   for index, instances in enumerate(frames):
-    predicted = []
-    for track, score, points, likelihood in instances:
-      if track is not None and track not in tracks:
-        tracks[track] = sleap_io.Track(name=f"track{track}")
-      predicted.append(sleap_io.PredictedInstance.from_numpy(
-          np.asarray(points, np.float64), skeleton=skeleton, point_scores=np.asarray(likelihood),
-          score=float(score), track=tracks.get(track)))
-    if predicted:
-      labelled.append(sleap_io.LabeledFrame(video=video, frame_idx=index, instances=predicted))
+    named = [(None if track is None else f"track{track}", *rest) for track, *rest in instances]
+    if named:
+      labelled.append(sleap_io.LabeledFrame(video=video, frame_idx=index, instances=(
+          predicted_instances(sleap_io, skeleton, named, tracks))))
   sleap_io.save_slp(sleap_io.Labels(labeled_frames=labelled, videos=[video],
                                     skeletons=[skeleton], tracks=list(tracks.values())), path)
+
+
+# Frames to label next (kp_jax/pick_frames.py) as SLEAP's labelling suggestions.
+
+def is_labels_file(path: str) -> bool:
+  return str(path).endswith(".slp")
+
+
+def saved_again(path: str) -> str:
+  """Where SLEAP's Save As puts `path` (its `.v###.slp` version plus one, else `<name>
+  copy.slp`), repeated until no file is there: nothing is overwritten."""
+  while os.path.exists(path):
+    version = re.fullmatch(r"(.*\.v)(\d+)(\.slp)", path)
+    if version:
+      head, number, tail = version.groups()
+      path = f"{head}{str(int(number) + 1).zfill(len(number))}{tail}"
+    else:
+      path = f"{path[:-len('.slp')]} copy.slp"
+  return path
+
+
+def project_video(labels, path: str):
+  """The video of `labels` that is the file at `path`: the same file, else the only one of its
+  file name that is not where the labels name it (moved: pointed at `path`), else a new video
+  added to the labels. Another file of the same name is another video (day1/cam0.mp4 is not
+  day2/cam0.mp4)."""
+  mine = [v for v in labels.videos if isinstance(v.filename, str)]
+  for video in mine:
+    if os.path.exists(video.filename) and os.path.samefile(video.filename, path):
+      return video
+  moved = [v for v in mine if not os.path.exists(v.filename)
+           and os.path.basename(v.filename) == os.path.basename(path)]
+  if len(moved) == 1:
+    moved[0].replace_filename(os.path.abspath(path))
+    return moved[0]
+  video = _sleap_io(path).Video.from_filename(os.path.abspath(path))
+  labels.videos.append(video)
+  return video
+
+
+def settled_frames(labels, video) -> set[int]:
+  """Frames of `video` already labelled by hand or already suggested: not to suggest again."""
+  labelled = {f.frame_idx for f in labels.find(video) if f.user_instances}
+  return labelled | {s.frame_idx for s in labels.suggestions if s.video is video}
+
+
+def add_suggestions(labels, video, frames, predictions=None):
+  """Suggests `frames` of `video` to label (SLEAP's Labeling Suggestions, listed in its GUI),
+  with `predictions` {frame: [(track name or None, score, keypoints [K, 2], likelihoods [K]),
+  ...]} on them as predicted instances to correct (in place of those a frame had)."""
+  sleap_io = _sleap_io(video.filename)
+  skeleton, tracks = labels.skeletons[0], {t.name: t for t in labels.tracks}
+  for frame in frames:
+    labels.suggestions.append(sleap_io.SuggestionFrame(video=video, frame_idx=int(frame)))
+    if not (predictions and predictions.get(frame)):
+      continue
+    instances = predicted_instances(sleap_io, skeleton, predictions[frame], tracks)
+    found = labels.find(video, int(frame))
+    if found:
+      found[0].instances = found[0].user_instances + instances
+    else:
+      labels.append(sleap_io.LabeledFrame(video=video, frame_idx=int(frame), instances=instances))
+  labels.tracks.extend(t for t in tracks.values() if t not in labels.tracks)
+
+
+def write_labels(labels, path: str):
+  """Saves `labels` as a SLEAP labels file (its videos named, not embedded)."""
+  _sleap_io(path).save_slp(labels, path)
