@@ -291,7 +291,7 @@ def into_sleap(labels_path: str, video: str, count: int, predicted: dict | None,
     raise ValueError(f"--project {labels_path}: a labels package holds only the frames "
                      "exported into it; pick frames into the project's .slp it was exported "
                      "from, which names its videos.")
-  labels = sleap.read_labels(labels_path)
+  labels = sleap.read_labels(labels_path, "--project")
   sleap.find_videos(labels, labels_path)
   if predicted:
     nodes = labels.skeletons[0].node_names if labels.skeletons else []

@@ -185,7 +185,8 @@ def test_bad_labels_files_say_what_to_do(data_dir, labels_file, tmp_path):
   path, _ = labels_file
   config = sleap_config(data_dir, path, train_fraction=0.8).data
   config.project = str(tmp_path / "missing.slp")
-  with pytest.raises(FileNotFoundError, match=r"missing.slp: no such file.*\.slp or \.pkg\.slp"):
+  with pytest.raises(FileNotFoundError, match=r"config.data.project=.*missing.slp: no such "
+                     r"file; give the SLEAP labels file \(\.slp or \.pkg\.slp\)"):
     pipeline.get_source(config)
   (tmp_path / "notes.slp").write_text("not HDF5")
   config.project = str(tmp_path / "notes.slp")
@@ -277,6 +278,8 @@ def test_frames_are_not_suggested_into_a_package_or_from_another_projects_run(la
   sio.load_slp(path).save(package, embed="user")
   with pytest.raises(ValueError, match=r"labels.pkg.slp: a labels package.*project's \.slp"):
     pick_frames.pick_frames(package, str(tmp_path / "arena.mp4"), 2)
+  with pytest.raises(FileNotFoundError, match=r"--project=.*labels.v01.slp: no such file"):
+    pick_frames.pick_frames(str(tmp_path / "labels.v01.slp"), str(tmp_path / "arena.mp4"), 2)
   predictions = tmp_path / "arena_keypoints.json"
   predictions.write_text(json.dumps({"keypoints": ["nose", "tail"],
                                      "frames": [[[1.0, 2.0, 0.9]] * 2] * 6}))

@@ -56,12 +56,13 @@ def _sleap_io(path: str):
   return sleap_io
 
 
-def read_labels(path: str):
-  """sleap-io's Labels of the file at `path`, with a clear error where it cannot be read."""
+def read_labels(path: str, setting: str = "config.data.project"):
+  """sleap-io's Labels of the file at `path`, with a clear error, naming the `setting` that
+  gave it, where it cannot be read."""
   sleap_io = _sleap_io(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"config.data.project={path}: no such file; with data.source "
-                            "'sleap' it is the labels file (.slp or .pkg.slp).")
+    raise FileNotFoundError(f"{setting}={path}: no such file; give the SLEAP labels file "
+                            "(.slp or .pkg.slp).")
   try:
     return sleap_io.load_slp(path)
   except Exception as e:  # h5py's and sleap-io's own errors, of a file that is not SLEAP's
