@@ -24,7 +24,7 @@ duplicates removed by OKS-NMS (kp_jax.poses):
           DeepLabCut's multi-animal layout (an `individuals` header row, one individual per
           track), the JSON's frames lists of {"track", "score", "keypoints"}, and the overlay
           with each track in its colour.
-A run trained on SLEAP labels (data.source "sleap") also writes each video's predictions as
+A run trained on SLEAP labels (a .slp file) also writes each video's predictions as
 SLEAP does, `<name>.predictions.slp` (kp_jax/data/sleap.py), for proofreading in SLEAP.
 Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the run's
 `config.likelihood_cutoff`) are written as missing (null / empty) and not drawn.
@@ -345,7 +345,7 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
                           "likelihood_cutoff": predictor.cutoff,
                           "run_likelihood_cutoff": predictor.run_cutoff,
                           "upright": predictor.upright})
-  if predictor.config.data.source == "sleap":  # predictions SLEAP opens, as its labels came
+  if sleap.reads(predictor.config.data):  # predictions SLEAP opens, as its labels came
     if sleap.installed():
       out["slp"] = str(epath.Path(output_dir) / f"{stem}.predictions.slp")
       sleap.write_predictions(out["slp"], path, predictor.names, predictor.skeleton,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ANIMAL_OFFSETS, file_source_config
-from deeplabcut_test import write_video
+from deeplabcut_test import dlc_config, write_video
 from video_test import write_turned_video
 from kp_jax import exported, pick_frames, predict, train
 from kp_jax.data import pipeline, sleap
@@ -91,6 +91,12 @@ def test_a_sleap_project_reads_as_it_was_labelled(data_dir, labels_file):
         # decoder (OpenCV's FFmpeg) and kp-jax's (PyAV's) gave the same pixels here; their
         # YUV-to-RGB conversions may differ by a level or two elsewhere.
         assert np.abs(example["image"].astype(int) - decoded[index]).max() <= 3
+  # configs/deeplabcut.py's source given the .slp file reads it as SLEAP's.
+  as_deeplabcut = sleap_config(data_dir, path, train_fraction=0.8).data
+  as_deeplabcut.source = "deeplabcut"
+  assert sleap.reads(as_deeplabcut) and not sleap.reads(dlc_config(data_dir, "/p/Mouse").data)
+  again = pipeline.get_source(as_deeplabcut)
+  assert (again.spec, again.split_sizes) == (source.spec, source.split_sizes)
 
 
 def test_frames_are_read_once_and_a_package_reads_as_its_project(data_dir, labels_file, tmp_path):

@@ -49,7 +49,8 @@ def get_source(data_config) -> Source:
   if data_config.source not in SOURCES:
     raise ValueError(f"config.data.source={data_config.source!r} is not a known source; "
                      f"choose one of {sorted(SOURCES)}.")
-  source = keypoint_subset(SOURCES[data_config.source](data_config), data_config.keypoints)
+  read = SOURCES["sleap" if sleap.reads(data_config) else data_config.source]
+  source = keypoint_subset(read(data_config), data_config.keypoints)
   return instances.for_stage(source, data_config.get("instances"))  # absent in older runs
 
 

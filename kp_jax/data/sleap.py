@@ -3,6 +3,7 @@ read with sleap-io (pip install sleap-io==0.9.5, or kp-jax[sleap]; tests/require
 it for the suite).
 
   config.data.source = "sleap"; config.data.project = "/path/to/labels.v001.slp"
+  (or with data.source "deeplabcut", as configs/deeplabcut.py sets it: a .slp project is SLEAP's)
 
 The skeleton's nodes are the keypoints, its edges the lines drawn between them and its
 symmetries the flip pairs (else left/right names, or `config.data.flip_pairs`). Every
@@ -54,6 +55,13 @@ def _sleap_io(path: str):
   except ImportError:
     raise ImportError(f"{path}: SLEAP's files need sleap-io: pip install sleap-io==0.9.5") from None
   return sleap_io
+
+
+def reads(data_config) -> bool:
+  """Whether a run's data are a SLEAP labels file: `data.source` "sleap", or a project given
+  to the DeepLabCut source as a `.slp` file (configs/deeplabcut.py reads either)."""
+  return data_config.source == "sleap" or (
+      data_config.source == "deeplabcut" and is_labels_file(data_config.get("project") or ""))
 
 
 def read_labels(path: str, setting: str = "config.data.project"):
