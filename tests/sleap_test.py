@@ -327,3 +327,18 @@ def test_the_video_to_pick_from_is_the_projects_by_file_then_where_moved_by_name
   video(tmp_path / "moved" / "top.mp4")
   assert sleap.project_video(labels, str(tmp_path / "moved" / "top.mp4")) is gone
   assert gone.filename == str(tmp_path / "moved" / "top.mp4") and len(labels.videos) == 3
+
+
+def test_a_new_project_gets_its_first_frames_to_label_before_it_has_a_skeleton(tmp_path):
+  video = str(tmp_path / "arena.mp4")
+  write_video(video, [animal_frame([(20.0 + 6 * i, 20.0)]) for i in range(6)])
+  path = str(tmp_path / "new project.slp")  # no version in the name: SLEAP's "copy"
+  sio.save_slp(sio.Labels(videos=[sio.Video.from_filename(video)]), path)
+  picked = pick_frames.pick_frames(path, video, 3)
+  assert picked["labels"] == str(tmp_path / "new project copy.slp")
+  labels = sio.load_slp(picked["labels"])
+  assert len(picked["frames"]) == 3
+  assert [s.frame_idx for s in labels.suggestions] == picked["frames"]
+  assert not labels.skeletons and len(labels.videos) == 1
+  again = pick_frames.pick_frames(path, video, 3)  # from the same file: the next copy's name
+  assert again["labels"] == str(tmp_path / "new project copy copy.slp")

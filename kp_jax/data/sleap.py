@@ -293,12 +293,12 @@ def add_suggestions(labels, video, frames, predictions=None):
   with `predictions` {frame: [(track name or None, score, keypoints [K, 2], likelihoods [K]),
   ...]} on them as predicted instances to correct (in place of those a frame had)."""
   sleap_io = _sleap_io(video.filename)
-  skeleton, tracks = labels.skeletons[0], {t.name: t for t in labels.tracks}
+  tracks = {t.name: t for t in labels.tracks}
   for frame in frames:
     labels.suggestions.append(sleap_io.SuggestionFrame(video=video, frame_idx=int(frame)))
     if not (predictions and predictions.get(frame)):
-      continue
-    instances = predicted_instances(sleap_io, skeleton, predictions[frame], tracks)
+      continue  # (a new project may have no skeleton yet)
+    instances = predicted_instances(sleap_io, labels.skeletons[0], predictions[frame], tracks)
     found = labels.find(video, int(frame))
     if found:
       found[0].instances = found[0].user_instances + instances
