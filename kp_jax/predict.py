@@ -348,8 +348,8 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
   if sleap.reads(predictor.config.data):  # predictions SLEAP opens, as its labels came
     if sleap.installed():
       out["slp"] = str(epath.Path(output_dir) / f"{stem}.predictions.slp")
-      sleap.write_predictions(out["slp"], path, predictor.names, predictor.skeleton,
-                              video.instances())
+      sleap.write_predictions(out["slp"], path, predictor.config.data.project,
+                              predictor.names, predictor.skeleton, video.instances())
     else:  # a machine that predicts without having trained: the CSV and JSON are written
       logging.warning("%s: no %s.predictions.slp for SLEAP: sleap-io is not installed here "
                       "(pip install sleap-io==0.9.5).", path, stem)

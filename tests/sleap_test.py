@@ -4,6 +4,7 @@ same project as a package with its frames embedded."""
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -153,7 +154,11 @@ def test_a_run_trains_on_a_sleap_project(data_dir, labels_file, tmp_path, monkey
                               str(tmp_path / "pred"))
   want = predict.trajectory(json.load(open(out["json"]))["frames"])
   predicted = sio.load_slp(out["slp"])
-  assert predicted.skeletons[0].node_names == list(NODES)
+  # The project's own skeleton (its symmetry too): merged into the project, one skeleton.
+  project = sio.load_slp(path)
+  assert predicted.skeletons[0].matches(project.skeletons[0], require_same_order=True)
+  project.merge(predicted)
+  assert len(project.skeletons) == 1
   assert [f.frame_idx for f in predicted.labeled_frames] == list(range(6))
   for frame, points in zip(predicted.labeled_frames, want):
     (instance,) = frame.predicted_instances
@@ -176,7 +181,11 @@ def test_tracked_predictions_become_sleap_tracks(tmp_path):
   frames = [[(1, 0.7, points, likelihood), (2, 0.6, points + 10, likelihood)],
             [(2, 0.5, points + 11, likelihood)]]
   path = str(tmp_path / "arena.predictions.slp")
-  sleap.write_predictions(path, video, NODES, ((0, 1), (0, 2)), frames)
+  gone = str(tmp_path / "moved_away.slp")  # the project trained on, not on this machine
+  with mock.patch.object(sleap.logging, "warning") as warning:
+    sleap.write_predictions(path, video, gone, NODES, ((0, 1), (0, 2)), frames)
+  assert "moved_away.slp (config.data.project) is not here" in (
+      warning.call_args[0][0] % warning.call_args[0][1:])
   labels = sio.load_slp(path)
   assert [t.name for t in labels.tracks] == ["track1", "track2"]
   assert labels.skeletons[0].edge_names == [("snout", "leftEar"), ("snout", "rightEar")]

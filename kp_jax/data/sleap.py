@@ -225,14 +225,31 @@ def predicted_instances(sleap_io, skeleton, instances, tracks: dict) -> list:
   return predicted
 
 
-def write_predictions(path: str, video_path: str, names, skeleton, frames):
+def predictions_skeleton(sleap_io, project: str, names, edges):
+  """The skeleton predictions of a run trained on the SLEAP labels file `project` are written
+  with: the project's own, so that SLEAP merges them into it under that skeleton (it takes a
+  skeleton of other edges or symmetries for another), else, where the file is not here, one of
+  the run's keypoint `names` and `edges` (index pairs), with a warning."""
+  if os.path.isfile(project):
+    from sleap_io.io import slp  # noqa: PLC0415 -- the skeletons alone, not the labels
+    own = slp.read_skeletons(project)
+    if len(own) == 1 and own[0].node_names == list(names):
+      return own[0]
+  logging.warning("%s (config.data.project) is not here, or is no longer the run's keypoints: "
+                  "the predictions' skeleton has the run's keypoints and edges but no "
+                  "symmetries, which SLEAP takes for another skeleton if the project's has "
+                  "some.", project)
+  return sleap_io.Skeleton(list(names), edges=[(names[i], names[j]) for i, j in edges])
+
+
+def write_predictions(path: str, video_path: str, project: str, names, edges, frames):
   """A SLEAP labels file of predictions on the video at `video_path`, which SLEAP opens to
-  proofread them (and merges into the project's labels): each frame's instances as predicted
-  instances, `frames` [[(track id or None, score, keypoints [K, 2] NaN where missing,
-  likelihoods [K]), ...] per frame], a track id naming the SLEAP track `track<id>` (as
-  predict's CSV names it)."""
+  proofread them (and merges into the labels file `project` the run trained on): each frame's
+  instances as predicted instances, `frames` [[(track id or None, score, keypoints [K, 2] NaN
+  where missing, likelihoods [K]), ...] per frame], a track id naming the SLEAP track
+  `track<id>` (as predict's CSV names it)."""
   sleap_io = _sleap_io(path)
-  skeleton = sleap_io.Skeleton(list(names), edges=[(names[i], names[j]) for i, j in skeleton])
+  skeleton = predictions_skeleton(sleap_io, project, names, edges)
   video = sleap_io.Video.from_filename(os.path.abspath(video_path))
   tracks, labelled = {}, []
   for index, instances in enumerate(frames):
