@@ -8,7 +8,7 @@ jitted function, in one run on one machine.
       --config.eval_every_steps=2 --config.checkpoint_every_steps=2 \
       --config.optimizer.warmup_steps=1    # a 2-step run of the mirror mouse: timing only
   python benchmarks/export.py --workdir /tmp/lp_whole \
-      --video ../shared/data/lp_mirror_mouse/videos/test_vid.mp4
+      --video ../shared/data/lp_mirror_mouse/videos/test_vid.mp4 [--overlay]
 
 Prints a Markdown table: per format, its runtime, milliseconds per call at batch 1 (median of
 --calls calls after a warm-up call), images/s at batch 32 (median call), and the largest
@@ -16,7 +16,7 @@ keypoint difference from the jitted function on the same inputs (input pixels), 
 --video the frames/s of a whole video, decoding included: `kp_jax.exported.on_video` for each
 format (the runner's fixed-batch models one frame a call, the others 8), `kp_jax.predict`'s
 video path for the jitted function (it also draws and encodes the overlay video and writes
-the CSV). Fixed-batch formats (onnx, tflite) are exported once per batch size; the others
+the CSV; with --overlay the runner draws and encodes its overlay too, like for like). Fixed-batch formats (onnx, tflite) are exported once per batch size; the others
 once, batch dynamic.
 Needs requirements-export.txt (and jax2onnx, see there) for onnx and tflite.
 """
@@ -50,9 +50,9 @@ def median_seconds(call, pixels, calls: int) -> float:
   return float(np.median(times))
 
 
-def video_frames_per_second(model, path: str) -> float:
+def video_frames_per_second(model, path: str, overlay: str | None) -> float:
   start = time.perf_counter()
-  frames = len(exported.on_video(model, path)["frames"])
+  frames = len(exported.on_video(model, path, overlay=overlay)["frames"])
   return frames / (time.perf_counter() - start)
 
 
@@ -75,6 +75,8 @@ def main():
   parser.add_argument("--calls", type=int, default=20)
   parser.add_argument("--formats", default=",".join(export.FORMATS))
   parser.add_argument("--video", help="also time every frame of this video")
+  parser.add_argument("--overlay", action="store_true", help="with --video: the runner also "
+                      "draws and encodes the overlay video, as predict does")
   args = parser.parse_args()
   scratch = tempfile.mkdtemp(prefix="kp_jax_export_bench_")
   workdir = args.workdir or short_run(args.config or "configs/default.py",
@@ -102,10 +104,13 @@ def main():
     difference = float(np.abs(models[32].on_inputs(inputs[32])[0] - reference).max())
     rows.append((fmt, RUNTIMES[fmt], median_seconds(models[1].on_inputs, inputs[1], args.calls),
                  median_seconds(models[32].on_inputs, inputs[32], max(3, args.calls // 4)),
-                 difference, args.video and video_frames_per_second(models[1], args.video)))
+                 difference, args.video and video_frames_per_second(
+                     models[1], args.video,
+                     args.overlay and os.path.join(scratch, f"{fmt}_labeled.mp4"))))
   print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; "
         f"{machine_line()}\n")
-  video = f" {os.path.basename(args.video)}: frames/s |" if args.video else ""
+  video = args.video and (f" {os.path.basename(args.video)}: frames/s"
+                          f"{' with overlay' if args.overlay else ''} |")
   print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |" + video)
   print("| --- | --- | --- | --- | --- |" + " --- |" * bool(video))
   for name, runtime, one, many, difference, video_rate in rows:

@@ -98,7 +98,7 @@ def training_frames_video(args, path: str) -> str:
   if os.path.exists(path):
     return path
   from kp_jax.data import pipeline  # noqa: PLC0415
-  from kp_jax.data.video import VideoWriter  # noqa: PLC0415
+  from kp_jax.exported import VideoWriter  # noqa: PLC0415
   from configs import deeplabcut  # noqa: PLC0415
   config = deeplabcut.get_config()
   config.data.project = os.path.abspath(args.project)

@@ -16,17 +16,21 @@ image to a list of instances, best first: [{"score", "keypoints": {name: [x, y, 
 A video's frames (decoded by PyAV: pip install av) are each fitted or cropped alike and run in
 batches; beside --out go `<video name>_keypoints.json`, the record kp_jax.predict writes of a
 video (`on_video`), which `kp-jax pick-frames --predictions` reads, and `_keypoints.csv` in
-DeepLabCut's analysis layout (`video_csv`), as predict writes it; a model of several
-instances a frame follows them from frame to frame as predict does (track ids, by the boxes
-it exports: kp_jax/poses.py).
+DeepLabCut's analysis layout (`video_csv`), as predict writes it, and with --overlay
+`_labeled.mp4`, the frames with their keypoints drawn as predict draws them (kp_jax/visualize.py,
+Pillow only, which it then needs beside this file); a model of several instances a frame
+follows them from frame to frame as predict does (track ids, by the boxes it exports:
+kp_jax/poses.py).
 """
 
 import argparse
+import collections
 import csv
 import io
 import json
 import os
 import time
+from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
@@ -96,6 +100,33 @@ def read_video(path: str, upright: bool = True) -> tuple[float, Iterator[np.ndar
       for frame in container.decode(stream):
         yield frame_pixels(frame, "rgb24", upright)
   return fps, frames()
+
+
+class VideoWriter:
+  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
+
+  def __init__(self, path: str, fps: float):
+    import av  # noqa: PLC0415 -- only videos need it
+
+    self.container = av.open(path, "w")
+    self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    self.stream.pix_fmt = "yuv420p"
+    self.stream.options = {"crf": "20"}
+    self.av, self.size = av, None
+
+  def write(self, frame: np.ndarray):
+    h, w = frame.shape[:2]
+    if self.size is None:  # the stream's size is set by the first frame
+      self.size = h + h % 2, w + w % 2
+      self.stream.height, self.stream.width = self.size
+    frame = np.pad(frame, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)))
+    for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(frame, format="rgb24")):
+      self.container.mux(packet)
+
+  def close(self):
+    for packet in self.stream.encode():
+      self.container.mux(packet)
+    self.container.close()
 
 
 def box_matrix(box, input_hw, padding: float = 1.0, udp: bool = False) -> np.ndarray:
@@ -395,24 +426,54 @@ def video_csv(record: dict) -> str:
                         individuals=[f"track{i}" for i in record["tracks"]])
 
 
-def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8) -> dict:
+def _visualize():
+  """kp_jax.visualize (how predict draws), from the package or a copy beside this."""
+  try:
+    from kp_jax import visualize  # noqa: PLC0415
+  except ImportError:
+    import visualize  # noqa: PLC0415
+  return visualize
+
+
+def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8,
+             overlay: str | None = None) -> dict:
   """The keypoints of every frame of the video at `path`, as kp_jax.predict records them in
   its `<video>_keypoints.json` (which `kp-jax pick-frames` reads): {"video", "keypoints"
   (names), "fps", "likelihood_cutoff", "run_likelihood_cutoff", "upright", "frames"}, the
   frames [[[x, y, likelihood], ...] per frame] (x and y None under the cutoff), or for a model
   of several instances a frame, lists of {"track", "score", "keypoints": {name: [x, y,
-  likelihood]}} per frame, with "tracks" the track ids."""
+  likelihood]}} per frame, with "tracks" the track ids. With `overlay`, the frames with their
+  keypoints drawn as predict draws them are written there as an MP4."""
   upright, channels = model.meta.get("upright", True), model.input_shape[-1]
   fps, frames = read_video(path, upright)
-  frames = (in_channels(Image.fromarray(f), channels) for f in frames)  # as predict's
-  cutoff = model.meta["likelihood_cutoff"]
+  in_flight = collections.deque()  # the frames the model has taken, to draw on (a batch)
+
+  def model_frames():
+    for frame in frames:
+      in_flight.append(frame)
+      yield in_channels(Image.fromarray(frame), channels)  # as predict's
+  cutoff, skeleton = model.meta["likelihood_cutoff"], model.meta.get("skeleton", [])
+  draw, writer = (_visualize(), VideoWriter(overlay, fps)) if overlay else (None, None)
+  frames_values = []
   if model.selection is None:
-    record = {"frames": [keypoint_values(points, likelihood, cutoff)
-                         for points, likelihood in model.on_frames(frames, box, batch_size)]}
+    for points, likelihood in model.on_frames(model_frames(), box, batch_size):
+      frame = in_flight.popleft()
+      frames_values.append(keypoint_values(points, likelihood, cutoff))
+      if writer:
+        writer.write(draw.draw_frame(frame, points, likelihood, model.names, skeleton, cutoff))
+    record = {"frames": frames_values}
   else:
-    record = tracked_record([[instance_record(model.names, x, cutoff, track=x["track"])
-                              for x in instances]
-                             for instances in model.tracked_frames(frames, box, batch_size)])
+    for instances in model.tracked_frames(model_frames(), box, batch_size):
+      frame = in_flight.popleft()
+      frames_values.append([instance_record(model.names, x, cutoff, track=x["track"])
+                            for x in instances])
+      if writer:
+        writer.write(draw.draw_instances(
+            frame, [(x["track"], x["keypoints"], x["likelihood"]) for x in instances],
+            skeleton, cutoff))
+    record = tracked_record(frames_values)
+  if writer:
+    writer.close()
   if not record["frames"]:
     raise ValueError(f"{path} has no video frames.")
   return {"video": path, "keypoints": list(model.names), "fps": fps,
@@ -426,6 +487,10 @@ def main(argv=None):
   parser.add_argument("inputs", nargs="+", help="image files and videos")
   parser.add_argument("--out", default="keypoints.json", help="the images' keypoints; each "
                       "video's go beside it, in <video name>_keypoints.json")
+  parser.add_argument("--overlay", action="store_true", help="also write each video's frames "
+                      "with their keypoints drawn, <video name>_labeled.mp4 beside --out, as "
+                      "kp_jax.predict does (needs kp_jax/visualize.py: the package, or a copy "
+                      "beside this file)")
   parser.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")],
                       help="x,y,w,h of the object in every image (COCO convention), as "
                       "kp_jax.predict's --box; default: the whole image")
@@ -436,19 +501,19 @@ def main(argv=None):
   cutoff, results = model.meta["likelihood_cutoff"], {}
   for path in (p for p in args.inputs if is_video(p)):
     start = time.perf_counter()
+    stem = os.path.join(os.path.dirname(args.out), os.path.splitext(os.path.basename(path))[0])
     try:
-      record = on_video(model, path, args.box)
+      record = on_video(model, path, args.box, overlay=args.overlay and f"{stem}_labeled.mp4")
     except ValueError as e:  # an unreadable video, or an export too old to follow instances
       parser.error(str(e))
-    out = os.path.join(os.path.dirname(args.out),
-                       os.path.splitext(os.path.basename(path))[0] + "_keypoints.json")
+    out = f"{stem}_keypoints.json"
     with open(out, "w") as f:
       json.dump(record, f)
     with open(out[:-len(".json")] + ".csv", "w", newline="") as f:  # as predict's, beside it
       f.write(video_csv(record))
     frames = len(record["frames"])
     print(f"{path}: {frames} frames, {frames / (time.perf_counter() - start):.1f} frames/s "
-          f"-> {out}")
+          f"-> {out}" + (f" and {stem}_labeled.mp4" if args.overlay else ""))
   for path in (p for p in args.inputs if not is_video(p)):  # as the run read its pictures
     array = read_image(path, model.input_shape[-1], model.meta.get("upright", True))
     if model.selection is None:

@@ -45,10 +45,9 @@ from PIL import Image
 
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data import sleap
-from kp_jax.data.video import VideoWriter  # noqa: F401 -- predict's API
-from kp_jax.exported import (VIDEO_EXTENSIONS, deeplabcut_csv, in_channels, instance_record,
-                             is_video, keypoint_values, read_image, read_video, tracked_record,
-                             video_csv)
+from kp_jax.exported import (VIDEO_EXTENSIONS, VideoWriter, deeplabcut_csv, in_channels,
+                             instance_record, is_video, keypoint_values, read_image, read_video,
+                             tracked_record, video_csv)
 from kp_jax.runs import Predictor
 
 

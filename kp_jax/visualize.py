@@ -5,7 +5,6 @@ one drawer for the training run's validation grid, prediction overlays and video
 import colorsys
 
 import numpy as np
-from etils import epath
 from PIL import Image, ImageDraw, ImageFont
 
 
@@ -113,6 +112,7 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
            font=font, fill=WHITE)
   _legend(pen, spec.names, keypoint_colors(len(spec.names)), [True] * len(spec.names), font,
           origin=(columns * step_x + 4, title))
+  from etils import epath  # noqa: PLC0415 -- the exported runner draws without it
   with epath.Path(path).open("wb") as f:  # any file system, as the rest of the workdir
     grid.save(f, format="png")
 

@@ -113,7 +113,7 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
   code = ("import sys; import kp_jax.exported as e; e.main(sys.argv[1:]); "
           "assert not {'jax', 'tensorflow', 'flax'} & set(sys.modules), 'imported the stack'")
   subprocess.run([sys.executable, "-c", code, path, str(image), str(turned), video,
-                  "--out", str(out)],
+                  "--out", str(out), "--overlay"],
                  check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   got = json.load(open(out))[str(image)]
   assert json.load(open(out))[str(turned)] == got  # read upright, as predict reads it
@@ -133,6 +133,12 @@ def test_the_runner_needs_neither_jax_nor_tensorflow_and_matches_predict(workdir
   want = json.load(open(predicted["json"]))
   assert {k: v for k, v in got.items() if k != "frames"} == {
       k: v for k, v in want.items() if k != "frames"}
+  # Its overlay video: predict's drawing of the same keypoints, through the same encoder.
+  overlays = [np.stack(list(exported.read_video(f)[1])).astype(int)
+              for f in (str(tmp_path / "clip_labeled.mp4"), predicted["video"])]
+  assert overlays[0].shape == overlays[1].shape == frames.shape
+  assert np.abs(overlays[0] - overlays[1]).mean() < 0.5  # keypoints within WARP_ROUNDING_PX
+  assert np.abs(overlays[0] - frames).mean() > 10  # drawn on: the legend, the points
   trajectory = pick_frames.read_predictions(str(tmp_path / "clip_keypoints.json"))["trajectory"]
   assert trajectory.shape == (5, len(want["keypoints"]), 3)
   want = predict.trajectory(want["frames"])

@@ -17,7 +17,7 @@ from kp_jax.data import pipeline, video
 
 def write_moving_dot(path, frames: int, size=FRAME_HW):
   """A video whose frame i shows a bright 5x5 square at x = 4 + i (its index on screen)."""
-  writer = video.VideoWriter(str(path), 10)
+  writer = exported.VideoWriter(str(path), 10)
   for i in range(frames):
     image = np.full((*size, 3), 20, np.uint8)
     image[10:15, 4 + i:9 + i] = 230

@@ -1,6 +1,6 @@
-"""Video files: writing MP4s, and the unlabelled clips that training learns from beside the
-labelled frames. PyAV, whose wheels bundle FFmpeg's libraries (no system ffmpeg needed);
-frames are read as everywhere in kp-jax (`kp_jax.exported.read_video`).
+"""Video files: the unlabelled clips that training learns from beside the labelled frames.
+PyAV, whose wheels bundle FFmpeg's libraries (no system ffmpeg needed); frames are read as
+everywhere in kp-jax (`kp_jax.exported.read_video`; MP4s written by its `VideoWriter`).
 
 Unlabelled clips (`clip_stream`): a lab's videos decoded inside tf.data as clips of
 `clip_length` consecutive frames, read sequentially (one decode per frame, no seeking), each
@@ -18,38 +18,6 @@ import numpy as np
 from absl import logging
 
 from kp_jax.exported import frame_pixels, is_video, quarter_turns
-
-
-class VideoWriter:
-  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
-
-  def __init__(self, path: str, fps: float):
-    import av  # noqa: PLC0415
-    from fractions import Fraction  # noqa: PLC0415
-
-    self.container = av.open(path, "w")
-    self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-    self.stream.pix_fmt = "yuv420p"
-    self.stream.options = {"crf": "20"}
-    self.av, self.size = av, None
-
-  def write(self, frame: np.ndarray):
-    h, w = frame.shape[:2]
-    if self.size is None:  # the stream's size is set by the first frame
-      self.size = h + h % 2, w + w % 2
-      self.stream.height, self.stream.width = self.size
-    frame = np.pad(frame, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)))
-    for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(frame, format="rgb24")):
-      self.container.mux(packet)
-
-  def close(self):
-    for packet in self.stream.encode():
-      self.container.mux(packet)
-    self.container.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Unlabelled clips.
 
 
 def find_videos(data_config) -> list[str]:
