@@ -102,16 +102,23 @@ def read_video(path: str, upright: bool = True) -> tuple[float, Iterator[np.ndar
   return fps, frames()
 
 
-class VideoWriter:
-  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs)."""
+# x264's preset for overlay videos, in place of its default (medium), whose encoding was much
+# of predict's time on a video; veryfast's files are no larger (docs/usage.md, "Deploying a
+# model"). Frames to be predicted on keep the default's quality.
+OVERLAY_PRESET = "veryfast"
 
-  def __init__(self, path: str, fps: float):
+
+class VideoWriter:
+  """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs), with x264's
+  `preset`."""
+
+  def __init__(self, path: str, fps: float, preset: str = "medium"):
     import av  # noqa: PLC0415 -- only videos need it
 
     self.container = av.open(path, "w")
     self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     self.stream.pix_fmt = "yuv420p"
-    self.stream.options = {"crf": "20"}
+    self.stream.options = {"crf": "20", "preset": preset}
     self.av, self.size = av, None
 
   def write(self, frame: np.ndarray):
@@ -453,7 +460,8 @@ def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8,
       in_flight.append(frame)
       yield in_channels(Image.fromarray(frame), channels)  # as predict's
   cutoff, skeleton = model.meta["likelihood_cutoff"], model.meta.get("skeleton", [])
-  draw, writer = (_visualize(), VideoWriter(overlay, fps)) if overlay else (None, None)
+  draw, writer = ((_visualize(), VideoWriter(overlay, fps, OVERLAY_PRESET)) if overlay
+                  else (None, None))
   frames_values = []
   if model.selection is None:
     for points, likelihood in model.on_frames(model_frames(), box, batch_size):

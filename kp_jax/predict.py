@@ -45,9 +45,9 @@ from PIL import Image
 
 from kp_jax import cli, poses, smoothing, startup, two_stage, visualize
 from kp_jax.data import sleap
-from kp_jax.exported import (VIDEO_EXTENSIONS, VideoWriter, deeplabcut_csv, in_channels,
-                             instance_record, is_video, keypoint_values, read_image, read_video,
-                             tracked_record, video_csv)
+from kp_jax.exported import (OVERLAY_PRESET, VIDEO_EXTENSIONS, VideoWriter, deeplabcut_csv,
+                             in_channels, instance_record, is_video, keypoint_values, read_image,
+                             read_video, tracked_record, video_csv)
 from kp_jax.runs import Predictor
 
 
@@ -317,7 +317,7 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
   # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
   with tempfile.TemporaryDirectory() as local:
     local_video = os.path.join(local, "labeled.mp4")
-    writer = VideoWriter(local_video, fps)
+    writer = VideoWriter(local_video, fps, OVERLAY_PRESET)
 
     def flush():
       channels = predictor.image_shape[-1]  # a grey model's frames: PIL's grey, as training's
