@@ -405,6 +405,12 @@ def deeplabcut_csv(names, frames_values, scorer: str = "kp-jax", individuals=Non
   return text.getvalue()
 
 
+def track_name(track_id) -> str:
+  """A track's name wherever kp-jax writes one (DeepLabCut's individuals, SLEAP's tracks), so
+  that a CSV, a SLEAP file and the frames picked from them name an animal alike."""
+  return f"track{track_id}"
+
+
 def track_rows(frames, names, ids) -> list:
   """Tracked frames ([{"track", "keypoints": {name: [x, y, likelihood]}}, ...] each) as rows
   of [x, y, likelihood] triples, the keypoints of track `ids[0]`, then `ids[1]`, ...; None
@@ -430,7 +436,7 @@ def video_csv(record: dict) -> str:
   if "tracks" not in record:
     return deeplabcut_csv(names, record["frames"])
   return deeplabcut_csv(names, track_rows(record["frames"], names, record["tracks"]),
-                        individuals=[f"track{i}" for i in record["tracks"]])
+                        individuals=[track_name(i) for i in record["tracks"]])
 
 
 def _visualize():

@@ -52,7 +52,7 @@ from scipy.cluster import vq
 
 from kp_jax import cli, predict, smoothing
 from kp_jax.data import sleap
-from kp_jax.exported import read_video, track_rows
+from kp_jax.exported import read_video, track_name, track_rows
 
 CRITERIA = ("jump", "uncertain", "fitting")
 CLUSTER_WIDTH = 30  # px: frames are compared as grey copies this wide (DeepLabCut's default)
@@ -75,7 +75,7 @@ def read_predictions(path: str) -> dict:
                      f"(<video>_keypoints.json): {e}") from None
   individuals = None
   if "tracks" in record:  # several animals: a track's keypoints are its columns
-    individuals = [f"track{i}" for i in record["tracks"]]
+    individuals = [track_name(i) for i in record["tracks"]]
     frames = track_rows(frames, names, record["tracks"])
   return {"path": path, "names": names, "individuals": individuals,
           "trajectory": predict.trajectory(frames),

@@ -41,6 +41,7 @@ import kp_jax
 from kp_jax.data import deeplabcut, files
 from kp_jax.data.keypoints import KeypointSpec
 from kp_jax.data.source import Source
+from kp_jax.exported import track_name
 
 SLEAP_VALIDATION_FRACTION = 0.1  # sleap-nn's and SLEAP's default
 
@@ -247,13 +248,13 @@ def write_predictions(path: str, video_path: str, project: str, names, edges, fr
   proofread them (and merges into the labels file `project` the run trained on): each frame's
   instances as predicted instances, `frames` [[(track id or None, score, keypoints [K, 2] NaN
   where missing, likelihoods [K]), ...] per frame], a track id naming the SLEAP track
-  `track<id>` (as predict's CSV names it)."""
+  `exported.track_name` gives it (as predict's CSV names it)."""
   sleap_io = _sleap_io(path)
   skeleton = predictions_skeleton(sleap_io, project, names, edges)
   video = sleap_io.Video.from_filename(os.path.abspath(video_path))
   tracks, labelled = {}, []
   for index, instances in enumerate(frames):
-    named = [(None if track is None else f"track{track}", *rest) for track, *rest in instances]
+    named = [(None if track is None else track_name(track), *rest) for track, *rest in instances]
     if named:
       labelled.append(sleap_io.LabeledFrame(video=video, frame_idx=index, instances=(
           predicted_instances(sleap_io, skeleton, named, tracks))))
