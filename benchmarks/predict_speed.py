@@ -1,9 +1,13 @@
 """Images/s of `predict` on image files, end to end as a user runs it (start-up, decoding,
 compilation, both stages, JSON and overlays), for one or more checkouts of kp-jax in turn, in
-one run on one machine: this one, and for instance an older one, to measure a change.
+one run on one machine: this one, and for instance an older one, to measure a change; or its
+frames/s on a video, or the milliseconds of drawing one overlay.
 
   python benchmarks/predict_speed.py --workdir W --frames 200 [--size 640x480]
       [--project P] [--suffix jpg] [--encodings] [--checkouts . /path/to/older/checkout]
+  python benchmarks/predict_speed.py --workdir W --video V.mp4 [--size 1280x1024]
+      [--checkouts ...]
+  python benchmarks/predict_speed.py --drawing [--checkouts ...]
 
 The pictures: `--frames` copies of the project's labelled frames (cycled), resized to --size,
 or (no --project) the built-in synthetic faces at their own size; PNG files, or with
@@ -12,12 +16,20 @@ the first `--first` of them alone: the difference between the two runs is the ra
 start-up (imports, restoring the run, compiling), which is the same whatever the count. Each
 whole run's peak resident memory is its process's own (`os.wait4`). `--encodings` also times
 writing one overlay each way `predict` writes them, on one core.
-"""
 
+`--video`: predict on the video (first re-encoded at --size, when given), the frames/s predict
+prints (decoding, prediction, drawing and encoding the overlay video; start-up excluded).
+`--drawing`: milliseconds to draw one overlay (`visualize.draw_frame`: 17 keypoints of a pose
+over the middle of the frame, a skeleton, the legend with their likelihoods, new ones each
+frame; `draw_instances`: three animals of 17 keypoints) on random frames of the sizes of
+`--frame_sizes`, the median of --calls calls, in a fresh process per checkout.
+"""
 import argparse
 import glob
 import io
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,9 +94,64 @@ def overlay_encodings(path: str, calls: int = 5) -> str:
   return ("| overlay written as | ms, one core | KB |\n|---|---|---|\n" + "\n".join(rows))
 
 
+def resized_video(path: str, size, folder: str) -> str:
+  """`path`, or a copy of it re-encoded at `size` (W, H)."""
+  if not size:
+    return path
+  from kp_jax import exported  # noqa: PLC0415
+
+  fps, frames = exported.read_video(path)
+  copy = os.path.join(folder, f"video_{size[0]}x{size[1]}.mp4")
+  writer = exported.VideoWriter(copy, fps)
+  for frame in frames:
+    writer.write(np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR)))
+  writer.close()
+  return copy
+
+
+def video_frames_per_second(checkout: str, workdir: str, video: str, out: str) -> float:
+  """The frames/s `predict` in `checkout` prints for `video`."""
+  printed = subprocess.run(
+      [sys.executable, "-m", "kp_jax.predict", f"--workdir={os.path.abspath(workdir)}",
+       f"--output_dir={out}", video], cwd=checkout, capture_output=True, text=True, check=True,
+      env={**os.environ, "PYTHONPATH": os.path.abspath(checkout)}).stdout
+  return float(re.search(r"at ([0-9.]+) frames/s", printed).group(1))
+
+
+def drawing_milliseconds(frame_sizes, calls: int) -> dict:
+  """{"WxH": [draw_frame ms, draw_instances ms]}, medians of `calls` calls, with the kp_jax
+  on sys.path."""
+  from kp_jax import visualize  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  names = [f"keypoint{i}_top" for i in range(17)]
+  skeleton = [(i, i + 1) for i in range(16)]
+  result = {}
+  for width, height in frame_sizes:
+    images = rng.integers(0, 256, (4, height, width, 3), np.uint8)
+    poses = rng.uniform(0.3, 0.7, (calls + 1, 3, 17, 2)) * [width, height]
+    likelihoods = rng.uniform(0.0, 1.0, (calls + 1, 3, 17))
+    draws = {
+        "frame": lambda i: visualize.draw_frame(images[i % 4], poses[i, 0], likelihoods[i, 0],
+                                                names, skeleton, 0.1),
+        "instances": lambda i: visualize.draw_instances(
+            images[i % 4], [(j + 1, poses[i, j] / 2 + poses[i, 0] / 2, likelihoods[i, j])
+                            for j in range(3)], skeleton, 0.1)}
+    result[f"{width}x{height}"] = []
+    for draw in draws.values():
+      draw(calls)  # warm-up
+      times = []
+      for i in range(calls):
+        start = time.perf_counter()
+        draw(i)
+        times.append(time.perf_counter() - start)
+      result[f"{width}x{height}"].append(float(np.median(times)) * 1e3)
+  return result
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--workdir")
   parser.add_argument("--frames", type=int, default=200)
   parser.add_argument("--project")
   parser.add_argument("--size", help="WxH")
@@ -93,25 +160,56 @@ def main():
   parser.add_argument("--first", type=int, default=20)
   parser.add_argument("--encodings", action="store_true",
                       help="also time writing the first picture's overlay each way")
+  parser.add_argument("--video", help="predict on this video instead of pictures")
+  parser.add_argument("--drawing", action="store_true", help="time drawing overlays instead")
+  parser.add_argument("--frame_sizes", nargs="+", default=["406x396", "832x747", "1280x1024",
+                                                           "1920x1080"])
+  parser.add_argument("--calls", type=int, default=50)
+  parser.add_argument("--drawing_child", help=argparse.SUPPRESS)  # a checkout's kp_jax, timed
   args = parser.parse_args()
+  frame_sizes = [tuple(int(v) for v in s.split("x")) for s in args.frame_sizes]
+  if args.drawing_child:
+    sys.path.insert(0, args.drawing_child)
+    print(json.dumps(drawing_milliseconds(frame_sizes, args.calls)))
+    return
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
   folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
-  paths = write_pictures(folder, args.frames, args.project, size, args.suffix)
-  print(f"{args.workdir}: {len(paths)} {args.suffix} pictures {args.size or '(their own size)'}; "
-        f"{machine_line()}\n")
-  if args.encodings:
-    print(overlay_encodings(paths[0]) + "\n")
-  print(f"| checkout | commit | wall s | images/s | peak GB | wall s, first {args.first} "
-        f"| images/s past the first {args.first} |\n|---|---|---|---|---|---|---|")
+  if args.drawing:
+    print(f"ms to draw one overlay (median of {args.calls}); {machine_line()}\n\n"
+          f"| checkout | commit | {' | '.join(f'{s}: frame, instances' for s in args.frame_sizes)} |"
+          f"\n|---|---|{'---|' * len(frame_sizes)}")
+  elif args.video:
+    video = resized_video(args.video, size, folder)
+    print(f"{args.workdir}: {video}; {machine_line()}\n\n| checkout | commit | frames/s |\n"
+          "|---|---|---|")
+  else:
+    paths = write_pictures(folder, args.frames, args.project, size, args.suffix)
+    print(f"{args.workdir}: {len(paths)} {args.suffix} pictures "
+          f"{args.size or '(their own size)'}; {machine_line()}\n")
+    if args.encodings:
+      print(overlay_encodings(paths[0]) + "\n")
+    print(f"| checkout | commit | wall s | images/s | peak GB | wall s, first {args.first} "
+          f"| images/s past the first {args.first} |\n|---|---|---|---|---|---|---|")
   for checkout in args.checkouts:
     commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     out = os.path.join(folder, f"out_{commit}")
-    seconds, peak_gb = timed(checkout, args.workdir, paths, out)
-    first, _ = timed(checkout, args.workdir, paths[:args.first], out + "_first")
-    print(f"| {checkout} | {commit} | {seconds:.1f} | {len(paths) / seconds:.1f} "
-          f"| {peak_gb:.2f} | {first:.1f} | {(len(paths) - args.first) / (seconds - first):.1f} |",
-          flush=True)
+    if args.drawing:
+      printed = subprocess.run(
+          [sys.executable, os.path.abspath(__file__), "--drawing_child", checkout,
+           "--calls", str(args.calls), "--frame_sizes", *args.frame_sizes],
+          capture_output=True, text=True, check=True).stdout
+      cells = [f"{a:.2f}, {b:.2f}" for a, b in json.loads(printed.splitlines()[-1]).values()]
+      print(f"| {checkout} | {commit} | {' | '.join(cells)} |", flush=True)
+    elif args.video:
+      print(f"| {checkout} | {commit} | "
+            f"{video_frames_per_second(checkout, args.workdir, video, out):.1f} |", flush=True)
+    else:
+      seconds, peak_gb = timed(checkout, args.workdir, paths, out)
+      first, _ = timed(checkout, args.workdir, paths[:args.first], out + "_first")
+      print(f"| {checkout} | {commit} | {seconds:.1f} | {len(paths) / seconds:.1f} "
+            f"| {peak_gb:.2f} | {first:.1f} | "
+            f"{(len(paths) - args.first) / (seconds - first):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ likelihoods shown by opacity (points under the cutoff hidden), optionally the tr
 one drawer for the training run's validation grid, prediction overlays and video frames."""
 
 import colorsys
+import functools
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -28,20 +29,71 @@ def shown(likelihood, cutoff: float) -> np.ndarray:
   return np.asarray(likelihood) >= cutoff
 
 
-def _legend(pen, labels, colors, opaque, font, origin=(4, 4)):
-  """A colour square and a label per keypoint, one line each, from `origin` down."""
-  line = font.size + 4
-  x, y = origin
-  for i, label in enumerate(labels):
-    top = y + i * line
-    pen.rectangle([x, top, x + line - 6, top + line - 6],
-                  fill=(*colors[i], 255 if opaque[i] else 90))
-    pen.text((x + line, top), label, font=font, fill=(*WHITE, 255 if opaque[i] else 140))
+@functools.lru_cache(maxsize=4096)
+def _text(text: str, size: int, alpha: int) -> tuple[Image.Image, float]:
+  """`text` in white at `alpha` in Pillow's default font at `size`, drawn at (0, 0) of a
+  transparent RGBA image, and its advance (where text after it starts): rendered once, as a
+  video's legend repeats the same names and likelihoods frame after frame (rendering its text
+  each frame was most of drawing one)."""
+  font = ImageFont.load_default(size=size)
+  _, _, right, bottom = font.getbbox(text)
+  image = Image.new("RGBA", (max(1, right), max(1, bottom)), (0, 0, 0, 0))
+  ImageDraw.Draw(image).text((0, 0), text, font=font, fill=(*WHITE, alpha))
+  return image, font.getlength(text)
 
 
-def _canvas(image) -> Image.Image:
-  """An RGBA canvas of uint8 pixels [h, w, 3], or of grey ones [h, w, 1] in colour."""
-  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGBA")
+def _legend(labels, colors, opaque, size: int) -> Image.Image:
+  """A transparent RGBA image of a colour square and a label per keypoint, one line each; a
+  label is (name, its value or ""), the value after the name."""
+  line = size + 4
+  rows = [[_text(text, size, 255 if shown else 140)
+           for text in ((f"{name} ", value) if value else (name,))]
+          for (name, value), shown in zip(labels, opaque)]
+  width = line + max(round(sum(advance for _, advance in row[:-1])) + row[-1][0].width
+                     for row in rows)
+  legend = Image.new("RGBA", (width, len(rows) * line), (0, 0, 0, 0))
+  pen = ImageDraw.Draw(legend)
+  for i, row in enumerate(rows):
+    top, left = i * line, line
+    pen.rectangle([0, top, line - 6, top + line - 6], fill=(*colors[i], 255 if opaque[i] else 90))
+    for sprite, advance in row:
+      legend.alpha_composite(sprite, (round(left), top))
+      left += advance
+  return legend
+
+
+def _blended(image, layers) -> np.ndarray:
+  """A uint8 frame [h, w, 3 or 1] in RGB [h, w, 3] with each (RGBA layer (Pillow), its
+  corner's (x, y) on the frame) blended over it as Pillow's alpha_composite blends, at the
+  layer's drawn pixels only: the rest of the frame is copied as it is (blending whole frames
+  was most of drawing a large one)."""
+  out = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image.copy()
+  height, width = out.shape[:2]
+  for layer, (x, y) in layers:
+    box = layer.getbbox()
+    if box is None:
+      continue
+    x0, y0, x1, y1 = box[0], box[1], min(box[2], width - x), min(box[3], height - y)
+    if x1 <= x0 or y1 <= y0:
+      continue
+    top = np.asarray(layer.crop((x0, y0, x1, y1)))
+    drawn = top[..., 3] > 0
+    region = out[y + y0:y + y1, x + x0:x + x1]
+    colour, alpha = top[drawn][:, :3].astype(np.uint16), top[drawn][:, 3:].astype(np.uint16)
+    region[drawn] = (colour * alpha + region[drawn] * (255 - alpha) + 127) // 255  # < 2 ** 16
+  return out
+
+
+def _layer(points, margin: float, height: int, width: int):
+  """A transparent RGBA layer over the frame's pixels within `margin` of `points` [N, 2]
+  (finite ones), clipped to the frame [height, width]; its corner (x, y) on the frame."""
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  points = points[np.isfinite(points).all(1)]
+  if not len(points):
+    return Image.new("RGBA", (1, 1), (0, 0, 0, 0)), (0, 0)
+  low = np.clip(np.floor(points.min(0) - margin), 0, [width - 1, height - 1]).astype(int)
+  high = np.clip(np.ceil(points.max(0) + margin) + 1, low + 1, [width, height]).astype(int)
+  return Image.new("RGBA", tuple(int(v) for v in high - low), (0, 0, 0, 0)), tuple(low)
 
 
 def draw_frame(image, points, likelihood, names, skeleton, cutoff: float = 0.0, true=None,
@@ -53,8 +105,11 @@ def draw_frame(image, points, likelihood, names, skeleton, cutoff: float = 0.0, 
   at the top left."""
   height, width = image.shape[:2]
   radius = max(3, round(min(height, width) / 100))
-  canvas = _canvas(image)
-  layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+  marked = np.flatnonzero(np.asarray(visible) > 0) if true is not None else np.zeros(0, int)
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  true = np.asarray(true, np.float64)[marked] if len(marked) else np.zeros((0, 2))
+  layer, corner = _layer(np.concatenate([points, true]), radius + 2, height, width)
+  points, true = points - corner, true - corner  # in the layer's pixels
   pen = ImageDraw.Draw(layer)
   colors = keypoint_colors(len(points))
   likelihood = np.asarray(likelihood, np.float64)
@@ -63,22 +118,22 @@ def draw_frame(image, points, likelihood, names, skeleton, cutoff: float = 0.0, 
     if keep[i] and keep[j]:
       pen.line([tuple(points[i]), tuple(points[j])], fill=(*WHITE, 170),
                width=max(1, radius // 2))
-  if true is not None:
-    for i in np.flatnonzero(np.asarray(visible) > 0):
-      (x, y), colour = true[i], (*colors[i], 230)
-      pen.line([(x, y), tuple(points[i])], fill=colour, width=1)
-      pen.line([(x - radius, y - radius), (x + radius, y + radius)], fill=colour, width=2)
-      pen.line([(x - radius, y + radius), (x + radius, y - radius)], fill=colour, width=2)
+  for i, (x, y) in zip(marked, true):
+    colour = (*colors[i], 230)
+    pen.line([(x, y), tuple(points[i])], fill=colour, width=1)
+    pen.line([(x - radius, y - radius), (x + radius, y + radius)], fill=colour, width=2)
+    pen.line([(x - radius, y + radius), (x + radius, y - radius)], fill=colour, width=2)
   for i, ((x, y), p) in enumerate(zip(points, likelihood)):
     if keep[i]:
       alpha = int(255 * (0.35 + 0.65 * float(np.clip(p, 0, 1))))
       pen.ellipse([x - radius, y - radius, x + radius, y + radius],
                   fill=(*colors[i], alpha), outline=(*WHITE, alpha))
+  layers = [(layer, corner)]
   if legend:
-    _legend(pen, [f"{name} {likelihood[i]:.2f}" if keep[i] else f"{name} (hidden)"
-                  for i, name in enumerate(names)],
-            colors, keep, ImageFont.load_default(size=max(10, 2 * radius + 4)))
-  return np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
+    layers.append((_legend([(name, f"{likelihood[i]:.2f}" if keep[i] else "(hidden)")
+                            for i, name in enumerate(names)],
+                           colors, keep, max(10, 2 * radius + 4)), (4, 4)))
+  return _blended(image, layers)
 
 
 GRID_COUNT = 24  # validation images that predictions.png shows
@@ -98,7 +153,7 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   font = ImageFont.load_default(size=12)
   legend_width = 40 + max(len(name) for name in spec.names) * 8
   grid_height = title + max(rows * step_y, len(spec.names) * (font.size + 4))
-  grid = Image.new("RGB", (columns * step_x + legend_width, grid_height), (32, 32, 32))
+  grid = Image.new("RGBA", (columns * step_x + legend_width, grid_height), (32, 32, 32, 255))
   to_tile = lambda p: (np.asarray(p, np.float64) + 0.5) * scale - 0.5  # pixel centres
   for i in range(count):
     image = np.repeat(np.repeat(images[i], scale, 0), scale, 1)
@@ -110,11 +165,12 @@ def save_grid(path, images, pred, likelihood, true, visible, spec, config, colum
   pen = ImageDraw.Draw(grid)
   pen.text((4, 4), "validation: predicted (circles, opacity = likelihood), true (crosses)",
            font=font, fill=WHITE)
-  _legend(pen, spec.names, keypoint_colors(len(spec.names)), [True] * len(spec.names), font,
-          origin=(columns * step_x + 4, title))
+  grid.alpha_composite(_legend([(name, "") for name in spec.names],
+                               keypoint_colors(len(spec.names)), [True] * len(spec.names),
+                               font.size), (columns * step_x + 4, title))
   from etils import epath  # noqa: PLC0415 -- the exported runner draws without it
   with epath.Path(path).open("wb") as f:  # any file system, as the rest of the workdir
-    grid.save(f, format="png")
+    grid.convert("RGB").save(f, format="png")
 
 
 def draw_instances(image, instances, skeleton, cutoff: float = 0.0) -> np.ndarray:
@@ -123,8 +179,7 @@ def draw_instances(image, instances, skeleton, cutoff: float = 0.0) -> np.ndarra
   (id, keypoints [K, 2], likelihoods [K]); keypoints under `cutoff` are hidden."""
   height, width = image.shape[:2]
   radius = max(3, round(min(height, width) / 100))
-  canvas = _canvas(image)
-  layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+  layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))  # ids beside the keypoints
   pen = ImageDraw.Draw(layer)
   font = ImageFont.load_default(size=max(10, 3 * radius))
   for instance_id, points, likelihood in instances:
@@ -141,4 +196,4 @@ def draw_instances(image, instances, skeleton, cutoff: float = 0.0) -> np.ndarra
       x, y = np.asarray(points)[keep].min(0)
       pen.text((x - 2 * radius, y - 4 * radius), str(instance_id), fill=(*colour, 255),
                font=font, stroke_width=1, stroke_fill=(0, 0, 0, 255))
-  return np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
+  return _blended(image, [(layer, (0, 0))])
