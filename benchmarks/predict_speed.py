@@ -113,7 +113,8 @@ def video_frames_per_second(checkout: str, workdir: str, video: str, out: str) -
   """The frames/s `predict` in `checkout` prints for `video`."""
   printed = subprocess.run(
       [sys.executable, "-m", "kp_jax.predict", f"--workdir={os.path.abspath(workdir)}",
-       f"--output_dir={out}", video], cwd=checkout, capture_output=True, text=True, check=True,
+       f"--output_dir={out}", os.path.abspath(video)], cwd=checkout, capture_output=True,
+      text=True, check=True,
       env={**os.environ, "PYTHONPATH": os.path.abspath(checkout)}).stdout
   return float(re.search(r"at ([0-9.]+) frames/s", printed).group(1))
 
