@@ -6,7 +6,7 @@ frames/s on a video, or the milliseconds of drawing one overlay.
   python benchmarks/predict_speed.py --workdir W --frames 200 [--size 640x480]
       [--project P] [--suffix jpg] [--encodings] [--checkouts . /path/to/older/checkout]
   python benchmarks/predict_speed.py --workdir W --video V.mp4 [--size 1280x1024]
-      [--checkouts ...]
+      [--checkouts ...] [-- predict's flags, e.g. --nooverlay]
   python benchmarks/predict_speed.py --drawing [--checkouts ...]
 
 The pictures: `--frames` copies of the project's labelled frames (cycled), resized to --size,
@@ -109,12 +109,13 @@ def resized_video(path: str, size, folder: str) -> str:
   return copy
 
 
-def video_frames_per_second(checkout: str, workdir: str, video: str, out: str) -> float:
+def video_frames_per_second(checkout: str, workdir: str, video: str, out: str,
+                            predict_flags=()) -> float:
   """The frames/s `predict` in `checkout` prints for `video`."""
   printed = subprocess.run(
       [sys.executable, "-m", "kp_jax.predict", f"--workdir={os.path.abspath(workdir)}",
-       f"--output_dir={out}", os.path.abspath(video)], cwd=checkout, capture_output=True,
-      text=True, check=True,
+       f"--output_dir={out}", *predict_flags, os.path.abspath(video)], cwd=checkout,
+      capture_output=True, text=True, check=True,
       env={**os.environ, "PYTHONPATH": os.path.abspath(checkout)}).stdout
   return float(re.search(r"at ([0-9.]+) frames/s", printed).group(1))
 
@@ -167,6 +168,7 @@ def main():
                                                            "1920x1080"])
   parser.add_argument("--calls", type=int, default=50)
   parser.add_argument("--drawing_child", help=argparse.SUPPRESS)  # a checkout's kp_jax, timed
+  parser.add_argument("predict_flags", nargs="*", help="after --: predict's, with --video")
   args = parser.parse_args()
   frame_sizes = [tuple(int(v) for v in s.split("x")) for s in args.frame_sizes]
   if args.drawing_child:
@@ -181,8 +183,8 @@ def main():
           f"\n|---|---|{'---|' * len(frame_sizes)}")
   elif args.video:
     video = resized_video(args.video, size, folder)
-    print(f"{args.workdir}: {video}; {machine_line()}\n\n| checkout | commit | frames/s |\n"
-          "|---|---|---|")
+    print(f"{args.workdir}: {video} {' '.join(args.predict_flags)}; {machine_line()}\n\n"
+          "| checkout | commit | frames/s |\n|---|---|---|")
   else:
     paths = write_pictures(folder, args.frames, args.project, size, args.suffix)
     print(f"{args.workdir}: {len(paths)} {args.suffix} pictures "
@@ -203,8 +205,8 @@ def main():
       cells = [f"{a:.2f}, {b:.2f}" for a, b in json.loads(printed.splitlines()[-1]).values()]
       print(f"| {checkout} | {commit} | {' | '.join(cells)} |", flush=True)
     elif args.video:
-      print(f"| {checkout} | {commit} | "
-            f"{video_frames_per_second(checkout, args.workdir, video, out):.1f} |", flush=True)
+      rate = video_frames_per_second(checkout, args.workdir, video, out, args.predict_flags)
+      print(f"| {checkout} | {commit} | {rate:.1f} |", flush=True)
     else:
       seconds, peak_gb = timed(checkout, args.workdir, paths, out)
       first, _ = timed(checkout, args.workdir, paths[:args.first], out + "_first")

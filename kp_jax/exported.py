@@ -25,7 +25,9 @@ kp_jax/poses.py).
 
 import argparse
 import collections
+import concurrent.futures
 import csv
+import functools
 import io
 import json
 import os
@@ -110,9 +112,11 @@ OVERLAY_PRESET = "veryfast"
 
 class VideoWriter:
   """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs), with x264's
-  `preset`."""
+  `preset`. Frames are drawn (when given as callables) and encoded on a thread of their own,
+  at most `ahead` behind the caller, so a video's next frames are decoded and predicted while
+  the last ones are drawn and encoded."""
 
-  def __init__(self, path: str, fps: float, preset: str = "medium"):
+  def __init__(self, path: str, fps: float, preset: str = "medium", ahead: int = 16):
     import av  # noqa: PLC0415 -- only videos need it
 
     self.container = av.open(path, "w")
@@ -120,8 +124,18 @@ class VideoWriter:
     self.stream.pix_fmt = "yuv420p"
     self.stream.options = {"crf": "20", "preset": preset}
     self.av, self.size = av, None
+    self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="VideoWriter")
+    self.pending, self.ahead = collections.deque(), ahead
 
-  def write(self, frame: np.ndarray):
+  def write(self, frame):
+    """Adds a uint8 frame [h, w, 3], or a callable that returns one (called on the writer's
+    thread); an error of an earlier frame is raised here."""
+    self.pending.append(self.thread.submit(self._encode, frame))
+    while len(self.pending) > self.ahead:
+      self.pending.popleft().result()
+
+  def _encode(self, frame):
+    frame = frame() if callable(frame) else frame
     h, w = frame.shape[:2]
     if self.size is None:  # the stream's size is set by the first frame
       self.size = h + h % 2, w + w % 2
@@ -131,9 +145,14 @@ class VideoWriter:
       self.container.mux(packet)
 
   def close(self):
-    for packet in self.stream.encode():
-      self.container.mux(packet)
-    self.container.close()
+    try:
+      while self.pending:
+        self.pending.popleft().result()
+      for packet in self.stream.encode():
+        self.container.mux(packet)
+    finally:
+      self.thread.shutdown(cancel_futures=True)
+      self.container.close()
 
 
 def box_matrix(box, input_hw, padding: float = 1.0, udp: bool = False) -> np.ndarray:
@@ -474,7 +493,8 @@ def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8,
       frame = in_flight.popleft()
       frames_values.append(keypoint_values(points, likelihood, cutoff))
       if writer:
-        writer.write(draw.draw_frame(frame, points, likelihood, model.names, skeleton, cutoff))
+        writer.write(functools.partial(draw.draw_frame, frame, points, likelihood, model.names,
+                                       skeleton, cutoff))
     record = {"frames": frames_values}
   else:
     for instances in model.tracked_frames(model_frames(), box, batch_size):
@@ -482,9 +502,9 @@ def on_video(model: ExportedModel, path: str, box=None, batch_size: int = 8,
       frames_values.append([instance_record(model.names, x, cutoff, track=x["track"])
                             for x in instances])
       if writer:
-        writer.write(draw.draw_instances(
-            frame, [(x["track"], x["keypoints"], x["likelihood"]) for x in instances],
-            skeleton, cutoff))
+        writer.write(functools.partial(
+            draw.draw_instances, frame,
+            [(x["track"], x["keypoints"], x["likelihood"]) for x in instances], skeleton, cutoff))
     record = tracked_record(frames_values)
   if writer:
     writer.close()

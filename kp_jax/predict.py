@@ -6,13 +6,15 @@
 
 Into --output_dir (default WORKDIR/predictions), in each image's own pixels:
   images  `keypoints.json` ({image path: {keypoint name: [x, y, likelihood]}}) and an overlay
-          per image, `<name>_keypoints.jpg` of a JPEG, else `<name>_keypoints.png`;
+          per image, `<name>_keypoints.jpg` of a JPEG, else `<name>_keypoints.png`
+          (`--nooverlay`: none);
   videos  `<name>_keypoints.csv` (DeepLabCut's analysis layout: scorer / bodyparts / coords
           header rows, then x, y, likelihood per body part and frame), `<name>_keypoints.json`
           ({"keypoints": names, "fps", "frames": [[[x, y, likelihood], ...], ...], the
           "likelihood_cutoff" used, the run's own "run_likelihood_cutoff" and whether frames
           were turned "upright"}) and the overlay
-          video `<name>_labeled.mp4`; `kp-jax pick-frames` picks frames to label from it.
+          video `<name>_labeled.mp4` (`--nooverlay`: none); `kp-jax pick-frames` picks
+          frames to label from it.
 A two-stage model of several instances per image (data.instances.max_instances > 1) finds every
 instance scoring at least --score_threshold (default the run's two_stage.score_threshold),
 duplicates removed by OKS-NMS (kp_jax.poses):
@@ -32,6 +34,7 @@ Keypoints whose likelihood is under the cutoff (--likelihood_cutoff, default the
 
 import collections
 import concurrent.futures
+import functools
 import json
 import os
 import sys
@@ -71,11 +74,11 @@ def _draw_instances(predictor, frame, instances, ids) -> np.ndarray:
 
 def predict_files(workdir: str, paths, output_dir: str | None = None, box=None,
                   likelihood_cutoff: float | None = None, score_threshold: float | None = None,
-                  batch_size: int = 8, scale: float = 1.0) -> dict:
+                  batch_size: int = 8, scale: float = 1.0, overlay: bool = True) -> dict:
   """`workdir`'s best checkpoint on image files (`predict_images`)."""
   return predict_images(open_predictor(workdir, likelihood_cutoff, score_threshold, scale),
                         paths, output_dir or str(epath.Path(workdir) / "predictions"), box,
-                        batch_size)
+                        batch_size, overlay)
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -135,19 +138,20 @@ def _batches(decoded, batch_size: int, skipped: list):
     yield batch
 
 
-def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int = 8) -> dict:
-  """Keypoints of each image file: writes `keypoints.json` and an overlay per image into
-  `output_dir` (module docstring); returns what the JSON holds, in `paths`' order. Files are
-  decoded and overlays written by a pool of threads while the compiled predictor runs on
-  batches of `batch_size` images of one size; an unreadable file is named and skipped; long
-  lists print their progress."""
+def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int = 8,
+                   overlay: bool = True) -> dict:
+  """Keypoints of each image file: writes `keypoints.json` and, with `overlay`, an overlay per
+  image into `output_dir` (module docstring); returns what the JSON holds, in `paths`' order.
+  Files are decoded and overlays drawn and written by a pool of threads while the compiled
+  predictor runs on batches of `batch_size` images of one size; an unreadable file is named and
+  skipped; long lists print their progress."""
   multi = getattr(predictor, "multi_instance", False)
   output_dir = epath.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   results, skipped, writes = {}, [], []
   progress = Progress(len(paths), "images")
 
-  def save(path, overlay):
+  def save(path, drawing):
     stem, extension = os.path.splitext(os.path.basename(path))
     # A photo's overlay a JPEG as the photo (as MMPose's), others a PNG quickly compressed:
     # PIL's default PNG level took 103 ms a 832x747 frame, level 1 29 ms for 13% more bytes
@@ -157,7 +161,7 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
     else:
       name, options = f"{stem}_keypoints.png", {"format": "PNG", "compress_level": 1}
     with (output_dir / name).open("wb") as f:
-      Image.fromarray(overlay).save(f, **options)
+      Image.fromarray(drawing()).save(f, **options)
 
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     decoded = _decoded(paths, predictor.image_shape[-1], predictor.upright, pool,
@@ -169,14 +173,17 @@ def predict_images(predictor, paths, output_dir: str, box=None, batch_size: int 
             predictor.on_frames(images))):
           results[path] = [instance_record(predictor.names, x, predictor.cutoff)
                            for x in instances]
-          writes.append(pool.submit(save, path, _draw_instances(
-              predictor, image, instances, range(1, len(instances) + 1))))
+          if overlay:
+            writes.append(pool.submit(save, path, functools.partial(
+                _draw_instances, predictor, image, instances, range(1, len(instances) + 1))))
       else:
         points, likelihood = predictor.on_images(
             images, predictor.crop_matrix(images.shape[1:3], box))
         for (path, image), p, l in zip(batch, points, likelihood):
           results[path] = dict(zip(predictor.names, keypoint_values(p, l, predictor.cutoff)))
-          writes.append(pool.submit(save, path, predictor.overlay(image, p, l)))
+          if overlay:
+            writes.append(pool.submit(save, path,
+                                      functools.partial(predictor.overlay, image, p, l)))
       progress.update(len(batch))
     for write in writes:
       write.result()  # an overlay that could not be written stops here, named
@@ -236,7 +243,7 @@ class _SingleVideo:
     points, likelihood = predictor.on_images(images, matrix)
     for frame, p, l in zip(frames, points, likelihood):
       self.values.append(keypoint_values(p, l, predictor.cutoff))
-      yield predictor.overlay(frame, p, l)
+      yield functools.partial(predictor.overlay, frame, p, l)
 
   def write(self, out: dict, header: dict):
     names = self.predictor.names
@@ -271,7 +278,7 @@ class _TrackedVideo:
                                      [x["box"] for x in instances], **predictor.tracking)
       self.frames.append([instance_record(predictor.names, x, predictor.cutoff, track=i)
                           for i, x in zip(ids, instances)])
-      yield _draw_instances(predictor, frame, instances, ids)
+      yield functools.partial(_draw_instances, predictor, frame, instances, ids)
 
   def write(self, out: dict, header: dict):
     record = {**header, **tracked_record(self.frames)}
@@ -291,10 +298,10 @@ class _TrackedVideo:
 
 def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: str,
                   output_dir: str, batch_size: int = 8, box=None, smooth: str | None = None,
-                  jump_px: float = 20.0) -> dict:
-  """Keypoints of every frame of `path`: writes the CSV, JSON and overlay video (module
-  docstring); returns {"frames", "fps", "frames_per_second", "csv", "json", "video"} (and
-  "slp" for a run on SLEAP labels) and, for one instance a frame, "jumps": per keypoint the
+                  jump_px: float = 20.0, overlay: bool = True) -> dict:
+  """Keypoints of every frame of `path`: writes the CSV, JSON and with `overlay` the overlay
+  video (module docstring); returns {"frames", "fps", "frames_per_second", "csv", "json"} (and
+  "video" with `overlay`, "slp" for a run on SLEAP labels) and, for one instance a frame, "jumps": per keypoint the
   share of frames where it moved more than `jump_px` from the frame before
   (kp_jax.smoothing.jumps), with `smooth` ("median" or "kalman") also "smoothed_csv" and
   "smoothed_jumps"."""
@@ -307,8 +314,10 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
   fps, frames = read_video(path, predictor.upright)
   epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
   stem = os.path.splitext(os.path.basename(path))[0]
-  out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}") for kind, suffix in
-         (("csv", "keypoints.csv"), ("json", "keypoints.json"), ("video", "labeled.mp4"))}
+  suffixes = {"csv": "keypoints.csv", "json": "keypoints.json",
+              **({"video": "labeled.mp4"} if overlay else {})}
+  out = {kind: str(epath.Path(output_dir) / f"{stem}_{suffix}")
+         for kind, suffix in suffixes.items()}
   if smooth:
     out["smoothed_csv"] = str(epath.Path(output_dir) / f"{stem}_keypoints_{smooth}.csv")
   video = _TrackedVideo(predictor) if multi_instance else _SingleVideo(predictor, smooth)
@@ -317,13 +326,14 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
   # The encoder writes a local file (MP4 seeks back to finish it), copied to output_dir after.
   with tempfile.TemporaryDirectory() as local:
     local_video = os.path.join(local, "labeled.mp4")
-    writer = VideoWriter(local_video, fps, OVERLAY_PRESET)
+    writer = VideoWriter(local_video, fps, OVERLAY_PRESET) if overlay else None
 
     def flush():
       channels = predictor.image_shape[-1]  # a grey model's frames: PIL's grey, as training's
       images = np.stack([in_channels(Image.fromarray(frame), channels) for frame in batch])
-      for overlay in video.add(batch, images, matrix):
-        writer.write(overlay)
+      for drawing in video.add(batch, images, matrix):  # drawn on the writer's thread
+        if writer:
+          writer.write(drawing)
       batch.clear()
 
     for frame in frames:
@@ -335,8 +345,9 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
         flush()
     if batch:
       flush()
-    writer.close()
-    epath.Path(local_video).copy(out["video"], overwrite=True)
+    if writer:
+      writer.close()
+      epath.Path(local_video).copy(out["video"], overwrite=True)
   seconds = time.perf_counter() - start
   if not count:
     raise ValueError(f"{path} has no video frames.")
@@ -396,23 +407,24 @@ def main(argv):
                              args.scale)
   if images:
     start = time.perf_counter()
-    results = predict_images(predictor, images, output_dir, box, args.batch_size)
+    results = predict_images(predictor, images, output_dir, box, args.batch_size, args.overlay)
     seconds = time.perf_counter() - start
     if args.json:
       print(json.dumps(results, indent=2))
     skipped = len(images) - len(results)
     print(f"{len(results)} images in {seconds:.1f} s ({len(results) / seconds:.1f} images/s, "
-          f"compilation included) -> {epath.Path(output_dir) / 'keypoints.json'} and an "
-          f"overlay each in {output_dir}" + (f"; {skipped} unreadable, skipped" if skipped
-                                             else ""))
+          f"compilation included) -> {epath.Path(output_dir) / 'keypoints.json'}"
+          + (f" and an overlay each in {output_dir}" if args.overlay else "")
+          + (f"; {skipped} unreadable, skipped" if skipped else ""))
   if videos:
     epath.Path(output_dir).mkdir(parents=True, exist_ok=True)
     for path in videos:
       result = predict_video(predictor, path, output_dir, box=box, smooth=args.smooth,
-                             jump_px=args.jump_px)
+                             jump_px=args.jump_px, overlay=args.overlay)
+      written = [result[kind] for kind in ("csv", "video", "smoothed_csv") if kind in result]
       print(f"{path}: {result['frames']} frames at {result['frames_per_second']:.1f} frames/s "
-            f"(decoding, prediction, drawing and encoding) -> {result['csv']}, "
-            f"{result['video']}" + (f", {result['smoothed_csv']}" if args.smooth else ""))
+            f"(decoding, prediction{', drawing and encoding' if args.overlay else ''}) -> "
+            f"{', '.join(written)}")
       if "jumps" in result:
         print(jitter_table(result, args.jump_px))
 
@@ -436,6 +448,10 @@ if __name__ == "__main__":  # flags only for the command, so the module imports 
                      "them at their training size.")
   flags.DEFINE_bool("json", False, "Also print the images' keypoints (keypoints.json) on "
                     "stdout.")
+  flags.DEFINE_bool("overlay", True, "Draw the keypoints: an overlay per image, and per video "
+                    "<name>_labeled.mp4 (DeepLabCut's create_labeled_video). --nooverlay "
+                    "writes the keypoints alone, as DeepLabCut's analyze_videos: drawing and "
+                    "encoding the overlay video is most of predict's time on a large video.")
   flags.DEFINE_bool("verbose", False, "Show the libraries' (TensorFlow, XLA, Orbax) INFO logs.")
   flags.DEFINE_float("score_threshold", None, "Several-instance two-stage models: instances "
                      "scoring under it are dropped; default: the run's "

@@ -122,11 +122,17 @@ def test_batched_prediction_keeps_order_and_skips_a_named_bad_file(trained, tmp_
   batched = predict.predict_images(predictor, paths, str(tmp_path / "batched"), batch_size=4)
   assert list(batched) == [p for p in paths if p != str(bad)]
   assert any("broken.png" in r.getMessage() for r in caplog.records)
-  single = predict.predict_images(predictor, paths, str(tmp_path / "single"), batch_size=1)
+  single = predict.predict_images(predictor, paths, str(tmp_path / "single"), batch_size=1,
+                                  overlay=False)
   for path in batched:  # one compiled function either way: batch sizes of one program family
     np.testing.assert_allclose(np.array(list(batched[path].values()), float),
                                np.array(list(single[path].values()), float), atol=1e-4)
   assert json.load(open(tmp_path / "batched" / "keypoints.json")) == batched
+  # An overlay per image read, of its size; none without overlays.
+  assert sorted(os.listdir(tmp_path / "batched")) == sorted(
+      ["keypoints.json"] + [f"img{i}_keypoints.png" for i in range(5)])
+  assert Image.open(tmp_path / "batched" / "img1_keypoints.png").size == (30, 60)
+  assert os.listdir(tmp_path / "single") == ["keypoints.json"]
 
 
 def test_jitter_table_gives_each_keypoints_share_and_says_what_a_dash_means():

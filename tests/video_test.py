@@ -164,3 +164,11 @@ def test_a_run_learns_from_the_project_video(data_dir, project_with_video, tmp_p
   assert set(out["jumps"]) == set(out["smoothed_jumps"]) == set(BODYPARTS)
   assert os.path.exists(out["smoothed_csv"])
   assert "| **mean** |" in predict.jitter_table(out, 20.0)
+  # Without the overlay video: the same keypoints, and no video.
+  bare = predict.predict_video(predict.Predictor(workdir, likelihood_cutoff=0.0),
+                               os.path.join(project_with_video, "videos", "session.mp4"),
+                               str(tmp_path / "bare"), overlay=False)
+  assert "video" not in bare and os.path.exists(out["video"])
+  assert sorted(os.listdir(tmp_path / "bare")) == ["session_keypoints.csv",
+                                                   "session_keypoints.json"]
+  assert open(bare["csv"]).read() == open(out["csv"]).read()
