@@ -58,6 +58,26 @@ def test_clips_are_consecutive_frames_from_a_random_offset(tmp_path):
   assert len(epochs) > 1  # another offset from epoch to epoch
 
 
+def test_the_writer_keeps_frames_in_order_and_raises_a_drawings_error(tmp_path):
+  """Frames given as callables are drawn on the writer's thread, in the order written; a
+  drawing that fails raises at close, not silently."""
+  path = tmp_path / "drawn.mp4"
+  writer = exported.VideoWriter(str(path), 10, ahead=3)
+  for i in range(12):  # arrays and drawings mixed, more than `ahead` of them
+    image = np.full((*FRAME_HW, 3), 20, np.uint8)
+    image[10:15, 4 + i:9 + i] = 230
+    writer.write(image if i % 2 else (lambda image=image: image))
+  writer.close()
+  assert [dot_x(f) for f in exported.read_video(str(path))[1]] == [4 + i for i in range(12)]
+
+  def broken():
+    raise ValueError("a drawing failed")
+  writer = exported.VideoWriter(str(tmp_path / "broken.mp4"), 10)
+  writer.write(broken)
+  with pytest.raises(ValueError, match="a drawing failed"):
+    writer.close()
+
+
 def test_unreadable_and_truncated_videos(tmp_path, caplog):
   good, broken, cut = tmp_path / "good.mp4", tmp_path / "broken.mp4", tmp_path / "cut.mp4"
   write_moving_dot(good, 12)
