@@ -129,7 +129,8 @@ class VideoWriter:
 
   def write(self, frame):
     """Adds a uint8 frame [h, w, 3], or a callable that returns one (called on the writer's
-    thread); an error of an earlier frame is raised here."""
+    thread; the frame is encoded later, so it must not be changed after); an error of an
+    earlier frame is raised here."""
     self.pending.append(self.thread.submit(self._encode, frame))
     while len(self.pending) > self.ahead:
       self.pending.popleft().result()
