@@ -301,10 +301,10 @@ def predict_video(predictor: "Predictor | two_stage.FindRefinePredictor", path: 
                   jump_px: float = 20.0, overlay: bool = True) -> dict:
   """Keypoints of every frame of `path`: writes the CSV, JSON and with `overlay` the overlay
   video (module docstring); returns {"frames", "fps", "frames_per_second", "csv", "json"} (and
-  "video" with `overlay`, "slp" for a run on SLEAP labels) and, for one instance a frame, "jumps": per keypoint the
-  share of frames where it moved more than `jump_px` from the frame before
-  (kp_jax.smoothing.jumps), with `smooth` ("median" or "kalman") also "smoothed_csv" and
-  "smoothed_jumps"."""
+  "video" with `overlay`, "slp" for a run on SLEAP labels) and, for one instance a frame,
+  "jumps": per keypoint the share of frames where it moved more than `jump_px` from the frame
+  before (kp_jax.smoothing.jumps), with `smooth` ("median" or "kalman") also "smoothed_csv"
+  and "smoothed_jumps"."""
   multi_instance = getattr(predictor, "multi_instance", False)
   if smooth and multi_instance:
     raise ValueError("--smooth smooths one animal's trajectory: this run tracks several "

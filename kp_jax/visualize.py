@@ -46,9 +46,9 @@ def _legend(labels, colors, opaque, size: int) -> Image.Image:
   """A transparent RGBA image of a colour square and a label per keypoint, one line each; a
   label is (name, its value or ""), the value after the name."""
   line = size + 4
-  rows = [[_text(text, size, 255 if shown else 140)
+  rows = [[_text(text, size, 255 if bright else 140)
            for text in ((f"{name} ", value) if value else (name,))]
-          for (name, value), shown in zip(labels, opaque)]
+          for (name, value), bright in zip(labels, opaque)]
   width = line + max(round(sum(advance for _, advance in row[:-1])) + row[-1][0].width
                      for row in rows)
   legend = Image.new("RGBA", (width, len(rows) * line), (0, 0, 0, 0))
@@ -79,8 +79,9 @@ def _blended(image, layers) -> np.ndarray:
     top = np.asarray(layer.crop((x0, y0, x1, y1)))
     drawn = top[..., 3] > 0
     region = out[y + y0:y + y1, x + x0:x + x1]
-    colour, alpha = top[drawn][:, :3].astype(np.uint16), top[drawn][:, 3:].astype(np.uint16)
-    region[drawn] = (colour * alpha + region[drawn] * (255 - alpha) + 127) // 255  # < 2 ** 16
+    colour = top[drawn].astype(np.uint16)  # [n, 4]; 255 * 255 + 127 fits
+    alpha = colour[:, 3:]
+    region[drawn] = (colour[:, :3] * alpha + region[drawn] * (255 - alpha) + 127) // 255
   return out
 
 
