@@ -178,9 +178,9 @@ def main():
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
   folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
   if args.drawing:
+    columns = " | ".join(f"{s}: frame, instances" for s in args.frame_sizes)
     print(f"ms to draw one overlay (median of {args.calls}); {machine_line()}\n\n"
-          f"| checkout | commit | {' | '.join(f'{s}: frame, instances' for s in args.frame_sizes)} |"
-          f"\n|---|---|{'---|' * len(frame_sizes)}")
+          f"| checkout | commit | {columns} |\n|---|---|{'---|' * len(frame_sizes)}")
   elif args.video:
     video = resized_video(args.video, size, folder)
     print(f"{args.workdir}: {video} {' '.join(args.predict_flags)}; {machine_line()}\n\n"
