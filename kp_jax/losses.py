@@ -38,6 +38,16 @@ def wing(error, visible, width: float = 10.0, curvature: float = 2.0):
 COORDINATE_LOSSES = {"l2": l2, "l1": l1, "smooth_l1": smooth_l1, "wing": wing}
 
 
-def heatmap_mse(pred_maps, target_maps, visible):
-  """Mean squared error over maps [B, h, w, K], each map weighted by its keypoint's visibility."""
-  return jnp.mean((pred_maps - target_maps) ** 2 * visible[:, None, None, :])
+def heatmap_mse(pred_maps, target_maps, weight):
+  """Mean squared error over maps [B, h, w, K], each pixel weighted by `weight` (broadcast to
+  the maps: a keypoint's visibility [B, 1, 1, K], or a mask of pixels)."""
+  return jnp.mean((pred_maps - target_maps) ** 2 * weight)
+
+
+def heatmap_bce(logit_maps, target_maps, weight):
+  """Binary cross-entropy of sigmoid(logit_maps) against targets in [0, 1], weighted and
+  averaged as heatmap_mse (DeepLabCut 3's WeightedBCECriterion)."""
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logit_maps, target_maps) * weight)
+
+
+HEATMAP_LOSSES = {"mse": heatmap_mse, "bce": heatmap_bce}

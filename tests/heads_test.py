@@ -9,6 +9,7 @@ from kp_jax.models import create_model
 HEADS = {
     "regression": {"name": "regression", "hidden": (16,), "pool": "avg", "loss": "wing"},
     "heatmap": {"name": "heatmap", "features": 8, "sigma": 1.5},
+    "heatmap_bce": {"name": "heatmap", "features": 8, "sigma": 1.5, "loss": "bce"},
     "integral": {"name": "integral", "features": 8, "loss": "l1"},
 }
 BACKBONE = {"name": "resnet", "stage_sizes": (1, 1), "width": 8, "output_stride": 8,
@@ -53,6 +54,26 @@ def test_heatmap_loss_is_zero_at_the_target_and_decodes_to_the_keypoints():
   nearest = np.exp(-np.sum((offset - np.round(offset)) ** 2, -1) / (2 * 1.5**2))
   np.testing.assert_allclose(head.likelihood({"maps": target}), nearest, rtol=1e-5)
   np.testing.assert_array_equal(head.likelihood({"maps": -target}), 0.0)  # clipped to [0, 1]
+
+
+def logit(p):
+  return jnp.log(p) - jnp.log1p(-p)
+
+
+def test_bce_heatmap_reads_its_logits_as_the_mse_heatmap_reads_its_maps():
+  (_, mse), (_, bce) = (create_model({"dtype": "float32", "backbone": BACKBONE,
+                                      "head": HEADS[name]}, 3, (32, 32))
+                        for name in ("heatmap", "heatmap_bce"))
+  data = batch()
+  probabilities = 0.01 + 0.98 * heatmaps.gaussian_maps(data["keypoints"], (8, 8), 4, 1.5)
+  as_logits = {"maps": logit(probabilities)}
+  np.testing.assert_allclose(bce.decode(as_logits), mse.decode({"maps": probabilities}),
+                             atol=1e-3)  # input pixels; DARK's log of a float32 sigmoid
+  np.testing.assert_allclose(bce.likelihood(as_logits), mse.likelihood({"maps": probabilities}),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match=r"loss='l1': choose one of \['bce', 'mse'\]"):
+    create_model({"dtype": "float32", "backbone": BACKBONE,
+                  "head": {**HEADS["heatmap"], "loss": "l1"}}, 3, (32, 32))
 
 
 def test_integral_likelihood_is_the_softmax_mass_around_the_peak():
@@ -140,3 +161,10 @@ def test_unlabelled_keypoints_can_train_towards_empty_maps():
   # Labelled maps: 0.5 off everywhere; unlabelled ones are compared with an empty map.
   want = np.where(visible[:, None, None, :] > 0, 0.25, np.asarray(maps) ** 2).mean()
   assert float(absent.compute_loss({"maps": maps}, data)) == pytest.approx(want, rel=1e-5)
+  # The same with binary cross-entropy: an unlabelled keypoint's map against an empty one.
+  _, absent_bce = create_model(
+      {**config, "head": {**HEADS["heatmap_bce"], "unlabelled_as_absent": True}}, 3, (32, 32))
+  p = 1 / (1 + np.exp(-np.asarray(maps, np.float64)))
+  t = np.asarray(target, np.float64) * visible[:, None, None, :]
+  want = np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p)))
+  assert float(absent_bce.compute_loss({"maps": maps}, data)) == pytest.approx(want, rel=1e-5)

@@ -34,4 +34,16 @@ def test_heatmap_mse_weights_maps_by_visibility():
   target = np.ones((1, 2, 2, 2), np.float32)
   target[..., 1] = 3.0
   # map 0 visible: 4 cells of error 1; map 1 invisible; mean over 8 cells.
-  assert float(losses.heatmap_mse(pred, target, np.array([[1.0, 0.0]]))) == pytest.approx(0.5)
+  visible = np.array([1.0, 0.0])[None, None, None]  # [B, 1, 1, K]
+  assert float(losses.heatmap_mse(pred, target, visible)) == pytest.approx(0.5)
+
+
+def test_heatmap_bce_is_the_weighted_mean_binary_cross_entropy_of_the_logits():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(0, 3, size=(2, 3, 4, 2))
+  target = rng.uniform(0, 1, size=logits.shape)
+  weight = np.array([[1.0, 0.0], [1.0, 1.0]])[:, None, None]  # [B, 1, 1, K]
+  p = 1 / (1 + np.exp(-logits))  # float64 reference
+  want = np.mean(-(target * np.log(p) + (1 - target) * np.log(1 - p)) * weight)
+  got = losses.heatmap_bce(logits.astype(np.float32), target.astype(np.float32), weight)
+  assert float(got) == pytest.approx(want, rel=1e-5)

@@ -198,6 +198,13 @@ def test_centre_head_finds_every_planted_instance():
   with_blob = {"maps": outputs["maps"].at[..., :1].add(blob)}
   assert float(head.compute_loss(with_blob, region)) == pytest.approx(0.0, abs=1e-8)
   assert float(head.compute_loss(with_blob, {**region, "ignore": jnp.zeros((1, 3))})) > 1e-4
+  # Trained by binary cross-entropy, the centre map is logits: the same map as logits gives
+  # the same instances, sizes and scores.
+  bce = heads.Centre(num_keypoints=3, image_hw=(32, 48), stride=4, sigma=1.0, loss="bce")
+  p = jnp.clip(maps, 1e-6, 1 - 1e-6)
+  as_logits = {"maps": outputs["maps"].at[..., :1].set(jnp.log(p) - jnp.log1p(-p))}
+  for got, want in zip(bce.detect(as_logits, 3), (centres, sizes, scores)):
+    np.testing.assert_allclose(got, want, atol=2e-3)
   # The evaluation pairs each labelled centre with its nearest peak, whatever their order.
   swapped = points[:, jnp.array([1, 0, 2])]
   matched, score = head.match_labels(head.decode(outputs), head.likelihood(outputs), swapped)

@@ -189,11 +189,25 @@ class Heatmap(_Maps):
   # (its annotators leave out body parts that are not visible), so the map's peak - the
   # likelihood - learns to say when a body part is absent.
   unlabelled_as_absent: bool = False
+  # "mse": the maps regress the targets (MMPose, SLEAP). "bce": the maps are logits, their
+  # sigmoid trained by binary cross-entropy towards the targets (DeepLabCut 3). It scores the
+  # maps on a log scale, so a roughly placed keypoint already pays; from scratch on a few dozen
+  # frames, MSE's maps can stay empty for thousands of steps (docs/deeplabcut.md).
+  loss: str = "mse"  # a key of kp_jax.losses.HEATMAP_LOSSES
 
   def __post_init__(self):
     if self.decoder not in heatmaps.DECODERS:
       raise ValueError(f"decoder={self.decoder!r}: choose one of {sorted(heatmaps.DECODERS)}.")
+    if self.loss not in losses.HEATMAP_LOSSES:
+      raise ValueError(f"loss={self.loss!r}: choose one of {sorted(losses.HEATMAP_LOSSES)}.")
     super().__post_init__()
+
+  def _map_loss(self, maps, target, weight):
+    return losses.HEATMAP_LOSSES[self.loss](maps, target, weight)
+
+  def _probabilities(self, maps):
+    """The maps as the targets are drawn: peaks near 1 at keypoints, 0 elsewhere."""
+    return jax.nn.sigmoid(maps) if self.loss == "bce" else maps
 
   def compute_loss(self, outputs, batch):
     maps = outputs["maps"]
@@ -203,18 +217,18 @@ class Heatmap(_Maps):
     else:
       target = heatmaps.gaussian_maps(batch["keypoints"], maps.shape[1:3], self.stride,
                                       self.sigma)
-    if not self.unlabelled_as_absent:
-      return losses.heatmap_mse(maps, target, batch["visible"])
-    visible = batch["visible"]
-    return losses.heatmap_mse(maps, target * visible[:, None, None, :], jnp.ones_like(visible))
+    visible = batch["visible"][:, None, None, :]
+    if self.unlabelled_as_absent:
+      return self._map_loss(maps, target * visible, 1.0)
+    return self._map_loss(maps, target, visible)
 
   def likelihood(self, outputs):
     """Each map's peak, clipped to [0, 1]: the targets peak at 1 on a labelled keypoint and
     are 0 elsewhere, so the peak reads as DeepLabCut's likelihood does."""
-    return jnp.clip(jnp.max(outputs["maps"], axis=(1, 2)), 0.0, 1.0)
+    return jnp.clip(jnp.max(self._probabilities(outputs["maps"]), axis=(1, 2)), 0.0, 1.0)
 
   def decode(self, outputs):
-    maps = outputs["maps"]
+    maps = self._probabilities(outputs["maps"])
     stride = 1 if self.udp else self.stride  # UDP: decoded in its map coordinates
     if self.decoder == "dark":
       points = heatmaps.decode_dark(maps, stride, self.blur_sigma)
@@ -278,8 +292,7 @@ class Centre(Heatmap):
     if "ignore" in batch:
       weight = 1.0 - self._inside(batch["keypoints"], batch["size"], batch["ignore"],
                                   maps.shape[1:3])
-    centre_loss = losses.heatmap_mse(maps * weight, target * weight,
-                                     jnp.ones_like(visible[:, :1]))
+    centre_loss = self._map_loss(maps, target, weight)
     error = (self._log_sizes_at(outputs, batch["keypoints"])
              - jnp.log(jnp.maximum(batch["size"], 1.0) / self.stride))
     size_loss = jnp.mean(jnp.sum(jnp.abs(error).sum(-1) * visible, -1))
@@ -317,7 +330,7 @@ class Centre(Heatmap):
     """Up to `max_instances` instances per image, best first: (centres [B, M, 2] and sizes
     [B, M, 2] in input pixels, scores [B, M] in [0, 1]). Fixed shapes, so it compiles into the
     step; the first instance is the map's maximum."""
-    maps = outputs["maps"][..., :1]
+    maps = self._probabilities(outputs["maps"][..., :1])
     peaks, scores = heatmaps.top_peaks(maps, max_instances)
     tiled = jnp.broadcast_to(maps, (*maps.shape[:3], max_instances))  # one map per peak
     centres = heatmaps.decode_dark(tiled, self.stride, self.blur_sigma, peak=peaks)
