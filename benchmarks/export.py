@@ -25,12 +25,11 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from machine import machine_line
+from machine import machine_line, scratch_folder
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from kp_jax import export, exported, predict, train  # noqa: E402
@@ -78,7 +77,7 @@ def main():
   parser.add_argument("--overlay", action="store_true", help="with --video: the runner also "
                       "draws and encodes the overlay video, as predict does")
   args = parser.parse_args()
-  scratch = tempfile.mkdtemp(prefix="kp_jax_export_bench_")
+  scratch = scratch_folder("kp_jax_export_bench_")
   workdir = args.workdir or short_run(args.config or "configs/default.py",
                                       os.path.join(scratch, "run"))
   predictor = predict.Predictor(workdir)

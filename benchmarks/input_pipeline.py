@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import cv2
@@ -32,7 +31,7 @@ import tensorflow as tf
 from PIL import Image
 
 from config_shapes import load_config
-from machine import machine_line
+from machine import machine_line, scratch_folder
 from kp_jax.data import files, pipeline, pixels, transforms
 from kp_jax.data.keypoints import COCO_PERSON
 
@@ -71,7 +70,7 @@ def write_coco_like(folder: str, num_images: int, seed: int = 0) -> str:
 def coco_like_config(num_images: int):
   """configs/coco_person.py reading `num_images` fresh --coco_like JPEGs."""
   config = load_config("configs/coco_person.py")
-  path = write_coco_like(tempfile.mkdtemp(prefix="kp_jax_coco_like_"), num_images)
+  path = write_coco_like(scratch_folder("kp_jax_coco_like_"), num_images)
   config.data.files, config.data.image_dirs = {"train": path, "validation": path}, {}
   return config
 
@@ -137,7 +136,7 @@ def time_ops(calls: int = 300):
   first row's."""
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  folder = tempfile.mkdtemp(prefix="kp_jax_coco_like_")
+  folder = scratch_folder("kp_jax_coco_like_")
   write_coco_like(folder, 1)
   encoded = tf.io.read_file(os.path.join(folder, "000001.jpg"))
   image = transforms.decode_image(encoded, 3)

@@ -1,8 +1,12 @@
-"""The machine a benchmark ran on: the line printed above its timings, as the docs quote it."""
+"""The machine a benchmark runs on: the line printed above its timings, as the docs quote it,
+and scratch space it leaves as it found it."""
 
+import atexit
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 import time
 
 
@@ -20,3 +24,11 @@ def cpu_model() -> str:
 def machine_line() -> str:
   """'CPU: <model>, <n> cores; <date>'."""
   return f"CPU: {cpu_model()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}"
+
+
+def scratch_folder(prefix: str) -> str:
+  """A new temporary folder, removed when the benchmark exits (its generated pictures, videos
+  and runs can take hundreds of MB)."""
+  folder = tempfile.mkdtemp(prefix=prefix)
+  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  return folder

@@ -32,13 +32,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 from PIL import Image
 
-from machine import machine_line
+from machine import machine_line, scratch_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -176,7 +175,7 @@ def main():
     print(json.dumps(drawing_milliseconds(frame_sizes, args.calls)))
     return
   size = tuple(int(v) for v in args.size.split("x")) if args.size else None
-  folder = tempfile.mkdtemp(prefix="kp_jax_predict_speed_")
+  folder = scratch_folder("kp_jax_predict_speed_")
   if args.drawing:
     columns = " | ".join(f"{s}: frame, instances" for s in args.frame_sizes)
     print(f"ms to draw one overlay (median of {args.calls}); {machine_line()}\n\n"

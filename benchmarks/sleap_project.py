@@ -14,13 +14,12 @@ Needs sleap-io (tests/requirements.txt).
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 import sleap_io
 
-from machine import machine_line
+from machine import machine_line, scratch_folder
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 from configs import deeplabcut as deeplabcut_config  # noqa: E402
@@ -38,7 +37,7 @@ def main():
   parser.add_argument("project", help="a DeepLabCut project folder (config.yaml, labeled-data/), "
                       "or a Lightning Pose one (CollectedData.csv, labeled-data/)")
   args = parser.parse_args()
-  scratch = tempfile.mkdtemp(prefix="kp_jax_sleap_")
+  scratch = scratch_folder("kp_jax_sleap_")
   os.environ["XDG_CACHE_HOME"] = os.path.join(scratch, "cache")  # a cold frame cache
   labels = sleap_io.load_dlc(deeplabcut.label_files(args.project)[0])
   package = os.path.join(scratch, "project.pkg.slp")

@@ -127,7 +127,7 @@ def test_mmpose_simplebaseline_converts_to_the_same_heatmaps(head_name, tmp_path
 
   # Every array must find its place: one more is named, not skipped.
   torch.save({**state, f"{head_name}.extra_layer.weight": torch.zeros(3)}, path)
-  with pytest.raises(ValueError, match=rf"no place in kp-jax's model: \['extra_layer.weight'\]"):
+  with pytest.raises(ValueError, match=r"no place in kp-jax's model: \['extra_layer.weight'\]"):
     pretrained.load(path, zero_variables(model, images))
 
 
