@@ -1,5 +1,7 @@
 """The default ResNet backbone with a heatmap head (stride-4 maps, Gaussian targets of sigma 2
-map pixels, MSE, DARK decoding), on the default benchmark and budget.
+map pixels, DARK decoding), on the default benchmark and budget. The maps are trained by binary
+cross-entropy: in the same run's budget it reached NME 0.072 where MSE reached 0.092
+(docs/models.md).
 
   python train.py --config configs/resnet_heatmap.py --workdir workdirs/resnet_heatmap
 """
@@ -12,5 +14,5 @@ def get_config():
   config.name = "resnet_heatmap"
   config.model.head = {"name": "heatmap", "stride": 4, "features": 32, "convs": 0,
                        "upsample": "deconv", "sigma": 2.0, "decoder": "dark",
-                       "blur_sigma": 0.0}
+                       "blur_sigma": 0.0, "loss": "bce"}
   return config
