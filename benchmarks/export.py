@@ -108,8 +108,8 @@ def main():
                      args.overlay and os.path.join(scratch, f"{fmt}_labeled.mp4"))))
   print(f"\n{workdir} (step {predictor.step}), input {predictor.image_shape}; "
         f"{machine_line()}\n")
-  video = args.video and (f" {os.path.basename(args.video)}: frames/s"
-                          f"{' with overlay' if args.overlay else ''} |")
+  video = (f" {os.path.basename(args.video)}: frames/s"
+           f"{' with overlay' if args.overlay else ''} |") if args.video else ""
   print("| format | runtime | batch 1: ms | batch 32: images/s | max difference (px) |" + video)
   print("| --- | --- | --- | --- | --- |" + " --- |" * bool(video))
   for name, runtime, one, many, difference, video_rate in rows:
