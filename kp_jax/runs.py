@@ -4,11 +4,9 @@ two stages' predictor (kp_jax/two_stage.py) build on it.
 """
 
 import dataclasses
-import functools
 import json
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -97,8 +95,8 @@ class Predictor(Drawing):
     run = load_run(workdir)
     self.config, self.step = run.config, run.step
     self._describe(run, likelihood_cutoff)
-    self._predict = jax.jit(functools.partial(
-        steps.predict, run.model.apply, head=run.head, flip_permutation=run.flip_permutation))
+    self._predict = steps.compiled_predict(run.model.apply, head=run.head,
+                                           flip_permutation=run.flip_permutation)
     self._variables = steps.eval_variables(run.state)
 
   def on_inputs(self, inputs):

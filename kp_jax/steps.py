@@ -269,6 +269,13 @@ def predict(apply_fn, variables, images, *, head, flip_permutation=None):
   return (points + mirrored) / 2, (likelihood + head.likelihood(outputs)[:, flip_permutation]) / 2
 
 
+def compiled_predict(apply_fn, *, head, flip_permutation=None):
+  """`predict` compiled for one model and head: (variables, images) -> (keypoints,
+  likelihoods)."""
+  return jax.jit(functools.partial(predict, apply_fn, head=head,
+                                   flip_permutation=flip_permutation))
+
+
 def eval_variables(state):
   return {"params": state.ema_params, "batch_stats": state.batch_stats}
 

@@ -7,7 +7,6 @@ docs/usage.md (metrics.jsonl, summary.json, predictions.png, TensorBoard events)
 
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 import signal
@@ -285,8 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         images = batch["image"][:visualize.GRID_COUNT]  # predict only the images drawn
         # Compiled: run op by op, the model was most of this stage's seconds (a dispatch and a
         # compile each op; docs/benchmarks.md, "The end of a training run").
-        predict = jax.jit(functools.partial(steps.predict, model.apply, head=head,
-                                            flip_permutation=flip_permutation))
+        predict = steps.compiled_predict(model.apply, head=head,
+                                         flip_permutation=flip_permutation)
         pred, likelihood = predict(steps.eval_variables(host_state),
                                    pixels.model_input(images, *image_stats))
         visualize.save_grid(epath.Path(workdir) / "predictions.png", images, np.asarray(pred),
