@@ -56,17 +56,13 @@ def test_heatmap_loss_is_zero_at_the_target_and_decodes_to_the_keypoints():
   np.testing.assert_array_equal(head.likelihood({"maps": -target}), 0.0)  # clipped to [0, 1]
 
 
-def logit(p):
-  return jnp.log(p) - jnp.log1p(-p)
-
-
 def test_bce_heatmap_reads_its_logits_as_the_mse_heatmap_reads_its_maps():
   (_, mse), (_, bce) = (create_model({"dtype": "float32", "backbone": BACKBONE,
                                       "head": HEADS[name]}, 3, (32, 32))
                         for name in ("heatmap", "heatmap_bce"))
   data = batch()
   probabilities = 0.01 + 0.98 * heatmaps.gaussian_maps(data["keypoints"], (8, 8), 4, 1.5)
-  as_logits = {"maps": logit(probabilities)}
+  as_logits = {"maps": jax.scipy.special.logit(probabilities)}
   np.testing.assert_allclose(bce.decode(as_logits), mse.decode({"maps": probabilities}),
                              atol=1e-3)  # input pixels; DARK's log of a float32 sigmoid
   np.testing.assert_allclose(bce.likelihood(as_logits), mse.likelihood({"maps": probabilities}),

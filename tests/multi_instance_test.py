@@ -7,6 +7,7 @@ import csv
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -201,8 +202,8 @@ def test_centre_head_finds_every_planted_instance():
   # Trained by binary cross-entropy, the centre map is logits: the same map as logits gives
   # the same instances, sizes and scores.
   bce = heads.Centre(num_keypoints=3, image_hw=(32, 48), stride=4, sigma=1.0, loss="bce")
-  p = jnp.clip(maps, 1e-6, 1 - 1e-6)
-  as_logits = {"maps": outputs["maps"].at[..., :1].set(jnp.log(p) - jnp.log1p(-p))}
+  logits = jax.scipy.special.logit(jnp.clip(maps, 1e-6, 1 - 1e-6))
+  as_logits = {"maps": outputs["maps"].at[..., :1].set(logits)}
   for got, want in zip(bce.detect(as_logits, 3), (centres, sizes, scores)):
     np.testing.assert_allclose(got, want, atol=2e-3)
   # The evaluation pairs each labelled centre with its nearest peak, whatever their order.
