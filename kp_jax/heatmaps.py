@@ -152,6 +152,17 @@ def soft_argmax(logits, stride: int):
   return from_map(jnp.stack([x, y], axis=-1), stride)
 
 
+def local_soft_argmax(logits, stride: int, radius: int):
+  """soft_argmax within the (2 radius + 1)^2 map pixels about each map's maximum: its gradient
+  can move a peak but not raise a second one elsewhere to pull the mean over. [B, h, w, K] ->
+  [B, K, 2] image pixels."""
+  peak = _argmax_2d(logits)[:, None, None]  # [B, 1, 1, K, 2]
+  h, w = logits.shape[1:3]
+  near = ((jnp.abs(jnp.arange(w)[:, None] - peak[..., 0]) <= radius)
+          & (jnp.abs(jnp.arange(h)[:, None, None] - peak[..., 1]) <= radius))
+  return soft_argmax(jnp.where(near, logits, -jnp.inf), stride)
+
+
 def peak_mass(logits):
   """The softmax(logits) probability in the 3x3 map pixels around each map's argmax:
   [B, h, w, K] -> [B, K] in [0, 1]."""

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 LOSSES = ("temporal", "pca", "multiview", "consistency")
-POINT_LOSSES = ("temporal", "pca", "multiview")  # on decoded keypoints: need their gradients
+POINT_LOSSES = ("temporal", "pca", "multiview")  # on keypoints with gradients (soft_decode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Unsupervised:
     matrix = jnp.repeat(batch["unlabelled_matrix"], t, axis=0)
     result = {}
     if any(self.weight(n) for n in POINT_LOSSES):
-      points = to_source(head.decode(outputs), matrix)  # [U * T, K, 2], the video's pixels
+      points = to_source(head.soft_decode(outputs), matrix)  # [U * T, K, 2], the video's pixels
       if self.weight("temporal"):
         likelihood = head.likelihood(outputs).reshape(u, t, -1)
         result["temporal"] = temporal_loss(points.reshape(u, t, *points.shape[1:]), likelihood,
@@ -172,11 +172,6 @@ def fit(config, source) -> Unsupervised | None:
   section = config.unsupervised
   names = list(source.spec.names)
   settings = {n: dict(section[n]) for n in LOSSES}
-  head_name = config.model.head.name
-  on_points = [n for n in POINT_LOSSES if settings[n]["weight"]]
-  if on_points and head_name != "integral":
-    raise ValueError(f"config.unsupervised: {on_points} need keypoints that carry gradients: "
-                     f"set config.model.head.name='integral' (not {head_name!r}).")
   if settings["consistency"]["weight"] and not config.optimizer.ema_decay:
     raise ValueError("config.unsupervised.consistency needs a teacher: set "
                      "config.optimizer.ema_decay (e.g. 0.99).")

@@ -72,6 +72,42 @@ def test_bce_heatmap_reads_its_logits_as_the_mse_heatmap_reads_its_maps():
                   "head": {**HEADS["heatmap"], "loss": "l1"}}, 3, (32, 32))
 
 
+def test_heatmap_soft_decode_is_the_centroid_of_the_maps_raised_to_its_power():
+  """soft_decode, the keypoints that losses on decoded points train: against a NumPy float64
+  centroid of random maps within 3 map pixels of their maxima, on Gaussian maps (BCE logits,
+  MSE maps, UDP's codec) the keypoints themselves, and finite gradients."""
+  rng = np.random.default_rng(3)
+  head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS["heatmap_bce"]},
+                      3, (32, 32))[1]
+  logits = rng.normal(0.0, 3.0, (2, 8, 8, 3))
+  weights = (1.0 / (1.0 + np.exp(-logits))) ** head.soft_decode_power
+  peak_y, peak_x = np.unravel_index(logits.reshape(2, 64, 3).argmax(1), (8, 8))  # [B, K] each
+  grid = np.arange(8.0)
+  weights *= ((np.abs(grid[None, None, :, None] - peak_x[:, None, None]) <= 3)
+              & (np.abs(grid[None, :, None, None] - peak_y[:, None, None]) <= 3))
+  weights /= weights.sum((1, 2), keepdims=True)
+  centroid = np.stack([np.einsum("bhwk,w->bk", weights, grid),
+                       np.einsum("bhwk,h->bk", weights, grid)], -1)
+  np.testing.assert_allclose(head.soft_decode({"maps": jnp.asarray(logits, jnp.float32)}),
+                             (centroid + 0.5) * 4 - 0.5, atol=1e-3)  # float32 softmax
+
+  keypoints = jnp.asarray(rng.uniform(40, 216, (2, 3, 2)), jnp.float32)
+  wide = {"dtype": "float32", "backbone": BACKBONE}
+  for loss in ("bce", "mse"):
+    for udp in (False, True):
+      _, head = create_model({**wide, "head": {**HEADS["heatmap"], "loss": loss, "udp": udp}},
+                             3, (256, 256))
+      maps = (heatmaps.udp_gaussian_maps(keypoints, (256, 256), (64, 64), 1.5) if udp
+              else heatmaps.gaussian_maps(keypoints, (64, 64), 4, 1.5))
+      maps = 0.01 + 0.98 * maps  # a background the centroid must not be pulled towards
+      outputs = {"maps": jax.scipy.special.logit(maps) if loss == "bce" else maps}
+      np.testing.assert_allclose(head.soft_decode(outputs), keypoints, atol=0.01,
+                                 err_msg=f"{loss}, udp={udp}")
+
+  grad = jax.grad(lambda m: head.soft_decode({"maps": m}).sum())(outputs["maps"])
+  assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+
+
 def test_integral_likelihood_is_the_softmax_mass_around_the_peak():
   _, head = create_model({"dtype": "float32", "backbone": BACKBONE, "head": HEADS["integral"]},
                          2, (32, 32))

@@ -1,12 +1,13 @@
 """Heads: a Flax module on the backbone's features, plus the loss and the decoder that go with it.
 
-Every head turns its outputs into keypoints [B, K, 2] in input-image pixels (`decode`), a
-likelihood per keypoint in [0, 1] (`likelihood`), and has a loss of the outputs and a batch
-(`compute_loss`). Pure JAX: no TensorFlow here.
+Every head turns its outputs into keypoints [B, K, 2] in input-image pixels (`decode`, and
+`soft_decode`: keypoints that carry gradients, for losses on them), a likelihood per keypoint
+in [0, 1] (`likelihood`), and has a loss of the outputs and a batch (`compute_loss`). Pure JAX:
+no TensorFlow here.
 
   regression  global features -> dense layers -> 2K sigmoid coordinates (the seed CNN's head)
-  heatmap     upsampling to a map per keypoint at `stride`; MSE to Gaussian targets; decoded by
-              argmax with quarter-offset or DARK sub-pixel refinement
+  heatmap     upsampling to a map per keypoint at `stride`; MSE or BCE to Gaussian targets;
+              decoded by argmax with quarter-offset or DARK sub-pixel refinement
   integral    the same maps, read by soft-argmax and trained on coordinates (DSNT-style)
   centre      instance centres and sizes (CenterNet), the first stage of find-then-refine
 """
@@ -108,6 +109,11 @@ class _Validated:
   def __post_init__(self):
     pass
 
+  def soft_decode(self, outputs):
+    """Keypoints [B, K, 2] with gradients, for losses on decoded keypoints (learning from
+    video): `decode` itself where it is differentiable."""
+    return self.decode(outputs)
+
   def match_labels(self, pred, likelihood, keypoints):
     """The predictions [B, K, 2] (and likelihoods [B, K]) in the order of the labelled
     `keypoints` [B, K, 2], for the metrics: the k-th output is the k-th keypoint."""
@@ -194,6 +200,12 @@ class Heatmap(_Maps):
   # maps on a log scale, so a roughly placed keypoint already pays; from scratch on a few dozen
   # frames, MSE's maps can stay empty for thousands of steps (docs/deeplabcut.md).
   loss: str = "mse"  # a key of kp_jax.losses.HEATMAP_LOSSES
+  # soft_decode: the centroid of each map's probabilities raised to this power, within this
+  # many map pixels of its maximum. A Gaussian peak stays a Gaussian about the same centre
+  # (sigma / sqrt(power)), so it is found without bias, and the window keeps the losses on
+  # these keypoints from moving them by raising a second peak elsewhere.
+  soft_decode_power: float = 4.0
+  soft_decode_radius: int = 3
 
   def __post_init__(self):
     if self.decoder not in heatmaps.DECODERS:
@@ -229,11 +241,25 @@ class Heatmap(_Maps):
 
   def decode(self, outputs):
     maps = self._probabilities(outputs["maps"])
-    stride = 1 if self.udp else self.stride  # UDP: decoded in its map coordinates
     if self.decoder == "dark":
-      points = heatmaps.decode_dark(maps, stride, self.blur_sigma)
-    else:
-      points = heatmaps.DECODERS[self.decoder](maps, stride)
+      return self._in_image(heatmaps.decode_dark(maps, self._stride, self.blur_sigma), maps)
+    return self._in_image(heatmaps.DECODERS[self.decoder](maps, self._stride), maps)
+
+  def soft_decode(self, outputs):
+    """The expected position under each map's probabilities ** soft_decode_power (normalised)
+    near its maximum: differentiable, where the argmax that decode starts from is not."""
+    maps = outputs["maps"]
+    log_p = (jax.nn.log_sigmoid(maps) if self.loss == "bce"
+             else jnp.log(jnp.clip(maps, 1e-6, None)))  # MSE's maps can dip below 0
+    points = heatmaps.local_soft_argmax(self.soft_decode_power * log_p, self._stride,
+                                        self.soft_decode_radius)
+    return self._in_image(points, maps)
+
+  @property
+  def _stride(self):
+    return 1 if self.udp else self.stride  # UDP: decoded in its map coordinates
+
+  def _in_image(self, points, maps):
     return heatmaps.udp_from_map(points, self.image_hw, maps.shape[1:3]) if self.udp else points
 
 
