@@ -19,7 +19,6 @@ obstacle markers move on their own, so they stay out of the pose PCA.
 from configs import deeplabcut, deeplabcut_whole_frame
 
 VARIANTS = ("", "whole_frame", "video")
-POINT_WEIGHT = 2e-4  # an experiment: the BCE heatmap head's loss is far smaller than L1's
 MIRROR_MOUSE_PARTS = ("paw1LH", "paw2LF", "paw3RF", "paw4RH", "tailBase", "tailMid", "nose")
 
 
@@ -30,16 +29,17 @@ def get_config(variant: str = ""):
   config.name = "_".join(filter(None, ("lightning_pose", variant)))
   if not variant:
     return config
+  config.model.head = {"name": "integral", "stride": 4, "features": 32, "loss": "l1"}
   config.num_train_steps = config.eval_every_steps = 1500
   config.data.input_size = (256, 256)  # 406x396 frames at 0.63x
   if variant == "video":
     data, unsupervised = config.data, config.unsupervised
     data.unlabelled_batch_size, data.clip_length = 1, 4
     data.same_point = tuple((f"{p}_top", f"{p}_bot") for p in MIRROR_MOUSE_PARTS)
-    unsupervised.temporal.weight = POINT_WEIGHT
-    unsupervised.pca.weight = POINT_WEIGHT
+    unsupervised.temporal.weight = 0.2
+    unsupervised.pca.weight = 0.2
     unsupervised.pca.keypoints = tuple(n for pair in data.same_point for n in pair)
-    unsupervised.multiview.weight = POINT_WEIGHT
+    unsupervised.multiview.weight = 0.2
     unsupervised.consistency.weight = 1.0
     config.optimizer.ema_decay = 0.99  # the consistency loss's teacher
   return config
