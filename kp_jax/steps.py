@@ -208,32 +208,34 @@ def train_step(state, batch, *, head, image_stats, ema_decay: float = 0.0,
   With `unsupervised` (kp_jax.unsupervised.Unsupervised) and the batch's clips of unlabelled
   frames (`unlabelled` [U, T, H, W, C], with their `unlabelled_matrix`, and for the
   consistency loss the EMA teacher's view `teacher` with its `teacher_matrix`), the clips go
-  through the same forward pass as the labelled images, and the weighted unsupervised losses
-  join the labelled one; each is reported unweighted (`unsupervised/<name>`) beside the
-  labelled loss (`supervised_loss`)."""
+  through a training-mode forward pass of their own, and the weighted unsupervised losses join
+  the labelled one; each is reported unweighted (`unsupervised/<name>`) beside the labelled
+  loss (`supervised_loss`)."""
   rng = jax.random.fold_in(jax.random.key(seed), state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   images = pixels.model_input(batch["image"], *image_stats)
   clips = batch.get("unlabelled") if unsupervised is not None else None
-  if clips is not None:  # one forward pass: BatchNorm sees labelled and unlabelled frames
-    frames = clips.reshape(-1, *clips.shape[2:])
-    images = jnp.concatenate([images, pixels.model_input(frames, *image_stats)])
+  if clips is not None:
+    frames = pixels.model_input(clips.reshape(-1, *clips.shape[2:]), *image_stats)
     teacher = None
     if "teacher" in batch:
       teacher = state.apply_fn(eval_variables(state), pixels.model_input(
           batch["teacher"].reshape(frames.shape), *image_stats))
-  labelled = len(batch["image"])
 
   def loss_fn(params):
-    outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                      images, train=True, mutable=["batch_stats"],
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    outputs, updates = state.apply_fn(variables, images, train=True, mutable=["batch_stats"],
                                       rngs={"dropout": rng})
-    loss = head.compute_loss(jax.tree.map(lambda x: x[:labelled], outputs), batch)
+    loss = head.compute_loss(outputs, batch)
     terms = {}
     if clips is not None:
-      terms = unsupervised.losses(head, jax.tree.map(lambda x: x[labelled:], outputs), batch,
-                                  teacher)
+      # A forward pass of their own: BatchNorm normalises a clip's nearly alike frames by
+      # their own statistics and drops their update. In the labelled frames' pass they kept a
+      # BCE heatmap model at empty maps (docs/video.md).
+      clip_outputs, _ = state.apply_fn(variables, frames, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": rng})
+      terms = unsupervised.losses(head, clip_outputs, batch, teacher)
     total = loss + unsupervised.total(terms, state.step) if terms else loss
     return total, (updates.get("batch_stats", {}), loss, terms)
 

@@ -139,3 +139,8 @@ def test_a_training_step_learns_from_clips(faces, head, on):
   # The optimiser's gradient statistics (the learning rate is still 0 at step 0): the clips'
   # losses reach the gradients.
   assert relative_difference(with_clips.opt_state, alone.opt_state) > 1e-3
+  # BatchNorm's running statistics come from the labelled frames alone (the clips have a
+  # forward pass of their own).
+  assert jax.tree.leaves(alone.batch_stats)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               with_clips.batch_stats, alone.batch_stats)
