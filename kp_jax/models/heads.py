@@ -221,6 +221,12 @@ class Heatmap(_Maps):
     """The maps as the targets are drawn: peaks near 1 at keypoints, 0 elsewhere."""
     return jax.nn.sigmoid(maps) if self.loss == "bce" else maps
 
+  def _log_probabilities(self, maps):
+    """log(_probabilities(maps)), computed stably from BCE's logits."""
+    if self.loss == "bce":
+      return jax.nn.log_sigmoid(maps)
+    return jnp.log(jnp.clip(maps, 1e-6, None))  # MSE's maps can dip below 0
+
   def compute_loss(self, outputs, batch):
     maps = outputs["maps"]
     if self.udp:
@@ -249,10 +255,8 @@ class Heatmap(_Maps):
     """The expected position under each map's probabilities ** soft_decode_power (normalised)
     near its maximum: differentiable, where the argmax that decode starts from is not."""
     maps = outputs["maps"]
-    log_p = (jax.nn.log_sigmoid(maps) if self.loss == "bce"
-             else jnp.log(jnp.clip(maps, 1e-6, None)))  # MSE's maps can dip below 0
-    points = heatmaps.local_soft_argmax(self.soft_decode_power * log_p, self._stride,
-                                        self.soft_decode_radius)
+    points = heatmaps.local_soft_argmax(self.soft_decode_power * self._log_probabilities(maps),
+                                        self._stride, self.soft_decode_radius)
     return self._in_image(points, maps)
 
   @property
